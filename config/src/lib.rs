@@ -1,0 +1,558 @@
+//! `mpay-config`: typed settings loaded with the `config` crate.
+//!
+//! Layers, later wins: the embedded `config/default.toml` ← (with `--demo`) the embedded
+//! `config/demo.toml` ← an optional file given with `--config PATH` ← the environment
+//! `MPAY__SECTION__KEY` (double underscore between levels, e.g. `MPAY__HTTP__BIND`).
+//!
+//! After deserialization every setting is checked ([`Settings::validate`]); an error names the
+//! key (e.g. `organizations[0].fiscal_code`) and the reason. Secrets are [`secrecy`] types and
+//! never printed.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
+use secrecy::SecretString;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The embedded defaults.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+/// The embedded demo organization.
+pub const DEMO_TOML: &str = include_str!("../demo.toml");
+
+/// A configuration that cannot be loaded: the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or the environment could not be read or has a wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is present but wrong.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Path of the key, e.g. `organizations[0].fiscal_code`.
+        key: String,
+        /// Why it is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// All settings of one node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// This node.
+    pub node: NodeSettings,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// REST API limits.
+    pub api: ApiSettings,
+    /// The intermediary (broker PA).
+    pub broker: BrokerSettings,
+    /// Timed jobs.
+    pub scheduler: SchedulerSettings,
+    /// Journal of exchanges.
+    pub journal: JournalSettings,
+    /// Actor watchdog.
+    pub watchdog: WatchdogSettings,
+    /// pagoPA stations of the broker.
+    #[serde(default)]
+    pub stations: Vec<StationSettings>,
+    /// Organizations (Enti Creditori) served.
+    #[serde(default)]
+    pub organizations: Vec<OrganizationSettings>,
+    /// Service catalogue (TipologiaServizio).
+    #[serde(default)]
+    pub services: Vec<ServiceSettings>,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Node id (logs, journal, cluster).
+    pub id: String,
+    /// Data directory (the store lives in a versioned folder under it).
+    pub data_dir: PathBuf,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Bind address, `host:port`.
+    pub bind: String,
+    /// Largest request body, bytes.
+    pub body_limit_bytes: usize,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Most positions in one bulk create.
+    pub bulk_limit: usize,
+    /// Largest page size of list endpoints.
+    pub max_page_limit: usize,
+}
+
+/// `[broker]`: the intermediary (idBrokerPA).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// Broker fiscal code (11 digits) or empty when not configured.
+    pub fiscal_code: String,
+    /// Station password for SOAP calls to the Node (`stPassword`), if any. Never printed.
+    #[serde(default)]
+    pub node_password: Option<SecretString>,
+    /// Subscription key for the Node's REST APIs. Never printed.
+    #[serde(default)]
+    pub node_subscription_key: Option<SecretString>,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Seconds between expiry/validity passes.
+    pub tick_secs: u64,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    /// Days an entry is kept.
+    pub retention_days: u32,
+    /// Most entries written in one batch.
+    pub batch_max: usize,
+    /// Longest wait before a batch is written, ms.
+    pub batch_interval_ms: u64,
+}
+
+/// `[watchdog]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSettings {
+    /// Check interval, ms.
+    pub interval_ms: u64,
+}
+
+/// `[[stations]]`: a station of the broker (idStation) and the organizations on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationSettings {
+    /// idStation, e.g. `01987654322_01` (stText35).
+    pub id: String,
+    /// Fiscal codes of the organizations served by this station.
+    pub organizations: Vec<String>,
+}
+
+/// MPay legacy codes of an organization (INTERFACES.md §1).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MpayCodes {
+    /// CodiceUtente (5 chars, e.g. `000RM`).
+    #[serde(default)]
+    pub codice_utente: String,
+    /// CodiceEnte (5 digits).
+    #[serde(default)]
+    pub codice_ente: String,
+    /// TipoUfficio (0..1 char).
+    #[serde(default)]
+    pub tipo_ufficio: String,
+    /// CodiceUfficio.
+    #[serde(default)]
+    pub codice_ufficio: String,
+}
+
+/// `[[organizations]]`: an Ente Creditore.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationSettings {
+    /// Fiscal code (11 digits).
+    pub fiscal_code: String,
+    /// Name.
+    pub name: String,
+    /// Notice aux digit: 0, 1, 2 or 3 (SPEC §7.1; only 3 for new notices).
+    pub aux_digit: u8,
+    /// Segregation code (aux 3), 0..=99.
+    #[serde(default)]
+    pub segregation_code: Option<u8>,
+    /// Application code (aux 0), 0..=99.
+    #[serde(default)]
+    pub application_code: Option<u8>,
+    /// Bank IBANs registered for the organization.
+    #[serde(default)]
+    pub ibans: Vec<String>,
+    /// Postal IBANs.
+    #[serde(default)]
+    pub postal_ibans: Vec<String>,
+    /// SHA-256 (hex) of the API keys accepted for this organization (`Ocp-Apim-Subscription-Key`).
+    /// Produce one with `mpay apikey hash KEY`.
+    #[serde(default)]
+    pub api_key_hashes: Vec<String>,
+    /// MPay legacy codes.
+    #[serde(default)]
+    pub mpay: MpayCodes,
+}
+
+impl OrganizationSettings {
+    /// The notice layout of this organization. Errors name the missing code.
+    pub fn layout(&self) -> Result<NoticeLayout, String> {
+        match self.aux_digit {
+            0 => self
+                .application_code
+                .map(|application_code| NoticeLayout::Aux0 { application_code })
+                .ok_or_else(|| "aux_digit 0 needs application_code".to_string()),
+            1 => Ok(NoticeLayout::Aux1),
+            2 => Ok(NoticeLayout::Aux2),
+            3 => self
+                .segregation_code
+                .map(|segregation_code| NoticeLayout::Aux3 { segregation_code })
+                .ok_or_else(|| "aux_digit 3 needs segregation_code".to_string()),
+            other => Err(format!("aux_digit must be 0, 1, 2 or 3, not {other}")),
+        }
+    }
+}
+
+/// How a service's amount is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AmountRule {
+    /// Fixed amount in cents.
+    Fixed {
+        /// Cents.
+        cents: i64,
+    },
+    /// Free amount between bounds, cents inclusive.
+    Range {
+        /// Lowest, cents.
+        min_cents: i64,
+        /// Highest, cents.
+        max_cents: i64,
+    },
+    /// Free amount.
+    Free,
+}
+
+/// `[[services]]`: a service of the catalogue (MPay TipologiaServizio).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Organization fiscal code.
+    pub organization: String,
+    /// TipologiaServizio code (e.g. `AOC`).
+    pub code: String,
+    /// Label (e.g. `LOCULI CIMITERIALI`).
+    pub label: String,
+    /// pagoPA taxonomy code (tassonomia), e.g. `9/0201133IM/`.
+    pub category: String,
+    /// IBAN credited.
+    pub iban: String,
+    /// Can a citizen pay it without a notice (spontaneous payment)?
+    #[serde(default)]
+    pub spontaneous: bool,
+    /// Amount rule.
+    pub amount: AmountRule,
+}
+
+/// Where the settings come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Layer the embedded demo organization.
+    pub demo: bool,
+    /// Optional file (TOML).
+    pub file: Option<PathBuf>,
+    /// Read `MPAY__*` from the environment.
+    pub env: bool,
+}
+
+impl Settings {
+    /// Loads and validates the settings from `sources`.
+    ///
+    /// Errors: [`ConfigError::Load`] for an unreadable file or a wrong type (the `config` crate
+    /// names the key), [`ConfigError::Invalid`] for a wrong value.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut b = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if sources.demo {
+            b = b.add_source(config::File::from_str(DEMO_TOML, config::FileFormat::Toml));
+        }
+        if let Some(path) = &sources.file {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            b = b.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        if sources.env {
+            b = b.add_source(
+                config::Environment::with_prefix("MPAY")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        let settings: Settings = b.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the values: fiscal codes (shape; check digit only warned about elsewhere — they are
+    /// matched, not judged), layouts, IBANs, hashes, references between sections.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node.id.trim().is_empty() {
+            return Err(invalid("node.id", "must not be empty"));
+        }
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() && !self.http.bind.contains(':')
+        {
+            return Err(invalid("http.bind", "must be host:port"));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return Err(invalid("http.body_limit_bytes", "must be at least 1024"));
+        }
+        if self.api.bulk_limit == 0 {
+            return Err(invalid("api.bulk_limit", "must be at least 1"));
+        }
+        if self.api.max_page_limit == 0 {
+            return Err(invalid("api.max_page_limit", "must be at least 1"));
+        }
+        if self.scheduler.tick_secs == 0 {
+            return Err(invalid("scheduler.tick_secs", "must be at least 1"));
+        }
+        if self.journal.batch_max == 0 {
+            return Err(invalid("journal.batch_max", "must be at least 1"));
+        }
+        if self.watchdog.interval_ms == 0 {
+            return Err(invalid("watchdog.interval_ms", "must be at least 1"));
+        }
+        if !self.broker.fiscal_code.is_empty() {
+            OrgFiscalCode::parse_unchecked(&self.broker.fiscal_code)
+                .map_err(|e| invalid("broker.fiscal_code", e.to_string()))?;
+        }
+        let mut seen = HashSet::new();
+        for (i, org) in self.organizations.iter().enumerate() {
+            let key = |k: &str| format!("organizations[{i}].{k}");
+            OrgFiscalCode::parse_unchecked(&org.fiscal_code)
+                .map_err(|e| invalid(key("fiscal_code"), e.to_string()))?;
+            if !seen.insert(org.fiscal_code.clone()) {
+                return Err(invalid(key("fiscal_code"), "appears twice"));
+            }
+            if org.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            org.layout().map_err(|e| invalid(key("aux_digit"), e))?;
+            for code in [org.segregation_code, org.application_code]
+                .into_iter()
+                .flatten()
+            {
+                if code > 99 {
+                    return Err(invalid(key("segregation_code"), "must be 0..=99"));
+                }
+            }
+            for (j, iban) in org.ibans.iter().enumerate() {
+                Iban::parse(iban)
+                    .map_err(|e| invalid(key(&format!("ibans[{j}]")), e.to_string()))?;
+            }
+            for (j, iban) in org.postal_ibans.iter().enumerate() {
+                Iban::parse(iban)
+                    .map_err(|e| invalid(key(&format!("postal_ibans[{j}]")), e.to_string()))?;
+            }
+            for (j, h) in org.api_key_hashes.iter().enumerate() {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        key(&format!("api_key_hashes[{j}]")),
+                        "must be a SHA-256 in hex (64 characters); make one with `mpay apikey hash KEY`",
+                    ));
+                }
+            }
+        }
+        for (i, st) in self.stations.iter().enumerate() {
+            if st.id.is_empty() || st.id.len() > 35 {
+                return Err(invalid(
+                    format!("stations[{i}].id"),
+                    "must be 1..35 characters",
+                ));
+            }
+            for (j, cf) in st.organizations.iter().enumerate() {
+                if !seen.contains(cf) {
+                    return Err(invalid(
+                        format!("stations[{i}].organizations[{j}]"),
+                        format!("organization {cf} is not configured"),
+                    ));
+                }
+            }
+        }
+        let mut codes = HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let key = |k: &str| format!("services[{i}].{k}");
+            if !seen.contains(&s.organization) {
+                return Err(invalid(
+                    key("organization"),
+                    format!("organization {} is not configured", s.organization),
+                ));
+            }
+            if s.code.is_empty() || s.code.len() > 35 {
+                return Err(invalid(key("code"), "must be 1..35 characters"));
+            }
+            if !codes.insert((s.organization.clone(), s.code.clone())) {
+                return Err(invalid(key("code"), "appears twice for this organization"));
+            }
+            Iban::parse(&s.iban).map_err(|e| invalid(key("iban"), e.to_string()))?;
+            match s.amount {
+                AmountRule::Fixed { cents } if cents <= 0 => {
+                    return Err(invalid(key("amount.cents"), "must be positive"))
+                }
+                AmountRule::Range {
+                    min_cents,
+                    max_cents,
+                } if min_cents <= 0 || max_cents < min_cents => {
+                    return Err(invalid(key("amount"), "needs 0 < min_cents <= max_cents"))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The organization with this fiscal code.
+    pub fn organization(&self, fiscal_code: &str) -> Option<&OrganizationSettings> {
+        self.organizations
+            .iter()
+            .find(|o| o.fiscal_code == fiscal_code)
+    }
+
+    /// The folder holding the store of this data format version.
+    pub fn store_dir(&self) -> PathBuf {
+        store_dir(&self.node.data_dir)
+    }
+}
+
+/// The versioned store folder under a data directory (`<data_dir>/store-v1`).
+pub fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("store-v1")
+}
+
+/// SHA-256 hex of an API key, as stored in `api_key_hashes`.
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::load(&Sources::default()).unwrap();
+        assert_eq!(s.http.bind, "127.0.0.1:8080");
+        assert!(s.organizations.is_empty());
+    }
+
+    #[test]
+    fn demo_loads_with_services() {
+        let s = Settings::load(&Sources {
+            demo: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let org = s.organization("80001234568").unwrap();
+        assert_eq!(
+            org.layout().unwrap(),
+            NoticeLayout::Aux3 {
+                segregation_code: 12
+            }
+        );
+        assert!(s.services.iter().any(|x| x.code == "AOC"));
+        assert_eq!(s.stations[0].organizations, vec!["80001234568"]);
+    }
+
+    fn with_file(text: &str) -> Result<Settings, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        Settings::load(&Sources {
+            demo: false,
+            file: Some(f.path().to_path_buf()),
+            env: false,
+        })
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = with_file(
+            "[[organizations]]\nfiscal_code = \"123\"\nname = \"x\"\naux_digit = 3\nsegregation_code = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("organizations[0].fiscal_code"), "{e}");
+
+        let e = with_file(
+            "[[organizations]]\nfiscal_code = \"80001234568\"\nname = \"x\"\naux_digit = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("organizations[0].aux_digit") && e.contains("segregation_code"),
+            "{e}"
+        );
+
+        let e = with_file("[http]\nbody_limit_bytes = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("body_limit_bytes"), "{e}");
+
+        let e = with_file("[http]\nbindd = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bindd"), "{e}");
+
+        let e = with_file(
+            "[[organizations]]\nfiscal_code = \"80001234568\"\nname = \"x\"\naux_digit = 3\nsegregation_code = 1\nibans = [\"IT00X0000000000000000000000\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("organizations[0].ibans[0]"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = with_file(
+            "[broker]\nfiscal_code = \"01987654322\"\nnode_subscription_key = \"s3cr3t-value\"\n",
+        )
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn api_key_hash_is_sha256_hex() {
+        assert_eq!(
+            hash_api_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

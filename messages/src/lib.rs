@@ -1,0 +1,20 @@
+//! `mpay-messages`: everything that flows through the platform — domain identifiers
+//! (fiscal codes, IBAN, IUV / notice numbers, amounts), the debt-position model (GPD),
+//! journal entries and business-time helpers. Pure: no I/O.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![deny(clippy::float_arithmetic)]
+
+pub mod ids;
+pub mod journal;
+pub mod position;
+pub mod time;
+
+pub use ids::*;

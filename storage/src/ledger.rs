@@ -1,0 +1,994 @@
+//! The ledger of debt positions (DESIGN §4): the `positions` tree and its indexes, kept in
+//! agreement by writing them in one sled transaction; optimistic concurrency (compare-and-swap on
+//! the stored bytes) for updates; IUV sequences handed out from durable blocks.
+//!
+//! Key layout (organization fiscal codes are always 11 digits, so they need no separator):
+//! - `positions`: `org ++ iupd` → versioned [`DebtPosition`]
+//! - `by_notice`: `org ++ nav` → iupd
+//! - `by_iuv`: `org ++ iuv` → iupd
+//! - `by_debtor`: `debtorFiscalCode ++ 0x00 ++ org ++ iupd` → ∅
+//! - `by_due`: `YYYYMMDD(last due day, Europe/Rome) ++ org ++ iupd` → ∅
+//! - `timers`: `millis(i64 BE) ++ kind ++ org ++ iupd` → ∅ (validity start, expiry)
+//! - `counters`: `iuv/<org>/<layout>` → u64 BE, the reserved high-water mark of the IUV sequence
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+use mpay_messages::position::{DebtPosition, PositionStatus};
+use mpay_messages::time::rome_local_to_utc;
+use mpay_messages::{NoticeLayout, NoticeNumber, OrgFiscalCode};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::codec::{decode, encode};
+use crate::StorageError;
+
+/// Compare-and-swap attempts before [`LedgerError::Contended`].
+const MAX_CAS_ATTEMPTS: u32 = 1000;
+
+/// IUV sequence numbers reserved (and flushed) at a time.
+pub const IUV_BLOCK: u64 = 1000;
+
+/// Why a ledger operation was refused or failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    /// No position with that key.
+    #[error("debt position not found")]
+    NotFound,
+    /// The iupd is taken.
+    #[error("a debt position with iupd {0:?} already exists")]
+    AlreadyExists(String),
+    /// The notice number belongs to another position.
+    #[error("notice number {nav} is already used by debt position {iupd:?}")]
+    NoticeInUse {
+        /// The notice number.
+        nav: String,
+        /// Who holds it.
+        iupd: String,
+    },
+    /// The IUV belongs to another position.
+    #[error("IUV {iuv} is already used by debt position {iupd:?}")]
+    IuvInUse {
+        /// The IUV.
+        iuv: String,
+        /// Who holds it.
+        iupd: String,
+    },
+    /// The operation is not allowed in the position's current status.
+    #[error("cannot {action} a debt position in status {status}")]
+    InvalidState {
+        /// What was attempted.
+        action: &'static str,
+        /// Current status.
+        status: &'static str,
+    },
+    /// The organization's IUV sequence is exhausted for its layout.
+    #[error("IUV sequence exhausted for organization {0}")]
+    SequenceExhausted(String),
+    /// Too many concurrent updates of the same position; try again.
+    #[error("the debt position is being changed concurrently; retry")]
+    Contended,
+    /// Storage failure.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sled::Error> for LedgerError {
+    fn from(e: sled::Error) -> Self {
+        LedgerError::Storage(e.into())
+    }
+}
+
+/// Filters of the list endpoint (GPD `GET .../debtpositions` query parameters).
+#[derive(Debug, Clone, Default)]
+pub struct PositionFilter {
+    /// Only this status.
+    pub status: Option<PositionStatus>,
+    /// Some option due on or after this business day.
+    pub due_from: Option<NaiveDate>,
+    /// Some option due on or before this business day.
+    pub due_to: Option<NaiveDate>,
+    /// Paid on or after this instant.
+    pub paid_from: Option<DateTime<Utc>>,
+    /// Paid on or before this instant.
+    pub paid_to: Option<DateTime<Utc>>,
+}
+
+/// Sort order of a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Newest first (GPD default `INSERTED_DATE DESC`).
+    #[default]
+    InsertedDesc,
+    /// Oldest first.
+    InsertedAsc,
+    /// By iupd ascending.
+    IupdAsc,
+    /// By iupd descending.
+    IupdDesc,
+}
+
+/// One page of a list. `page` is 0-based.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// Items of this page.
+    pub items: Vec<T>,
+    /// Page number (0-based).
+    pub page: usize,
+    /// Page size asked.
+    pub limit: usize,
+    /// Items matching the filter in all pages.
+    pub total_items: usize,
+}
+
+/// Kinds of timed transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TimerKind {
+    /// PUBLISHED → VALID at the validity date.
+    Validate,
+    /// VALID → EXPIRED after the last due day (switchToExpired).
+    Expire,
+}
+
+impl TimerKind {
+    fn byte(self) -> u8 {
+        match self {
+            TimerKind::Validate => b'V',
+            TimerKind::Expire => b'E',
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            b'V' => Some(TimerKind::Validate),
+            b'E' => Some(TimerKind::Expire),
+            _ => None,
+        }
+    }
+}
+
+/// Result of [`PositionRepository::verify`]: the indexes checked against the ledger.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    /// Positions read.
+    pub positions: u64,
+    /// Index entries read.
+    pub index_entries: u64,
+    /// Index entries the ledger implies but the index lacks (or with a wrong value).
+    pub missing: Vec<String>,
+    /// Index entries with no position behind them.
+    pub dangling: Vec<String>,
+    /// Records that could not be decoded.
+    pub corrupt: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when indexes and ledger agree and every record decodes.
+    pub fn is_consistent(&self) -> bool {
+        self.missing.is_empty() && self.dangling.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// The debt-position aggregate. Blocking calls: run them off async threads
+/// (`spawn_blocking` / `web::block`).
+pub trait PositionRepository: Send + Sync {
+    /// Stores a new position (revision 1) with its indexes. Errors: `AlreadyExists`,
+    /// `NoticeInUse`, `IuvInUse`, `Storage`.
+    fn create(&self, position: DebtPosition) -> Result<DebtPosition, LedgerError>;
+    /// Stores many new positions all-or-nothing (one transaction). Same errors as `create`.
+    fn create_many(&self, positions: Vec<DebtPosition>) -> Result<Vec<DebtPosition>, LedgerError>;
+    /// Reads one position.
+    fn get(&self, org: &OrgFiscalCode, iupd: &str) -> Result<Option<DebtPosition>, LedgerError>;
+    /// Reads the position holding a notice number.
+    fn find_by_notice(
+        &self,
+        org: &OrgFiscalCode,
+        nav: &NoticeNumber,
+    ) -> Result<Option<DebtPosition>, LedgerError>;
+    /// Read-modify-write with compare-and-swap: `change` sees the current position and either
+    /// edits it or refuses; it may run more than once under contention. Bumps the revision and
+    /// `lastUpdatedDate`, rewrites the indexes. Errors: `NotFound`, whatever `change` returns,
+    /// uniqueness errors, `Storage`.
+    fn modify(
+        &self,
+        org: &OrgFiscalCode,
+        iupd: &str,
+        change: &mut dyn FnMut(&mut DebtPosition) -> Result<(), LedgerError>,
+    ) -> Result<DebtPosition, LedgerError>;
+    /// Deletes a position after `check` accepts its current state (compare-and-swap).
+    fn delete(
+        &self,
+        org: &OrgFiscalCode,
+        iupd: &str,
+        check: &dyn Fn(&DebtPosition) -> Result<(), LedgerError>,
+    ) -> Result<DebtPosition, LedgerError>;
+    /// Lists an organization's positions.
+    fn list(
+        &self,
+        org: &OrgFiscalCode,
+        filter: &PositionFilter,
+        order: ListOrder,
+        page: usize,
+        limit: usize,
+    ) -> Result<Page<DebtPosition>, LedgerError>;
+    /// Every position of a debtor (any organization), for the account statement.
+    fn by_debtor(&self, debtor_fiscal_code: &str) -> Result<Vec<DebtPosition>, LedgerError>;
+    /// Timers due at or before `now`, oldest first, at most `max`.
+    fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<(TimerKind, OrgFiscalCode, String)>, LedgerError>;
+    /// Hands out the next notice number of an organization's layout. Never returns a number
+    /// twice (blocks of [`IUV_BLOCK`] are reserved and flushed before use) and skips numbers
+    /// already present in the ledger. Errors: `SequenceExhausted`, `Storage`.
+    fn next_notice(
+        &self,
+        org: &OrgFiscalCode,
+        layout: &NoticeLayout,
+    ) -> Result<NoticeNumber, LedgerError>;
+    /// Number of positions.
+    fn count(&self) -> u64;
+    /// Checks every index against the ledger.
+    fn verify(&self) -> Result<VerifyReport, LedgerError>;
+    /// Writes positions and counters as JSON lines; returns lines written.
+    fn export(&self, out: &mut dyn Write) -> Result<u64, LedgerError>;
+    /// Reads JSON lines written by `export` (indexes are rebuilt); returns records read.
+    fn import(&self, input: &mut dyn BufRead) -> Result<u64, LedgerError>;
+}
+
+/// One line of an export file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum ExportLine {
+    Position { position: Box<DebtPosition> },
+    Counter { key: String, value: u64 },
+}
+
+/// The sled implementation of [`PositionRepository`].
+pub struct SledLedger {
+    db: sled::Db,
+    positions: sled::Tree,
+    by_notice: sled::Tree,
+    by_iuv: sled::Tree,
+    by_debtor: sled::Tree,
+    by_due: sled::Tree,
+    timers: sled::Tree,
+    counters: sled::Tree,
+    count: AtomicU64,
+    blocks: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+const POSITIONS: &str = "positions";
+
+fn position_key(org: &str, iupd: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(org.len() + iupd.len());
+    k.extend_from_slice(org.as_bytes());
+    k.extend_from_slice(iupd.as_bytes());
+    k
+}
+
+/// All index entries a position implies: (tree index, key, value).
+fn index_entries(p: &DebtPosition) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+    let org = p.organization_fiscal_code.as_str();
+    let iupd = p.iupd.as_bytes();
+    let mut out = Vec::with_capacity(2 * p.payment_options.len() + 3);
+    for o in &p.payment_options {
+        out.push((0, position_key(org, o.nav.as_str()), iupd.to_vec()));
+        out.push((1, position_key(org, o.iuv.as_str()), iupd.to_vec()));
+    }
+    let mut d = p.debtor.fiscal_code.to_string().into_bytes();
+    d.push(0);
+    d.extend_from_slice(&position_key(org, &p.iupd));
+    out.push((2, d, Vec::new()));
+    if let Some(day) = p.last_due_day() {
+        let mut k = day.format("%Y%m%d").to_string().into_bytes();
+        k.extend_from_slice(&position_key(org, &p.iupd));
+        out.push((3, k, Vec::new()));
+    }
+    for (at, kind) in timers_of(p) {
+        let mut k = at.timestamp_millis().to_be_bytes().to_vec();
+        k.push(kind.byte());
+        k.extend_from_slice(&position_key(org, &p.iupd));
+        out.push((4, k, Vec::new()));
+    }
+    out
+}
+
+/// When a position must change by itself.
+fn timers_of(p: &DebtPosition) -> Vec<(DateTime<Utc>, TimerKind)> {
+    let mut t = Vec::new();
+    if p.status == PositionStatus::Published {
+        if let Some(v) = p.validity_date {
+            t.push((v, TimerKind::Validate));
+        }
+    }
+    if p.switch_to_expired && matches!(p.status, PositionStatus::Valid | PositionStatus::Published)
+    {
+        if let Some(at) = p.last_due_day().and_then(expiry_instant) {
+            t.push((at, TimerKind::Expire));
+        }
+    }
+    t
+}
+
+/// The first instant after the business day `day` (00:00 of the next day, Europe/Rome):
+/// a notice due today is payable all day (SPEC §6 rule 6, trap list).
+pub fn expiry_instant(day: NaiveDate) -> Option<DateTime<Utc>> {
+    let next = day.checked_add_days(Days::new(1))?;
+    rome_local_to_utc(next.and_time(NaiveTime::MIN))
+}
+
+type Abort = ConflictableTransactionError<LedgerError>;
+
+/// Rewrites one position inside a transaction: removes `old`'s index entries that `new` does not
+/// have, checks uniqueness of `new`'s notice numbers and IUVs, writes `new`'s entries.
+fn apply(
+    trees: &[&TransactionalTree; 6],
+    old: Option<&DebtPosition>,
+    new: Option<&DebtPosition>,
+) -> Result<(), Abort> {
+    let [positions, by_notice, by_iuv, by_debtor, by_due, timers] = trees;
+    let idx = [by_notice, by_iuv, by_debtor, by_due, timers];
+    let old_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = old
+        .map(index_entries)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let new_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = new
+        .map(index_entries)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for (t, k, _) in old_entries.difference(&new_entries) {
+        if let Some(tree) = idx.get(*t) {
+            tree.remove(k.as_slice())?;
+        }
+    }
+    if let Some(p) = new {
+        for (t, k, v) in new_entries.difference(&old_entries) {
+            let Some(tree) = idx.get(*t) else { continue };
+            if *t <= 1 {
+                if let Some(holder) = tree.get(k.as_slice())? {
+                    if holder.as_ref() != p.iupd.as_bytes() {
+                        let code =
+                            String::from_utf8_lossy(k.get(11..).unwrap_or_default()).into_owned();
+                        let iupd = String::from_utf8_lossy(&holder).into_owned();
+                        return Err(Abort::Abort(if *t == 0 {
+                            LedgerError::NoticeInUse { nav: code, iupd }
+                        } else {
+                            LedgerError::IuvInUse { iuv: code, iupd }
+                        }));
+                    }
+                }
+            }
+            tree.insert(k.as_slice(), v.as_slice())?;
+        }
+        let key = position_key(p.organization_fiscal_code.as_str(), &p.iupd);
+        positions.insert(key, encode(p).map_err(|e| Abort::Abort(e.into()))?)?;
+    } else if let Some(p) = old {
+        positions.remove(position_key(p.organization_fiscal_code.as_str(), &p.iupd))?;
+    }
+    Ok(())
+}
+
+fn tx_err(e: TransactionError<LedgerError>) -> LedgerError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SledLedger {
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let positions = db.open_tree(POSITIONS)?;
+        let count = positions.len() as u64;
+        Ok(SledLedger {
+            db: db.clone(),
+            positions,
+            by_notice: db.open_tree("by_notice")?,
+            by_iuv: db.open_tree("by_iuv")?,
+            by_debtor: db.open_tree("by_debtor")?,
+            by_due: db.open_tree("by_due")?,
+            timers: db.open_tree("timers")?,
+            counters: db.open_tree("counters")?,
+            count: AtomicU64::new(count),
+            blocks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn trees(
+        &self,
+    ) -> (
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+    ) {
+        (
+            &self.positions,
+            &self.by_notice,
+            &self.by_iuv,
+            &self.by_debtor,
+            &self.by_due,
+            &self.timers,
+        )
+    }
+
+    fn decode_position(key: &[u8], bytes: &[u8]) -> Result<DebtPosition, LedgerError> {
+        Ok(decode(POSITIONS, key, bytes)?)
+    }
+
+    fn index_trees(&self) -> [(&'static str, &sled::Tree); 5] {
+        [
+            ("by_notice", &self.by_notice),
+            ("by_iuv", &self.by_iuv),
+            ("by_debtor", &self.by_debtor),
+            ("by_due", &self.by_due),
+            ("timers", &self.timers),
+        ]
+    }
+
+    fn next_sequence(&self, key: &str) -> Result<u64, LedgerError> {
+        let mut blocks = lock(&self.blocks);
+        let entry = blocks.entry(key.to_string()).or_insert((0, 0));
+        if entry.0 >= entry.1 {
+            let reserved = self.counters.update_and_fetch(key.as_bytes(), |old| {
+                let v = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                Some(v.saturating_add(IUV_BLOCK).to_be_bytes().to_vec())
+            })?;
+            let hi = reserved
+                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(IUV_BLOCK);
+            // The block is durable before any number of it is handed out.
+            self.db.flush()?;
+            metrics::counter!("mpay_iuv_blocks_reserved_total").increment(1);
+            *entry = (hi.saturating_sub(IUV_BLOCK), hi);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+}
+
+fn layout_key(layout: &NoticeLayout) -> String {
+    match layout {
+        NoticeLayout::Aux0 { application_code } => format!("0-{application_code:02}"),
+        NoticeLayout::Aux1 => "1".into(),
+        NoticeLayout::Aux2 => "2".into(),
+        NoticeLayout::Aux3 { segregation_code } => format!("3-{segregation_code:02}"),
+    }
+}
+
+fn matches(p: &DebtPosition, f: &PositionFilter) -> bool {
+    if let Some(s) = f.status {
+        if p.status != s {
+            return false;
+        }
+    }
+    if f.due_from.is_some() || f.due_to.is_some() {
+        let hit = p.payment_options.iter().any(|o| {
+            let d = o.due_day();
+            f.due_from.is_none_or(|from| d >= from) && f.due_to.is_none_or(|to| d <= to)
+        });
+        if !hit {
+            return false;
+        }
+    }
+    if f.paid_from.is_some() || f.paid_to.is_some() {
+        let Some(paid) = p.payment_date else {
+            return false;
+        };
+        if f.paid_from.is_some_and(|from| paid < from) || f.paid_to.is_some_and(|to| paid > to) {
+            return false;
+        }
+    }
+    true
+}
+
+impl PositionRepository for SledLedger {
+    fn create(&self, position: DebtPosition) -> Result<DebtPosition, LedgerError> {
+        let mut v = self.create_many(vec![position])?;
+        v.pop().ok_or(LedgerError::NotFound)
+    }
+
+    fn create_many(
+        &self,
+        mut positions: Vec<DebtPosition>,
+    ) -> Result<Vec<DebtPosition>, LedgerError> {
+        for p in &mut positions {
+            p.revision = 1;
+        }
+        self.trees()
+            .transaction(|(p, n, i, d, due, t)| {
+                let trees = [p, n, i, d, due, t];
+                for pos in &positions {
+                    let key = position_key(pos.organization_fiscal_code.as_str(), &pos.iupd);
+                    if p.get(&key)?.is_some() {
+                        return Err(Abort::Abort(LedgerError::AlreadyExists(pos.iupd.clone())));
+                    }
+                    apply(&trees, None, Some(pos))?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.count
+            .fetch_add(positions.len() as u64, Ordering::Relaxed);
+        Ok(positions)
+    }
+
+    fn get(&self, org: &OrgFiscalCode, iupd: &str) -> Result<Option<DebtPosition>, LedgerError> {
+        let key = position_key(org.as_str(), iupd);
+        match self.positions.get(&key)? {
+            Some(bytes) => Ok(Some(Self::decode_position(&key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn find_by_notice(
+        &self,
+        org: &OrgFiscalCode,
+        nav: &NoticeNumber,
+    ) -> Result<Option<DebtPosition>, LedgerError> {
+        let Some(iupd) = self
+            .by_notice
+            .get(position_key(org.as_str(), nav.as_str()))?
+        else {
+            return Ok(None);
+        };
+        self.get(org, &String::from_utf8_lossy(&iupd))
+    }
+
+    fn modify(
+        &self,
+        org: &OrgFiscalCode,
+        iupd: &str,
+        change: &mut dyn FnMut(&mut DebtPosition) -> Result<(), LedgerError>,
+    ) -> Result<DebtPosition, LedgerError> {
+        let key = position_key(org.as_str(), iupd);
+        for attempt in 1.. {
+            let old_bytes = self.positions.get(&key)?.ok_or(LedgerError::NotFound)?;
+            let old = Self::decode_position(&key, &old_bytes)?;
+            let mut new = old.clone();
+            change(&mut new)?;
+            new.organization_fiscal_code = old.organization_fiscal_code.clone();
+            new.iupd = old.iupd.clone();
+            new.revision = old.revision.saturating_add(1);
+            new.last_updated_date = Utc::now();
+            let result = self.trees().transaction(|(p, n, i, d, due, t)| {
+                if p.get(&key)?.as_deref() != Some(old_bytes.as_ref()) {
+                    return Err(Abort::Abort(LedgerError::Contended));
+                }
+                apply(&[p, n, i, d, due, t], Some(&old), Some(&new))?;
+                Ok(())
+            });
+            match result {
+                Ok(()) => return Ok(new),
+                Err(TransactionError::Abort(LedgerError::Contended))
+                    if attempt < MAX_CAS_ATTEMPTS =>
+                {
+                    metrics::counter!("mpay_ledger_cas_retries_total").increment(1);
+                    continue;
+                }
+                Err(e) => return Err(tx_err(e)),
+            }
+        }
+        Err(LedgerError::Contended)
+    }
+
+    fn delete(
+        &self,
+        org: &OrgFiscalCode,
+        iupd: &str,
+        check: &dyn Fn(&DebtPosition) -> Result<(), LedgerError>,
+    ) -> Result<DebtPosition, LedgerError> {
+        let key = position_key(org.as_str(), iupd);
+        for attempt in 1.. {
+            let old_bytes = self.positions.get(&key)?.ok_or(LedgerError::NotFound)?;
+            let old = Self::decode_position(&key, &old_bytes)?;
+            check(&old)?;
+            let result = self.trees().transaction(|(p, n, i, d, due, t)| {
+                if p.get(&key)?.as_deref() != Some(old_bytes.as_ref()) {
+                    return Err(Abort::Abort(LedgerError::Contended));
+                }
+                apply(&[p, n, i, d, due, t], Some(&old), None)?;
+                Ok(())
+            });
+            match result {
+                Ok(()) => {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    return Ok(old);
+                }
+                Err(TransactionError::Abort(LedgerError::Contended))
+                    if attempt < MAX_CAS_ATTEMPTS =>
+                {
+                    continue
+                }
+                Err(e) => return Err(tx_err(e)),
+            }
+        }
+        Err(LedgerError::Contended)
+    }
+
+    fn list(
+        &self,
+        org: &OrgFiscalCode,
+        filter: &PositionFilter,
+        order: ListOrder,
+        page: usize,
+        limit: usize,
+    ) -> Result<Page<DebtPosition>, LedgerError> {
+        let mut all = Vec::new();
+        for item in self.positions.scan_prefix(org.as_str().as_bytes()) {
+            let (k, v) = item?;
+            let p = Self::decode_position(&k, &v)?;
+            if matches(&p, filter) {
+                all.push(p);
+            }
+        }
+        match order {
+            ListOrder::InsertedDesc => all.sort_by(|a, b| {
+                b.inserted_date
+                    .cmp(&a.inserted_date)
+                    .then_with(|| a.iupd.cmp(&b.iupd))
+            }),
+            ListOrder::InsertedAsc => all.sort_by(|a, b| {
+                a.inserted_date
+                    .cmp(&b.inserted_date)
+                    .then_with(|| a.iupd.cmp(&b.iupd))
+            }),
+            ListOrder::IupdAsc => all.sort_by(|a, b| a.iupd.cmp(&b.iupd)),
+            ListOrder::IupdDesc => all.sort_by(|a, b| b.iupd.cmp(&a.iupd)),
+        }
+        let total_items = all.len();
+        let items = all
+            .into_iter()
+            .skip(page.saturating_mul(limit))
+            .take(limit)
+            .collect();
+        Ok(Page {
+            items,
+            page,
+            limit,
+            total_items,
+        })
+    }
+
+    fn by_debtor(&self, debtor_fiscal_code: &str) -> Result<Vec<DebtPosition>, LedgerError> {
+        let mut prefix = debtor_fiscal_code.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.by_debtor.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let pk = k.get(prefix.len()..).unwrap_or_default();
+            if let Some(bytes) = self.positions.get(pk)? {
+                out.push(Self::decode_position(pk, &bytes)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<(TimerKind, OrgFiscalCode, String)>, LedgerError> {
+        let end = now.timestamp_millis().saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.timers.range(..end.to_vec()).take(max) {
+            let (k, _) = item?;
+            let kind = k.get(8).copied().and_then(TimerKind::from_byte);
+            let org = k.get(9..20).and_then(|b| std::str::from_utf8(b).ok());
+            let iupd = k.get(20..).map(|b| String::from_utf8_lossy(b).into_owned());
+            if let (Some(kind), Some(org), Some(iupd)) = (kind, org, iupd) {
+                if let Ok(org) = OrgFiscalCode::parse_unchecked(org) {
+                    out.push((kind, org, iupd));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_notice(
+        &self,
+        org: &OrgFiscalCode,
+        layout: &NoticeLayout,
+    ) -> Result<NoticeNumber, LedgerError> {
+        let key = format!("iuv/{}/{}", org.as_str(), layout_key(layout));
+        loop {
+            let seq = self.next_sequence(&key)?;
+            let nav = layout
+                .generate(seq)
+                .map_err(|_| LedgerError::SequenceExhausted(org.to_string()))?;
+            let taken = self
+                .by_notice
+                .contains_key(position_key(org.as_str(), nav.as_str()))?
+                || self
+                    .by_iuv
+                    .contains_key(position_key(org.as_str(), nav.iuv().as_str()))?;
+            if !taken {
+                return Ok(nav);
+            }
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn verify(&self) -> Result<VerifyReport, LedgerError> {
+        let mut report = VerifyReport::default();
+        let names = ["by_notice", "by_iuv", "by_debtor", "by_due", "timers"];
+        let mut expected: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = BTreeSet::new();
+        for item in self.positions.iter() {
+            let (k, v) = item?;
+            report.positions += 1;
+            match Self::decode_position(&k, &v) {
+                Ok(p) => {
+                    if position_key(p.organization_fiscal_code.as_str(), &p.iupd) != k.as_ref() {
+                        report.corrupt.push(format!(
+                            "positions/{}: key does not match record",
+                            String::from_utf8_lossy(&k)
+                        ));
+                    }
+                    expected.extend(index_entries(&p));
+                }
+                Err(e) => report.corrupt.push(e.to_string()),
+            }
+        }
+        for (t, k, v) in &expected {
+            let tree = self.index_trees().get(*t).map(|x| x.1);
+            let found = match tree {
+                Some(tree) => tree.get(k)?,
+                None => None,
+            };
+            if found.as_deref() != Some(v.as_slice()) {
+                report.missing.push(format!(
+                    "{}/{}",
+                    names.get(*t).unwrap_or(&"?"),
+                    String::from_utf8_lossy(k).escape_debug()
+                ));
+            }
+        }
+        for (t, (name, tree)) in self.index_trees().into_iter().enumerate() {
+            for item in tree.iter() {
+                let (k, v) = item?;
+                report.index_entries += 1;
+                if !expected.contains(&(t, k.to_vec(), v.to_vec())) {
+                    report.dangling.push(format!(
+                        "{name}/{}",
+                        String::from_utf8_lossy(&k).escape_debug()
+                    ));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn export(&self, out: &mut dyn Write) -> Result<u64, LedgerError> {
+        let io = |e: std::io::Error| LedgerError::Storage(StorageError::Io(e.to_string()));
+        let mut n = 0;
+        for item in self.counters.iter() {
+            let (k, v) = item?;
+            let value = <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let line = ExportLine::Counter {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                value,
+            };
+            serde_json::to_writer(&mut *out, &line)
+                .map_err(|e| LedgerError::Storage(StorageError::Io(e.to_string())))?;
+            out.write_all(b"\n").map_err(io)?;
+            n += 1;
+        }
+        for item in self.positions.iter() {
+            let (k, v) = item?;
+            let position = Box::new(Self::decode_position(&k, &v)?);
+            serde_json::to_writer(&mut *out, &ExportLine::Position { position })
+                .map_err(|e| LedgerError::Storage(StorageError::Io(e.to_string())))?;
+            out.write_all(b"\n").map_err(io)?;
+            n += 1;
+        }
+        out.flush().map_err(io)?;
+        Ok(n)
+    }
+
+    fn import(&self, input: &mut dyn BufRead) -> Result<u64, LedgerError> {
+        let mut n = 0;
+        let mut batch = Vec::new();
+        for (lineno, line) in input.lines().enumerate() {
+            let line = line.map_err(|e| LedgerError::Storage(StorageError::Io(e.to_string())))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let rec: ExportLine = serde_json::from_str(&line).map_err(|e| {
+                LedgerError::Storage(StorageError::Corrupt {
+                    tree: "import",
+                    key: format!("line {}", lineno + 1),
+                    reason: e.to_string(),
+                })
+            })?;
+            match rec {
+                ExportLine::Counter { key, value } => {
+                    self.counters.fetch_and_update(key.as_bytes(), |old| {
+                        let cur = old
+                            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                            .map(u64::from_be_bytes)
+                            .unwrap_or(0);
+                        Some(cur.max(value).to_be_bytes().to_vec())
+                    })?;
+                }
+                ExportLine::Position { position } => {
+                    let revision = position.revision;
+                    let mut p = *position;
+                    p.revision = revision;
+                    batch.push(p);
+                    if batch.len() >= 256 {
+                        self.import_batch(std::mem::take(&mut batch))?;
+                    }
+                }
+            }
+            n += 1;
+        }
+        self.import_batch(batch)?;
+        self.db.flush()?;
+        Ok(n)
+    }
+}
+
+impl SledLedger {
+    fn import_batch(&self, batch: Vec<DebtPosition>) -> Result<(), LedgerError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let len = batch.len() as u64;
+        self.trees()
+            .transaction(|(p, n, i, d, due, t)| {
+                let trees = [p, n, i, d, due, t];
+                for pos in &batch {
+                    let key = position_key(pos.organization_fiscal_code.as_str(), &pos.iupd);
+                    if p.get(&key)?.is_some() {
+                        return Err(Abort::Abort(LedgerError::AlreadyExists(pos.iupd.clone())));
+                    }
+                    apply(&trees, None, Some(pos))?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.count.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mpay_messages::position::*;
+    use mpay_messages::{Amount, FiscalCode, Iban};
+
+    fn sample(ledger: &SledLedger) -> DebtPosition {
+        let org = OrgFiscalCode::parse("80001234568").unwrap();
+        let nav = ledger
+            .next_notice(
+                &org,
+                &NoticeLayout::Aux3 {
+                    segregation_code: 12,
+                },
+            )
+            .unwrap();
+        let now = Utc::now();
+        let t = Transfer {
+            id_transfer: 1,
+            amount: Amount::from_cents(100).unwrap(),
+            organization_fiscal_code: None,
+            remittance_information: "x".into(),
+            category: "9/0101108TS/".into(),
+            destination: Destination::Iban {
+                iban: Iban::parse("IT47D0103002600000061234567").unwrap(),
+                postal_iban: None,
+            },
+            company_name: None,
+            metadata: vec![],
+        };
+        DebtPosition {
+            organization_fiscal_code: org,
+            iupd: "P1".into(),
+            debtor: Debtor {
+                kind: DebtorType::F,
+                fiscal_code: FiscalCode::parse("RSSMRA80A01H501U").unwrap(),
+                full_name: "Mario Rossi".into(),
+                street_name: None,
+                civic_number: None,
+                postal_code: None,
+                city: None,
+                province: None,
+                region: None,
+                country: None,
+                email: None,
+                phone: None,
+            },
+            switch_to_expired: true,
+            pay_stand_in: true,
+            company_name: "Comune".into(),
+            office_name: None,
+            service_code: None,
+            validity_date: None,
+            status: PositionStatus::Valid,
+            inserted_date: now,
+            publish_date: Some(now),
+            last_updated_date: now,
+            payment_date: None,
+            payment_options: vec![PaymentOption {
+                iuv: nav.iuv(),
+                nav,
+                amount: Amount::from_cents(100).unwrap(),
+                description: "x".into(),
+                is_partial_payment: false,
+                due_date: now,
+                retention_date: None,
+                fee: Amount::ZERO,
+                notification_fee: Amount::ZERO,
+                status: OptionStatus::PoUnpaid,
+                payment_date: None,
+                transfers: vec![t],
+                metadata: vec![],
+            }],
+            revision: 0,
+        }
+    }
+
+    #[test]
+    fn verify_reports_missing_dangling_and_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let ledger = SledLedger::open(&db).unwrap();
+        let p = ledger.create(sample(&ledger)).unwrap();
+        let r = ledger.verify().unwrap();
+        assert!(r.is_consistent(), "{r:?}");
+        assert_eq!(r.positions, 1);
+        assert_eq!(r.index_entries, 5, "notice, iuv, debtor, due, expiry timer");
+
+        // an index entry lost
+        let nav_key = position_key("80001234568", p.payment_options[0].nav.as_str());
+        ledger.by_notice.remove(&nav_key).unwrap();
+        let r = ledger.verify().unwrap();
+        assert_eq!(r.missing.len(), 1, "{r:?}");
+        // an index entry pointing nowhere
+        ledger.by_notice.insert(&nav_key, &b"P1"[..]).unwrap();
+        ledger
+            .by_iuv
+            .insert(position_key("80001234568", "99"), &b"GHOST"[..])
+            .unwrap();
+        let r = ledger.verify().unwrap();
+        assert_eq!((r.missing.len(), r.dangling.len()), (0, 1), "{r:?}");
+        // an undecodable record
+        ledger
+            .positions
+            .insert(position_key("80001234568", "BAD"), &b"\x09garbage"[..])
+            .unwrap();
+        let r = ledger.verify().unwrap();
+        assert_eq!(r.corrupt.len(), 1, "{r:?}");
+        assert!(!r.is_consistent());
+    }
+
+    #[test]
+    fn records_of_an_unknown_schema_version_are_refused_clearly() {
+        let err =
+            crate::codec::decode::<DebtPosition>("positions", b"k", &[9, b'{', b'}']).unwrap_err();
+        assert!(err.to_string().contains("schema version 9"), "{err}");
+    }
+}

@@ -1,0 +1,491 @@
+//! Ledger behaviour on a real sled store in a temp dir.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use mpay_messages::position::*;
+use mpay_messages::{Amount, FiscalCode, Iban, NoticeLayout, NoticeNumber, OrgFiscalCode};
+use mpay_storage::{LedgerError, ListOrder, PositionFilter, PositionRepository, Store, TimerKind};
+
+const ORG: &str = "80001234568";
+const OTHER: &str = "01987654322";
+const LAYOUT: NoticeLayout = NoticeLayout::Aux3 {
+    segregation_code: 12,
+};
+
+fn org(cf: &str) -> OrgFiscalCode {
+    OrgFiscalCode::parse(cf).unwrap()
+}
+
+fn position(store: &Store, org_cf: &str, iupd: &str, cents: i64) -> DebtPosition {
+    let nav = store.ledger.next_notice(&org(org_cf), &LAYOUT).unwrap();
+    position_with(org_cf, iupd, cents, nav)
+}
+
+fn position_with(org_cf: &str, iupd: &str, cents: i64, nav: NoticeNumber) -> DebtPosition {
+    let now = Utc::now();
+    DebtPosition {
+        organization_fiscal_code: org(org_cf),
+        iupd: iupd.into(),
+        debtor: Debtor {
+            kind: DebtorType::F,
+            fiscal_code: FiscalCode::parse("RSSMRA80A01H501U").unwrap(),
+            full_name: "Mario Rossi".into(),
+            street_name: None,
+            civic_number: None,
+            postal_code: None,
+            city: None,
+            province: None,
+            region: None,
+            country: None,
+            email: None,
+            phone: None,
+        },
+        switch_to_expired: false,
+        pay_stand_in: true,
+        company_name: "Comune di Borgo Demo".into(),
+        office_name: None,
+        service_code: None,
+        validity_date: None,
+        status: PositionStatus::Valid,
+        inserted_date: now,
+        publish_date: Some(now),
+        last_updated_date: now,
+        payment_date: None,
+        payment_options: vec![PaymentOption {
+            iuv: nav.iuv(),
+            nav,
+            amount: Amount::from_cents(cents).unwrap(),
+            description: "TARI 2026".into(),
+            is_partial_payment: false,
+            due_date: now + Duration::days(30),
+            retention_date: None,
+            fee: Amount::ZERO,
+            notification_fee: Amount::ZERO,
+            status: OptionStatus::PoUnpaid,
+            payment_date: None,
+            transfers: vec![Transfer {
+                id_transfer: 1,
+                amount: Amount::from_cents(cents).unwrap(),
+                organization_fiscal_code: None,
+                remittance_information: "TARI 2026".into(),
+                category: "9/0101108TS/".into(),
+                destination: Destination::Iban {
+                    iban: Iban::parse("IT47D0103002600000061234567").unwrap(),
+                    postal_iban: None,
+                },
+                company_name: None,
+                metadata: vec![],
+            }],
+            metadata: vec![],
+        }],
+        revision: 0,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn create_get_find_and_uniqueness() {
+    let (_d, store) = open();
+    let p = position(&store, ORG, "IUPD-1", 12_345);
+    let nav = p.payment_options[0].nav.clone();
+    let created = store.ledger.create(p.clone()).unwrap();
+    assert_eq!(created.revision, 1);
+    assert_eq!(
+        store.ledger.get(&org(ORG), "IUPD-1").unwrap().unwrap(),
+        created
+    );
+    assert_eq!(
+        store
+            .ledger
+            .find_by_notice(&org(ORG), &nav)
+            .unwrap()
+            .unwrap()
+            .iupd,
+        "IUPD-1"
+    );
+    // the same notice under another organization is unknown there
+    assert!(store
+        .ledger
+        .find_by_notice(&org(OTHER), &nav)
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        store.ledger.create(p.clone()),
+        Err(LedgerError::AlreadyExists(_))
+    ));
+    let mut dup = p.clone();
+    dup.iupd = "IUPD-2".into();
+    assert!(matches!(
+        store.ledger.create(dup),
+        Err(LedgerError::NoticeInUse { .. })
+    ));
+    // nothing half-written by the refused create
+    assert!(store.ledger.get(&org(ORG), "IUPD-2").unwrap().is_none());
+    assert_eq!(store.ledger.count(), 1);
+    assert!(store.ledger.verify().unwrap().is_consistent());
+}
+
+#[test]
+fn create_many_is_all_or_nothing() {
+    let (_d, store) = open();
+    let a = position(&store, ORG, "A", 100);
+    let mut b = position(&store, ORG, "B", 100);
+    b.payment_options[0].nav = a.payment_options[0].nav.clone();
+    b.payment_options[0].iuv = a.payment_options[0].iuv.clone();
+    assert!(store.ledger.create_many(vec![a, b]).is_err());
+    assert_eq!(store.ledger.count(), 0);
+    assert!(store.ledger.get(&org(ORG), "A").unwrap().is_none());
+    assert!(store.ledger.verify().unwrap().is_consistent());
+}
+
+#[test]
+fn modify_is_compare_and_swap_under_concurrency() {
+    let (_d, store) = open();
+    store
+        .ledger
+        .create(position(&store, ORG, "P", 100))
+        .unwrap();
+    let ledger = store.ledger.clone();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    ledger
+                        .modify(&org(ORG), "P", &mut |p| {
+                            let c = p.payment_options[0].amount.cents();
+                            p.payment_options[0].amount = Amount::from_cents(c + 1).unwrap();
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let p = store.ledger.get(&org(ORG), "P").unwrap().unwrap();
+    assert_eq!(
+        p.payment_options[0].amount.cents(),
+        100 + 8 * 50,
+        "no lost update"
+    );
+    assert_eq!(p.revision, 1 + 8 * 50);
+}
+
+#[test]
+fn modify_refusal_changes_nothing_and_index_follows_changes() {
+    let (_d, store) = open();
+    store
+        .ledger
+        .create(position(&store, ORG, "P", 100))
+        .unwrap();
+    let err = store
+        .ledger
+        .modify(&org(ORG), "P", &mut |_| {
+            Err(LedgerError::InvalidState {
+                action: "update",
+                status: "PAID",
+            })
+        })
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::InvalidState { .. }));
+    assert_eq!(
+        store.ledger.get(&org(ORG), "P").unwrap().unwrap().revision,
+        1
+    );
+    // change the notice number: old index entry goes, new one comes
+    let new_nav = store.ledger.next_notice(&org(ORG), &LAYOUT).unwrap();
+    let old_nav = store
+        .ledger
+        .get(&org(ORG), "P")
+        .unwrap()
+        .unwrap()
+        .payment_options[0]
+        .nav
+        .clone();
+    store
+        .ledger
+        .modify(&org(ORG), "P", &mut |p| {
+            p.payment_options[0].nav = new_nav.clone();
+            p.payment_options[0].iuv = new_nav.iuv();
+            Ok(())
+        })
+        .unwrap();
+    assert!(store
+        .ledger
+        .find_by_notice(&org(ORG), &old_nav)
+        .unwrap()
+        .is_none());
+    assert!(store
+        .ledger
+        .find_by_notice(&org(ORG), &new_nav)
+        .unwrap()
+        .is_some());
+    assert!(store.ledger.verify().unwrap().is_consistent());
+}
+
+#[test]
+fn delete_checks_then_removes_indexes() {
+    let (_d, store) = open();
+    let p = position(&store, ORG, "P", 100);
+    let nav = p.payment_options[0].nav.clone();
+    store.ledger.create(p).unwrap();
+    assert!(store
+        .ledger
+        .delete(&org(ORG), "P", &|_| Err(LedgerError::InvalidState {
+            action: "delete",
+            status: "VALID"
+        }))
+        .is_err());
+    assert!(store.ledger.get(&org(ORG), "P").unwrap().is_some());
+    store.ledger.delete(&org(ORG), "P", &|_| Ok(())).unwrap();
+    assert!(store.ledger.get(&org(ORG), "P").unwrap().is_none());
+    assert!(store
+        .ledger
+        .find_by_notice(&org(ORG), &nav)
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        store.ledger.delete(&org(ORG), "P", &|_| Ok(())),
+        Err(LedgerError::NotFound)
+    ));
+    assert_eq!(store.ledger.count(), 0);
+    let r = store.ledger.verify().unwrap();
+    assert!(r.is_consistent() && r.index_entries == 0, "{r:?}");
+}
+
+#[test]
+fn list_filters_orders_pages_and_isolates_organizations() {
+    let (_d, store) = open();
+    for i in 0..25 {
+        let mut p = position(&store, ORG, &format!("P{i:02}"), 100 + i);
+        p.inserted_date = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::minutes(i);
+        p.payment_options[0].due_date =
+            Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap() + Duration::days(i);
+        if i % 5 == 0 {
+            p.status = PositionStatus::Draft;
+        }
+        store.ledger.create(p).unwrap();
+    }
+    store
+        .ledger
+        .create(position(&store, OTHER, "X", 1))
+        .unwrap();
+    let all = store
+        .ledger
+        .list(
+            &org(ORG),
+            &PositionFilter::default(),
+            ListOrder::InsertedDesc,
+            0,
+            10,
+        )
+        .unwrap();
+    assert_eq!(all.total_items, 25);
+    assert_eq!(all.items.len(), 10);
+    assert_eq!(all.items[0].iupd, "P24");
+    let last = store
+        .ledger
+        .list(
+            &org(ORG),
+            &PositionFilter::default(),
+            ListOrder::InsertedDesc,
+            2,
+            10,
+        )
+        .unwrap();
+    assert_eq!(last.items.len(), 5);
+    let drafts = store
+        .ledger
+        .list(
+            &org(ORG),
+            &PositionFilter {
+                status: Some(PositionStatus::Draft),
+                ..Default::default()
+            },
+            ListOrder::IupdAsc,
+            0,
+            100,
+        )
+        .unwrap();
+    assert_eq!(
+        drafts
+            .items
+            .iter()
+            .map(|p| p.iupd.as_str())
+            .collect::<Vec<_>>(),
+        vec!["P00", "P05", "P10", "P15", "P20"]
+    );
+    let due = store
+        .ledger
+        .list(
+            &org(ORG),
+            &PositionFilter {
+                due_from: Some(chrono::NaiveDate::from_ymd_opt(2026, 3, 3).unwrap()),
+                due_to: Some(chrono::NaiveDate::from_ymd_opt(2026, 3, 5).unwrap()),
+                ..Default::default()
+            },
+            ListOrder::IupdAsc,
+            0,
+            100,
+        )
+        .unwrap();
+    assert_eq!(
+        due.items
+            .iter()
+            .map(|p| p.iupd.as_str())
+            .collect::<Vec<_>>(),
+        vec!["P02", "P03", "P04"]
+    );
+    let other = store
+        .ledger
+        .list(
+            &org(OTHER),
+            &PositionFilter::default(),
+            ListOrder::IupdAsc,
+            0,
+            100,
+        )
+        .unwrap();
+    assert_eq!(other.total_items, 1);
+}
+
+#[test]
+fn debtor_index_spans_organizations() {
+    let (_d, store) = open();
+    store.ledger.create(position(&store, ORG, "A", 1)).unwrap();
+    store
+        .ledger
+        .create(position(&store, OTHER, "B", 1))
+        .unwrap();
+    let mine = store.ledger.by_debtor("RSSMRA80A01H501U").unwrap();
+    assert_eq!(mine.len(), 2);
+    assert!(store
+        .ledger
+        .by_debtor("VRDLGU80A01H501X")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn timers_for_validity_and_expiry() {
+    let (_d, store) = open();
+    let now = Utc::now();
+    let mut p = position(&store, ORG, "E", 1);
+    p.switch_to_expired = true;
+    p.payment_options[0].due_date = now - Duration::days(2);
+    store.ledger.create(p).unwrap();
+    let mut q = position(&store, ORG, "V", 1);
+    q.status = PositionStatus::Published;
+    q.validity_date = Some(now - Duration::minutes(1));
+    store.ledger.create(q).unwrap();
+    let mut r = position(&store, ORG, "F", 1);
+    r.switch_to_expired = true; // due in 30 days: no timer yet
+    store.ledger.create(r).unwrap();
+    let due = store.ledger.due_timers(now, 100).unwrap();
+    let kinds: HashSet<_> = due.iter().map(|(k, _, i)| (*k, i.clone())).collect();
+    assert_eq!(
+        kinds,
+        HashSet::from([
+            (TimerKind::Expire, "E".to_string()),
+            (TimerKind::Validate, "V".to_string())
+        ])
+    );
+    // once expired, the timer is gone
+    store
+        .ledger
+        .modify(&org(ORG), "E", &mut |p| {
+            p.status = PositionStatus::Expired;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.ledger.due_timers(now, 100).unwrap().len(), 1);
+}
+
+#[test]
+fn notice_numbers_never_repeat_across_threads_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = HashSet::new();
+    for _round in 0..3 {
+        let store = Store::open(dir.path()).unwrap();
+        let ledger = store.ledger.clone();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let ledger = Arc::clone(&ledger);
+                std::thread::spawn(move || {
+                    (0..700)
+                        .map(|_| ledger.next_notice(&org(ORG), &LAYOUT).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for nav in h.join().unwrap() {
+                assert!(nav.check().is_valid(), "{nav}");
+                assert!(seen.insert(nav.to_string()), "{nav} handed out twice");
+            }
+        }
+        // no flush at the end: a "restart" without clean shutdown
+        drop(ledger);
+        drop(store);
+    }
+    assert_eq!(seen.len(), 3 * 4 * 700);
+}
+
+#[test]
+fn generated_numbers_skip_those_already_loaded() {
+    let (_d, store) = open();
+    // a position loaded with the number the sequence would give next
+    let next = LAYOUT.generate(1).unwrap();
+    store
+        .ledger
+        .create(position_with(ORG, "TIPO-A", 1, next.clone()))
+        .unwrap();
+    let got = store.ledger.next_notice(&org(ORG), &LAYOUT).unwrap();
+    assert_ne!(got, next);
+}
+
+#[test]
+fn export_import_round_trips() {
+    let (_d, store) = open();
+    for i in 0..10 {
+        store
+            .ledger
+            .create(position(&store, ORG, &format!("P{i}"), 100 + i))
+            .unwrap();
+    }
+    let mut buf = Vec::new();
+    let lines = store.ledger.export(&mut buf).unwrap();
+    assert_eq!(lines, 11, "10 positions + 1 counter");
+
+    let (_d2, other) = open();
+    let read = other.ledger.import(&mut buf.as_slice()).unwrap();
+    assert_eq!(read, 11);
+    assert_eq!(other.ledger.count(), 10);
+    assert!(other.ledger.verify().unwrap().is_consistent());
+    for i in 0..10 {
+        assert_eq!(
+            other.ledger.get(&org(ORG), &format!("P{i}")).unwrap(),
+            store.ledger.get(&org(ORG), &format!("P{i}")).unwrap()
+        );
+    }
+    // the counter came along: new numbers do not collide with imported ones
+    let nav = other.ledger.next_notice(&org(ORG), &LAYOUT).unwrap();
+    assert!(other
+        .ledger
+        .find_by_notice(&org(ORG), &nav)
+        .unwrap()
+        .is_none());
+    // importing twice is refused, nothing changes
+    assert!(other.ledger.import(&mut buf.as_slice()).is_err());
+    assert_eq!(other.ledger.count(), 10);
+}

@@ -1,0 +1,4 @@
+//! The REST API for Ente systems (`/api/v1`).
+
+pub mod model;
+pub mod positions;

@@ -1,0 +1,102 @@
+//! `mpay-web`: the actix-web application — REST API (`/api/v1`, GPD-compatible), OpenAPI and
+//! Swagger UI, operator endpoints. Handlers stay thin: decode → one repository call → encode;
+//! errors are mapped once to RFC 7807 problem JSON.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod api;
+pub mod auth;
+pub mod demo;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
+pub mod problem;
+pub mod state;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use state::AppState;
+
+use problem::Problem;
+
+/// Registers every route of the application.
+pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        let limit = state.settings.http.body_limit_bytes;
+        cfg.app_data(web::Data::new(state.clone()))
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                Problem::new(StatusCode::BAD_REQUEST, "Invalid query", err.to_string()).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|err, _| {
+                Problem::new(StatusCode::BAD_REQUEST, "Invalid path", err.to_string()).into()
+            }))
+            .configure(ops::configure)
+            .service(web::scope("/api/v1").configure(api::positions::configure))
+            .service(
+                SwaggerUi::new("/api/docs/{_:.*}")
+                    .url("/api/openapi.json", openapi::ApiDoc::openapi()),
+            )
+            .route(
+                "/api/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header(("Location", "/api/docs/"))
+                        .finish()
+                }),
+            )
+            .route("/", web::get().to(home));
+    }
+}
+
+async fn home() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
+        "<!doctype html><html lang=\"it\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>mpay</title></head>\
+         <body><h1>mpay</h1><p>Piattaforma pagoPA. <a href=\"/api/docs/\">API (Swagger UI)</a> · <a href=\"/health/ready\">stato</a> · <a href=\"/health/actors\">attori</a> · <a href=\"/metrics\">metriche</a></p></body></html>",
+    )
+}
+
+/// Builds the HTTP server on an already bound listener (port 0 in tests). The server stops
+/// gracefully on SIGTERM/SIGINT: it stops accepting, lets in-flight requests finish (up to 30 s)
+/// and then resolves.
+pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let _ = ops::prometheus();
+    let workers = match state.settings.http.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    let routes = configure(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(middleware::observe))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "Not found",
+                    "no such resource",
+                ))
+            }))
+            .configure(routes.clone())
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

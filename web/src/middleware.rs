@@ -1,0 +1,87 @@
+//! Request middleware: per-route metrics for every request, and a journal entry for every API
+//! call (sent to the `JournalWriter` actor).
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpMessage};
+use chrono::Utc;
+use mpay_actors::Record;
+use mpay_messages::journal::JournalEntry;
+
+use crate::state::AppState;
+
+/// Request id of the current request (from `X-Request-Id` or generated).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Metrics: `mpay_http_requests_total{method,route,status}` and
+/// `mpay_http_request_duration_seconds{method,route}`; journal for `/api/` routes.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let at = Utc::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    let elapsed = started.elapsed();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let status = res.status().as_u16();
+    metrics::counter!("mpay_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("mpay_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    if route.starts_with("/api/v1/") {
+        if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+            if let Some(addr) = state.journal_addr() {
+                let mi = res.request().match_info();
+                let outcome = if res.status().is_success() {
+                    "OK".to_string()
+                } else {
+                    res.status()
+                        .canonical_reason()
+                        .unwrap_or("error")
+                        .to_string()
+                };
+                let entry = JournalEntry {
+                    at,
+                    channel: "rest".into(),
+                    operation: format!("{method} {route}"),
+                    organization: mi.get("organizationfiscalcode").map(str::to_string),
+                    key: mi.get("iupd").map(str::to_string),
+                    status,
+                    outcome,
+                    latency_us: elapsed.as_micros().min(u128::from(u64::MAX)) as u64,
+                    request_id: request_id.clone(),
+                };
+                // Bounded mailbox: try first, wait for room only when it is full.
+                if let Err(actix::dev::SendError::Full(Record(entry))) =
+                    addr.try_send(Record(entry))
+                {
+                    let _ = addr.send(Record(entry)).await;
+                }
+            }
+        }
+    }
+    let mut res = res;
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            v,
+        );
+    }
+    Ok(res)
+}

@@ -1,0 +1,119 @@
+//! Shared application state of the web layer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::Addr;
+use mpay_actors::{ActorHandle, HealthRegistry, JournalWriter};
+use mpay_config::{OrganizationSettings, Settings};
+use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
+use mpay_storage::Store;
+
+/// A configured organization, with its parsed identifiers.
+#[derive(Debug, Clone)]
+pub struct OrgContext {
+    /// Fiscal code.
+    pub fiscal_code: OrgFiscalCode,
+    /// Name.
+    pub name: String,
+    /// Notice layout (aux digit and segregation/application code).
+    pub layout: NoticeLayout,
+    /// Registered bank and postal IBANs (normalised).
+    pub ibans: Vec<Iban>,
+    /// The raw settings.
+    pub settings: OrganizationSettings,
+}
+
+/// Everything a handler needs. Cloned into each worker (cheap: Arcs).
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// The store.
+    pub store: Store,
+    /// Organizations by fiscal code.
+    pub orgs: Arc<HashMap<String, Arc<OrgContext>>>,
+    /// API key hash (hex SHA-256) → organization.
+    pub api_keys: Arc<HashMap<String, Arc<OrgContext>>>,
+    /// Actor health.
+    pub health: HealthRegistry,
+    /// The journal writer (replaced by the watchdog after a restart).
+    pub journal: Option<ActorHandle<JournalWriter>>,
+}
+
+/// A configuration that cannot serve (bad organization settings).
+#[derive(Debug, thiserror::Error)]
+#[error("organization {fiscal_code}: {reason}")]
+pub struct StateError {
+    /// Which organization.
+    pub fiscal_code: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl AppState {
+    /// Builds the state from validated settings. `extra_keys` adds API key hashes at run time
+    /// (the demo key), as (organization fiscal code, sha256 hex).
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        health: HealthRegistry,
+        journal: Option<ActorHandle<JournalWriter>>,
+        extra_keys: &[(String, String)],
+    ) -> Result<Self, StateError> {
+        let mut orgs = HashMap::new();
+        let mut api_keys = HashMap::new();
+        for o in &settings.organizations {
+            let err = |reason: String| StateError {
+                fiscal_code: o.fiscal_code.clone(),
+                reason,
+            };
+            let fiscal_code =
+                OrgFiscalCode::parse_unchecked(&o.fiscal_code).map_err(|e| err(e.to_string()))?;
+            if !fiscal_code.check_digit_ok() {
+                tracing::warn!(organization = %fiscal_code, "organization fiscal code fails the check digit (accepted)");
+            }
+            let layout = o.layout().map_err(err)?;
+            let ibans = o
+                .ibans
+                .iter()
+                .chain(&o.postal_ibans)
+                .map(|i| Iban::parse_unchecked(i).map_err(|e| err(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ctx = Arc::new(OrgContext {
+                fiscal_code,
+                name: o.name.clone(),
+                layout,
+                ibans,
+                settings: o.clone(),
+            });
+            for h in &o.api_key_hashes {
+                api_keys.insert(h.to_ascii_lowercase(), ctx.clone());
+            }
+            orgs.insert(o.fiscal_code.clone(), ctx);
+        }
+        for (cf, hash) in extra_keys {
+            if let Some(ctx) = orgs.get(cf) {
+                api_keys.insert(hash.to_ascii_lowercase(), ctx.clone());
+            }
+        }
+        Ok(AppState {
+            settings: Arc::new(settings),
+            store,
+            orgs: Arc::new(orgs),
+            api_keys: Arc::new(api_keys),
+            health,
+            journal,
+        })
+    }
+
+    /// The organization an API key opens.
+    pub fn org_for_key(&self, key: &str) -> Option<Arc<OrgContext>> {
+        self.api_keys.get(&mpay_config::hash_api_key(key)).cloned()
+    }
+
+    /// The journal writer's current address.
+    pub fn journal_addr(&self) -> Option<Addr<JournalWriter>> {
+        self.journal.as_ref().map(|h| h.addr())
+    }
+}
