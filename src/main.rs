@@ -2,21 +2,13 @@
 //! offers the operator commands (IUV tools, store verify/export/import, API key hashing).
 
 use std::io::{BufReader, BufWriter, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
 
-use actix::{Actor, Supervisor};
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
-use mpay_actors::{
-    FlushJournal, HealthRegistry, JournalWriter, Scheduler, SchedulerConfig, Watchdog,
-};
 use mpay_config::{Settings, Sources};
 use mpay_messages::{NoticeNumber, OrgFiscalCode};
-use mpay_storage::{JournalStore, PositionRepository, Store};
-use mpay_web::AppState;
+use mpay_storage::{PositionRepository, Store};
 
 mod stress;
 
@@ -184,7 +176,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 settings.http.bind = b;
             }
             let system = actix_rt::System::new();
-            system.block_on(serve(settings, config.demo))?;
+            system.block_on(async move {
+                let app = mpay::app::Application::build(settings, config.demo).await?;
+                app.print_banner();
+                app.run_until_stopped().await
+            })?;
         }
         Command::Iuv { command } => match command {
             IuvCommand::Next { org, config } => {
@@ -207,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Apikey { command } => match command {
             ApikeyCommand::Hash { key } => println!("{}", mpay_config::hash_api_key(&key)),
             ApikeyCommand::New => {
-                let key = random_key();
+                let key = mpay::app::random_key();
                 println!("key:  {key}\nhash: {}", mpay_config::hash_api_key(&key));
             }
         },
@@ -323,126 +319,4 @@ fn store_command(command: StoreCommand) -> anyhow::Result<std::process::ExitCode
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
-}
-
-fn random_key() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
-/// The demo API key: `MPAY_DEMO_API_KEY`, else the one kept in the data directory, else a new
-/// one (then kept).
-fn demo_api_key(data_dir: &Path) -> anyhow::Result<String> {
-    if let Ok(k) = std::env::var("MPAY_DEMO_API_KEY") {
-        if !k.trim().is_empty() {
-            return Ok(k.trim().to_string());
-        }
-    }
-    let path = data_dir.join("demo-api-key");
-    if let Ok(k) = std::fs::read_to_string(&path) {
-        if !k.trim().is_empty() {
-            return Ok(k.trim().to_string());
-        }
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let key = random_key();
-    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(key)
-}
-
-async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
-    let store = open_store(&settings)?;
-    let health = HealthRegistry::new();
-
-    let mut extra_keys = Vec::new();
-    let mut demo_info = None;
-    if demo {
-        if let Some(org) = settings.organizations.first() {
-            let key = demo_api_key(&settings.node.data_dir)?;
-            extra_keys.push((org.fiscal_code.clone(), mpay_config::hash_api_key(&key)));
-            demo_info = Some((org.fiscal_code.clone(), org.name.clone(), key));
-        }
-    }
-
-    let mut watchdog = Watchdog::new(
-        health.clone(),
-        Duration::from_millis(settings.watchdog.interval_ms),
-    );
-    let journal_store: Arc<dyn JournalStore> = store.journal.clone();
-    let (js, reg, batch_max, interval) = (
-        journal_store.clone(),
-        health.clone(),
-        settings.journal.batch_max,
-        Duration::from_millis(settings.journal.batch_interval_ms),
-    );
-    let journal = watchdog.watch("JournalWriter", "main", move || {
-        let (js, reg) = (js.clone(), reg.clone());
-        Supervisor::start(move |_| JournalWriter::new(js, reg, batch_max, interval))
-    });
-    let ledger: Arc<dyn PositionRepository> = store.ledger.clone();
-    let (reg, cfg) = (
-        health.clone(),
-        SchedulerConfig {
-            tick: Duration::from_secs(settings.scheduler.tick_secs),
-            journal_retention: chrono::Duration::days(i64::from(settings.journal.retention_days)),
-        },
-    );
-    let _scheduler = watchdog.watch("Scheduler", "main", move || {
-        let (l, j, r, c) = (
-            ledger.clone(),
-            journal_store.clone(),
-            reg.clone(),
-            cfg.clone(),
-        );
-        Supervisor::start(move |_| Scheduler::new(l, j, r, c))
-    });
-    let _watchdog = watchdog.start();
-
-    let state = AppState::new(
-        settings.clone(),
-        store.clone(),
-        health,
-        Some(journal.clone()),
-        &extra_keys,
-    )?;
-    if let Some((cf, _, _)) = &demo_info {
-        let st = state.clone();
-        let cf2 = cf.clone();
-        let n = tokio::task::spawn_blocking(move || mpay_web::demo::seed(&st, &cf2)).await??;
-        if n > 0 {
-            tracing::info!(organization = %cf, positions = n, "demo positions created");
-        }
-    }
-
-    let listener = TcpListener::bind(&settings.http.bind)
-        .with_context(|| format!("cannot bind {}", settings.http.bind))?;
-    let addr = listener.local_addr()?;
-    let base = format!("http://{addr}");
-    println!("mpay {} listening on {base}", env!("CARGO_PKG_VERSION"));
-    println!("  API docs:   {base}/api/docs/");
-    println!("  OpenAPI:    {base}/api/openapi.json");
-    println!("  health:     {base}/health/ready  {base}/health/actors  {base}/metrics");
-    println!("  data dir:   {}", settings.node.data_dir.display());
-    if let Some((cf, name, key)) = &demo_info {
-        println!("  demo organization: {name} — fiscal code {cf}");
-        println!("  demo API key (header Ocp-Apim-Subscription-Key): {key}");
-        println!("  try: curl -H 'Ocp-Apim-Subscription-Key: {key}' {base}/api/v1/organizations/{cf}/debtpositions");
-    }
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-
-    let server = mpay_web::server(state, listener)?;
-    server.await?;
-
-    tracing::info!("HTTP server stopped; flushing");
-    if let Ok(Err(e)) = journal.addr().send(FlushJournal).await {
-        tracing::warn!(error = %e, "journal flush failed");
-    }
-    let st = store.clone();
-    tokio::task::spawn_blocking(move || st.flush_blocking()).await??;
-    tracing::info!("stopped cleanly");
-    actix::System::current().stop();
-    Ok(())
 }

@@ -1,0 +1,200 @@
+//! Wiring of one node: store, actors under the watchdog, web server.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Supervisor};
+use anyhow::Context as _;
+use mpay_actors::{
+    ActorHandle, FlushJournal, HealthRegistry, JournalWriter, Scheduler, SchedulerConfig, Tick,
+    Watchdog,
+};
+use mpay_config::Settings;
+use mpay_storage::{JournalStore, PositionRepository, Store};
+use mpay_web::AppState;
+
+/// A random API key (48 hex characters).
+pub fn random_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The demo API key: `MPAY_DEMO_API_KEY`, else the one kept in the data directory, else a new
+/// one (then kept in `<data_dir>/demo-api-key`).
+pub fn demo_api_key(data_dir: &Path) -> anyhow::Result<String> {
+    if let Ok(k) = std::env::var("MPAY_DEMO_API_KEY") {
+        if !k.trim().is_empty() {
+            return Ok(k.trim().to_string());
+        }
+    }
+    let path = data_dir.join("demo-api-key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        if !k.trim().is_empty() {
+            return Ok(k.trim().to_string());
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let key = random_key();
+    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
+/// A started node (actors running, HTTP bound but not yet served until
+/// [`Application::run_until_stopped`]).
+pub struct Application {
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+    /// The store.
+    pub store: Store,
+    /// Web state (settings, organizations, health).
+    pub state: AppState,
+    /// Journal writer.
+    pub journal: ActorHandle<JournalWriter>,
+    /// Scheduler.
+    pub scheduler: ActorHandle<Scheduler>,
+    /// The demo organization (fiscal code, name, API key) with `--demo`.
+    pub demo: Option<(String, String, String)>,
+    server: actix_web::dev::Server,
+}
+
+impl Application {
+    /// Opens the store, starts the actors under the watchdog, seeds the demo data (with `demo`)
+    /// and binds the HTTP listener. Must run inside an actix `System`.
+    ///
+    /// Errors: the store cannot be opened (locked by another process, permissions), the address
+    /// cannot be bound, the organizations' settings are unusable.
+    pub async fn build(settings: Settings, demo: bool) -> anyhow::Result<Self> {
+        let dir = settings.store_dir();
+        let store = Store::open(&dir).with_context(|| {
+            format!(
+                "cannot open the store in {} (is another `mpay` running on it?)",
+                dir.display()
+            )
+        })?;
+        let health = HealthRegistry::new();
+
+        let mut extra_keys = Vec::new();
+        let mut demo_info = None;
+        if demo {
+            if let Some(org) = settings.organizations.first() {
+                let key = demo_api_key(&settings.node.data_dir)?;
+                extra_keys.push((org.fiscal_code.clone(), mpay_config::hash_api_key(&key)));
+                demo_info = Some((org.fiscal_code.clone(), org.name.clone(), key));
+            }
+        }
+
+        let mut watchdog = Watchdog::new(
+            health.clone(),
+            Duration::from_millis(settings.watchdog.interval_ms),
+        );
+        let journal_store: Arc<dyn JournalStore> = store.journal.clone();
+        let (js, reg, batch_max, interval) = (
+            journal_store.clone(),
+            health.clone(),
+            settings.journal.batch_max,
+            Duration::from_millis(settings.journal.batch_interval_ms),
+        );
+        let journal = watchdog.watch("JournalWriter", "main", move || {
+            let (js, reg) = (js.clone(), reg.clone());
+            Supervisor::start(move |_| JournalWriter::new(js, reg, batch_max, interval))
+        });
+        let ledger: Arc<dyn PositionRepository> = store.ledger.clone();
+        let (reg, cfg) = (
+            health.clone(),
+            SchedulerConfig {
+                tick: Duration::from_secs(settings.scheduler.tick_secs),
+                journal_retention: chrono::Duration::days(i64::from(
+                    settings.journal.retention_days,
+                )),
+            },
+        );
+        let scheduler = watchdog.watch("Scheduler", "main", move || {
+            let (l, j, r, c) = (
+                ledger.clone(),
+                journal_store.clone(),
+                reg.clone(),
+                cfg.clone(),
+            );
+            Supervisor::start(move |_| Scheduler::new(l, j, r, c))
+        });
+        watchdog.start();
+
+        let state = AppState::new(
+            settings.clone(),
+            store.clone(),
+            health,
+            Some(journal.clone()),
+            &extra_keys,
+        )?;
+        if let Some((cf, _, _)) = &demo_info {
+            let (st, cf2) = (state.clone(), cf.clone());
+            let n = tokio::task::spawn_blocking(move || mpay_web::demo::seed(&st, &cf2)).await??;
+            if n > 0 {
+                tracing::info!(organization = %cf, positions = n, "demo positions created");
+            }
+        }
+
+        let listener = TcpListener::bind(&settings.http.bind)
+            .with_context(|| format!("cannot bind {}", settings.http.bind))?;
+        let addr = listener.local_addr()?;
+        let server = mpay_web::server(state.clone(), listener)?;
+        Ok(Application {
+            addr,
+            store,
+            state,
+            journal,
+            scheduler,
+            demo: demo_info,
+            server,
+        })
+    }
+
+    /// Prints where the node listens and, with `--demo`, the demo organization and key.
+    pub fn print_banner(&self) {
+        use std::io::Write as _;
+        let base = format!("http://{}", self.addr);
+        println!("mpay {} listening on {base}", env!("CARGO_PKG_VERSION"));
+        println!("  API docs:   {base}/api/docs/");
+        println!("  OpenAPI:    {base}/api/openapi.json");
+        println!("  health:     {base}/health/ready  {base}/health/actors  {base}/metrics");
+        println!(
+            "  data dir:   {}",
+            self.state.settings.node.data_dir.display()
+        );
+        if let Some((cf, name, key)) = &self.demo {
+            println!("  demo organization: {name} — fiscal code {cf}");
+            println!("  demo API key (header Ocp-Apim-Subscription-Key): {key}");
+            println!("  try: curl -H 'Ocp-Apim-Subscription-Key: {key}' {base}/api/v1/organizations/{cf}/debtpositions");
+        }
+        let _ = std::io::stdout().flush();
+    }
+
+    /// A handle that stops the server gracefully (like SIGTERM).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Asks the scheduler for a pass now.
+    pub fn tick_scheduler(&self) {
+        self.scheduler.addr().do_send(Tick);
+    }
+
+    /// Serves until SIGTERM/SIGINT (or a stop through [`Application::server_handle`]): stops
+    /// accepting, lets in-flight requests finish, then writes the pending journal and flushes the
+    /// store.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        tracing::info!("HTTP server stopped; flushing");
+        if let Ok(Err(e)) = self.journal.addr().send(FlushJournal).await {
+            tracing::warn!(error = %e, "journal flush failed");
+        }
+        let st = self.store.clone();
+        tokio::task::spawn_blocking(move || st.flush_blocking()).await??;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! The `mpay` composition root as a library, so that the binary and the end-to-end tests start
+//! the platform the same way.
+
+pub mod app;

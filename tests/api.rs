@@ -1,0 +1,584 @@
+//! End-to-end tests of the REST API, health and metrics on a real server (random port, temp
+//! sled store), driven over HTTP.
+
+mod common;
+
+use common::*;
+use mpay_messages::{NoticeLayout, NoticeNumber};
+use mpay_storage::{JournalQuery, JournalStore};
+use serde_json::{json, Value};
+
+#[actix_web::test]
+async fn health_endpoints_report_actors_and_readiness() {
+    let app = spawn_app().await;
+    let live = app
+        .client
+        .get(format!("{}/health/live", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready: Value = app
+        .client
+        .get(format!("{}/health/ready", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "UP");
+    let actors: Vec<Value> = app
+        .client
+        .get(format!("{}/health/actors", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = actors.iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    for k in ["JournalWriter", "Scheduler", "Watchdog"] {
+        assert!(kinds.contains(&k), "{kinds:?}");
+    }
+    for a in &actors {
+        assert_eq!(a["state"], "running", "{a}");
+        assert_eq!(a["restarts"], 0);
+        assert!(a["lastHeartbeat"].is_string());
+    }
+}
+
+#[actix_web::test]
+async fn create_without_iuv_generates_a_valid_notice_number() {
+    let app = spawn_app().await;
+    let res = app
+        .post(ORG_A, KEY_A, "", &position_body("A-1", 12_050))
+        .await;
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "DRAFT");
+    assert_eq!(body["organizationFiscalCode"], ORG_A);
+    let nav = body["paymentOption"][0]["nav"].as_str().unwrap();
+    let iuv = body["paymentOption"][0]["iuv"].as_str().unwrap();
+    let parsed = NoticeNumber::parse(nav).expect("strict check digit holds");
+    assert_eq!(
+        parsed.layout(),
+        NoticeLayout::Aux3 {
+            segregation_code: 12
+        }
+    );
+    assert_eq!(&nav[1..], iuv);
+    assert_eq!(body["paymentOption"][0]["amount"], 12_050);
+    assert_eq!(body["paymentOption"][0]["transfer"][0]["iban"], IBAN_A);
+    // GET answers the same
+    let got: Value = app.get(ORG_A, KEY_A, "/A-1").await.json().await.unwrap();
+    assert_eq!(got["paymentOption"][0]["nav"], nav);
+    assert_eq!(got["fiscalCode"], "RSSMRA80A01H501U");
+    // a given nav is kept; a given iuv alone gets its nav
+    let mut b = position_body("A-2", 100);
+    b["paymentOption"][0]["iuv"] = json!("12202600000000171");
+    let res: Value = app.post(ORG_A, KEY_A, "", &b).await.json().await.unwrap();
+    assert_eq!(res["paymentOption"][0]["nav"], "312202600000000171");
+}
+
+#[actix_web::test]
+async fn concurrent_creates_get_distinct_notice_numbers() {
+    let app = spawn_app().await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = app.client.clone();
+        let url = app.positions_url(ORG_A);
+        tasks.push(actix_rt::spawn(async move {
+            let r = client
+                .post(url)
+                .header("Ocp-Apim-Subscription-Key", KEY_A)
+                .json(&position_body(&format!("C-{i}"), 100 + i))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let v: Value = r.json().await.unwrap();
+            v["paymentOption"][0]["nav"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut navs = std::collections::HashSet::new();
+    for t in tasks {
+        assert!(navs.insert(t.await.unwrap()));
+    }
+    assert_eq!(navs.len(), 40);
+}
+
+#[actix_web::test]
+async fn cross_tenant_access_is_refused() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "", &position_body("SECRET", 100))
+            .await
+            .status(),
+        201
+    );
+    // B's key on A's resources: 403, for every verb
+    assert_eq!(app.get(ORG_A, KEY_B, "/SECRET").await.status(), 403);
+    assert_eq!(app.get(ORG_A, KEY_B, "").await.status(), 403);
+    assert_eq!(
+        app.post(ORG_A, KEY_B, "", &position_body("X", 100))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.put(ORG_A, KEY_B, "/SECRET", &position_body("SECRET", 999))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(app.delete(ORG_A, KEY_B, "/SECRET").await.status(), 403);
+    assert_eq!(
+        app.post(ORG_A, KEY_B, "/SECRET/invalidate", &json!({}))
+            .await
+            .status(),
+        403
+    );
+    // B's key on its own path does not see A's position
+    assert_eq!(app.get(ORG_B, KEY_B, "/SECRET").await.status(), 404);
+    let list: Value = app.get(ORG_B, KEY_B, "").await.json().await.unwrap();
+    assert_eq!(list["payment_position_list"].as_array().unwrap().len(), 0);
+    // no key / unknown key: 401 problem
+    let r = app
+        .client
+        .get(app.positions_url(ORG_A))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(app.get(ORG_A, "not-a-key", "/SECRET").await.status(), 401);
+    // a key on an organization that does not exist here
+    assert_eq!(app.get("00000000000", KEY_A, "").await.status(), 403);
+    // A's position is untouched
+    let p: Value = app.get(ORG_A, KEY_A, "/SECRET").await.json().await.unwrap();
+    assert_eq!(p["status"], "DRAFT");
+    assert_eq!(p["paymentOption"][0]["amount"], 100);
+}
+
+async fn problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    res.json().await.unwrap()
+}
+
+fn fields(p: &Value) -> Vec<String> {
+    p["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn invalid_bodies_get_problem_json_naming_the_field() {
+    let app = spawn_app().await;
+    let mut b = position_body("V-1", 100);
+    b["paymentOption"][0]["amount"] = json!(150);
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert!(
+        fields(&p).contains(&"paymentOption[0].amount".to_string()),
+        "{p}"
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sum of the transfers"),
+        "{p}"
+    );
+
+    let mut b = position_body("V-1", 100);
+    b["paymentOption"][0]["transfer"][0]["amount"] = json!("cento");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(
+        fields(&p),
+        vec!["paymentOption[0].transfer[0].amount"],
+        "{p}"
+    );
+
+    let mut b = position_body("V-1", 100);
+    b["paymentOption"][0]["transfer"][0]["iban"] = json!("IT00X0000000000000000000000");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(fields(&p), vec!["paymentOption[0].transfer[0].iban"], "{p}");
+
+    // a valid IBAN that is not registered for the organization
+    let mut b = position_body("V-1", 100);
+    b["paymentOption"][0]["transfer"][0]["iban"] = json!(IBAN_B);
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("not registered"),
+        "{p}"
+    );
+
+    // another organization's segregation code
+    let mut b = position_body("V-1", 100);
+    b["paymentOption"][0]["nav"] = json!("344012345678901286");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(fields(&p), vec!["paymentOption[0].nav"], "{p}");
+
+    let mut b = position_body("V-1", 100);
+    b["type"] = json!("X");
+    b["paymentOption"][0]["dueDate"] = json!("31/12/2026");
+    b["paymentOption"][0]["transfer"][0]["idTransfer"] = json!("9");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    let f = fields(&p);
+    for expected in [
+        "type",
+        "paymentOption[0].dueDate",
+        "paymentOption[0].transfer[0].idTransfer",
+    ] {
+        assert!(f.contains(&expected.to_string()), "{expected} in {f:?}");
+    }
+
+    let mut b = position_body("V-1", 100);
+    b["serviceCode"] = json!("NOPE");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(fields(&p), vec!["serviceCode"]);
+
+    let r = app
+        .client
+        .post(app.positions_url(ORG_A))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400).await;
+
+    let huge = "x".repeat(70_000);
+    let r = app
+        .client
+        .post(app.positions_url(ORG_A))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // nothing was stored by any refused request
+    let list: Value = app.get(ORG_A, KEY_A, "").await.json().await.unwrap();
+    assert_eq!(list["page_info"]["items_found"], 0);
+}
+
+#[actix_web::test]
+async fn lifecycle_publish_update_invalidate_delete() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "", &position_body("L-1", 100))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "", &position_body("L-1", 100))
+            .await
+            .status(),
+        409
+    );
+
+    let p: Value = app
+        .post(ORG_A, KEY_A, "/L-1/publish", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p["status"], "VALID");
+    assert!(p["publishDate"].is_string());
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "/L-1/publish", &json!({}))
+            .await
+            .status(),
+        409
+    );
+    // a published position cannot be deleted
+    assert_eq!(app.delete(ORG_A, KEY_A, "/L-1").await.status(), 409);
+
+    // update keeps nothing of the old options unless given; GPD: back to DRAFT unless toPublish
+    let nav_before = p["paymentOption"][0]["nav"].as_str().unwrap().to_string();
+    let mut b = position_body("L-1", 500);
+    b["paymentOption"][0]["nav"] = json!(nav_before);
+    let u: Value = app
+        .put(ORG_A, KEY_A, "/L-1?toPublish=true", &b)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(u["status"], "VALID");
+    assert_eq!(u["paymentOption"][0]["amount"], 500);
+    assert_eq!(u["paymentOption"][0]["nav"], nav_before.as_str());
+    let u: Value = app
+        .put(ORG_A, KEY_A, "/L-1", &b)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(u["status"], "DRAFT");
+    // the path wins over a different body iupd
+    let r = app
+        .put(ORG_A, KEY_A, "/L-1", &position_body("OTHER", 1))
+        .await;
+    assert_eq!(r.status(), 400);
+
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "/L-1/publish", &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let inv: Value = app
+        .post(ORG_A, KEY_A, "/L-1/invalidate", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inv["status"], "INVALID");
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "/L-1/invalidate", &json!({}))
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(app.put(ORG_A, KEY_A, "/L-1", &b).await.status(), 409);
+    assert_eq!(app.delete(ORG_A, KEY_A, "/L-1").await.status(), 409);
+
+    // a draft is deleted, then it is gone and its notice number is free again
+    let d: Value = app
+        .post(ORG_A, KEY_A, "", &position_body("L-2", 100))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let nav = d["paymentOption"][0]["nav"].as_str().unwrap().to_string();
+    assert_eq!(app.delete(ORG_A, KEY_A, "/L-2").await.status(), 200);
+    assert_eq!(app.get(ORG_A, KEY_A, "/L-2").await.status(), 404);
+    assert_eq!(app.delete(ORG_A, KEY_A, "/L-2").await.status(), 404);
+    let mut again = position_body("L-3", 100);
+    again["paymentOption"][0]["nav"] = json!(nav);
+    assert_eq!(app.post(ORG_A, KEY_A, "", &again).await.status(), 201);
+    // ...but not while it is used
+    let mut dup = position_body("L-4", 100);
+    dup["paymentOption"][0]["nav"] = json!(nav);
+    let p = problem(app.post(ORG_A, KEY_A, "", &dup).await, 409).await;
+    assert!(p["detail"].as_str().unwrap().contains("L-3"), "{p}");
+}
+
+#[actix_web::test]
+async fn list_filters_and_pages() {
+    let app = spawn_app().await;
+    for i in 0..12 {
+        let mut b = position_body(&format!("P-{i:02}"), 100);
+        b["paymentOption"][0]["dueDate"] = json!(format!("2030-01-{:02}", i + 1));
+        let q = if i % 3 == 0 { "?toPublish=true" } else { "" };
+        assert_eq!(app.post(ORG_A, KEY_A, q, &b).await.status(), 201);
+    }
+    let page: Value = app
+        .get(ORG_A, KEY_A, "?limit=5&page=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["page_info"]["items_found"], 2);
+    assert_eq!(page["page_info"]["total_pages"], 3);
+    let valid: Value = app
+        .get(
+            ORG_A,
+            KEY_A,
+            "?status=VALID&orderby=IUPD&ordering=ASC&limit=50",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = valid["payment_position_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["iupd"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["P-00", "P-03", "P-06", "P-09"]);
+    let due: Value = app
+        .get(
+            ORG_A,
+            KEY_A,
+            "?due_date_from=2030-01-02&due_date_to=2030-01-04&limit=50",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(due["payment_position_list"].as_array().unwrap().len(), 3);
+    problem(app.get(ORG_A, KEY_A, "?status=NOPE").await, 400).await;
+    problem(app.get(ORG_A, KEY_A, "?limit=500").await, 400).await;
+    problem(app.get(ORG_A, KEY_A, "?due_date_from=yesterday").await, 400).await;
+    problem(app.get(ORG_A, KEY_A, "?limit=abc").await, 400).await;
+}
+
+#[actix_web::test]
+async fn bulk_create_is_all_or_nothing_and_bounded() {
+    let app = spawn_app().await;
+    let ok = json!({"paymentPositions": [position_body("B-1", 100), position_body("B-2", 200)]});
+    let r: Value = app
+        .post(ORG_A, KEY_A, "/bulk?toPublish=true", &ok)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let created = r["paymentPositions"].as_array().unwrap();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[1]["status"], "VALID");
+
+    let mut bad = position_body("B-4", 100);
+    bad["fullName"] = json!("");
+    let body = json!({"paymentPositions": [position_body("B-3", 100), bad]});
+    let p = problem(app.post(ORG_A, KEY_A, "/bulk", &body).await, 400).await;
+    assert_eq!(fields(&p), vec!["paymentPositions[1].fullName"]);
+    assert_eq!(
+        app.get(ORG_A, KEY_A, "/B-3").await.status(),
+        404,
+        "nothing created"
+    );
+
+    // a conflict in the middle of the batch leaves nothing behind either
+    let body = json!({"paymentPositions": [position_body("B-5", 100), position_body("B-1", 100)]});
+    problem(app.post(ORG_A, KEY_A, "/bulk", &body).await, 409).await;
+    assert_eq!(app.get(ORG_A, KEY_A, "/B-5").await.status(), 404);
+
+    let many: Vec<Value> = (0..6)
+        .map(|i| position_body(&format!("M-{i}"), 1))
+        .collect();
+    problem(
+        app.post(ORG_A, KEY_A, "/bulk", &json!({"paymentPositions": many}))
+            .await,
+        413,
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn scheduler_expires_and_validates_positions() {
+    let app = spawn_app().await;
+    let mut b = position_body("EXP", 100);
+    b["switchToExpired"] = json!(true);
+    b["paymentOption"][0]["dueDate"] = json!("2020-01-01");
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "?toPublish=true", &b).await.status(),
+        201
+    );
+    // due today in Europe/Rome: still payable
+    let mut t = position_body("TODAY", 100);
+    t["switchToExpired"] = json!(true);
+    t["paymentOption"][0]["dueDate"] = json!(mpay_messages::time::rome_today().to_string());
+    assert_eq!(
+        app.post(ORG_A, KEY_A, "?toPublish=true", &t).await.status(),
+        201
+    );
+    // becomes valid at its validity date
+    let mut v = position_body("LATER", 100);
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    v["validityDate"] = json!(at.to_rfc3339());
+    let p: Value = app
+        .post(ORG_A, KEY_A, "?toPublish=true", &v)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p["status"], "PUBLISHED");
+
+    app.wait_for("expiry and validity", || async {
+        app.scheduler.addr().do_send(mpay_actors::Tick);
+        let e: Value = app.get(ORG_A, KEY_A, "/EXP").await.json().await.unwrap();
+        let l: Value = app.get(ORG_A, KEY_A, "/LATER").await.json().await.unwrap();
+        e["status"] == "EXPIRED" && l["status"] == "VALID"
+    })
+    .await;
+    let today: Value = app.get(ORG_A, KEY_A, "/TODAY").await.json().await.unwrap();
+    assert_eq!(today["status"], "VALID");
+}
+
+#[actix_web::test]
+async fn journal_metrics_and_openapi() {
+    let app = spawn_app().await;
+    app.post(ORG_A, KEY_A, "", &position_body("J-1", 100)).await;
+    app.get(ORG_A, KEY_B, "/J-1").await;
+    let journal = app.store.journal.clone();
+    app.wait_for("journal entries", || {
+        let journal = journal.clone();
+        async move { journal.len() >= 2 }
+    })
+    .await;
+    let entries = journal
+        .query(&JournalQuery {
+            organization: Some(ORG_A.into()),
+            from: None,
+            limit: 10,
+        })
+        .unwrap();
+    let ops: Vec<(String, u16)> = entries
+        .iter()
+        .map(|e| (e.operation.clone(), e.status))
+        .collect();
+    assert!(
+        ops.contains(&(
+            "POST /api/v1/organizations/{organizationfiscalcode}/debtpositions".into(),
+            201
+        )),
+        "{ops:?}"
+    );
+    assert!(
+        ops.iter().any(|(_, s)| *s == 403),
+        "refusals are journalled too: {ops:?}"
+    );
+    assert!(entries.iter().all(|e| !e.request_id.is_empty()));
+
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for m in [
+        "mpay_http_requests_total",
+        "mpay_http_request_duration_seconds",
+        "mpay_ledger_positions",
+        "mpay_actor_restarts",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics");
+    }
+
+    let doc: Value = app
+        .client
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]
+        ["/api/v1/organizations/{organizationfiscalcode}/debtpositions/{iupd}/publish"]["post"]
+        .is_object());
+    assert!(doc["components"]["schemas"]["PaymentPositionModel"].is_object());
+    let ui = app
+        .client
+        .get(format!("{}/api/docs/", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.unwrap().to_lowercase().contains("swagger"));
+}

@@ -1,0 +1,212 @@
+//! Test harness: the real node on a random port with a temp data dir (zero2prod `spawn_app`).
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use mpay::app::Application;
+use mpay_config::{hash_api_key, Settings, Sources};
+use serde_json::{json, Value};
+
+pub const ORG_A: &str = "80001234568";
+pub const ORG_B: &str = "01987654322";
+pub const KEY_A: &str = "key-for-organization-a";
+pub const KEY_B: &str = "key-for-organization-b";
+pub const IBAN_A: &str = "IT47D0103002600000061234567";
+pub const POSTAL_A: &str = "IT88Q0760102600000012345678";
+pub const IBAN_B: &str = "IT55R0306902117100000046001";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub store: mpay_storage::Store,
+    pub app_state: mpay_web::AppState,
+    pub scheduler: mpay_actors::ActorHandle<mpay_actors::Scheduler>,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+pub fn config_text(data_dir: &std::path::Path) -> String {
+    format!(
+        r#"
+[node]
+id = "test"
+data_dir = "{dir}"
+[http]
+bind = "127.0.0.1:0"
+body_limit_bytes = 65536
+workers = 2
+[api]
+bulk_limit = 5
+max_page_limit = 50
+[broker]
+fiscal_code = "{ORG_B}"
+[scheduler]
+tick_secs = 3600
+[journal]
+batch_interval_ms = 20
+[watchdog]
+interval_ms = 50
+
+[[stations]]
+id = "{ORG_B}_01"
+organizations = ["{ORG_A}", "{ORG_B}"]
+
+[[organizations]]
+fiscal_code = "{ORG_A}"
+name = "Comune di Borgo Demo"
+aux_digit = 3
+segregation_code = 12
+ibans = ["{IBAN_A}"]
+postal_ibans = ["{POSTAL_A}"]
+api_key_hashes = ["{ha}"]
+
+[[organizations]]
+fiscal_code = "{ORG_B}"
+name = "Provincia di Prova"
+aux_digit = 3
+segregation_code = 44
+ibans = ["{IBAN_B}"]
+api_key_hashes = ["{hb}"]
+
+[[services]]
+organization = "{ORG_A}"
+code = "AOC"
+label = "LOCULI CIMITERIALI"
+category = "9/0201133IM/"
+iban = "{IBAN_A}"
+amount = {{ kind = "fixed", cents = 35000 }}
+"#,
+        dir = data_dir.display(),
+        ha = hash_api_key(KEY_A),
+        hb = hash_api_key(KEY_B),
+    )
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mpay.toml");
+    std::fs::write(&cfg, config_text(&dir.path().join("data"))).unwrap();
+    let settings = Settings::load(&Sources {
+        demo: false,
+        file: Some(cfg),
+        env: false,
+    })
+    .unwrap();
+    let app = Application::build(settings, false).await.unwrap();
+    let base = format!("http://{}", app.addr);
+    let store = app.store.clone();
+    let app_state = app.state.clone();
+    let scheduler = app.scheduler.clone();
+    let handle = app.server_handle();
+    actix_rt::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    let t = TestApp {
+        base,
+        client: reqwest::Client::new(),
+        dir,
+        store,
+        app_state,
+        scheduler,
+        handle,
+    };
+    t.wait_for("readiness", || async {
+        t.client
+            .get(format!("{}/health/ready", t.base))
+            .send()
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false)
+    })
+    .await;
+    t
+}
+
+impl TestApp {
+    pub fn positions_url(&self, org: &str) -> String {
+        format!("{}/api/v1/organizations/{org}/debtpositions", self.base)
+    }
+
+    pub async fn post(
+        &self,
+        org: &str,
+        key: &str,
+        suffix: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}{suffix}", self.positions_url(org)))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, org: &str, key: &str, suffix: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{suffix}", self.positions_url(org)))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, org: &str, key: &str, suffix: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(format!("{}{suffix}", self.positions_url(org)))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, org: &str, key: &str, suffix: &str) -> reqwest::Response {
+        self.client
+            .delete(format!("{}{suffix}", self.positions_url(org)))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `cond` until true (10 s deadline).
+    pub async fn wait_for<F, Fut>(&self, what: &str, mut cond: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A valid position body for organization A (no iuv/nav: generated).
+pub fn position_body(iupd: &str, cents: i64) -> Value {
+    json!({
+        "iupd": iupd,
+        "type": "F",
+        "fiscalCode": "RSSMRA80A01H501U",
+        "fullName": "Mario Rossi",
+        "email": "mario.rossi@example.org",
+        "companyName": "Comune di Borgo Demo",
+        "switchToExpired": false,
+        "paymentOption": [{
+            "amount": cents,
+            "description": "TARI 2026",
+            "isPartialPayment": false,
+            "dueDate": "2030-12-31T23:59:59",
+            "transfer": [{
+                "idTransfer": "1",
+                "amount": cents,
+                "remittanceInformation": "TARI 2026",
+                "category": "9/0101108TS/",
+                "iban": IBAN_A
+            }]
+        }]
+    })
+}
