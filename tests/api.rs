@@ -265,7 +265,18 @@ async fn invalid_bodies_get_problem_json_naming_the_field() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 413);
+    let p = problem(r, 413).await;
+    assert!(p["detail"].as_str().unwrap().contains("65536 bytes"), "{p}");
+    // a wrong method gets problem JSON too
+    let r = app
+        .client
+        .patch(format!("{}/X", app.positions_url(ORG_A)))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 405).await;
+    assert!(p["detail"].as_str().unwrap().contains("PATCH"), "{p}");
 
     // nothing was stored by any refused request
     let list: Value = app.get(ORG_A, KEY_A, "").await.json().await.unwrap();

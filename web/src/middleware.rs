@@ -21,7 +21,7 @@ pub struct RequestId(pub String);
 /// `mpay_http_request_duration_seconds{method,route}`; journal for `/api/` routes.
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let at = Utc::now();
@@ -76,7 +76,40 @@ pub async fn observe(
             }
         }
     }
-    let mut res = res;
+    // Errors raised by the framework itself (body too large, wrong method, ...) come as plain
+    // text: give API clients the same problem JSON as every other error.
+    let is_problem = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let mut res = if (route.starts_with("/api/") || route == "unmatched")
+        && res.status().as_u16() >= 400
+        && !is_problem
+    {
+        let status = res.status();
+        let detail = match status.as_u16() {
+            413 => {
+                let limit = res
+                    .request()
+                    .app_data::<web::Data<AppState>>()
+                    .map(|s| s.settings.http.body_limit_bytes)
+                    .unwrap_or_default();
+                format!("the request body is larger than {limit} bytes")
+            }
+            405 => format!("method {method} is not allowed on this resource"),
+            _ => status.canonical_reason().unwrap_or("error").to_string(),
+        };
+        let problem = crate::problem::Problem::new(
+            status,
+            status.canonical_reason().unwrap_or("Error"),
+            detail,
+        );
+        let (req, _) = res.into_parts();
+        ServiceResponse::new(req, actix_web::ResponseError::error_response(&problem))
+            .map_into_boxed_body()
+    } else {
+        res.map_into_boxed_body()
+    };
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("x-request-id"),

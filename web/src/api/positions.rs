@@ -18,17 +18,46 @@ use crate::state::{AppState, OrgContext};
 
 /// Routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let not_allowed = || web::to(method_not_allowed);
     cfg.service(
         web::scope("/organizations/{organizationfiscalcode}/debtpositions")
-            .route("", web::post().to(create))
-            .route("", web::get().to(list))
-            .route("/bulk", web::post().to(create_bulk))
-            .route("/{iupd}", web::get().to(get))
-            .route("/{iupd}", web::put().to(update))
-            .route("/{iupd}", web::delete().to(delete))
-            .route("/{iupd}/invalidate", web::post().to(invalidate))
-            .route("/{iupd}/publish", web::post().to(publish)),
+            .service(
+                web::resource("")
+                    .route(web::post().to(create))
+                    .route(web::get().to(list))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/bulk")
+                    .route(web::post().to(create_bulk))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/{iupd}")
+                    .route(web::get().to(get))
+                    .route(web::put().to(update))
+                    .route(web::delete().to(delete))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/{iupd}/invalidate")
+                    .route(web::post().to(invalidate))
+                    .default_service(not_allowed()),
+            )
+            .service(
+                web::resource("/{iupd}/publish")
+                    .route(web::post().to(publish))
+                    .default_service(not_allowed()),
+            ),
     );
+}
+
+async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<HttpResponse, Problem> {
+    Err(Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+        format!("method {} is not allowed on this resource", req.method()),
+    ))
 }
 
 /// `toPublish` query flag (GPD).
