@@ -512,21 +512,7 @@ impl PositionRepository for SledLedger {
         for p in &mut positions {
             p.revision = 1;
         }
-        self.trees()
-            .transaction(|(p, n, i, d, due, t)| {
-                let trees = [p, n, i, d, due, t];
-                for pos in &positions {
-                    let key = position_key(pos.organization_fiscal_code.as_str(), &pos.iupd);
-                    if p.get(&key)?.is_some() {
-                        return Err(Abort::Abort(LedgerError::AlreadyExists(pos.iupd.clone())));
-                    }
-                    apply(&trees, None, Some(pos))?;
-                }
-                Ok(())
-            })
-            .map_err(tx_err)?;
-        self.count
-            .fetch_add(positions.len() as u64, Ordering::Relaxed);
+        self.insert_new(&positions)?;
         Ok(positions)
     }
 
@@ -838,28 +824,28 @@ impl PositionRepository for SledLedger {
                     p.revision = revision;
                     batch.push(p);
                     if batch.len() >= 256 {
-                        self.import_batch(std::mem::take(&mut batch))?;
+                        self.insert_new(&std::mem::take(&mut batch))?;
                     }
                 }
             }
             n += 1;
         }
-        self.import_batch(batch)?;
+        self.insert_new(&batch)?;
         self.db.flush()?;
         Ok(n)
     }
 }
 
 impl SledLedger {
-    fn import_batch(&self, batch: Vec<DebtPosition>) -> Result<(), LedgerError> {
-        if batch.is_empty() {
+    /// Inserts positions that must not exist yet, with their indexes, in one transaction.
+    fn insert_new(&self, positions: &[DebtPosition]) -> Result<(), LedgerError> {
+        if positions.is_empty() {
             return Ok(());
         }
-        let len = batch.len() as u64;
         self.trees()
             .transaction(|(p, n, i, d, due, t)| {
                 let trees = [p, n, i, d, due, t];
-                for pos in &batch {
+                for pos in positions {
                     let key = position_key(pos.organization_fiscal_code.as_str(), &pos.iupd);
                     if p.get(&key)?.is_some() {
                         return Err(Abort::Abort(LedgerError::AlreadyExists(pos.iupd.clone())));
@@ -869,7 +855,8 @@ impl SledLedger {
                 Ok(())
             })
             .map_err(tx_err)?;
-        self.count.fetch_add(len, Ordering::Relaxed);
+        self.count
+            .fetch_add(positions.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }
