@@ -1,0 +1,23 @@
+//! `pagopa-sim`: the pagoPA Node and PSP simulator (DESIGN §8).
+//!
+//! It plays the pagoPA Node (and the PSPs behind it) against the station's paForNode SOAP
+//! endpoint: verify → getPayment(V2) → sendRT(V2) flows with retries, duplicate and Stand-In
+//! receipts and unknown notices (`psp`), and replays of request files (`replay`). Every answer is
+//! validated against the official XSDs with libxml2.
+//!
+//! The simulator is independent of the platform's codecs on purpose: it depends on no `mpay-*`
+//! crate, writes its XML from its own templates and reads answers with its own small parser, so a
+//! codec bug in the station cannot hide behind itself.
+
+pub mod amount;
+pub mod build;
+pub mod client;
+pub mod config;
+pub mod model;
+pub mod nav;
+pub mod psp;
+pub mod replay;
+pub mod rest;
+pub mod stats;
+pub mod validate;
+pub mod xml;
