@@ -27,7 +27,7 @@ fn position(
         iupd,
         debtor: Debtor {
             kind: DebtorType::F,
-            fiscal_code: FiscalCode::parse_unchecked(if i % 2 == 0 {
+            fiscal_code: FiscalCode::parse_unchecked(if i.is_multiple_of(2) {
                 "RSSMRA80A01H501U"
             } else {
                 "VRDGPP75C41F205I"
@@ -43,7 +43,7 @@ fn position(
             email: None,
             phone: None,
         },
-        switch_to_expired: i % 3 == 0,
+        switch_to_expired: i.is_multiple_of(3),
         pay_stand_in: true,
         company_name: "Comune di Borgo Demo".into(),
         office_name: None,

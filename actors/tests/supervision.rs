@@ -124,6 +124,8 @@ async fn journal_writer_batches_into_the_store() {
             outcome: "OK".into(),
             latency_us: 10,
             request_id: format!("r{i}"),
+            note: None,
+            payload: None,
         }))
         .await
         .unwrap();

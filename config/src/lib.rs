@@ -65,6 +65,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// The intermediary (broker PA).
     pub broker: BrokerSettings,
+    /// The pagoPA station endpoint.
+    pub station: StationEndpointSettings,
     /// Timed jobs.
     pub scheduler: SchedulerSettings,
     /// Journal of exchanges.
@@ -128,6 +130,20 @@ pub struct BrokerSettings {
     pub node_subscription_key: Option<SecretString>,
 }
 
+/// `[station]`: the pagoPA station endpoint (paForNode).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationEndpointSettings {
+    /// Largest SOAP request accepted, bytes.
+    pub body_limit_bytes: usize,
+    /// Answer `PAA_RECEIPT_DUPLICATA` (instead of OK) when the same receiptId arrives again
+    /// (SPEC §14 open point; default OK: the receipt is stored once either way).
+    #[serde(default)]
+    pub duplicate_receipt_is_ko: bool,
+    /// Days a position created by paDemandPaymentNotice stays payable.
+    pub demand_due_days: u32,
+}
+
 /// `[scheduler]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +162,13 @@ pub struct JournalSettings {
     pub batch_max: usize,
     /// Longest wait before a batch is written, ms.
     pub batch_interval_ms: u64,
+    /// Keep SOAP request payloads in the journal.
+    #[serde(default = "yes")]
+    pub keep_payloads: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[watchdog]`.
@@ -273,6 +296,10 @@ pub struct ServiceSettings {
     pub spontaneous: bool,
     /// Amount rule.
     pub amount: AmountRule,
+    /// pagoPA Catalogo Servizi id (`idServizio`, 5 characters) when PSPs may create a position
+    /// for this service with paDemandPaymentNotice.
+    #[serde(default)]
+    pub demand_service_id: Option<String>,
 }
 
 /// Where the settings come from.
@@ -422,6 +449,14 @@ impl Settings {
                 return Err(invalid(key("code"), "appears twice for this organization"));
             }
             Iban::parse(&s.iban).map_err(|e| invalid(key("iban"), e.to_string()))?;
+            if let Some(id) = &s.demand_service_id {
+                if id.chars().count() != 5 {
+                    return Err(invalid(
+                        key("demand_service_id"),
+                        "must be exactly 5 characters",
+                    ));
+                }
+            }
             match s.amount {
                 AmountRule::Fixed { cents } if cents <= 0 => {
                     return Err(invalid(key("amount.cents"), "must be positive"))

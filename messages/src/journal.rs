@@ -25,4 +25,10 @@ pub struct JournalEntry {
     pub latency_us: u64,
     /// Request id (`X-Request-Id` or generated).
     pub request_id: String,
+    /// A warning worth keeping (e.g. a receipt accepted on another of our stations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The request payload (SOAP exchanges), kept for audit; never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
 }

@@ -12,9 +12,11 @@
 )]
 #![deny(clippy::float_arithmetic)]
 
+pub mod feeds;
 pub mod ids;
 pub mod journal;
 pub mod position;
 pub mod time;
+pub mod wire;
 
 pub use ids::*;

@@ -251,21 +251,22 @@ enum ExportLine {
 
 /// The sled implementation of [`PositionRepository`].
 pub struct SledLedger {
-    db: sled::Db,
-    positions: sled::Tree,
-    by_notice: sled::Tree,
-    by_iuv: sled::Tree,
-    by_debtor: sled::Tree,
-    by_due: sled::Tree,
-    timers: sled::Tree,
+    pub(crate) db: sled::Db,
+    pub(crate) positions: sled::Tree,
+    pub(crate) by_notice: sled::Tree,
+    pub(crate) by_iuv: sled::Tree,
+    pub(crate) by_debtor: sled::Tree,
+    pub(crate) by_due: sled::Tree,
+    pub(crate) timers: sled::Tree,
     counters: sled::Tree,
     count: AtomicU64,
     blocks: Mutex<HashMap<String, (u64, u64)>>,
+    pub(crate) receipts: crate::receipts::ReceiptTrees,
 }
 
 const POSITIONS: &str = "positions";
 
-fn position_key(org: &str, iupd: &str) -> Vec<u8> {
+pub(crate) fn position_key(org: &str, iupd: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(org.len() + iupd.len());
     k.extend_from_slice(org.as_bytes());
     k.extend_from_slice(iupd.as_bytes());
@@ -323,11 +324,11 @@ pub fn expiry_instant(day: NaiveDate) -> Option<DateTime<Utc>> {
     rome_local_to_utc(next.and_time(NaiveTime::MIN))
 }
 
-type Abort = ConflictableTransactionError<LedgerError>;
+pub(crate) type Abort = ConflictableTransactionError<LedgerError>;
 
 /// Rewrites one position inside a transaction: removes `old`'s index entries that `new` does not
 /// have, checks uniqueness of `new`'s notice numbers and IUVs, writes `new`'s entries.
-fn apply(
+pub(crate) fn apply(
     trees: &[&TransactionalTree; 6],
     old: Option<&DebtPosition>,
     new: Option<&DebtPosition>,
@@ -376,7 +377,7 @@ fn apply(
     Ok(())
 }
 
-fn tx_err(e: TransactionError<LedgerError>) -> LedgerError {
+pub(crate) fn tx_err(e: TransactionError<LedgerError>) -> LedgerError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => e.into(),
@@ -402,6 +403,7 @@ impl SledLedger {
             counters: db.open_tree("counters")?,
             count: AtomicU64::new(count),
             blocks: Mutex::new(HashMap::new()),
+            receipts: crate::receipts::ReceiptTrees::open(db)?,
         })
     }
 
@@ -425,7 +427,7 @@ impl SledLedger {
         )
     }
 
-    fn decode_position(key: &[u8], bytes: &[u8]) -> Result<DebtPosition, LedgerError> {
+    pub(crate) fn decode_position(key: &[u8], bytes: &[u8]) -> Result<DebtPosition, LedgerError> {
         Ok(decode(POSITIONS, key, bytes)?)
     }
 

@@ -17,8 +17,10 @@
 
 mod codec;
 pub mod durability;
+pub mod feeds;
 pub mod journal;
 pub mod ledger;
+pub mod receipts;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ pub use ledger::{
     LedgerError, ListOrder, Page, PositionFilter, PositionRepository, SledLedger, TimerKind,
     VerifyReport,
 };
+pub use receipts::{Anomaly, AnomalyKind, ReceiptDisposition, ReceiptRepository, StoredReceipt};
 
 /// A storage-level failure (I/O, corrupt record).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod state;
+pub mod station;
 
 use std::net::TcpListener;
 
@@ -45,6 +46,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
                 Problem::new(StatusCode::BAD_REQUEST, "Invalid path", err.to_string()).into()
             }))
             .configure(ops::configure)
+            .configure(station::configure)
             .service(web::scope("/api/v1").configure(api::positions::configure))
             .service(
                 SwaggerUi::new("/api/docs/{_:.*}")
@@ -84,7 +86,6 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(middleware::observe))
-            .wrap(tracing_actix_web::TracingLogger::default())
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(Problem::new(
                     StatusCode::NOT_FOUND,

@@ -41,6 +41,11 @@ pub async fn observe(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
     let status = res.status().as_u16();
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, latency_us = elapsed.as_micros() as u64, %request_id, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status, latency_us = elapsed.as_micros() as u64, %request_id, "request");
+    }
     metrics::counter!("mpay_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("mpay_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
         .record(elapsed.as_secs_f64());
@@ -66,6 +71,8 @@ pub async fn observe(
                     outcome,
                     latency_us: elapsed.as_micros().min(u128::from(u64::MAX)) as u64,
                     request_id: request_id.clone(),
+                    note: None,
+                    payload: None,
                 };
                 // Bounded mailbox: try first, wait for room only when it is full.
                 if let Err(actix::dev::SendError::Full(Record(entry))) =

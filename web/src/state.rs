@@ -39,6 +39,8 @@ pub struct AppState {
     pub health: HealthRegistry,
     /// The journal writer (replaced by the watchdog after a restart).
     pub journal: Option<ActorHandle<JournalWriter>>,
+    /// idStation → fiscal codes of the organizations it serves.
+    pub stations: Arc<HashMap<String, std::collections::HashSet<String>>>,
 }
 
 /// A configuration that cannot serve (bad organization settings).
@@ -97,7 +99,13 @@ impl AppState {
                 api_keys.insert(hash.to_ascii_lowercase(), ctx.clone());
             }
         }
+        let stations = settings
+            .stations
+            .iter()
+            .map(|st| (st.id.clone(), st.organizations.iter().cloned().collect()))
+            .collect();
         Ok(AppState {
+            stations: Arc::new(stations),
             settings: Arc::new(settings),
             store,
             orgs: Arc::new(orgs),

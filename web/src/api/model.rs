@@ -903,8 +903,15 @@ fn transfer(errs: &mut Errors, p: &str, t: &TransferModel, org: &OrgContext) -> 
         140,
     );
     let category = text(errs, &f("category"), t.category.trim(), 1, 140);
+    let present = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let (iban_in, postal_in) = (present(&t.iban), present(&t.postal_iban));
     let mut iban_of = |field: &str, v: &Option<String>| -> Option<Iban> {
-        let v = v.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
+        let v = v.as_deref()?;
         match Iban::parse(v) {
             Ok(i) => {
                 if own && !org.ibans.is_empty() && !org.ibans.contains(&i) {
@@ -922,11 +929,11 @@ fn transfer(errs: &mut Errors, p: &str, t: &TransferModel, org: &OrgContext) -> 
             }
         }
     };
-    let iban = iban_of("iban", &t.iban);
-    let postal = iban_of("postalIban", &t.postal_iban);
-    let destination = match (&t.iban, &t.postal_iban, &t.stamp) {
+    let iban = iban_of("iban", &iban_in);
+    let postal = iban_of("postalIban", &postal_in);
+    let destination = match (&iban_in, &postal_in, &t.stamp) {
         (_, _, Some(s)) => {
-            if t.iban.is_some() || t.postal_iban.is_some() {
+            if iban_in.is_some() || postal_in.is_some() {
                 errs.push(f("stamp"), "a stamp excludes iban and postalIban");
                 None
             } else {

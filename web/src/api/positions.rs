@@ -52,12 +52,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn method_not_allowed(req: actix_web::HttpRequest) -> Result<HttpResponse, Problem> {
-    Err(Problem::new(
+async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    let path = req.match_pattern().unwrap_or_default();
+    let allow = if path.ends_with("/debtpositions") {
+        "GET, POST"
+    } else if path.ends_with("/{iupd}") {
+        "GET, PUT, DELETE"
+    } else {
+        "POST"
+    };
+    let problem = Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method Not Allowed",
-        format!("method {} is not allowed on this resource", req.method()),
-    ))
+        format!(
+            "method {} is not allowed on this resource (allowed: {allow})",
+            req.method()
+        ),
+    );
+    let mut res = actix_web::ResponseError::error_response(&problem);
+    res.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    res
 }
 
 /// `toPublish` query flag (GPD).

@@ -1,0 +1,256 @@
+//! A small namespace-aware XML tree built with quick-xml's `NsReader` (DESIGN §9): every
+//! element keeps its resolved namespace URI and local name, so prefixes never matter.
+//!
+//! Hostile input: a DOCTYPE is refused (no DTD, no entity expansion), only the five predefined
+//! entities and character references are resolved, depth and element count are bounded,
+//! input must be UTF-8.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+/// Deepest element nesting accepted.
+pub const MAX_DEPTH: usize = 32;
+/// Most elements accepted in one document.
+pub const MAX_ELEMENTS: usize = 20_000;
+
+/// A document that is not well-formed XML (or not acceptable: DTD, too deep, not UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not well-formed XML: {0}")]
+pub struct XmlError(pub String);
+
+/// An attribute with its resolved namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    /// Namespace URI (`None` = unqualified).
+    pub ns: Option<String>,
+    /// Local name.
+    pub local: String,
+    /// Unescaped value.
+    pub value: String,
+}
+
+/// An element: resolved name, attributes (namespace declarations excluded), children and text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    /// Namespace URI (`None` = no namespace).
+    pub ns: Option<String>,
+    /// Local name.
+    pub local: String,
+    /// Attributes other than `xmlns` declarations.
+    pub attributes: Vec<Attribute>,
+    /// Child elements in document order.
+    pub children: Vec<Element>,
+    /// Concatenated character data (text and CDATA) directly inside this element.
+    pub text: String,
+}
+
+impl Element {
+    /// True when this element is `{ns}local`.
+    pub fn is(&self, ns: Option<&str>, local: &str) -> bool {
+        self.local == local && self.ns.as_deref() == ns
+    }
+
+    /// First unqualified child with this local name.
+    pub fn child(&self, local: &str) -> Option<&Element> {
+        self.children
+            .iter()
+            .find(|c| c.ns.is_none() && c.local == local)
+    }
+
+    /// Every unqualified child with this local name.
+    pub fn children_named<'a>(&'a self, local: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children
+            .iter()
+            .filter(move |c| c.ns.is_none() && c.local == local)
+    }
+
+    /// Text of an unqualified child.
+    pub fn child_text(&self, local: &str) -> Option<&str> {
+        self.child(local).map(|c| c.text.as_str())
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> XmlError {
+    XmlError(e.to_string())
+}
+
+fn resolved_ns(r: &ResolveResult<'_>) -> Result<Option<String>, XmlError> {
+    match r {
+        ResolveResult::Bound(ns) => Ok(Some(
+            std::str::from_utf8(ns.as_ref()).map_err(err)?.to_string(),
+        )),
+        ResolveResult::Unbound => Ok(None),
+        ResolveResult::Unknown(p) => Err(XmlError(format!(
+            "undeclared namespace prefix {:?}",
+            String::from_utf8_lossy(p)
+        ))),
+    }
+}
+
+/// Parses a whole document into its root element.
+///
+/// Errors: [`XmlError`] for malformed XML, a DOCTYPE, unknown entities, undeclared prefixes,
+/// non-UTF-8 input, more than [`MAX_DEPTH`] levels or [`MAX_ELEMENTS`] elements, text or
+/// a second element outside the root.
+pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
+    let text = std::str::from_utf8(input).map_err(|_| XmlError("input is not UTF-8".into()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = NsReader::from_str(text);
+    reader.config_mut().trim_text(false);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    loop {
+        let (ns, event) = reader.read_resolved_event().map_err(err)?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if root.is_some() {
+                    return Err(XmlError("content after the root element".into()));
+                }
+                count += 1;
+                if count > MAX_ELEMENTS {
+                    return Err(XmlError(format!("more than {MAX_ELEMENTS} elements")));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError(format!("nesting deeper than {MAX_DEPTH}")));
+                }
+                let ns = resolved_ns(&ns)?;
+                let local = std::str::from_utf8(e.local_name().as_ref())
+                    .map_err(err)?
+                    .to_string();
+                let mut attributes = Vec::new();
+                for a in e.attributes() {
+                    let a = a.map_err(err)?;
+                    let key = a.key;
+                    if key.as_namespace_binding().is_some() {
+                        continue;
+                    }
+                    let (ans, alocal) = reader.resolve_attribute(key);
+                    let ans = resolved_ns(&ans)?;
+                    let value = a.unescape_value().map_err(err)?.into_owned();
+                    attributes.push(Attribute {
+                        ns: ans,
+                        local: std::str::from_utf8(alocal.as_ref())
+                            .map_err(err)?
+                            .to_string(),
+                        value,
+                    });
+                }
+                let el = Element {
+                    ns,
+                    local,
+                    attributes,
+                    children: Vec::new(),
+                    text: String::new(),
+                };
+                if matches!(event, Event::Empty(_)) {
+                    attach(&mut stack, &mut root, el);
+                } else {
+                    stack.push(el);
+                }
+            }
+            Event::End(_) => {
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| XmlError("unexpected end tag".into()))?;
+                attach(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                let s = t.decode().map_err(err)?;
+                push_text(&mut stack, &s)?;
+            }
+            Event::CData(t) => {
+                let s = t.decode().map_err(err)?;
+                push_text(&mut stack, &s)?;
+            }
+            Event::GeneralRef(r) => {
+                let c = match r.resolve_char_ref().map_err(err)? {
+                    Some(c) => c.to_string(),
+                    None => match r.decode().map_err(err)?.as_ref() {
+                        "amp" => "&".into(),
+                        "lt" => "<".into(),
+                        "gt" => ">".into(),
+                        "apos" => "'".into(),
+                        "quot" => "\"".into(),
+                        other => {
+                            return Err(XmlError(format!("undefined entity &{other};")));
+                        }
+                    },
+                };
+                push_text(&mut stack, &c)?;
+            }
+            Event::DocType(_) => {
+                return Err(XmlError("DOCTYPE declarations are not accepted".into()));
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError("unexpected end of document".into()));
+    }
+    root.ok_or_else(|| XmlError("no root element".into()))
+}
+
+fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(el) => {
+            el.text.push_str(s);
+            Ok(())
+        }
+        None if s.trim().is_empty() => Ok(()),
+        None => Err(XmlError("text outside the root element".into())),
+    }
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+}
+
+/// Escapes text for element content and attribute values.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::escape(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_resolve_whatever_the_prefix() {
+        let a =
+            parse(br#"<a:x xmlns:a="urn:n"><y>1 &amp; &#50;</y><![CDATA[<z>]]></a:x>"#).unwrap();
+        let b = parse(br#"<x xmlns="urn:n"><y xmlns="">1 &amp; 2</y>&lt;z&gt;</x>"#).unwrap();
+        assert!(a.is(Some("urn:n"), "x") && b.is(Some("urn:n"), "x"));
+        assert_eq!(a.child_text("y"), Some("1 & 2"));
+        assert_eq!(b.child_text("y"), Some("1 & 2"));
+        assert_eq!(a.text, "<z>");
+        assert_eq!(b.text, "<z>");
+        // a child under a default namespace is qualified
+        let c = parse(br#"<x xmlns="urn:n"><y>1</y></x>"#).unwrap();
+        assert!(c.child("y").is_none());
+    }
+
+    #[test]
+    fn hostile_documents_are_refused() {
+        for bad in [
+            &br#"<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>"#[..],
+            b"<x>&e;</x>",
+            b"<x><y></x>",
+            b"<p:x/>",
+            b"<x/><y/>",
+            b"plain text",
+            b"",
+            b"<x>\xff</x>",
+        ] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let deep = "<a>".repeat(40) + &"</a>".repeat(40);
+        assert!(parse(deep.as_bytes()).is_err());
+    }
+}

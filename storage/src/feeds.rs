@@ -1,0 +1,2064 @@
+//! Applying bulk debt-position feeds to the ledger (FORMAT.md §5.5–§5.7; DESIGN §5 `FeedLoader`).
+//!
+//! [`load_feed`] reads a feed twice, streaming: a **pre-scan** (file-level errors such as
+//! `FILE_ENCODING` reject the whole file before anything is applied; in-file duplicate IUDs and
+//! non-contiguous positions are found; FULL-mode guards are evaluated), then the **apply** pass,
+//! one row-group (= one position, all its rows, FORMAT.md §5.6 "Atomicity") at a time, each
+//! group written with one ledger transaction (`create_many` or a compare-and-swap `modify`).
+//! After every group the per-row outcomes and the feed record checkpoint are written in one
+//! transaction of this module's trees, so after a crash the load resumes from the last
+//! committed group ([`LoadOptions::resume`]) or is marked failed ([`mark_failed`]) — never
+//! silently partial. Positions written by a feed carry the flow id in their option metadata,
+//! which makes re-applying the group that was in flight at the crash idempotent.
+//!
+//! Trees (own, opened from the store's `sled::Db`):
+//! - `feeds`: `org ++ flowId` → [`FeedLoadRecord`]
+//! - `feed_outcomes`: `org ++ flowId ++ 0x00 ++ 0x01 ++ row(u64 BE)` (row lines) and
+//!   `... ++ 0x02 ++ IUD` (FULL-mode derived lines) → [`StoredOutcome`]
+//! - `feed_seen`: `org ++ flowId ++ 0x00 ++ 'I' ++ IUD` → first row; `'P' ++ IUPD` → ∅ (work
+//!   set of the load, removed when it ends)
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use mpay_messages::feeds::{
+    ErrorCode, FeedFileError, FeedFileName, FeedManifest, FeedMode, FeedReader, FeedRecord,
+    FeedRow, FeedVersion, IuvExchangeLine, IuvExchangeWriter, IuvKind, Mb14AmountMode,
+    NoticeRequest, OutcomeLine, OutcomeWriter, ReadOptions, RowAction, RowIssue, RowOutcome,
+};
+use mpay_messages::position::{
+    DebtPosition, Destination, MapEntry, OptionStatus, PaymentOption, PositionStatus, Transfer,
+};
+use mpay_messages::time::rome_local_to_utc;
+use mpay_messages::{Iban, NoticeLayout, NoticeNumber, OrgFiscalCode};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::codec::{decode, encode};
+use crate::ledger::{LedgerError, ListOrder, PositionFilter, PositionRepository};
+use crate::{StorageError, Store};
+
+/// Option metadata keys written by feeds (FORMAT.md §5.1 data model; ≤ 10 per option).
+pub mod meta {
+    /// Installment id.
+    pub const IUD: &str = "IUD";
+    /// Flow id of the feed that last wrote the option (origin marker).
+    pub const FLOW: &str = "flusso";
+    /// `A` supplied / `B` generated.
+    pub const IUV_KIND: &str = "tipoIuv";
+    /// `indiceOpzionePagamento`.
+    pub const OPTION_INDEX: &str = "indiceOpzionePagamento";
+    /// `tipoOpzionePagamento`.
+    pub const OPTION_TYPE: &str = "tipoOpzionePagamento";
+    /// `descrizioneOpzionePagamento`.
+    pub const OPTION_DESCRIPTION: &str = "descrizioneOpzionePagamento";
+    /// `descrizionePosizioneDebitoria`.
+    pub const POSITION_DESCRIPTION: &str = "descrizionePosizioneDebitoria";
+    /// `datiSpecificiRiscossione`.
+    pub const DATI_RISCOSSIONE: &str = "datiSpecificiRiscossione";
+    /// `flgGeneraIuv`.
+    pub const GENERATE_IUV: &str = "flgGeneraIuv";
+    /// `dataNotifica`.
+    pub const NOTIFICATION_DATE: &str = "dataNotifica";
+}
+
+/// A debt type (`tipoDovuto`, our service / TipologiaServizio) as the loader needs it
+/// (FORMAT.md §5.4: "its configuration gives IBAN, taxonomy, due-date requirement,
+/// anonymous-payer permission").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedService {
+    /// `tipoDovuto` code.
+    pub code: String,
+    /// Credit IBAN of the primary transfer (default: the organization's first IBAN).
+    pub iban: Option<Iban>,
+    /// Taxonomy used when a row has no `datiSpecificiRiscossione`.
+    pub category: Option<String>,
+    /// A row without `dataEsecuzionePagamento` is rejected (`ROW_BAD_DUE_DATE`).
+    pub due_date_required: bool,
+    /// Disabled types reject rows (`ROW_TIPO_DOVUTO_DISABLED`).
+    pub active: bool,
+    /// `ANONIMO` debtors allowed.
+    pub anonymous_allowed: bool,
+}
+
+/// What the loader needs to know about the organization (Ente); built by the caller from its
+/// configuration so that storage does not depend on `config` / `web`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedOrg {
+    /// Fiscal code.
+    pub fiscal_code: OrgFiscalCode,
+    /// Name (company name of the positions).
+    pub name: String,
+    /// IPA code, compared with the file name (`FILE_ENTE_MISMATCH`); `None` = not checked.
+    pub ipa_code: Option<String>,
+    /// Notice layout (aux digit, segregation / application code): Tipo A IUVs must fit it,
+    /// Tipo B IUVs are generated with it (FORMAT.md §5.5).
+    pub layout: NoticeLayout,
+    /// Registered IBANs: an explicit primary transfer to the Ente must use one of them.
+    pub ibans: Vec<Iban>,
+    /// Debt types enabled for feeds.
+    pub services: Vec<FeedService>,
+    /// 1.4 multi-beneficiary amount mode (FORMAT.md §5.4).
+    pub mb14_amount_mode: Mb14AmountMode,
+    /// Due date given to installments without one (1.2+ allows it); default 2099-12-31.
+    pub default_due_date: Option<NaiveDate>,
+}
+
+/// Options of one load (FORMAT.md §5.6; a zip's `manifest.json` fills them through
+/// [`LoadOptions::with_manifest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// File name as uploaded (`<ipa>-<flowId>-<version>.csv|zip` or any unique name).
+    pub file_name: String,
+    /// Flow id; `None` = taken from the file name (or the name itself when not standard).
+    pub flow_id: Option<String>,
+    /// Refuse names that are not `<ipa>-<flowId>-<version>` (`FILE_NAME_INVALID`): file-drop
+    /// channels; the REST API only needs a unique name.
+    pub require_standard_name: bool,
+    /// DELTA or FULL.
+    pub mode: FeedMode,
+    /// FULL scope (`scope.tipiDovuto`); `None` = the `tipoDovuto` values of the file.
+    pub scope_tipi_dovuto: Option<Vec<String>>,
+    /// FULL guard: most cancellations, per-mille of the in-scope installments (default 200).
+    pub max_cancel_permille: u32,
+    /// FULL guard: accept a file without data rows.
+    pub allow_empty: bool,
+    /// Validate and report without writing anything (no IUV generated).
+    pub dry_run: bool,
+    /// Resume a load left RUNNING (crash or stop) from its last committed group.
+    pub resume: bool,
+    /// Operator confirmation of a load stopped by `FULL_FEED_GUARD`.
+    pub confirm_guard: bool,
+    /// Reject Tipo A IUVs whose mod-93 check digit is wrong (`ROW_BAD_IUV`, FORMAT.md §5.5).
+    pub strict_iuv_check: bool,
+}
+
+impl LoadOptions {
+    /// DELTA defaults for `file_name`.
+    pub fn new(file_name: impl Into<String>) -> Self {
+        Self {
+            file_name: file_name.into(),
+            flow_id: None,
+            require_standard_name: false,
+            mode: FeedMode::Delta,
+            scope_tipi_dovuto: None,
+            max_cancel_permille: 200,
+            allow_empty: false,
+            dry_run: false,
+            resume: false,
+            confirm_guard: false,
+            strict_iuv_check: true,
+        }
+    }
+
+    /// Applies a `manifest.json` (FORMAT.md §5.6).
+    pub fn with_manifest(mut self, m: &FeedManifest) -> Self {
+        self.mode = m.mode;
+        self.scope_tipi_dovuto = m.tipi_dovuto.clone();
+        self.max_cancel_permille = m.max_cancel_permille;
+        self.allow_empty = m.allow_empty;
+        self.dry_run = m.dry_run;
+        self
+    }
+}
+
+/// A re-readable feed (the loader streams it twice). Implemented for in-memory bytes and files;
+/// zips are first extracted with [`mpay_messages::feeds::extract_zip`] into a file.
+pub trait FeedSource {
+    /// Opens the CSV from its beginning.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>>;
+}
+
+/// A feed held in memory.
+#[derive(Debug, Clone)]
+pub struct BytesSource(pub Vec<u8>);
+
+impl FeedSource for BytesSource {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self.0.as_slice()))
+    }
+}
+
+/// A feed in a file.
+#[derive(Debug, Clone)]
+pub struct FileSource(pub PathBuf);
+
+impl FeedSource for FileSource {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
+            &self.0,
+        )?)))
+    }
+}
+
+/// Status of a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FeedStatus {
+    /// Loading, or interrupted (crash / stop) — resumable.
+    Running,
+    /// Finished; every row has an outcome.
+    Done,
+    /// Stopped for good: file-level error (nothing applied) or marked failed after a crash.
+    Failed,
+    /// FULL feed held by `FULL_FEED_GUARD` until an operator confirms (nothing applied).
+    AwaitingConfirmation,
+}
+
+/// Phase reached by a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FeedPhase {
+    /// Row groups being applied.
+    Rows,
+    /// FULL-mode cancellations being applied.
+    Cancellations,
+    /// Finished.
+    Finished,
+}
+
+/// The persisted record of one load (tree `feeds`), identity (organization, flow id)
+/// (FORMAT.md §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedLoadRecord {
+    /// `<org>/<flowId>`.
+    pub id: String,
+    /// Organization.
+    pub organization: OrgFiscalCode,
+    /// File name as uploaded.
+    pub file_name: String,
+    /// Flow id.
+    pub flow_id: String,
+    /// DELTA / FULL.
+    pub mode: FeedMode,
+    /// Detected version.
+    pub version: Option<FeedVersion>,
+    /// Status.
+    pub status: FeedStatus,
+    /// Phase.
+    pub phase: FeedPhase,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Data rows in the file (pre-scan).
+    pub rows_total: u64,
+    /// Data rows processed (committed).
+    pub rows_read: u64,
+    /// Rows applied (OK or WARN).
+    pub rows_loaded: u64,
+    /// Rows rejected (KO).
+    pub rows_rejected: u64,
+    /// Rows applied with warnings.
+    pub rows_warned: u64,
+    /// FULL: installments cancelled because absent.
+    pub cancelled: u64,
+    /// FULL: absent installments left alone because paid.
+    pub skipped_paid: u64,
+    /// Row groups committed.
+    pub groups_committed: u64,
+    /// Last data row of the last committed group (resume point).
+    pub last_committed_row: u64,
+    /// Byte offset after that row.
+    pub last_committed_offset: u64,
+    /// File-level failure or the reason it was marked failed.
+    pub error: Option<FeedFileError>,
+    /// File-level warnings (header aliases, ignored columns).
+    pub warnings: Vec<RowIssue>,
+    /// Started.
+    pub started_at: DateTime<Utc>,
+    /// Last checkpoint.
+    pub updated_at: DateTime<Utc>,
+    /// Ended (DONE / FAILED).
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One stored outcome: the report line and, when the row got or confirmed an IUV, its IUV
+/// exchange line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    /// `-ESITO.csv` line.
+    pub line: OutcomeLine,
+    /// `-IUV-EXCHANGE.csv` line.
+    pub iuv: Option<IuvExchangeLine>,
+}
+
+/// Progress reported after each committed group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedProgress {
+    /// Rows in the file.
+    pub rows_total: u64,
+    /// Rows processed.
+    pub rows_read: u64,
+    /// Rows applied.
+    pub rows_loaded: u64,
+    /// Rows rejected.
+    pub rows_rejected: u64,
+    /// Groups committed.
+    pub groups_committed: u64,
+}
+
+/// What the progress callback wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressControl {
+    /// Go on.
+    Continue,
+    /// Stop after this group; the load stays RUNNING and can be resumed.
+    Stop,
+}
+
+/// Result of [`load_feed`]: the record (status DONE, FAILED with the file-level error,
+/// AWAITING_CONFIRMATION, or RUNNING when stopped by the callback).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedOutcome {
+    /// The persisted record.
+    pub record: FeedLoadRecord,
+}
+
+/// Why a load could not run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FeedError {
+    /// Same organization + flow id already loaded (`FILE_DUPLICATE`, FORMAT.md §5.2).
+    #[error(
+        "FILE_DUPLICATE: il flusso {flow_id} è già stato caricato (stato {status:?}, {file_name})"
+    )]
+    Duplicate {
+        /// Flow id.
+        flow_id: String,
+        /// Status of the earlier load.
+        status: FeedStatus,
+        /// Its file name.
+        file_name: String,
+    },
+    /// `resume` / `confirm_guard` asked for a flow that is not in a resumable state.
+    #[error("nothing to resume for flow {0}")]
+    NotResumable(String),
+    /// No such load.
+    #[error("feed not found")]
+    NotFound,
+    /// Reading the source failed (the load stays RUNNING; resume later).
+    #[error("cannot read the feed: {0}")]
+    Io(String),
+    /// Ledger / storage failure (the load stays RUNNING; resume later).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<StorageError> for FeedError {
+    fn from(e: StorageError) -> Self {
+        FeedError::Ledger(LedgerError::Storage(e))
+    }
+}
+
+impl From<sled::Error> for FeedError {
+    fn from(e: sled::Error) -> Self {
+        FeedError::Ledger(e.into())
+    }
+}
+
+struct Trees {
+    feeds: sled::Tree,
+    outcomes: sled::Tree,
+    seen: sled::Tree,
+}
+
+impl Trees {
+    fn open(store: &Store) -> Result<Self, FeedError> {
+        Ok(Self {
+            feeds: store.db.open_tree("feeds")?,
+            outcomes: store.db.open_tree("feed_outcomes")?,
+            seen: store.db.open_tree("feed_seen")?,
+        })
+    }
+}
+
+fn feed_key(org: &OrgFiscalCode, flow: &str) -> Vec<u8> {
+    let mut k = org.as_str().as_bytes().to_vec();
+    k.extend_from_slice(flow.as_bytes());
+    k
+}
+
+fn sub_key(feed: &[u8], tag: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(feed.len() + 2 + rest.len());
+    k.extend_from_slice(feed);
+    k.push(0);
+    k.push(tag);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn sub_prefix(feed: &[u8]) -> Vec<u8> {
+    let mut k = feed.to_vec();
+    k.push(0);
+    k
+}
+
+fn get_record(t: &Trees, key: &[u8]) -> Result<Option<FeedLoadRecord>, FeedError> {
+    match t.feeds.get(key)? {
+        Some(b) => Ok(Some(decode("feeds", key, &b)?)),
+        None => Ok(None),
+    }
+}
+
+fn put_record(t: &Trees, key: &[u8], r: &FeedLoadRecord) -> Result<(), FeedError> {
+    t.feeds.insert(key, encode(r)?)?;
+    Ok(())
+}
+
+fn clear_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<(), FeedError> {
+    let mut batch = sled::Batch::default();
+    for item in tree.scan_prefix(prefix).keys() {
+        batch.remove(item?);
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
+fn open_source(source: &dyn FeedSource) -> Result<Box<dyn Read + '_>, FeedError> {
+    source.open().map_err(|e| FeedError::Io(e.to_string()))
+}
+
+/// Business due instant: 23:59:59 Europe/Rome of the day.
+fn due_instant(day: NaiveDate) -> DateTime<Utc> {
+    rome_local_to_utc(day.and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN)))
+        .unwrap_or_else(Utc::now)
+}
+
+fn meta_get<'a>(o: &'a PaymentOption, key: &str) -> Option<&'a str> {
+    o.metadata
+        .iter()
+        .find(|m| m.key == key)
+        .map(|m| m.value.as_str())
+}
+
+fn cut140(s: &str) -> String {
+    s.chars().take(140).collect()
+}
+
+/// Option without the origin marker, for "identical?" comparisons.
+fn strip(o: &PaymentOption) -> PaymentOption {
+    let mut o = o.clone();
+    o.metadata.retain(|m| m.key != meta::FLOW);
+    o
+}
+
+/// Whether every option of the position was written by a feed (FORMAT.md §5.6 FULL scope:
+/// "positions whose origin is a bulk feed").
+fn is_feed_position(p: &DebtPosition) -> bool {
+    !p.payment_options.is_empty()
+        && p.payment_options
+            .iter()
+            .all(|o| meta_get(o, meta::IUD).is_some())
+}
+
+/// The state shared by the steps of one load.
+struct Ctx<'a> {
+    store: &'a Store,
+    org: &'a FeedOrg,
+    opts: &'a LoadOptions,
+    trees: Trees,
+    key: Vec<u8>,
+    rec: FeedLoadRecord,
+    version: FeedVersion,
+    dup_rows: HashSet<u64>,
+    split_rows: HashSet<u64>,
+    file_tipi: BTreeSet<String>,
+}
+
+fn issue(code: ErrorCode, msg: impl Into<String>) -> RowIssue {
+    RowIssue::new(None, code, msg)
+}
+
+/// One row being processed in a group.
+struct Work {
+    row: FeedRow,
+    issues: Vec<RowIssue>,
+    performed: &'static str,
+    kind: Option<IuvKind>,
+    nav: Option<NoticeNumber>,
+    due: Option<NaiveDate>,
+}
+
+impl Work {
+    fn record(&self) -> Option<&FeedRecord> {
+        self.row.record.as_ref().ok()
+    }
+}
+
+/// Loads a feed (FORMAT.md §5): see the module documentation. Blocking: run it on a blocking
+/// thread. `progress` is called after every committed group; returning
+/// [`ProgressControl::Stop`] leaves the load RUNNING (resume with `opts.resume`).
+///
+/// # Errors
+/// [`FeedError::Duplicate`] (same flow id already loaded), [`FeedError::NotResumable`],
+/// [`FeedError::Io`] / [`FeedError::Ledger`] (the load stays RUNNING and can be resumed or
+/// [`mark_failed`]). File-level problems are not errors: the outcome has status FAILED and
+/// `record.error` set.
+pub fn load_feed(
+    store: &Store,
+    org: &FeedOrg,
+    source: &dyn FeedSource,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(&FeedProgress) -> ProgressControl,
+) -> Result<FeedOutcome, FeedError> {
+    let trees = Trees::open(store)?;
+    let parsed_name = FeedFileName::parse(&opts.file_name);
+    let flow_id = match (&opts.flow_id, &parsed_name) {
+        (Some(f), _) => f.clone(),
+        (None, Ok(n)) => n.flow_id.clone(),
+        (None, Err(_)) => {
+            let base = opts
+                .file_name
+                .rsplit(['/', '\\'])
+                .next()
+                .unwrap_or(&opts.file_name);
+            base.rsplit_once('.')
+                .map(|(s, _)| s)
+                .unwrap_or(base)
+                .to_string()
+        }
+    };
+    let key = feed_key(&org.fiscal_code, &flow_id);
+    let now = Utc::now();
+    let existing = get_record(&trees, &key)?;
+    let resuming = match &existing {
+        None => false,
+        Some(r) if r.status == FeedStatus::Running && opts.resume => true,
+        Some(r) if r.status == FeedStatus::AwaitingConfirmation && opts.confirm_guard => false,
+        Some(r) if r.status == FeedStatus::Failed && r.groups_committed == 0 && !opts.resume => {
+            false
+        }
+        Some(r) => {
+            if opts.resume || opts.confirm_guard {
+                return Err(FeedError::NotResumable(flow_id));
+            }
+            return Err(FeedError::Duplicate {
+                flow_id,
+                status: r.status,
+                file_name: r.file_name.clone(),
+            });
+        }
+    };
+    if existing.is_none() && (opts.resume || opts.confirm_guard) {
+        return Err(FeedError::NotResumable(flow_id));
+    }
+    let rec = match (&existing, resuming) {
+        (Some(r), true) => r.clone(),
+        _ => {
+            clear_prefix(&trees.outcomes, &sub_prefix(&key))?;
+            FeedLoadRecord {
+                id: format!("{}/{}", org.fiscal_code, flow_id),
+                organization: org.fiscal_code.clone(),
+                file_name: opts.file_name.clone(),
+                flow_id: flow_id.clone(),
+                mode: opts.mode,
+                version: None,
+                status: FeedStatus::Running,
+                phase: FeedPhase::Rows,
+                dry_run: opts.dry_run,
+                rows_total: 0,
+                rows_read: 0,
+                rows_loaded: 0,
+                rows_rejected: 0,
+                rows_warned: 0,
+                cancelled: 0,
+                skipped_paid: 0,
+                groups_committed: 0,
+                last_committed_row: 0,
+                last_committed_offset: 0,
+                error: None,
+                warnings: Vec::new(),
+                started_at: now,
+                updated_at: now,
+                finished_at: None,
+            }
+        }
+    };
+    put_record(&trees, &key, &rec)?;
+    let mut ctx = Ctx {
+        store,
+        org,
+        opts,
+        trees,
+        key,
+        rec,
+        version: FeedVersion::V2_0,
+        dup_rows: HashSet::new(),
+        split_rows: HashSet::new(),
+        file_tipi: BTreeSet::new(),
+    };
+
+    // file name checks
+    if let Ok(n) = &parsed_name {
+        if let Some(ipa) = &org.ipa_code {
+            if !n.ipa_code.eq_ignore_ascii_case(ipa) {
+                return ctx.fail(FeedFileError::new(
+                    ErrorCode::FileEnteMismatch,
+                    format!(
+                        "il nome del file indica l'ente {} ma il flusso è dell'ente {ipa}",
+                        n.ipa_code
+                    ),
+                ));
+            }
+        }
+    } else if let Err(e) = &parsed_name {
+        if opts.require_standard_name {
+            return ctx.fail(e.clone());
+        }
+    }
+    let name_version = parsed_name.as_ref().ok().map(|n| n.version);
+
+    // pass 1: pre-scan
+    if let Err(e) = ctx.prescan(source, name_version)? {
+        return ctx.fail(e);
+    }
+
+    // FULL guards (before anything is applied)
+    if opts.mode == FeedMode::Full
+        && ctx.rec.phase == FeedPhase::Rows
+        && ctx.rec.groups_committed == 0
+        && !opts.confirm_guard
+        && !opts.dry_run
+    {
+        if let Some(guard) = ctx.full_guard()? {
+            ctx.rec.status = FeedStatus::AwaitingConfirmation;
+            ctx.rec.error = Some(guard);
+            ctx.rec.updated_at = Utc::now();
+            put_record(&ctx.trees, &ctx.key, &ctx.rec)?;
+            return Ok(FeedOutcome { record: ctx.rec });
+        }
+    }
+
+    // pass 2: apply
+    if ctx.rec.phase == FeedPhase::Rows {
+        match ctx.apply_rows(source, name_version, progress)? {
+            ProgressControl::Stop => return Ok(FeedOutcome { record: ctx.rec }),
+            ProgressControl::Continue => {}
+        }
+        ctx.rec.phase = if opts.mode == FeedMode::Full {
+            FeedPhase::Cancellations
+        } else {
+            FeedPhase::Finished
+        };
+        ctx.rec.updated_at = Utc::now();
+        put_record(&ctx.trees, &ctx.key, &ctx.rec)?;
+    }
+    if ctx.rec.phase == FeedPhase::Cancellations {
+        ctx.cancel_absent()?;
+        ctx.rec.phase = FeedPhase::Finished;
+    }
+    ctx.rec.status = FeedStatus::Done;
+    ctx.rec.finished_at = Some(Utc::now());
+    ctx.rec.updated_at = Utc::now();
+    put_record(&ctx.trees, &ctx.key, &ctx.rec)?;
+    clear_prefix(&ctx.trees.seen, &sub_prefix(&ctx.key))?;
+    store.flush_blocking()?;
+    Ok(FeedOutcome { record: ctx.rec })
+}
+
+impl Ctx<'_> {
+    fn read_options(&self, name_version: Option<FeedVersion>) -> ReadOptions {
+        ReadOptions {
+            mode: self.opts.mode,
+            mb14_amount_mode: self.org.mb14_amount_mode,
+            name_version,
+        }
+    }
+
+    /// Records a file-level failure (nothing applied) and returns the outcome.
+    fn fail(mut self, e: FeedFileError) -> Result<FeedOutcome, FeedError> {
+        self.rec.status = FeedStatus::Failed;
+        self.rec.error = Some(e);
+        self.rec.finished_at = Some(Utc::now());
+        self.rec.updated_at = Utc::now();
+        put_record(&self.trees, &self.key, &self.rec)?;
+        clear_prefix(&self.trees.seen, &sub_prefix(&self.key))?;
+        Ok(FeedOutcome { record: self.rec })
+    }
+
+    /// Pass 1 (FORMAT.md §5.2/§5.3): file-level errors, row count, in-file duplicate IUDs,
+    /// non-contiguous positions, the IUD set for FULL mode.
+    fn prescan(
+        &mut self,
+        source: &dyn FeedSource,
+        name_version: Option<FeedVersion>,
+    ) -> Result<Result<(), FeedFileError>, FeedError> {
+        let prefix = sub_prefix(&self.key);
+        clear_prefix(&self.trees.seen, &prefix)?;
+        let input = open_source(source)?;
+        let reader = match FeedReader::new(input, self.read_options(name_version)) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.version = reader.version();
+        self.rec.version = Some(reader.version());
+        self.rec.warnings = reader.file_warnings().to_vec();
+        let positional = reader.version().is_positional();
+        let mut rows = 0u64;
+        let mut prev_iupd = String::new();
+        let mut batch = sled::Batch::default();
+        let mut pending = 0usize;
+        for row in reader {
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            rows += 1;
+            let (iud, iupd, tipo) = match &row.record {
+                Ok(r) => (r.iud.clone(), r.iupd.clone(), Some(r.tipo_dovuto.clone())),
+                Err(_) => (row.echo.iud.clone(), row.echo.iupd.clone(), None),
+            };
+            if let Some(t) = tipo {
+                if self.file_tipi.len() < 1000 {
+                    self.file_tipi.insert(t);
+                }
+            }
+            if !iud.is_empty() {
+                let k = sub_key(&self.key, b'I', iud.as_bytes());
+                if self.trees.seen.contains_key(&k)? {
+                    self.dup_rows.insert(row.number);
+                } else {
+                    self.trees.seen.insert(k, &row.number.to_be_bytes())?;
+                }
+            }
+            if !positional && !iupd.is_empty() && iupd != prev_iupd {
+                let k = sub_key(&self.key, b'P', iupd.as_bytes());
+                if self.trees.seen.contains_key(&k)? {
+                    self.split_rows.insert(row.number);
+                } else {
+                    batch.insert(k, &[]);
+                    pending += 1;
+                }
+                prev_iupd = iupd;
+            }
+            if pending >= 1000 {
+                self.trees.seen.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        self.trees.seen.apply_batch(batch)?;
+        self.rec.rows_total = rows;
+        put_record(&self.trees, &self.key, &self.rec)?;
+        Ok(Ok(()))
+    }
+
+    fn in_scope(&self, service: Option<&str>) -> bool {
+        let Some(s) = service else { return false };
+        match &self.opts.scope_tipi_dovuto {
+            Some(list) => list.iter().any(|t| t == s),
+            None => self.file_tipi.contains(s),
+        }
+    }
+
+    fn seen_iud(&self, iud: &str) -> Result<bool, FeedError> {
+        Ok(self
+            .trees
+            .seen
+            .contains_key(sub_key(&self.key, b'I', iud.as_bytes()))?)
+    }
+
+    fn scope_positions(&self) -> Result<Vec<DebtPosition>, FeedError> {
+        let page = self.store.ledger.list(
+            &self.org.fiscal_code,
+            &PositionFilter::default(),
+            ListOrder::IupdAsc,
+            0,
+            usize::MAX,
+        )?;
+        Ok(page
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.status != PositionStatus::Invalid
+                    && is_feed_position(p)
+                    && self.in_scope(p.service_code.as_deref())
+            })
+            .collect())
+    }
+
+    /// FULL guards (FORMAT.md §5.6): empty file, cancel ratio. The ratio's denominator is the
+    /// number of in-scope installments after the load (existing ∪ new rows).
+    fn full_guard(&self) -> Result<Option<FeedFileError>, FeedError> {
+        if self.rec.rows_total == 0 && !self.opts.allow_empty {
+            return Ok(Some(FeedFileError::new(
+                ErrorCode::FullFeedGuard,
+                "flusso completo senza righe: conferma dell'operatore richiesta (allowEmpty=false)",
+            )));
+        }
+        let mut existing = 0u64;
+        let mut matched = 0u64;
+        let mut cancels = 0u64;
+        for p in self.scope_positions()? {
+            for o in &p.payment_options {
+                let Some(iud) = meta_get(o, meta::IUD) else {
+                    continue;
+                };
+                existing += 1;
+                if self.seen_iud(iud)? {
+                    matched += 1;
+                } else if !p.status.has_payments() && o.status == OptionStatus::PoUnpaid {
+                    cancels += 1;
+                }
+            }
+        }
+        let file_iuds = self
+            .rec
+            .rows_total
+            .saturating_sub(self.dup_rows.len() as u64);
+        let denominator = existing + file_iuds.saturating_sub(matched);
+        if cancels.saturating_mul(1000)
+            > u64::from(self.opts.max_cancel_permille).saturating_mul(denominator)
+        {
+            return Ok(Some(FeedFileError::new(
+                ErrorCode::FullFeedGuard,
+                format!(
+                    "il flusso completo annullerebbe {cancels} rate su {denominator} (oltre il \
+                     {}‰ ammesso): conferma dell'operatore richiesta",
+                    self.opts.max_cancel_permille
+                ),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Pass 2: groups rows by position and applies each group.
+    fn apply_rows(
+        &mut self,
+        source: &dyn FeedSource,
+        name_version: Option<FeedVersion>,
+        progress: &mut dyn FnMut(&FeedProgress) -> ProgressControl,
+    ) -> Result<ProgressControl, FeedError> {
+        let input = open_source(source)?;
+        let reader = FeedReader::new(input, self.read_options(name_version))
+            .map_err(|e| FeedError::Io(e.to_string()))?;
+        let positional = reader.version().is_positional();
+        let skip_to = self.rec.last_committed_row;
+        let mut group: Vec<FeedRow> = Vec::new();
+        let mut group_key = String::new();
+        for row in reader {
+            let row = row.map_err(|e| FeedError::Io(e.to_string()))?;
+            if row.number <= skip_to {
+                continue;
+            }
+            let k = if positional {
+                format!("#{}", row.number)
+            } else {
+                match &row.record {
+                    Ok(r) => r.iupd.clone(),
+                    Err(_) => row.echo.iupd.clone(),
+                }
+            };
+            if !group.is_empty()
+                && k != group_key
+                && self.process_group(std::mem::take(&mut group), progress)?
+                    == ProgressControl::Stop
+            {
+                return Ok(ProgressControl::Stop);
+            }
+            group_key = k;
+            group.push(row);
+        }
+        if !group.is_empty() && self.process_group(group, progress)? == ProgressControl::Stop {
+            return Ok(ProgressControl::Stop);
+        }
+        Ok(ProgressControl::Continue)
+    }
+
+    fn service(&self, code: &str) -> Option<&FeedService> {
+        self.org.services.iter().find(|s| s.code == code)
+    }
+
+    /// Row checks that need the organization's settings (FORMAT.md §5.4, §5.5).
+    fn org_checks(&self, w: &mut Work) {
+        let dup = self.dup_rows.contains(&w.row.number);
+        let split = self.split_rows.contains(&w.row.number);
+        if dup {
+            w.issues.push(issue(
+                ErrorCode::RowDuplicateIud,
+                format!("IUD {} duplicato nel file", w.row.echo.iud),
+            ));
+        }
+        if split {
+            w.issues.push(issue(
+                ErrorCode::RowOptionInconsistent,
+                format!(
+                    "le righe della posizione {} non sono contigue nel file",
+                    w.row.echo.iupd
+                ),
+            ));
+        }
+        let Ok(r) = &w.row.record else { return };
+        let r = r.clone();
+        if r.action == Some(RowAction::Annul) {
+            return;
+        }
+        match self.service(&r.tipo_dovuto) {
+            None => w.issues.push(issue(
+                ErrorCode::RowUnknownTipoDovuto,
+                format!("tipoDovuto {} inesistente per l'ente", r.tipo_dovuto),
+            )),
+            Some(s) if !s.active => w.issues.push(issue(
+                ErrorCode::RowTipoDovutoDisabled,
+                format!("tipoDovuto {} non attivo per l'ente", r.tipo_dovuto),
+            )),
+            Some(s) => {
+                if s.due_date_required && r.due_date.is_none() {
+                    w.issues.push(issue(
+                        ErrorCode::RowBadDueDate,
+                        "dataEsecuzionePagamento non presente (obbligatoria per il tipoDovuto)",
+                    ));
+                }
+                if r.debtor.fiscal_code.is_anonymous() && !s.anonymous_allowed {
+                    w.issues.push(issue(
+                        ErrorCode::RowBadFiscalCode,
+                        "debitore ANONIMO non ammesso per il tipoDovuto",
+                    ));
+                }
+                if r.collection_data.is_none() && s.category.is_none() {
+                    w.issues.push(issue(
+                        ErrorCode::RowBadDatiRiscossione,
+                        "datiSpecificiRiscossione assenti e nessuna tassonomia configurata",
+                    ));
+                }
+                if s.iban.is_none() && self.org.ibans.is_empty() && r.primary.is_none() {
+                    w.issues.push(issue(
+                        ErrorCode::RowBadBeneficiary,
+                        "nessun IBAN configurato per il tipoDovuto",
+                    ));
+                }
+            }
+        }
+        if let Some(p) = &r.primary {
+            if p.org_fiscal_code == self.org.fiscal_code
+                && !self.org.ibans.is_empty()
+                && !self.org.ibans.contains(&p.iban)
+            {
+                w.issues.push(issue(
+                    ErrorCode::RowBadBeneficiary,
+                    "ibanAccreditoEnte_1 non registrato per l'ente",
+                ));
+            }
+        }
+        if let NoticeRequest::Supplied { iuv, nav } = &r.notice {
+            match NoticeNumber::from_iuv(iuv, &self.org.layout) {
+                Err(e) => w.issues.push(issue(
+                    ErrorCode::RowBadIuv,
+                    format!("codIuv non conforme alla configurazione dell'ente: {e}"),
+                )),
+                Ok(n) => {
+                    if nav.as_ref().is_some_and(|given| *given != n) {
+                        w.issues.push(issue(
+                            ErrorCode::RowBadIuv,
+                            "numeroAvviso non conforme alla configurazione dell'ente",
+                        ));
+                    } else if self.opts.strict_iuv_check && !n.check_digit_ok() {
+                        w.issues.push(issue(
+                            ErrorCode::RowBadIuv,
+                            "codIuv con cifra di controllo errata",
+                        ));
+                    }
+                    w.nav = Some(n);
+                }
+            }
+        }
+    }
+
+    fn dovuto(&self) -> bool {
+        self.version.is_positional()
+    }
+
+    fn build_option(
+        &self,
+        r: &FeedRecord,
+        nav: &NoticeNumber,
+        kind: IuvKind,
+    ) -> Option<PaymentOption> {
+        let svc = self.service(&r.tipo_dovuto);
+        let category = r
+            .collection_data
+            .clone()
+            .or_else(|| svc.and_then(|s| s.category.clone()))
+            .unwrap_or_default();
+        let primary = match &r.primary {
+            Some(p) => Transfer {
+                id_transfer: 1,
+                amount: r.primary_amount,
+                organization_fiscal_code: (p.org_fiscal_code != self.org.fiscal_code)
+                    .then(|| p.org_fiscal_code.clone()),
+                remittance_information: p.remittance.clone(),
+                category: p.category.clone().unwrap_or_else(|| category.clone()),
+                destination: Destination::Iban {
+                    iban: p.iban.clone(),
+                    postal_iban: None,
+                },
+                company_name: p.name.clone(),
+                metadata: Vec::new(),
+            },
+            None => {
+                let iban = svc
+                    .and_then(|s| s.iban.clone())
+                    .or_else(|| self.org.ibans.first().cloned())?;
+                Transfer {
+                    id_transfer: 1,
+                    amount: r.primary_amount,
+                    organization_fiscal_code: None,
+                    remittance_information: r.remittance.clone(),
+                    category: category.clone(),
+                    destination: Destination::Iban {
+                        iban,
+                        postal_iban: None,
+                    },
+                    company_name: None,
+                    metadata: Vec::new(),
+                }
+            }
+        };
+        let mut transfers = vec![primary];
+        for (i, t) in r.others.iter().enumerate() {
+            transfers.push(Transfer {
+                id_transfer: u8::try_from(i + 2).unwrap_or(5),
+                amount: t.amount,
+                organization_fiscal_code: (t.org_fiscal_code != self.org.fiscal_code)
+                    .then(|| t.org_fiscal_code.clone()),
+                remittance_information: t.remittance.clone(),
+                category: t.category.clone().unwrap_or_else(|| category.clone()),
+                destination: Destination::Iban {
+                    iban: t.iban.clone(),
+                    postal_iban: None,
+                },
+                company_name: t.name.clone(),
+                metadata: Vec::new(),
+            });
+        }
+        let m = |k: &str, v: String| MapEntry {
+            key: k.to_string(),
+            value: cut140(&v),
+        };
+        let mut metadata = vec![
+            m(meta::IUD, r.iud.clone()),
+            m(meta::FLOW, self.rec.flow_id.clone()),
+            m(
+                meta::IUV_KIND,
+                match kind {
+                    IuvKind::A => "A".into(),
+                    IuvKind::B => "B".into(),
+                },
+            ),
+            m(meta::OPTION_INDEX, r.option_index.to_string()),
+            m(meta::OPTION_TYPE, r.option_type.as_str().to_string()),
+            m(meta::GENERATE_IUV, r.generate_notice.to_string()),
+        ];
+        if let Some(d) = &r.option_description {
+            metadata.push(m(meta::OPTION_DESCRIPTION, d.clone()));
+        }
+        if let Some(d) = &r.position_description {
+            metadata.push(m(meta::POSITION_DESCRIPTION, d.clone()));
+        }
+        if let Some(d) = &r.collection_data {
+            metadata.push(m(meta::DATI_RISCOSSIONE, d.clone()));
+        }
+        if let Some(d) = r.notification_date {
+            metadata.push(m(meta::NOTIFICATION_DATE, d.to_string()));
+        }
+        let due_day = r
+            .due_date
+            .or(self.org.default_due_date)
+            .or_else(|| NaiveDate::from_ymd_opt(2099, 12, 31))
+            .unwrap_or(NaiveDate::MAX);
+        Some(PaymentOption {
+            nav: nav.clone(),
+            iuv: nav.iuv(),
+            amount: r.amount,
+            description: cut140(&r.remittance),
+            is_partial_payment: r.option_type.is_installments(),
+            due_date: due_instant(due_day),
+            retention_date: None,
+            fee: mpay_messages::Amount::ZERO,
+            notification_fee: mpay_messages::Amount::ZERO,
+            status: OptionStatus::PoUnpaid,
+            payment_date: None,
+            transfers,
+            metadata,
+        })
+    }
+
+    fn new_position(&self, r: &FeedRecord) -> DebtPosition {
+        let now = Utc::now();
+        let validity = r
+            .validity_date
+            .and_then(|d| rome_local_to_utc(d.and_time(NaiveTime::MIN)))
+            .filter(|v| *v > now);
+        let status = if r.draft || !r.pagopa_payment {
+            PositionStatus::Draft
+        } else if validity.is_some() {
+            PositionStatus::Published
+        } else {
+            PositionStatus::Valid
+        };
+        DebtPosition {
+            organization_fiscal_code: self.org.fiscal_code.clone(),
+            iupd: r.iupd.clone(),
+            debtor: r.debtor.clone(),
+            switch_to_expired: false,
+            pay_stand_in: true,
+            company_name: self.org.name.clone(),
+            office_name: None,
+            service_code: Some(r.tipo_dovuto.clone()),
+            validity_date: validity,
+            status,
+            inserted_date: now,
+            publish_date: (status != PositionStatus::Draft).then_some(now),
+            last_updated_date: now,
+            payment_date: None,
+            payment_options: Vec::new(),
+            revision: 0,
+        }
+    }
+
+    /// Checks of a row against the stored position (FORMAT.md §5.6): existence, status,
+    /// immutable fields. Returns issues placed before the syntax ones (§5.8 d).
+    fn ledger_checks(&self, w: &Work, existing: Option<&DebtPosition>) -> Vec<RowIssue> {
+        let mut out = Vec::new();
+        let iud = match w.record() {
+            Some(r) => r.iud.clone(),
+            None => w.row.echo.iud.clone(),
+        };
+        let action = match w.record() {
+            Some(r) => r.action,
+            None => match w.row.echo.action.to_ascii_uppercase().as_str() {
+                "I" => Some(RowAction::Insert),
+                "M" => Some(RowAction::Modify),
+                "A" => Some(RowAction::Annul),
+                _ => None,
+            },
+        };
+        if iud.is_empty() {
+            return out;
+        }
+        let live = existing.filter(|p| p.status != PositionStatus::Invalid);
+        let opt = live.and_then(|p| {
+            p.payment_options
+                .iter()
+                .find(|o| meta_get(o, meta::IUD) == Some(iud.as_str()))
+        });
+        let ours = opt.is_some_and(|o| meta_get(o, meta::FLOW) == Some(self.rec.flow_id.as_str()));
+        let dovuto = if self.dovuto() { "Dovuto" } else { "Rata" };
+        match (self.opts.mode, action) {
+            (FeedMode::Delta, Some(RowAction::Insert)) => {
+                if let Some(p) = live {
+                    if (opt.is_some() && !ours) || (!is_feed_position(p) && opt.is_none()) {
+                        out.push(issue(
+                            ErrorCode::RowAlreadyExists,
+                            format!("{dovuto} con IUD {iud} già presente"),
+                        ));
+                    }
+                }
+            }
+            (_, Some(RowAction::Modify)) | (_, Some(RowAction::Annul)) => {
+                let annul = action == Some(RowAction::Annul);
+                match (existing, opt) {
+                    (None, _) => out.push(issue(
+                        ErrorCode::RowNotFound,
+                        format!("{dovuto} con IUD {iud} inesistente"),
+                    )),
+                    (Some(p), _) if p.status == PositionStatus::Invalid && annul => {}
+                    (Some(p), _) if p.status == PositionStatus::Invalid => out.push(issue(
+                        ErrorCode::RowInvalidStatus,
+                        format!("{dovuto} con IUD {iud} annullato"),
+                    )),
+                    (Some(_), None) => out.push(issue(
+                        ErrorCode::RowNotFound,
+                        format!("{dovuto} con IUD {iud} inesistente"),
+                    )),
+                    (Some(p), Some(o)) => {
+                        if p.status.has_payments() || o.status != OptionStatus::PoUnpaid {
+                            out.push(issue(
+                                ErrorCode::RowInvalidStatus,
+                                format!(
+                                    "{dovuto} con IUD {iud} in stato {}: non modificabile",
+                                    p.status.as_str()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            (FeedMode::Full, None | Some(RowAction::Insert)) => {
+                if let (Some(p), Some(o)) = (live, opt) {
+                    if p.status.has_payments() || o.status != OptionStatus::PoUnpaid {
+                        out.push(issue(
+                            ErrorCode::RowInvalidStatus,
+                            format!(
+                                "{dovuto} con IUD {iud} in stato {}: non modificabile",
+                                p.status.as_str()
+                            ),
+                        ));
+                    }
+                } else if let Some(p) = live {
+                    if !is_feed_position(p) {
+                        out.push(issue(
+                            ErrorCode::RowAlreadyExists,
+                            format!("posizione {} già presente (non da flusso)", p.iupd),
+                        ));
+                    }
+                }
+            }
+            (FeedMode::Delta, None) => {}
+        }
+        out
+    }
+
+    /// Applies one row-group (one position) all-or-nothing.
+    fn process_group(
+        &mut self,
+        rows: Vec<FeedRow>,
+        progress: &mut dyn FnMut(&FeedProgress) -> ProgressControl,
+    ) -> Result<ProgressControl, FeedError> {
+        let mut attempts = 0;
+        let outcomes = loop {
+            attempts += 1;
+            match self.try_group(rows.clone())? {
+                Some(o) => break o,
+                None if attempts < 5 => continue,
+                None => return Err(FeedError::Ledger(LedgerError::Contended)),
+            }
+        };
+        // checkpoint: outcomes + record in one transaction of our trees
+        let last = rows
+            .last()
+            .map(|r| (r.number, r.byte_offset))
+            .unwrap_or((0, 0));
+        for (line, _) in &outcomes {
+            self.rec.rows_read += 1;
+            match line.outcome {
+                RowOutcome::Ko => self.rec.rows_rejected += 1,
+                RowOutcome::Warn => {
+                    self.rec.rows_loaded += 1;
+                    self.rec.rows_warned += 1;
+                }
+                RowOutcome::Ok => self.rec.rows_loaded += 1,
+            }
+        }
+        self.rec.groups_committed += 1;
+        self.rec.last_committed_row = last.0;
+        self.rec.last_committed_offset = last.1;
+        self.rec.updated_at = Utc::now();
+        let rec_bytes = encode(&self.rec)?;
+        let mut entries = Vec::with_capacity(outcomes.len());
+        for (line, iuv) in outcomes {
+            let row = line.row.unwrap_or(0);
+            let k = sub_key(&self.key, 1, &row.to_be_bytes());
+            entries.push((k, encode(&StoredOutcome { line, iuv })?));
+        }
+        (&self.trees.feeds, &self.trees.outcomes)
+            .transaction(|(f, o)| {
+                for (k, v) in &entries {
+                    o.insert(k.as_slice(), v.as_slice())?;
+                }
+                f.insert(self.key.as_slice(), rec_bytes.as_slice())?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => FeedError::from(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    FeedError::Ledger(LedgerError::Contended)
+                }
+            })?;
+        Ok(progress(&FeedProgress {
+            rows_total: self.rec.rows_total,
+            rows_read: self.rec.rows_read,
+            rows_loaded: self.rec.rows_loaded,
+            rows_rejected: self.rec.rows_rejected,
+            groups_committed: self.rec.groups_committed,
+        }))
+    }
+
+    /// Computes and writes one group; `None` = concurrent change, retry.
+    #[allow(clippy::type_complexity)]
+    fn try_group(
+        &self,
+        rows: Vec<FeedRow>,
+    ) -> Result<Option<Vec<(OutcomeLine, Option<IuvExchangeLine>)>>, FeedError> {
+        let mut work: Vec<Work> = rows
+            .into_iter()
+            .map(|row| Work {
+                issues: Vec::new(),
+                performed: "SCARTATO",
+                kind: None,
+                nav: None,
+                due: None,
+                row,
+            })
+            .collect();
+        for w in &mut work {
+            self.org_checks(w);
+        }
+        let iupd = work
+            .iter()
+            .find_map(|w| w.record().map(|r| r.iupd.clone()))
+            .or_else(|| work.first().map(|w| w.row.echo.iupd.clone()))
+            .unwrap_or_default();
+        let existing = if iupd.is_empty() {
+            None
+        } else {
+            self.store.ledger.get(&self.org.fiscal_code, &iupd)?
+        };
+        for w in &mut work {
+            let mut pre = self.ledger_checks(w, existing.as_ref());
+            pre.append(&mut w.issues);
+            w.issues = pre;
+        }
+        // build the new state
+        let mut new_pos: Option<DebtPosition> = None;
+        if work
+            .iter()
+            .all(|w| w.issues.is_empty() && w.record().is_some())
+        {
+            new_pos = self.build_group(&mut work, existing.as_ref());
+        }
+        let all_ok = work
+            .iter()
+            .all(|w| w.issues.is_empty() && w.row.record.is_ok());
+        if !all_ok {
+            let any_bad = work
+                .iter()
+                .any(|w| !w.issues.is_empty() || w.row.record.is_err());
+            for w in &mut work {
+                if w.issues.is_empty() && w.row.record.is_ok() && any_bad {
+                    w.issues.push(issue(
+                        ErrorCode::RowPositionRejected,
+                        format!("posizione {iupd} scartata per errori su altre righe"),
+                    ));
+                }
+            }
+            return Ok(Some(work.iter().map(|w| self.line(w)).collect()));
+        }
+        // generate IUVs (Tipo B / B-lazy)
+        let mut pos = match new_pos {
+            Some(p) => p,
+            None => return Ok(Some(work.iter().map(|w| self.line(w)).collect())),
+        };
+        let needs_write = existing.as_ref().is_none_or(|e| !same_position(e, &pos));
+        if self.opts.dry_run {
+            return Ok(Some(work.iter().map(|w| self.line(w)).collect()));
+        }
+        let mut generation_error = None;
+        for w in &mut work {
+            if w.kind == Some(IuvKind::B) && w.nav.is_none() {
+                match self
+                    .store
+                    .ledger
+                    .next_notice(&self.org.fiscal_code, &self.org.layout)
+                {
+                    Ok(n) => {
+                        let iud = w.record().map(|r| r.iud.clone()).unwrap_or_default();
+                        if let Some(o) = pos
+                            .payment_options
+                            .iter_mut()
+                            .find(|o| meta_get(o, meta::IUD) == Some(iud.as_str()))
+                        {
+                            o.nav = n.clone();
+                            o.iuv = n.iuv();
+                        }
+                        w.nav = Some(n);
+                    }
+                    Err(LedgerError::Storage(e)) => return Err(e.into()),
+                    Err(e) => {
+                        generation_error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = generation_error {
+            for w in &mut work {
+                w.issues.push(issue(
+                    ErrorCode::IuvGenerationFailed,
+                    format!("generazione IUV non riuscita: {e}"),
+                ));
+            }
+            return Ok(Some(work.iter().map(|w| self.line(w)).collect()));
+        }
+        if needs_write {
+            let result = match &existing {
+                None => self.store.ledger.create_many(vec![pos]).map(|_| ()),
+                Some(e) => {
+                    let rev = e.revision;
+                    let mut next = Some(pos);
+                    self.store
+                        .ledger
+                        .modify(&self.org.fiscal_code, &iupd, &mut |cur| {
+                            if cur.revision != rev {
+                                return Err(LedgerError::Contended);
+                            }
+                            if let Some(p) = next.take() {
+                                let keep = (cur.inserted_date, cur.revision);
+                                *cur = p;
+                                cur.inserted_date = keep.0;
+                                cur.revision = keep.1;
+                            }
+                            Ok(())
+                        })
+                        .map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(LedgerError::Contended) => return Ok(None),
+                Err(LedgerError::Storage(e)) => return Err(e.into()),
+                Err(e) => {
+                    let code = match &e {
+                        LedgerError::IuvInUse { .. } | LedgerError::NoticeInUse { .. } => {
+                            ErrorCode::RowIuvDuplicate
+                        }
+                        LedgerError::AlreadyExists(_) => ErrorCode::RowAlreadyExists,
+                        LedgerError::InvalidState { .. } => ErrorCode::RowInvalidStatus,
+                        LedgerError::NotFound => ErrorCode::RowNotFound,
+                        _ => ErrorCode::InternalError,
+                    };
+                    for w in &mut work {
+                        w.issues.push(issue(code, e.to_string()));
+                        w.performed = "SCARTATO";
+                    }
+                }
+            }
+        }
+        Ok(Some(work.iter().map(|w| self.line(w)).collect()))
+    }
+
+    /// Applies the rows of a group to the stored position in memory; records issues
+    /// (immutable fields, option consistency) in `work`.
+    fn build_group(
+        &self,
+        work: &mut [Work],
+        existing: Option<&DebtPosition>,
+    ) -> Option<DebtPosition> {
+        let live = existing
+            .filter(|p| p.status != PositionStatus::Invalid)
+            .cloned();
+        let first = work.iter().find_map(|w| {
+            w.record()
+                .filter(|r| r.action != Some(RowAction::Annul))
+                .cloned()
+        });
+        let mut pos = match (&live, &first) {
+            (Some(p), _) => p.clone(),
+            (None, Some(r)) => {
+                let mut p = self.new_position(r);
+                if let Some(e) = existing {
+                    p.inserted_date = e.inserted_date;
+                }
+                p
+            }
+            (None, None) => existing.cloned()?, // only annulments of a cancelled position
+        };
+        let mut annulled: Vec<String> = Vec::new();
+        let mut option_types: BTreeMap<u32, (String, usize)> = BTreeMap::new();
+        for w in work.iter_mut() {
+            let Some(r) = w.record().cloned() else {
+                continue;
+            };
+            w.due = r.due_date;
+            let idx = pos
+                .payment_options
+                .iter()
+                .position(|o| meta_get(o, meta::IUD) == Some(r.iud.as_str()));
+            if r.action == Some(RowAction::Annul) {
+                match (existing.map(|p| p.status), idx) {
+                    (Some(PositionStatus::Invalid), _) | (_, None) => {
+                        w.performed = "INVARIATO";
+                        if let Some(o) = existing.and_then(|p| {
+                            p.payment_options
+                                .iter()
+                                .find(|o| meta_get(o, meta::IUD) == Some(r.iud.as_str()))
+                        }) {
+                            w.nav = Some(o.nav.clone());
+                            w.kind = iuv_kind_of(o);
+                        }
+                    }
+                    (_, Some(i)) => {
+                        if let Some(o) = pos.payment_options.get(i) {
+                            w.nav = Some(o.nav.clone());
+                            w.kind = iuv_kind_of(o);
+                        }
+                        annulled.push(r.iud.clone());
+                        w.performed = "ANNULLATO";
+                    }
+                }
+                continue;
+            }
+            let entry = option_types
+                .entry(r.option_index)
+                .or_insert((r.option_type.as_str().to_string(), 0));
+            entry.1 += 1;
+            if entry.0 != r.option_type.as_str()
+                || (!r.option_type.is_installments() && entry.1 > 1)
+            {
+                w.issues.push(issue(
+                    ErrorCode::RowOptionInconsistent,
+                    format!(
+                        "opzione {} della posizione {} incoerente (tipo o numero di rate)",
+                        r.option_index, r.iupd
+                    ),
+                ));
+            }
+            if pos.debtor.fiscal_code != r.debtor.fiscal_code {
+                let code = if idx.is_some() || live.is_some() {
+                    ErrorCode::RowImmutableField
+                } else {
+                    ErrorCode::RowOptionInconsistent
+                };
+                w.issues.push(issue(
+                    code,
+                    "debitore diverso da quello della posizione (coobbligati non supportati)",
+                ));
+            }
+            if pos.service_code.as_deref() != Some(r.tipo_dovuto.as_str()) {
+                w.issues.push(issue(
+                    if live.is_some() {
+                        ErrorCode::RowImmutableField
+                    } else {
+                        ErrorCode::RowOptionInconsistent
+                    },
+                    "tipoDovuto diverso da quello della posizione",
+                ));
+            }
+            match idx.and_then(|i| pos.payment_options.get(i).cloned().map(|o| (i, o))) {
+                None => {
+                    // new installment
+                    let (kind, nav) = match (&r.notice, &w.nav) {
+                        (NoticeRequest::Supplied { .. }, Some(n)) => (IuvKind::A, Some(n.clone())),
+                        _ => (IuvKind::B, placeholder_nav(&self.org.layout)),
+                    };
+                    w.kind = Some(kind);
+                    match nav.and_then(|nav| self.build_option(&r, &nav, kind)) {
+                        Some(opt) => pos.payment_options.push(opt),
+                        None => w.issues.push(issue(
+                            ErrorCode::RowBadBeneficiary,
+                            "nessun IBAN configurato per il tipoDovuto",
+                        )),
+                    }
+                    w.performed = "INSERITO";
+                }
+                Some((i, old)) => {
+                    let kind = iuv_kind_of(&old).unwrap_or(IuvKind::A);
+                    if let (NoticeRequest::Supplied { .. }, Some(n)) = (&r.notice, &w.nav) {
+                        if *n != old.nav {
+                            w.issues.push(issue(
+                                ErrorCode::RowImmutableField,
+                                "codIuv diverso da quello assegnato: non modificabile",
+                            ));
+                        }
+                    }
+                    let Some(mut opt) = self.build_option(&r, &old.nav, kind) else {
+                        w.issues.push(issue(
+                            ErrorCode::RowBadBeneficiary,
+                            "nessun IBAN configurato per il tipoDovuto",
+                        ));
+                        continue;
+                    };
+                    opt.status = old.status;
+                    opt.payment_date = old.payment_date;
+                    if opt.transfers.len() != old.transfers.len() {
+                        w.issues.push(issue(
+                            ErrorCode::RowImmutableField,
+                            "numero di beneficiari non modificabile",
+                        ));
+                    }
+                    for k in [meta::DATI_RISCOSSIONE, meta::GENERATE_IUV] {
+                        if meta_get(&old, k).is_some() && meta_get(&old, k) != meta_get(&opt, k) {
+                            w.issues.push(issue(
+                                ErrorCode::RowImmutableField,
+                                format!("{k} non modificabile"),
+                            ));
+                        }
+                    }
+                    w.kind = Some(kind);
+                    w.nav = Some(old.nav.clone());
+                    let ours = meta_get(&old, meta::FLOW) == Some(self.rec.flow_id.as_str());
+                    if strip(&opt) == strip(&old) && pos.debtor == r.debtor {
+                        w.performed = match (ours, r.action) {
+                            (true, Some(RowAction::Insert)) => "INSERITO",
+                            (true, _) if self.opts.resume => "MODIFICATO",
+                            _ => "INVARIATO",
+                        };
+                    } else {
+                        if let Some(slot) = pos.payment_options.get_mut(i) {
+                            *slot = opt;
+                        }
+                        w.performed = "MODIFICATO";
+                    }
+                }
+            }
+            pos.debtor = r.debtor.clone();
+        }
+        if !annulled.is_empty() {
+            let remaining = pos
+                .payment_options
+                .iter()
+                .filter(|o| meta_get(o, meta::IUD).is_none_or(|i| !annulled.iter().any(|a| a == i)))
+                .count();
+            if remaining == 0 {
+                pos.status = PositionStatus::Invalid;
+            } else {
+                pos.payment_options.retain(|o| {
+                    meta_get(o, meta::IUD).is_none_or(|i| !annulled.iter().any(|a| a == i))
+                });
+            }
+        }
+        if pos.payment_options.len() > 100 {
+            for w in work.iter_mut() {
+                w.issues.push(issue(
+                    ErrorCode::RowOptionInconsistent,
+                    "troppe rate nella posizione (massimo 100)",
+                ));
+            }
+        }
+        Some(pos)
+    }
+
+    /// The outcome line (and IUV exchange line) of a processed row (FORMAT.md §5.7, §5.5).
+    fn line(&self, w: &Work) -> (OutcomeLine, Option<IuvExchangeLine>) {
+        let e = &w.row.echo;
+        let requested = e.action.to_ascii_uppercase();
+        if !w.issues.is_empty() || w.row.record.is_err() {
+            let mut issues = w.issues.clone();
+            if let Err(syntax) = &w.row.record {
+                issues.extend(syntax.iter().cloned());
+            }
+            let mut codes: Vec<String> = Vec::new();
+            let mut descriptions = Vec::new();
+            for i in &issues {
+                if !codes.iter().any(|c| c == i.code.as_str()) {
+                    codes.push(i.code.as_str().to_string());
+                    descriptions.push(i.message.clone());
+                }
+            }
+            return (
+                OutcomeLine {
+                    row: Some(w.row.number),
+                    iupd: e.iupd.clone(),
+                    iud: e.iud.clone(),
+                    requested,
+                    outcome: RowOutcome::Ko,
+                    performed: "SCARTATO".into(),
+                    iuv: e.iuv.clone(),
+                    nav: String::new(),
+                    amount: e.amount.clone(),
+                    due_date: e.due_date.clone(),
+                    codes,
+                    descriptions,
+                },
+                None,
+            );
+        }
+        let Some(r) = w.record() else {
+            return (self.internal_line(w), None);
+        };
+        let dovuto = self.dovuto();
+        let (m, f) = if dovuto {
+            ("Dovuto", "o")
+        } else {
+            ("Rata", "a")
+        };
+        let generated = w.kind == Some(IuvKind::B) && w.performed == "INSERITO";
+        let mut desc = match w.performed {
+            "INSERITO" => format!("{m} inserit{f}"),
+            "MODIFICATO" => format!("{m} aggiornat{f}"),
+            "ANNULLATO" => format!("{m} annullat{f}"),
+            "INVARIATO" if r.action == Some(RowAction::Annul) => {
+                format!("{m} già annullat{f} o assente")
+            }
+            _ => "Nessuna variazione".to_string(),
+        };
+        if generated {
+            desc.push_str(", IUV generato");
+        }
+        if self.opts.dry_run {
+            desc.push_str(" (simulazione: nulla applicato)");
+        }
+        let mut codes = vec!["OK".to_string()];
+        let mut descriptions = vec![desc];
+        let mut outcome = RowOutcome::Ok;
+        if !w.row.warnings.is_empty() {
+            outcome = RowOutcome::Warn;
+            codes = w
+                .row
+                .warnings
+                .iter()
+                .map(|i| i.code.as_str().to_string())
+                .collect();
+            descriptions.extend(w.row.warnings.iter().map(|i| i.message.clone()));
+        }
+        let (iuv, nav) = match (&w.nav, self.opts.dry_run && generated) {
+            (Some(n), false) => (n.iuv().to_string(), n.to_string()),
+            _ => (String::new(), String::new()),
+        };
+        let due = w.due.map(|d| d.to_string()).unwrap_or_default();
+        let line = OutcomeLine {
+            row: Some(w.row.number),
+            iupd: r.iupd.clone(),
+            iud: r.iud.clone(),
+            requested: r.action.map(|a| a.letter().to_string()).unwrap_or_default(),
+            outcome,
+            performed: w.performed.to_string(),
+            iuv: iuv.clone(),
+            nav: nav.clone(),
+            amount: r.amount.to_decimal_string(),
+            due_date: due.clone(),
+            codes,
+            descriptions,
+        };
+        let xl =
+            (!iuv.is_empty() && w.performed != "ANNULLATO" && r.action != Some(RowAction::Annul))
+                .then(|| IuvExchangeLine {
+                    row: w.row.number,
+                    iupd: r.iupd.clone(),
+                    iud: r.iud.clone(),
+                    option_index: r.option_index,
+                    kind: w.kind.unwrap_or(IuvKind::A),
+                    iuv,
+                    nav,
+                    org_fiscal_code: self.org.fiscal_code.to_string(),
+                    amount: r.amount.to_decimal_string(),
+                    due_date: due,
+                    performed: w.performed.to_string(),
+                });
+        (line, xl)
+    }
+
+    fn internal_line(&self, w: &Work) -> OutcomeLine {
+        OutcomeLine {
+            row: Some(w.row.number),
+            iupd: w.row.echo.iupd.clone(),
+            iud: w.row.echo.iud.clone(),
+            requested: w.row.echo.action.clone(),
+            outcome: RowOutcome::Ko,
+            performed: "SCARTATO".into(),
+            iuv: String::new(),
+            nav: String::new(),
+            amount: w.row.echo.amount.clone(),
+            due_date: w.row.echo.due_date.clone(),
+            codes: vec![ErrorCode::InternalError.as_str().into()],
+            descriptions: vec!["errore interno".into()],
+        }
+    }
+
+    /// FULL mode (FORMAT.md §5.6): every in-scope installment absent from the file is
+    /// cancelled unless paid (then reported `NON_ANNULLABILE` / `SKIPPED_PAID`).
+    fn cancel_absent(&mut self) -> Result<(), FeedError> {
+        for p in self.scope_positions()? {
+            let mut absent = Vec::new();
+            for o in &p.payment_options {
+                if let Some(iud) = meta_get(o, meta::IUD) {
+                    if !self.seen_iud(iud)? {
+                        absent.push(o.clone());
+                    }
+                }
+            }
+            if absent.is_empty() {
+                continue;
+            }
+            let paid_position = p.status.has_payments();
+            let cancellable: Vec<&PaymentOption> = absent
+                .iter()
+                .filter(|o| !paid_position && o.status == OptionStatus::PoUnpaid)
+                .collect();
+            let cancel_iuds: Vec<String> = cancellable
+                .iter()
+                .filter_map(|o| meta_get(o, meta::IUD).map(str::to_string))
+                .collect();
+            let mut applied = cancel_iuds.is_empty() || self.opts.dry_run;
+            if !applied {
+                let rev = p.revision;
+                let all = cancel_iuds.len() == p.payment_options.len();
+                let res = self
+                    .store
+                    .ledger
+                    .modify(&self.org.fiscal_code, &p.iupd, &mut |cur| {
+                        if cur.revision != rev {
+                            return Err(LedgerError::Contended);
+                        }
+                        if all {
+                            cur.status = PositionStatus::Invalid;
+                        } else {
+                            cur.payment_options.retain(|o| {
+                                meta_get(o, meta::IUD)
+                                    .is_none_or(|i| !cancel_iuds.iter().any(|c| c == i))
+                            });
+                        }
+                        Ok(())
+                    });
+                match res {
+                    Ok(_) => applied = true,
+                    Err(LedgerError::Storage(e)) => return Err(e.into()),
+                    Err(_) => applied = false,
+                }
+            }
+            let mut entries = Vec::new();
+            for o in &absent {
+                let iud = meta_get(o, meta::IUD).unwrap_or_default().to_string();
+                let cancelled = cancel_iuds.contains(&iud);
+                let (outcome, performed, code, desc) = if cancelled && applied {
+                    self.rec.cancelled += 1;
+                    (
+                        RowOutcome::Ok,
+                        "ANNULLATO",
+                        "OK",
+                        "Assente dal flusso completo: annullata",
+                    )
+                } else if cancelled {
+                    (
+                        RowOutcome::Warn,
+                        "NON_ANNULLABILE",
+                        ErrorCode::InternalError.as_str(),
+                        "Assente dal flusso completo: annullamento non riuscito (modifica concorrente)",
+                    )
+                } else {
+                    self.rec.skipped_paid += 1;
+                    (
+                        RowOutcome::Warn,
+                        "NON_ANNULLABILE",
+                        ErrorCode::SkippedPaid.as_str(),
+                        "Assente dal flusso ma gia' pagata: non annullata",
+                    )
+                };
+                let line = OutcomeLine {
+                    row: None,
+                    iupd: p.iupd.clone(),
+                    iud: iud.clone(),
+                    requested: String::new(),
+                    outcome,
+                    performed: performed.into(),
+                    iuv: o.iuv.to_string(),
+                    nav: o.nav.to_string(),
+                    amount: o.amount.to_decimal_string(),
+                    due_date: o.due_day().to_string(),
+                    codes: vec![code.into()],
+                    descriptions: vec![desc.into()],
+                };
+                entries.push((
+                    sub_key(&self.key, 2, iud.as_bytes()),
+                    encode(&StoredOutcome { line, iuv: None })?,
+                ));
+            }
+            self.rec.updated_at = Utc::now();
+            let rec_bytes = encode(&self.rec)?;
+            (&self.trees.feeds, &self.trees.outcomes)
+                .transaction(|(f, o)| {
+                    for (k, v) in &entries {
+                        o.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    f.insert(self.key.as_slice(), rec_bytes.as_slice())?;
+                    Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    sled::transaction::TransactionError::Storage(e) => FeedError::from(e),
+                    sled::transaction::TransactionError::Abort(()) => {
+                        FeedError::Ledger(LedgerError::Contended)
+                    }
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn iuv_kind_of(o: &PaymentOption) -> Option<IuvKind> {
+    match meta_get(o, meta::IUV_KIND) {
+        Some("B") => Some(IuvKind::B),
+        Some("A") => Some(IuvKind::A),
+        _ => None,
+    }
+}
+
+/// A syntactically valid notice number of the layout, replaced by the generated one before the
+/// write (used only in memory).
+fn placeholder_nav(layout: &NoticeLayout) -> Option<NoticeNumber> {
+    layout
+        .generate(0)
+        .ok()
+        .or_else(|| NoticeNumber::parse_unchecked("300000000000000000").ok())
+}
+
+/// Identical content, ignoring bookkeeping (revision, timestamps, origin markers).
+fn same_position(a: &DebtPosition, b: &DebtPosition) -> bool {
+    let norm = |p: &DebtPosition| {
+        let mut p = p.clone();
+        p.revision = 0;
+        p.last_updated_date = DateTime::<Utc>::MIN_UTC;
+        p.inserted_date = DateTime::<Utc>::MIN_UTC;
+        p.publish_date = None;
+        p.payment_options = p.payment_options.iter().map(strip).collect();
+        p
+    };
+    norm(a) == norm(b)
+}
+
+/// The persisted record of a load.
+///
+/// # Errors
+/// Storage errors.
+pub fn get_feed(
+    store: &Store,
+    org: &OrgFiscalCode,
+    flow_id: &str,
+) -> Result<Option<FeedLoadRecord>, FeedError> {
+    let t = Trees::open(store)?;
+    get_record(&t, &feed_key(org, flow_id))
+}
+
+/// Every load of an organization (or of all organizations).
+///
+/// # Errors
+/// Storage errors.
+pub fn list_feeds(
+    store: &Store,
+    org: Option<&OrgFiscalCode>,
+) -> Result<Vec<FeedLoadRecord>, FeedError> {
+    let t = Trees::open(store)?;
+    let prefix = org
+        .map(|o| o.as_str().as_bytes().to_vec())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for item in t.feeds.scan_prefix(prefix) {
+        let (k, v) = item?;
+        out.push(decode("feeds", &k, &v)?);
+    }
+    Ok(out)
+}
+
+/// Loads left RUNNING (a crash or a stop): at start-up the caller resumes them
+/// ([`LoadOptions::resume`]) or marks them failed ([`mark_failed`]).
+///
+/// # Errors
+/// Storage errors.
+pub fn interrupted_feeds(store: &Store) -> Result<Vec<FeedLoadRecord>, FeedError> {
+    Ok(list_feeds(store, None)?
+        .into_iter()
+        .filter(|r| r.status == FeedStatus::Running)
+        .collect())
+}
+
+/// Marks a RUNNING / AWAITING_CONFIRMATION load FAILED with a reason. What it had committed
+/// stays applied and reported (`rows_read`, the outcome lines); the report says where it
+/// stopped.
+///
+/// # Errors
+/// [`FeedError::NotFound`], [`FeedError::NotResumable`] for DONE / FAILED loads, storage errors.
+pub fn mark_failed(
+    store: &Store,
+    org: &OrgFiscalCode,
+    flow_id: &str,
+    reason: &str,
+) -> Result<FeedLoadRecord, FeedError> {
+    let t = Trees::open(store)?;
+    let key = feed_key(org, flow_id);
+    let mut r = get_record(&t, &key)?.ok_or(FeedError::NotFound)?;
+    if !matches!(
+        r.status,
+        FeedStatus::Running | FeedStatus::AwaitingConfirmation
+    ) {
+        return Err(FeedError::NotResumable(flow_id.to_string()));
+    }
+    r.status = FeedStatus::Failed;
+    r.error = Some(FeedFileError {
+        code: ErrorCode::InternalError,
+        message: format!(
+            "caricamento interrotto dopo la riga {} ({} posizioni applicate): {reason}",
+            r.last_committed_row, r.groups_committed
+        ),
+        row: Some(r.last_committed_row),
+    });
+    r.finished_at = Some(Utc::now());
+    r.updated_at = Utc::now();
+    put_record(&t, &key, &r)?;
+    clear_prefix(&t.seen, &sub_prefix(&key))?;
+    Ok(r)
+}
+
+/// The stored outcomes of a load in report order (rows, then FULL-mode derived lines).
+///
+/// # Errors
+/// Storage errors.
+pub fn outcomes(
+    store: &Store,
+    org: &OrgFiscalCode,
+    flow_id: &str,
+) -> Result<impl Iterator<Item = Result<StoredOutcome, FeedError>>, FeedError> {
+    let t = Trees::open(store)?;
+    let prefix = sub_prefix(&feed_key(org, flow_id));
+    Ok(t.outcomes.scan_prefix(prefix).map(|item| {
+        let (k, v) = item?;
+        Ok(decode::<StoredOutcome>("feed_outcomes", &k, &v)?)
+    }))
+}
+
+/// Writes `<basename>-ESITO.csv` (FORMAT.md §5.7), streaming; returns the lines written. A
+/// file-level failure is written as one line with the file code.
+///
+/// # Errors
+/// Storage errors; [`FeedError::Io`] for write errors.
+pub fn write_outcome_report(
+    store: &Store,
+    org: &OrgFiscalCode,
+    flow_id: &str,
+    out: &mut dyn Write,
+) -> Result<u64, FeedError> {
+    let io = |e: std::io::Error| FeedError::Io(e.to_string());
+    let mut w = OutcomeWriter::new(out).map_err(io)?;
+    let mut n = 0;
+    if let Some(r) = get_feed(store, org, flow_id)? {
+        if let Some(e) = r.error.as_ref().filter(|_| r.groups_committed == 0) {
+            w.write(&OutcomeLine {
+                row: e.row,
+                iupd: String::new(),
+                iud: String::new(),
+                requested: String::new(),
+                outcome: RowOutcome::Ko,
+                performed: "SCARTATO".into(),
+                iuv: String::new(),
+                nav: String::new(),
+                amount: String::new(),
+                due_date: String::new(),
+                codes: vec![e.code.as_str().into()],
+                descriptions: vec![e.message.clone()],
+            })
+            .map_err(io)?;
+            n += 1;
+        }
+    }
+    for o in outcomes(store, org, flow_id)? {
+        w.write(&o?.line).map_err(io)?;
+        n += 1;
+    }
+    w.finish().map_err(io)?;
+    Ok(n)
+}
+
+/// Writes `<basename>-IUV-EXCHANGE.csv` (FORMAT.md §5.5), streaming; returns the lines written
+/// (0 = the file need not be delivered).
+///
+/// # Errors
+/// Storage errors; [`FeedError::Io`] for write errors.
+pub fn write_iuv_exchange(
+    store: &Store,
+    org: &OrgFiscalCode,
+    flow_id: &str,
+    out: &mut dyn Write,
+) -> Result<u64, FeedError> {
+    let io = |e: std::io::Error| FeedError::Io(e.to_string());
+    let mut w = IuvExchangeWriter::new(out).map_err(io)?;
+    let mut n = 0;
+    for o in outcomes(store, org, flow_id)? {
+        if let Some(l) = o?.iuv {
+            w.write(&l).map_err(io)?;
+            n += 1;
+        }
+    }
+    w.finish().map_err(io)?;
+    Ok(n)
+}

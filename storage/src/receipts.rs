@@ -1,0 +1,428 @@
+//! Receipts (paSendRT / paSendRTV2, SPEC §5.4–§6) and anomalies.
+//!
+//! A receipt is applied in ONE sled transaction together with the position it pays (option →
+//! PO_PAID, position → PAID / PARTIALLY_PAID, indexes) and any anomaly it raises; the raw XML is
+//! kept byte-exact. Idempotent on `receiptId`: a receipt already stored is a no-op
+//! ([`ReceiptDisposition::Duplicate`]), also under concurrency (writers of the same receipt id
+//! are serialised by a striped lock, the position by compare-and-swap).
+//!
+//! Trees: `receipts` (receiptId → [`StoredReceipt`]), `receipts_by_notice`
+//! (org ++ nav ++ 0x00 ++ receiptId → ∅), `anomalies` (u64 BE id → [`Anomaly`]).
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use mpay_messages::position::{OptionStatus, PositionStatus};
+use mpay_messages::wire::pafornode::Receipt;
+use mpay_messages::{Amount, NoticeNumber, OrgFiscalCode};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::codec::{decode, encode};
+use crate::ledger::{apply, position_key, tx_err, Abort, LedgerError, SledLedger};
+use crate::StorageError;
+
+const STRIPES: usize = 64;
+
+/// The receipt trees (owned by the ledger so one transaction spans both).
+pub struct ReceiptTrees {
+    receipts: sled::Tree,
+    by_notice: sled::Tree,
+    anomalies: sled::Tree,
+    stripes: Vec<Mutex<()>>,
+}
+
+impl ReceiptTrees {
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        Ok(ReceiptTrees {
+            receipts: db.open_tree("receipts")?,
+            by_notice: db.open_tree("receipts_by_notice")?,
+            anomalies: db.open_tree("anomalies")?,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+}
+
+/// What happened to a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReceiptDisposition {
+    /// It paid its option (position now PAID or PARTIALLY_PAID).
+    Applied,
+    /// The same receiptId was already stored: nothing changed.
+    Duplicate,
+    /// A different receipt for a notice already paid: stored with a double-payment anomaly.
+    DoublePayment,
+    /// No position for the notice: stored as an orphan with an anomaly.
+    Orphan,
+}
+
+/// A receipt as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredReceipt {
+    /// receiptId (paymentToken).
+    pub receipt_id: String,
+    /// Organization owning the notice (`receipt.fiscalCode`).
+    pub organization: String,
+    /// idPA of the request (differs for copies sent to secondary organizations).
+    pub id_pa: String,
+    /// The station it arrived on.
+    pub id_station: String,
+    /// Notice number.
+    pub notice_number: String,
+    /// The position it belongs to, when known.
+    pub iupd: Option<String>,
+    /// Operation (`paSendRT` / `paSendRTV2`).
+    pub operation: String,
+    /// Arrival (UTC).
+    pub received_at: DateTime<Utc>,
+    /// Disposition decided when it was stored.
+    pub disposition: ReceiptDisposition,
+    /// The request body, byte-exact (UTF-8).
+    pub raw_xml: String,
+    /// The decoded receipt.
+    pub receipt: Receipt,
+}
+
+/// Kinds of anomalies raised for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", tag = "kind")]
+pub enum AnomalyKind {
+    /// A receipt for a notice we do not know.
+    OrphanReceipt,
+    /// A second, different receipt for a notice already paid.
+    PossibleDoublePayment {
+        /// The receipt that paid first.
+        first_receipt_id: Option<String>,
+    },
+    /// Paid an amount different from the option's (e.g. Stand-In).
+    PaidWithDifference {
+        /// Expected, cents.
+        expected: Amount,
+        /// Paid, cents.
+        paid: Amount,
+    },
+    /// Paid while the position was not payable (cancelled, expired, draft).
+    PaidWhileNotPayable {
+        /// Its status then.
+        status: PositionStatus,
+    },
+}
+
+/// An anomaly for operators (reconciliation, refunds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Anomaly {
+    /// Kind and details.
+    pub kind: AnomalyKind,
+    /// Organization.
+    pub organization: String,
+    /// Notice.
+    pub notice_number: String,
+    /// Receipt that raised it.
+    pub receipt_id: String,
+    /// When (UTC).
+    pub at: DateTime<Utc>,
+    /// The whole receipt (kept for double payments and orphans).
+    pub receipt: Option<Receipt>,
+}
+
+/// Receipts and anomalies.
+pub trait ReceiptRepository: Send + Sync {
+    /// Stores a receipt and applies it to its position in one transaction (see module docs).
+    /// Errors: `Storage`, `Contended`.
+    fn apply_receipt(&self, receipt: StoredReceipt) -> Result<ReceiptDisposition, LedgerError>;
+    /// A receipt by id.
+    fn receipt(&self, receipt_id: &str) -> Result<Option<StoredReceipt>, LedgerError>;
+    /// Every receipt of a notice.
+    fn receipts_for_notice(
+        &self,
+        org: &OrgFiscalCode,
+        nav: &NoticeNumber,
+    ) -> Result<Vec<StoredReceipt>, LedgerError>;
+    /// Newest anomalies first.
+    fn anomalies(&self, limit: usize) -> Result<Vec<Anomaly>, LedgerError>;
+    /// Receipts stored.
+    fn receipt_count(&self) -> usize;
+}
+
+fn notice_key(org: &str, nav: &str, receipt_id: &str) -> Vec<u8> {
+    let mut k = position_key(org, nav);
+    k.push(0);
+    k.extend_from_slice(receipt_id.as_bytes());
+    k
+}
+
+fn stripe(id: &str) -> usize {
+    id.bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+        % STRIPES
+}
+
+impl SledLedger {
+    fn insert_receipt_tx(
+        r: &sled::transaction::TransactionalTree,
+        n: &sled::transaction::TransactionalTree,
+        a: &sled::transaction::TransactionalTree,
+        receipt: &StoredReceipt,
+        anomalies: &[(u64, Anomaly)],
+    ) -> Result<(), Abort> {
+        r.insert(
+            receipt.receipt_id.as_bytes(),
+            encode(receipt).map_err(|e| Abort::Abort(e.into()))?,
+        )?;
+        n.insert(
+            notice_key(
+                &receipt.organization,
+                &receipt.notice_number,
+                &receipt.receipt_id,
+            ),
+            &[][..],
+        )?;
+        for (id, an) in anomalies {
+            a.insert(
+                &id.to_be_bytes(),
+                encode(an).map_err(|e| Abort::Abort(e.into()))?,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl ReceiptRepository for SledLedger {
+    fn apply_receipt(&self, mut stored: StoredReceipt) -> Result<ReceiptDisposition, LedgerError> {
+        let rt = &self.receipts;
+        let _guard = rt
+            .stripes
+            .get(stripe(&stored.receipt_id))
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        if rt.receipts.contains_key(stored.receipt_id.as_bytes())? {
+            metrics::counter!("mpay_receipts_total", "disposition" => "duplicate").increment(1);
+            return Ok(ReceiptDisposition::Duplicate);
+        }
+        let org = stored.organization.clone();
+        let nav = stored.notice_number.clone();
+        let anomaly = |kind: AnomalyKind, with_receipt: bool, s: &StoredReceipt| Anomaly {
+            kind,
+            organization: s.organization.clone(),
+            notice_number: s.notice_number.clone(),
+            receipt_id: s.receipt_id.clone(),
+            at: s.received_at,
+            receipt: with_receipt.then(|| s.receipt.clone()),
+        };
+        for _attempt in 0..1000 {
+            let holder = self.by_notice.get(position_key(&org, &nav))?;
+            let Some(iupd) = holder else {
+                // orphan: store with its anomaly
+                stored.disposition = ReceiptDisposition::Orphan;
+                stored.iupd = None;
+                let an = vec![(
+                    self.db.generate_id()?,
+                    anomaly(AnomalyKind::OrphanReceipt, true, &stored),
+                )];
+                (&rt.receipts, &rt.by_notice, &rt.anomalies, &self.by_notice)
+                    .transaction(|(r, n, a, bn)| {
+                        if bn.get(position_key(&org, &nav))?.is_some() {
+                            return Err(Abort::Abort(LedgerError::Contended));
+                        }
+                        Self::insert_receipt_tx(r, n, a, &stored, &an)
+                    })
+                    .map_err(tx_err)
+                    .or_else(|e| match e {
+                        LedgerError::Contended => Ok(()),
+                        other => Err(other),
+                    })?;
+                if self.by_notice.contains_key(position_key(&org, &nav))?
+                    && !rt.receipts.contains_key(stored.receipt_id.as_bytes())?
+                {
+                    continue; // a position appeared meanwhile: apply to it
+                }
+                metrics::counter!("mpay_receipts_total", "disposition" => "orphan").increment(1);
+                return Ok(ReceiptDisposition::Orphan);
+            };
+            let iupd = String::from_utf8_lossy(&iupd).into_owned();
+            let pkey = position_key(&org, &iupd);
+            let Some(old_bytes) = self.positions.get(&pkey)? else {
+                continue;
+            };
+            let old = Self::decode_position(&pkey, &old_bytes)?;
+            let mut new = old.clone();
+            let now = Utc::now();
+            let Some(idx) = new
+                .payment_options
+                .iter()
+                .position(|o| o.nav.as_str() == nav)
+            else {
+                continue;
+            };
+            let single = new
+                .payment_options
+                .get(idx)
+                .is_some_and(|o| !o.is_partial_payment);
+            let option_paid = new
+                .payment_options
+                .get(idx)
+                .is_some_and(|o| o.status != OptionStatus::PoUnpaid);
+            let settled = matches!(old.status, PositionStatus::Paid | PositionStatus::Reported)
+                || (single && old.status == PositionStatus::PartiallyPaid);
+            stored.iupd = Some(iupd.clone());
+            let mut anomalies = Vec::new();
+            let disposition;
+            let mut write_position = false;
+            if option_paid || settled {
+                disposition = ReceiptDisposition::DoublePayment;
+                let first = self
+                    .receipts_for_notice_raw(&org, &nav)?
+                    .into_iter()
+                    .find(|r| r.disposition == ReceiptDisposition::Applied)
+                    .or_else(|| {
+                        // paid through another option of the same position
+                        old.payment_options.iter().find_map(|o| {
+                            self.receipts_for_notice_raw(&org, o.nav.as_str())
+                                .ok()?
+                                .into_iter()
+                                .find(|r| r.disposition == ReceiptDisposition::Applied)
+                        })
+                    })
+                    .map(|r| r.receipt_id);
+                anomalies.push(anomaly(
+                    AnomalyKind::PossibleDoublePayment {
+                        first_receipt_id: first,
+                    },
+                    true,
+                    &stored,
+                ));
+            } else {
+                disposition = ReceiptDisposition::Applied;
+                write_position = true;
+                let paid = stored.receipt.payment_amount;
+                if let Some(o) = new.payment_options.get_mut(idx) {
+                    if o.amount != paid {
+                        anomalies.push(anomaly(
+                            AnomalyKind::PaidWithDifference {
+                                expected: o.amount,
+                                paid,
+                            },
+                            true,
+                            &stored,
+                        ));
+                    }
+                    o.status = OptionStatus::PoPaid;
+                    o.payment_date = Some(now);
+                }
+                if !matches!(
+                    old.status,
+                    PositionStatus::Valid | PositionStatus::PartiallyPaid
+                ) {
+                    anomalies.push(anomaly(
+                        AnomalyKind::PaidWhileNotPayable { status: old.status },
+                        true,
+                        &stored,
+                    ));
+                }
+                let all_installments_paid = new
+                    .payment_options
+                    .iter()
+                    .filter(|o| o.is_partial_payment)
+                    .all(|o| o.status != OptionStatus::PoUnpaid);
+                if single || all_installments_paid {
+                    new.status = PositionStatus::Paid;
+                    new.payment_date = Some(now);
+                } else {
+                    new.status = PositionStatus::PartiallyPaid;
+                }
+                new.revision = old.revision.saturating_add(1);
+                new.last_updated_date = now;
+            }
+            stored.disposition = disposition;
+            let ids: Vec<(u64, Anomaly)> = anomalies
+                .into_iter()
+                .map(|a| Ok((self.db.generate_id()?, a)))
+                .collect::<Result<_, sled::Error>>()?;
+            let result = (
+                &self.positions,
+                &self.by_notice,
+                &self.by_iuv,
+                &self.by_debtor,
+                &self.by_due,
+                &self.timers,
+                &rt.receipts,
+                &rt.by_notice,
+                &rt.anomalies,
+            )
+                .transaction(|(p, n, i, d, due, t, r, rn, a)| {
+                    if p.get(&pkey)?.as_deref() != Some(old_bytes.as_ref()) {
+                        return Err(Abort::Abort(LedgerError::Contended));
+                    }
+                    if write_position {
+                        apply(&[p, n, i, d, due, t], Some(&old), Some(&new))?;
+                    }
+                    Self::insert_receipt_tx(r, rn, a, &stored, &ids)
+                });
+            match result {
+                Ok(()) => {
+                    let label = match disposition {
+                        ReceiptDisposition::Applied => "applied",
+                        _ => "double_payment",
+                    };
+                    metrics::counter!("mpay_receipts_total", "disposition" => label).increment(1);
+                    return Ok(disposition);
+                }
+                Err(e) => match tx_err(e) {
+                    LedgerError::Contended => continue,
+                    other => return Err(other),
+                },
+            }
+        }
+        Err(LedgerError::Contended)
+    }
+
+    fn receipt(&self, receipt_id: &str) -> Result<Option<StoredReceipt>, LedgerError> {
+        match self.receipts.receipts.get(receipt_id.as_bytes())? {
+            Some(b) => Ok(Some(decode("receipts", receipt_id.as_bytes(), &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn receipts_for_notice(
+        &self,
+        org: &OrgFiscalCode,
+        nav: &NoticeNumber,
+    ) -> Result<Vec<StoredReceipt>, LedgerError> {
+        self.receipts_for_notice_raw(org.as_str(), nav.as_str())
+    }
+
+    fn anomalies(&self, limit: usize) -> Result<Vec<Anomaly>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self.receipts.anomalies.iter().rev().take(limit) {
+            let (k, v) = item?;
+            out.push(decode("anomalies", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn receipt_count(&self) -> usize {
+        self.receipts.receipts.len()
+    }
+}
+
+impl SledLedger {
+    fn receipts_for_notice_raw(
+        &self,
+        org: &str,
+        nav: &str,
+    ) -> Result<Vec<StoredReceipt>, LedgerError> {
+        let mut prefix = position_key(org, nav);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.receipts.by_notice.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let id = k.get(prefix.len()..).unwrap_or_default();
+            if let Some(b) = self.receipts.receipts.get(id)? {
+                out.push(decode("receipts", id, &b)?);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,966 @@
+//! The pagoPA station (EC side): `POST /pagopa/paForNode`, SOAP 1.1 (SPEC §4–§6, §13).
+//!
+//! decode (namespace-aware, XSD facts) → authorise (broker → station → organization) → one
+//! ledger read (verify, getPayment: read-only, answered on the worker thread without an actor
+//! hop) or one atomic ledger write acknowledged after the flush (sendRT, demand) → encode.
+//! Every exchange goes to the journal. Business errors are `outcome KO` + fault with HTTP 200.
+
+use std::time::Instant;
+
+use actix_web::http::header::ContentType;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, Utc};
+use futures_util::StreamExt;
+use mpay_actors::Record;
+use mpay_messages::journal::JournalEntry;
+use mpay_messages::position::{
+    DebtPosition, Debtor, DebtorType, Destination, OptionStatus, PaymentOption, PositionStatus,
+    Transfer,
+};
+use mpay_messages::time::rome_date;
+use mpay_messages::wire::faults::{Fault, FaultCode};
+use mpay_messages::wire::pafornode::{
+    self as pf, Account, NoticeDescription, Operation, OptionDescription, PaymentData,
+    PaymentTransfer, QrCode, Request, Response, StationIds, Subject, TransferType,
+};
+use mpay_messages::{Amount, FiscalCode, Iban, NoticeNumber};
+use mpay_storage::{
+    DurabilityPoint, LedgerError, PositionRepository, ReceiptDisposition, ReceiptRepository,
+    StoredReceipt,
+};
+
+use crate::state::{AppState, OrgContext};
+
+/// Routes of the station.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/pagopa/paForNode", web::post().to(handle));
+}
+
+/// What the handler answers and journals.
+struct Outcome {
+    op: Option<Operation>,
+    body: String,
+    status: u16,
+    org: Option<String>,
+    key: Option<String>,
+    code: String,
+    note: Option<String>,
+}
+
+fn ko(op: Operation, code: FaultCode, id: &str, description: impl Into<String>) -> Outcome {
+    let fault = Fault {
+        code,
+        id: id.to_string(),
+        description: description.into(),
+    };
+    Outcome {
+        op: Some(op),
+        body: pf::encode_fault(op, &fault),
+        status: 200,
+        org: None,
+        key: None,
+        code: code.code().to_string(),
+        note: None,
+    }
+}
+
+fn ok(op: Operation, response: &Response) -> Outcome {
+    Outcome {
+        op: Some(op),
+        body: pf::encode_ok(op, response),
+        status: 200,
+        org: None,
+        key: None,
+        code: "OK".into(),
+        note: None,
+    }
+}
+
+/// `POST /pagopa/paForNode`.
+pub async fn handle(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    mut payload: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let at = Utc::now();
+    let action = req
+        .headers()
+        .get("soapaction")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let limit = state.settings.station.body_limit_bytes;
+    let mut body = web::BytesMut::new();
+    let mut too_large = false;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(c) => {
+                if body.len() + c.len() > limit {
+                    too_large = true;
+                    break;
+                }
+                body.extend_from_slice(&c);
+            }
+            Err(_) => {
+                too_large = body.len() >= limit;
+                break;
+            }
+        }
+    }
+    let mut outcome = if too_large {
+        let op = action.as_deref().and_then(Operation::from_soap_action);
+        rejected(
+            op,
+            &state,
+            None,
+            FaultCode::SintassiExtraXsd,
+            format!("request larger than {limit} bytes"),
+        )
+    } else {
+        process(&state, &body, action.as_deref()).await
+    };
+    let latency = started.elapsed();
+    let op_name = outcome.op.map(|o| o.name()).unwrap_or("unknown");
+    metrics::counter!("mpay_station_requests_total", "operation" => op_name, "outcome" => outcome.code.clone())
+        .increment(1);
+    metrics::histogram!("mpay_station_request_seconds", "operation" => op_name)
+        .record(latency.as_secs_f64());
+    if let Some(addr) = state.journal_addr() {
+        let payload = state.settings.journal.keep_payloads.then(|| {
+            String::from_utf8_lossy(body.get(..body.len().min(256 * 1024)).unwrap_or_default())
+                .into_owned()
+        });
+        let entry = JournalEntry {
+            at,
+            channel: "soap".into(),
+            operation: op_name.to_string(),
+            organization: outcome.org.take(),
+            key: outcome.key.take(),
+            status: outcome.status,
+            outcome: outcome.code.clone(),
+            latency_us: latency.as_micros().min(u128::from(u64::MAX)) as u64,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            note: outcome.note.take(),
+            payload,
+        };
+        if let Err(actix::dev::SendError::Full(r)) = addr.try_send(Record(entry)) {
+            let _ = addr.send(r).await;
+        }
+    }
+    let mut res = if outcome.status == 200 {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::InternalServerError()
+    };
+    res.content_type(ContentType(mime_xml())).body(outcome.body)
+}
+
+fn mime_xml() -> actix_web::mime::Mime {
+    "text/xml; charset=utf-8"
+        .parse()
+        .unwrap_or(actix_web::mime::TEXT_XML)
+}
+
+/// An answer for a request that could not be decoded: the operation's KO when it is known,
+/// else a SOAP Fault (HTTP 500, as SOAP 1.1 requires for faults).
+fn rejected(
+    op: Option<Operation>,
+    state: &AppState,
+    id_pa: Option<&str>,
+    code: FaultCode,
+    description: String,
+) -> Outcome {
+    let id = id_pa
+        .filter(|id| state.orgs.contains_key(*id))
+        .map(str::to_string)
+        .unwrap_or_else(|| state.settings.broker.fiscal_code.clone());
+    match op {
+        Some(op) => {
+            let mut o = ko(op, code, &id, description);
+            o.org = id_pa.map(str::to_string);
+            o
+        }
+        None => Outcome {
+            op: None,
+            body: pf::encode_soap_fault(&description),
+            status: 500,
+            org: None,
+            key: None,
+            code: code.code().to_string(),
+            note: None,
+        },
+    }
+}
+
+async fn process(state: &web::Data<AppState>, body: &[u8], action: Option<&str>) -> Outcome {
+    let (op, request) = match pf::decode_request(body, action) {
+        Ok(x) => x,
+        Err(r) => {
+            return rejected(
+                r.operation,
+                state,
+                r.id_pa.as_deref(),
+                r.error.fault_code(),
+                r.error.to_string(),
+            )
+        }
+    };
+    let mut outcome = match request {
+        Request::Verify { ids, qr } => verify(state, op, &ids, &qr),
+        Request::GetPayment {
+            ids,
+            qr,
+            transfer_type,
+            ..
+        } => get_payment(state, op, &ids, &qr, transfer_type),
+        Request::SendRt { ids, receipt, .. } => send_rt(state, op, &ids, *receipt, body).await,
+        Request::Demand {
+            ids,
+            id_servizio,
+            service_data,
+            ..
+        } => demand(state, op, &ids, &id_servizio, &service_data).await,
+    };
+    outcome.op = Some(op);
+    outcome
+}
+
+/// Broker → station → organization checks (SPEC §5.7 order). `org_fc` is the organization the
+/// request is about (qrCode.fiscalCode or receipt.fiscalCode). Returns the organization and
+/// whether it is associated with the station.
+fn authorise<'a>(
+    state: &'a AppState,
+    op: Operation,
+    ids: &StationIds,
+    org_fc: &str,
+) -> Result<(&'a std::sync::Arc<OrgContext>, bool), Box<Outcome>> {
+    let ours = |id: &str| state.orgs.contains_key(id);
+    let fault_id = if ours(&ids.id_pa) {
+        ids.id_pa.clone()
+    } else {
+        state.settings.broker.fiscal_code.clone()
+    };
+    if state.settings.broker.fiscal_code.is_empty()
+        || ids.id_broker_pa != state.settings.broker.fiscal_code
+    {
+        return Err(Box::new(ko(
+            op,
+            FaultCode::IdIntermediarioErrato,
+            &fault_id,
+            format!("idBrokerPA {} is not this intermediary", ids.id_broker_pa),
+        )));
+    }
+    let Some(station_orgs) = state.stations.get(&ids.id_station) else {
+        return Err(Box::new(ko(
+            op,
+            FaultCode::StazioneIntErrata,
+            &fault_id,
+            format!(
+                "idStation {} is not a station of this intermediary",
+                ids.id_station
+            ),
+        )));
+    };
+    let Some(org) = state.orgs.get(org_fc) else {
+        return Err(Box::new(ko(
+            op,
+            FaultCode::IdDominioErrato,
+            &fault_id,
+            format!("organization {org_fc} is not served by this intermediary"),
+        )));
+    };
+    if !ours(&ids.id_pa) {
+        return Err(Box::new(ko(
+            op,
+            FaultCode::IdDominioErrato,
+            &fault_id,
+            format!("idPA {} is not served by this intermediary", ids.id_pa),
+        )));
+    }
+    Ok((org, station_orgs.contains(org_fc)))
+}
+
+fn with_keys(mut o: Outcome, org: &str, key: &str) -> Outcome {
+    o.org = Some(org.to_string());
+    o.key = Some(key.to_string());
+    o
+}
+
+/// Why a notice cannot be paid now (SPEC §5.7 reference mapping, §6 rules 5–6).
+/// `now` is the instant of the request; the due date is compared with its Europe/Rome date
+/// (a notice due today is payable all day).
+pub fn payable_at<'p>(
+    p: &'p DebtPosition,
+    nav: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<&'p PaymentOption, (FaultCode, &'static str)> {
+    let o = p
+        .payment_options
+        .iter()
+        .find(|o| o.nav.as_str() == nav)
+        .ok_or((FaultCode::PagamentoSconosciuto, "notice not found"))?;
+    match p.status {
+        PositionStatus::Draft => {
+            return Err((FaultCode::PagamentoSconosciuto, "position not published"))
+        }
+        PositionStatus::Published if p.validity_date.is_some_and(|v| v > now) => {
+            return Err((FaultCode::PagamentoSconosciuto, "position not yet valid"))
+        }
+        PositionStatus::Invalid => {
+            return Err((FaultCode::PagamentoAnnullato, "position cancelled"))
+        }
+        PositionStatus::Expired => return Err((FaultCode::PagamentoScaduto, "position expired")),
+        PositionStatus::Paid | PositionStatus::Reported => {
+            return Err((FaultCode::PagamentoDuplicato, "position already paid"))
+        }
+        PositionStatus::PartiallyPaid if !o.is_partial_payment => {
+            return Err((
+                FaultCode::PagamentoDuplicato,
+                "an installment is paid: the single solution is no longer payable",
+            ))
+        }
+        _ => {}
+    }
+    if o.status != OptionStatus::PoUnpaid {
+        return Err((FaultCode::PagamentoDuplicato, "notice already paid"));
+    }
+    if p.switch_to_expired && o.due_day() < rome_date(now) {
+        return Err((FaultCode::PagamentoScaduto, "past its due date"));
+    }
+    Ok(o)
+}
+
+fn payable<'p>(
+    p: &'p DebtPosition,
+    nav: &str,
+) -> Result<&'p PaymentOption, (FaultCode, &'static str)> {
+    payable_at(p, nav, Utc::now())
+}
+
+/// Looks up the notice for verify/getPayment (read-only; on the worker thread: one index read
+/// and one record read from sled's page cache).
+fn lookup<'a>(
+    state: &'a AppState,
+    op: Operation,
+    ids: &StationIds,
+    qr: &QrCode,
+) -> Result<(&'a std::sync::Arc<OrgContext>, DebtPosition), Box<Outcome>> {
+    let (org, on_station) = authorise(state, op, ids, &qr.fiscal_code)?;
+    let id = org.fiscal_code.as_str();
+    if !on_station {
+        return Err(Box::new(ko(
+            op,
+            FaultCode::StazioneIntErrata,
+            id,
+            format!(
+                "organization {id} is not served by station {}",
+                ids.id_station
+            ),
+        )));
+    }
+    let nav = NoticeNumber::parse_unchecked(&qr.notice_number)
+        .map_err(|e| Box::new(ko(op, FaultCode::PagamentoSconosciuto, id, e.to_string())))?;
+    match state.store.ledger.find_by_notice(&org.fiscal_code, &nav) {
+        Ok(Some(p)) => Ok((org, p)),
+        Ok(None) => Err(Box::new(ko(
+            op,
+            FaultCode::PagamentoSconosciuto,
+            id,
+            "notice not found",
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "ledger read failed");
+            Err(Box::new(ko(
+                op,
+                FaultCode::SystemError,
+                id,
+                "temporary failure",
+            )))
+        }
+    }
+}
+
+fn subject_of(d: &Debtor) -> Subject {
+    Subject {
+        kind: match d.kind {
+            DebtorType::F => "F".into(),
+            DebtorType::G => "G".into(),
+        },
+        id_value: d.fiscal_code.to_string(),
+        full_name: d.full_name.clone(),
+        street_name: d.street_name.clone(),
+        civic_number: d.civic_number.clone(),
+        postal_code: d.postal_code.clone(),
+        city: d.city.clone(),
+        state_province_region: d.province.clone().or_else(|| d.region.clone()),
+        country: d.country.clone(),
+        email: d.email.clone(),
+    }
+}
+
+fn postal_capable(t: &Transfer) -> bool {
+    matches!(
+        t.destination,
+        Destination::PostalIban { .. }
+            | Destination::Iban {
+                postal_iban: Some(_),
+                ..
+            }
+    )
+}
+
+fn describe(p: &DebtPosition, o: &PaymentOption) -> NoticeDescription {
+    NoticeDescription {
+        option: OptionDescription {
+            amount: o.amount,
+            due_date: Some(o.due_day()),
+            detail_description: Some(o.description.clone()),
+            all_ccp: !o.transfers.is_empty() && o.transfers.iter().all(postal_capable),
+        },
+        payment_description: o.description.clone(),
+        fiscal_code_pa: p.organization_fiscal_code.to_string(),
+        company_name: p.company_name.clone(),
+        office_name: p.office_name.clone(),
+    }
+}
+
+fn verify(state: &AppState, op: Operation, ids: &StationIds, qr: &QrCode) -> Outcome {
+    let (org, p) = match lookup(state, op, ids, qr) {
+        Ok(x) => x,
+        Err(o) => return with_keys(*o, &qr.fiscal_code, &qr.notice_number),
+    };
+    let out = match payable(&p, &qr.notice_number) {
+        Ok(o) => ok(op, &Response::Verify(describe(&p, o))),
+        Err((code, why)) => ko(op, code, org.fiscal_code.as_str(), why),
+    };
+    with_keys(out, &qr.fiscal_code, &qr.notice_number)
+}
+
+fn get_payment(
+    state: &AppState,
+    op: Operation,
+    ids: &StationIds,
+    qr: &QrCode,
+    transfer_type: Option<TransferType>,
+) -> Outcome {
+    let (org, p) = match lookup(state, op, ids, qr) {
+        Ok(x) => x,
+        Err(o) => return with_keys(*o, &qr.fiscal_code, &qr.notice_number),
+    };
+    let id = org.fiscal_code.as_str();
+    let o = match payable(&p, &qr.notice_number) {
+        Ok(o) => o,
+        Err((code, why)) => {
+            return with_keys(ko(op, code, id, why), &qr.fiscal_code, &qr.notice_number)
+        }
+    };
+    let v2 = op == Operation::GetPaymentV2;
+    let mut transfers = Vec::new();
+    for (i, t) in o.transfers.iter().enumerate() {
+        let postal = transfer_type == Some(TransferType::Postal);
+        let account = match &t.destination {
+            Destination::Iban { iban, postal_iban } => Account::Iban(
+                match (postal, postal_iban) {
+                    (true, Some(pi)) => pi,
+                    _ => iban,
+                }
+                .to_string(),
+            ),
+            Destination::PostalIban { postal_iban } => Account::Iban(postal_iban.to_string()),
+            Destination::Stamp(s) => {
+                if !v2 {
+                    return with_keys(
+                        ko(
+                            op,
+                            FaultCode::Semantica,
+                            id,
+                            "this notice includes a marca da bollo, which only paGetPaymentV2 can carry",
+                        ),
+                        &qr.fiscal_code,
+                        &qr.notice_number,
+                    );
+                }
+                Account::Stamp {
+                    hash_document: s.hash_document.clone(),
+                    stamp_type: s.stamp_type.clone(),
+                    province: s.provincial_residence.clone(),
+                }
+            }
+        };
+        let beneficiary = t
+            .organization_fiscal_code
+            .as_ref()
+            .unwrap_or(&p.organization_fiscal_code);
+        transfers.push(PaymentTransfer {
+            id_transfer: u8::try_from(i + 1).unwrap_or(5),
+            amount: t.amount,
+            fiscal_code_pa: beneficiary.to_string(),
+            company_name: t.company_name.clone().or_else(|| {
+                (beneficiary == &p.organization_fiscal_code).then(|| p.company_name.clone())
+            }),
+            account,
+            remittance_information: t.remittance_information.clone(),
+            transfer_category: t.category.replace('/', ""),
+            metadata: t
+                .metadata
+                .iter()
+                .map(|m| (m.key.clone(), m.value.clone()))
+                .collect(),
+        });
+    }
+    let data = PaymentData {
+        creditor_reference_id: o.iuv.to_string(),
+        payment_amount: o.amount,
+        due_date: o.due_day(),
+        description: o.description.clone(),
+        company_name: p.company_name.clone(),
+        office_name: p.office_name.clone(),
+        debtor: subject_of(&p.debtor),
+        transfers,
+        metadata: o
+            .metadata
+            .iter()
+            .map(|m| (m.key.clone(), m.value.clone()))
+            .collect(),
+    };
+    with_keys(
+        ok(op, &Response::GetPayment(Box::new(data))),
+        &qr.fiscal_code,
+        &qr.notice_number,
+    )
+}
+
+async fn send_rt(
+    state: &web::Data<AppState>,
+    op: Operation,
+    ids: &StationIds,
+    receipt: pf::Receipt,
+    raw: &[u8],
+) -> Outcome {
+    let org_fc = receipt.fiscal_code.clone();
+    let nav = receipt.notice_number.clone();
+    let keys = |o: Outcome| with_keys(o, &org_fc, &nav);
+    let (org, on_station) = match authorise(state, op, ids, &org_fc) {
+        Ok(x) => x,
+        Err(o) => return keys(*o),
+    };
+    let id = org.fiscal_code.as_str().to_string();
+    let note = (!on_station).then(|| {
+        tracing::warn!(organization = %id, station = %ids.id_station, "receipt accepted on a station not associated with the organization (station migration?)");
+        format!(
+            "receipt accepted on station {} which does not serve organization {id}",
+            ids.id_station
+        )
+    });
+    if receipt.outcome != "OK" {
+        return keys(ko(
+            op,
+            FaultCode::Semantica,
+            &id,
+            "only receipts with outcome OK are expected",
+        ));
+    }
+    let stored = StoredReceipt {
+        receipt_id: receipt.receipt_id.clone(),
+        organization: org_fc.clone(),
+        id_pa: ids.id_pa.clone(),
+        id_station: ids.id_station.clone(),
+        notice_number: nav.clone(),
+        iupd: None,
+        operation: op.name().to_string(),
+        received_at: Utc::now(),
+        disposition: ReceiptDisposition::Applied,
+        raw_xml: String::from_utf8_lossy(raw).into_owned(),
+        receipt,
+    };
+    let ledger = state.store.ledger.clone();
+    let result = web::block(move || ledger.apply_receipt(stored)).await;
+    let disposition = match result {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "receipt not stored");
+            return keys(ko(
+                op,
+                FaultCode::SystemError,
+                &id,
+                "temporary failure, retry",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "receipt worker failed");
+            return keys(ko(
+                op,
+                FaultCode::SystemError,
+                &id,
+                "temporary failure, retry",
+            ));
+        }
+    };
+    if let Err(e) = state
+        .store
+        .durability
+        .commit(DurabilityPoint::Receipt)
+        .await
+    {
+        tracing::error!(error = %e, "receipt flush failed");
+        return keys(ko(
+            op,
+            FaultCode::SystemError,
+            &id,
+            "temporary failure, retry",
+        ));
+    }
+    let mut out = match disposition {
+        ReceiptDisposition::Applied | ReceiptDisposition::Orphan => ok(op, &Response::SendRt),
+        ReceiptDisposition::Duplicate => {
+            if state.settings.station.duplicate_receipt_is_ko {
+                ko(
+                    op,
+                    FaultCode::ReceiptDuplicata,
+                    &id,
+                    "receipt already received",
+                )
+            } else {
+                ok(op, &Response::SendRt)
+            }
+        }
+        ReceiptDisposition::DoublePayment => ko(
+            op,
+            FaultCode::ReceiptDuplicata,
+            &id,
+            "the notice was already paid with another receipt; this receipt is stored for refund",
+        ),
+    };
+    out.note = note.or_else(|| match disposition {
+        ReceiptDisposition::Orphan => Some("orphan receipt: no position for this notice".into()),
+        ReceiptDisposition::DoublePayment => Some("possible double payment".into()),
+        ReceiptDisposition::Duplicate => Some("same receipt again".into()),
+        ReceiptDisposition::Applied => None,
+    });
+    keys(out)
+}
+
+/// Reads a value from the service-specific XML of paDemandPaymentNotice by local name.
+fn find_text(e: &mpay_messages::wire::xml::Element, names: &[&str]) -> Option<String> {
+    if names.contains(&e.local.as_str()) && e.children.is_empty() && !e.text.trim().is_empty() {
+        return Some(e.text.trim().to_string());
+    }
+    e.children.iter().find_map(|c| find_text(c, names))
+}
+
+async fn demand(
+    state: &web::Data<AppState>,
+    op: Operation,
+    ids: &StationIds,
+    id_servizio: &str,
+    service_data: &[u8],
+) -> Outcome {
+    let org_fc = ids.id_pa.clone();
+    let (org, on_station) = match authorise(state, op, ids, &org_fc) {
+        Ok(x) => x,
+        Err(o) => return with_keys(*o, &org_fc, id_servizio),
+    };
+    let id = org.fiscal_code.as_str().to_string();
+    let keys = |o: Outcome| with_keys(o, &id, id_servizio);
+    if !on_station {
+        return keys(ko(
+            op,
+            FaultCode::StazioneIntErrata,
+            &id,
+            "organization not served by this station",
+        ));
+    }
+    let Some(service) = state
+        .settings
+        .services
+        .iter()
+        .find(|s| s.organization == id && s.demand_service_id.as_deref() == Some(id_servizio))
+    else {
+        return keys(ko(
+            op,
+            FaultCode::Semantica,
+            &id,
+            format!(
+                "service {id_servizio} cannot be paid spontaneously at a PSP for this organization"
+            ),
+        ));
+    };
+    let data = mpay_messages::wire::xml::parse(service_data).ok();
+    let amount = match service.amount {
+        mpay_config::AmountRule::Fixed { cents } => Amount::from_cents(cents).ok(),
+        mpay_config::AmountRule::Range {
+            min_cents,
+            max_cents,
+        } => data
+            .as_ref()
+            .and_then(|d| find_text(d, &["importo", "Importo", "amount"]))
+            .and_then(|t| Amount::parse_decimal_lenient(&t).ok())
+            .filter(|a| a.cents() >= min_cents && a.cents() <= max_cents),
+        mpay_config::AmountRule::Free => data
+            .as_ref()
+            .and_then(|d| find_text(d, &["importo", "Importo", "amount"]))
+            .and_then(|t| Amount::parse_decimal_lenient(&t).ok())
+            .filter(|a| a.cents() > 0),
+    };
+    let Some(amount) = amount else {
+        return keys(ko(
+            op,
+            FaultCode::Semantica,
+            &id,
+            "the service data carry no valid amount",
+        ));
+    };
+    let debtor_fc = data
+        .as_ref()
+        .and_then(|d| find_text(d, &["codiceFiscale", "CodiceFiscale", "fiscalCode"]))
+        .and_then(|t| FiscalCode::parse_unchecked(&t).ok())
+        .unwrap_or(FiscalCode::Anonymous);
+    let Ok(iban) = Iban::parse_unchecked(&service.iban) else {
+        return keys(ko(
+            op,
+            FaultCode::SystemError,
+            &id,
+            "service IBAN misconfigured",
+        ));
+    };
+    let now = Utc::now();
+    let due = now + Duration::days(i64::from(state.settings.station.demand_due_days));
+    let ledger = state.store.ledger.clone();
+    let org2 = org.clone();
+    let label = service.label.clone();
+    let category = service.category.clone();
+    let code = service.code.clone();
+    let created = web::block(move || -> Result<DebtPosition, LedgerError> {
+        let nav = ledger.next_notice(&org2.fiscal_code, &org2.layout)?;
+        let position = DebtPosition {
+            organization_fiscal_code: org2.fiscal_code.clone(),
+            iupd: format!("PSP-{}-{}", code, nav),
+            debtor: Debtor {
+                kind: match debtor_fc {
+                    FiscalCode::Organization(_) => DebtorType::G,
+                    _ => DebtorType::F,
+                },
+                fiscal_code: debtor_fc.clone(),
+                full_name: if debtor_fc.is_anonymous() {
+                    "ANONIMO".into()
+                } else {
+                    debtor_fc.to_string()
+                },
+                street_name: None,
+                civic_number: None,
+                postal_code: None,
+                city: None,
+                province: None,
+                region: None,
+                country: None,
+                email: None,
+                phone: None,
+            },
+            switch_to_expired: true,
+            pay_stand_in: false,
+            company_name: org2.name.clone(),
+            office_name: None,
+            service_code: Some(code.clone()),
+            validity_date: None,
+            status: PositionStatus::Valid,
+            inserted_date: now,
+            publish_date: Some(now),
+            last_updated_date: now,
+            payment_date: None,
+            payment_options: vec![PaymentOption {
+                iuv: nav.iuv(),
+                nav,
+                amount,
+                description: label.clone(),
+                is_partial_payment: false,
+                due_date: due,
+                retention_date: None,
+                fee: Amount::ZERO,
+                notification_fee: Amount::ZERO,
+                status: OptionStatus::PoUnpaid,
+                payment_date: None,
+                transfers: vec![Transfer {
+                    id_transfer: 1,
+                    amount,
+                    organization_fiscal_code: None,
+                    remittance_information: label,
+                    category,
+                    destination: Destination::Iban {
+                        iban,
+                        postal_iban: None,
+                    },
+                    company_name: None,
+                    metadata: vec![],
+                }],
+                metadata: vec![],
+            }],
+            revision: 0,
+        };
+        ledger.create(position)
+    })
+    .await;
+    let p = match created {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "demand: position not created");
+            return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "demand worker failed");
+            return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
+        }
+    };
+    if state
+        .store
+        .durability
+        .commit(DurabilityPoint::RestWrite)
+        .await
+        .is_err()
+    {
+        return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
+    }
+    let Some(o) = p.payment_options.first() else {
+        return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
+    };
+    let qr = QrCode {
+        fiscal_code: id.clone(),
+        notice_number: o.nav.to_string(),
+    };
+    with_keys(
+        ok(op, &Response::Demand(qr, describe(&p, o))),
+        &id,
+        o.nav.as_str(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mpay_messages::time::parse_api_datetime;
+
+    fn position(due: &str, switch_to_expired: bool) -> DebtPosition {
+        let nav = NoticeNumber::parse("312202600000000171").unwrap();
+        let now = Utc::now();
+        DebtPosition {
+            organization_fiscal_code: mpay_messages::OrgFiscalCode::parse("80001234568").unwrap(),
+            iupd: "P".into(),
+            debtor: Debtor {
+                kind: DebtorType::F,
+                fiscal_code: FiscalCode::Anonymous,
+                full_name: "x".into(),
+                street_name: None,
+                civic_number: None,
+                postal_code: None,
+                city: None,
+                province: None,
+                region: None,
+                country: None,
+                email: None,
+                phone: None,
+            },
+            switch_to_expired,
+            pay_stand_in: true,
+            company_name: "C".into(),
+            office_name: None,
+            service_code: None,
+            validity_date: None,
+            status: PositionStatus::Valid,
+            inserted_date: now,
+            publish_date: Some(now),
+            last_updated_date: now,
+            payment_date: None,
+            payment_options: vec![PaymentOption {
+                iuv: nav.iuv(),
+                nav,
+                amount: Amount::from_cents(100).unwrap(),
+                description: "d".into(),
+                is_partial_payment: false,
+                due_date: parse_api_datetime(due).unwrap(),
+                retention_date: None,
+                fee: Amount::ZERO,
+                notification_fee: Amount::ZERO,
+                status: OptionStatus::PoUnpaid,
+                payment_date: None,
+                transfers: vec![],
+                metadata: vec![],
+            }],
+            revision: 1,
+        }
+    }
+
+    fn at(s: &str) -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn due_date_is_a_europe_rome_business_day() {
+        const NAV: &str = "312202600000000171";
+        let p = position("2026-12-31", true);
+        // 00:30 in Rome on the due date (23:30 UTC the day before): payable
+        assert!(payable_at(&p, NAV, at("2026-12-30T23:30:00Z")).is_ok());
+        // late evening of the due date in Rome: payable
+        assert!(payable_at(&p, NAV, at("2026-12-31T22:59:00Z")).is_ok());
+        // 00:30 in Rome the day after (23:30 UTC on the due date): expired
+        assert_eq!(
+            payable_at(&p, NAV, at("2026-12-31T23:30:00Z"))
+                .unwrap_err()
+                .0,
+            FaultCode::PagamentoScaduto
+        );
+        // summer time: due 2026-07-01, 00:30 Rome = 22:30 UTC on 30 June
+        let s = position("2026-07-01", true);
+        assert!(payable_at(&s, NAV, at("2026-06-30T22:30:00Z")).is_ok());
+        assert!(payable_at(&s, NAV, at("2026-07-01T22:30:00Z")).is_err());
+        // without switchToExpired an overdue notice stays payable
+        let q = position("2020-01-01", false);
+        assert!(payable_at(&q, NAV, at("2026-12-31T12:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn status_maps_to_the_reference_fault_codes() {
+        const NAV: &str = "312202600000000171";
+        let now = Utc::now();
+        let cases = [
+            (PositionStatus::Draft, Some(FaultCode::PagamentoSconosciuto)),
+            (PositionStatus::Invalid, Some(FaultCode::PagamentoAnnullato)),
+            (PositionStatus::Expired, Some(FaultCode::PagamentoScaduto)),
+            (PositionStatus::Paid, Some(FaultCode::PagamentoDuplicato)),
+            (
+                PositionStatus::Reported,
+                Some(FaultCode::PagamentoDuplicato),
+            ),
+            (
+                PositionStatus::PartiallyPaid,
+                Some(FaultCode::PagamentoDuplicato),
+            ),
+            (PositionStatus::Valid, None),
+        ];
+        for (status, expected) in cases {
+            let mut p = position("2030-01-01", false);
+            p.status = status;
+            assert_eq!(
+                payable_at(&p, NAV, now).err().map(|e| e.0),
+                expected,
+                "{status:?}"
+            );
+        }
+        let mut p = position("2030-01-01", false);
+        p.status = PositionStatus::Published;
+        p.validity_date = Some(now + Duration::days(1));
+        assert_eq!(
+            payable_at(&p, NAV, now).unwrap_err().0,
+            FaultCode::PagamentoSconosciuto
+        );
+        p.validity_date = Some(now - Duration::seconds(1));
+        assert!(
+            payable_at(&p, NAV, now).is_ok(),
+            "valid from its validity date even before the scheduler runs"
+        );
+        assert_eq!(
+            payable_at(&p, "312202600000000272", now).unwrap_err().0,
+            FaultCode::PagamentoSconosciuto
+        );
+    }
+}
