@@ -380,6 +380,21 @@ fn lookup<'a>(
     }
 }
 
+/// The taxonomy code sent in `transferCategory` (SPEC §11): the bare code, e.g. `0101100IM`.
+/// Categories written in the GPD/RPT form `9/0101100IM/` (accounting type, code) keep the code.
+pub fn taxonomy_code(category: &str) -> String {
+    let parts: Vec<&str> = category
+        .split('/')
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    match parts.as_slice() {
+        [kind, code] if kind.len() == 1 && kind.bytes().all(|b| b.is_ascii_digit()) => {
+            code.trim().to_string()
+        }
+        _ => parts.concat(),
+    }
+}
+
 fn subject_of(d: &Debtor) -> Subject {
     Subject {
         kind: match d.kind {
@@ -500,7 +515,7 @@ fn get_payment(
             }),
             account,
             remittance_information: t.remittance_information.clone(),
-            transfer_category: t.category.replace('/', ""),
+            transfer_category: taxonomy_code(&t.category),
             metadata: t
                 .metadata
                 .iter()
@@ -892,6 +907,13 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339(s)
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn taxonomy_codes_are_sent_bare() {
+        assert_eq!(taxonomy_code("9/0101100IM/"), "0101100IM");
+        assert_eq!(taxonomy_code("0101100IM"), "0101100IM");
+        assert_eq!(taxonomy_code("/0101100IM/"), "0101100IM");
     }
 
     #[test]
