@@ -119,6 +119,10 @@ pub async fn discover(
                     if cfg.max.is_some_and(|m| out.len() >= m) {
                         return Ok(out);
                     }
+                    // One notice per position: paying the single solution closes the
+                    // installments and vice versa (SPEC §6 rule 5), so a second option of the
+                    // same position would rightly answer PAA_PAGAMENTO_DUPLICATO.
+                    break;
                 }
             }
             page += 1;
