@@ -58,6 +58,8 @@ pub struct Application {
     pub scheduler: ActorHandle<Scheduler>,
     /// The demo organization (fiscal code, name, API key) with `--demo`.
     pub demo: Option<(String, String, String)>,
+    /// Bulk feeds: launcher, FTP server, drop folder (feeds addition).
+    pub feeds: crate::feeds::FeedServices,
     server: actix_web::dev::Server,
 }
 
@@ -123,13 +125,18 @@ impl Application {
         });
         watchdog.start();
 
+        // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder
+        let feeds = crate::feeds::FeedServices::start(&settings, &store, &health)?;
+        // --- end feeds addition
+
         let state = AppState::new(
             settings.clone(),
             store.clone(),
             health,
             Some(journal.clone()),
             &extra_keys,
-        )?;
+        )?
+        .with_feeds(feeds.launcher.clone());
         if let Some((cf, _, _)) = &demo_info {
             let (st, cf2) = (state.clone(), cf.clone());
             let n = tokio::task::spawn_blocking(move || mpay_web::demo::seed(&st, &cf2)).await??;
@@ -149,6 +156,7 @@ impl Application {
             journal,
             scheduler,
             demo: demo_info,
+            feeds,
             server,
         })
     }
@@ -188,6 +196,15 @@ impl Application {
     /// store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
+        // --- feeds addition: running loads pause after their current group (resumed at start)
+        self.feeds.launcher.shutdown();
+        for _ in 0..200 {
+            if self.feeds.launcher.active_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // --- end feeds addition
         tracing::info!("HTTP server stopped; flushing");
         if let Ok(Err(e)) = self.journal.addr().send(FlushJournal).await {
             tracing::warn!(error = %e, "journal flush failed");

@@ -2,3 +2,5 @@
 //! the platform the same way.
 
 pub mod app;
+pub mod feeds;
+pub mod feeds_cli;

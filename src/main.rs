@@ -55,6 +55,86 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Bulk debt-position feeds (run while the server is stopped).
+    Feed {
+        #[command(subcommand)]
+        command: FeedCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedCommand {
+    /// Loads a feed file (CSV or zip) with a progress bar; writes the report next to it.
+    Load {
+        /// Organization fiscal code.
+        #[arg(long)]
+        org: String,
+        /// The feed file.
+        file: PathBuf,
+        /// delta or full (default: the zip's manifest, else delta).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Flow id (default: from the file name).
+        #[arg(long)]
+        flow_id: Option<String>,
+        /// Where to write the outcome report (default `<basename>-ESITO.csv` next to FILE).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Validate and report only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Resume a load interrupted by a crash.
+        #[arg(long)]
+        resume: bool,
+        /// Confirm a FULL load held by the cancellation guard.
+        #[arg(long)]
+        confirm: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Lists the loads.
+    List {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Status of one load.
+    Status {
+        /// Organization fiscal code.
+        #[arg(long)]
+        org: String,
+        /// Flow id.
+        flow_id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Benchmark helper: parses a feed without storing it.
+    #[command(hide = true)]
+    Parse {
+        /// The CSV.
+        file: PathBuf,
+    },
+    /// Benchmark helper: writes a synthetic Tipo B feed.
+    #[command(hide = true)]
+    Gen {
+        /// Output CSV.
+        #[arg(long)]
+        out: PathBuf,
+        /// Data rows.
+        #[arg(long)]
+        rows: u64,
+        /// tipoDovuto of the rows.
+        #[arg(long, default_value = "AOC")]
+        tipo_dovuto: String,
+        /// IBAN of the second beneficiary.
+        #[arg(long, default_value = "IT60X0542811101000000123456")]
+        iban2: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         },
         Command::Store { command } => return store_command(command),
+        Command::Feed { command } => return feed_command(command),
         Command::Apikey { command } => match command {
             ApikeyCommand::Hash { key } => println!("{}", mpay_config::hash_api_key(&key)),
             ApikeyCommand::New => {
@@ -319,4 +400,64 @@ fn store_command(command: StoreCommand) -> anyhow::Result<std::process::ExitCode
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+fn feed_command(command: FeedCommand) -> anyhow::Result<std::process::ExitCode> {
+    use mpay::feeds_cli;
+    let code = match command {
+        FeedCommand::Load {
+            org,
+            file,
+            mode,
+            flow_id,
+            report,
+            dry_run,
+            resume,
+            confirm,
+            quiet,
+            config,
+        } => {
+            let settings = load_settings(&config)?;
+            let store = open_store(&settings)?;
+            let args = feeds_cli::LoadArgs {
+                org,
+                file,
+                mode,
+                flow_id,
+                report,
+                dry_run,
+                resume,
+                confirm,
+                quiet,
+            };
+            feeds_cli::load(&settings, &store, &args)?
+        }
+        FeedCommand::List { org, config } => {
+            let settings = load_settings(&config)?;
+            feeds_cli::list(&open_store(&settings)?, org.as_deref())?;
+            0
+        }
+        FeedCommand::Status {
+            org,
+            flow_id,
+            config,
+        } => {
+            let settings = load_settings(&config)?;
+            feeds_cli::status(&open_store(&settings)?, &org, &flow_id)?
+        }
+        FeedCommand::Parse { file } => {
+            feeds_cli::parse_only(&file)?;
+            0
+        }
+        FeedCommand::Gen {
+            out,
+            rows,
+            tipo_dovuto,
+            iban2,
+        } => {
+            feeds_cli::generate(&out, rows, &tipo_dovuto, &iban2)?;
+            0
+        }
+    };
+    Ok(std::process::ExitCode::from(code))
 }

@@ -17,6 +17,7 @@
     )
 )]
 
+pub mod feed_loader;
 pub mod health;
 pub mod journal;
 pub mod scheduler;

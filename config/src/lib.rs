@@ -82,6 +82,89 @@ pub struct Settings {
     /// Service catalogue (TipologiaServizio).
     #[serde(default)]
     pub services: Vec<ServiceSettings>,
+    /// Bulk feeds (REST upload limit, resume, drop folder).
+    #[serde(default)]
+    pub feeds: FeedsSettings,
+    /// FTP server for bulk feeds.
+    #[serde(default)]
+    pub ftp: FtpSettings,
+}
+
+/// `[feeds]`: bulk debt-position feeds (FORMAT.md §5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsSettings {
+    /// Largest feed accepted by `POST .../feeds`, bytes (default 512 MiB). Uploads stream to a
+    /// file under `<data_dir>/feeds`, so memory does not grow with it.
+    pub max_upload_bytes: u64,
+    /// At start-up, resume loads left RUNNING by a crash or a stop (false = mark them FAILED).
+    pub resume_interrupted: bool,
+    /// Drop folder: `<drop_dir>/<organization fiscal code>/` is watched for new feed files;
+    /// results go to its `out/` subfolder. Empty = no drop folder.
+    pub drop_dir: Option<PathBuf>,
+    /// Drop folder: polling interval, ms (also the fallback when file events are missed).
+    pub drop_poll_ms: u64,
+    /// Drop folder: a file is complete when its size and time did not change for this long, ms.
+    pub drop_settle_ms: u64,
+}
+
+impl Default for FeedsSettings {
+    fn default() -> Self {
+        FeedsSettings {
+            max_upload_bytes: 512 * 1024 * 1024,
+            resume_interrupted: true,
+            drop_dir: None,
+            drop_poll_ms: 1000,
+            drop_settle_ms: 1000,
+        }
+    }
+}
+
+/// `[ftp]`: FTP server for bulk feeds; each organization is jailed in
+/// `<data_dir>/ftp/<fiscal code>/` with `in/` (uploads) and `out/` (reports).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FtpSettings {
+    /// Start the FTP server (default false).
+    pub enabled: bool,
+    /// Control connection address, `host:port`.
+    pub bind: String,
+    /// Lowest passive data port.
+    pub passive_port_min: u16,
+    /// Highest passive data port.
+    pub passive_port_max: u16,
+    /// FTPS: PEM certificate chain; with `tls_key` enables explicit TLS (AUTH TLS). Default off.
+    pub tls_cert: Option<PathBuf>,
+    /// FTPS: PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Accounts, one per organization.
+    pub accounts: Vec<FtpAccount>,
+}
+
+impl Default for FtpSettings {
+    fn default() -> Self {
+        FtpSettings {
+            enabled: false,
+            bind: "127.0.0.1:2121".into(),
+            passive_port_min: 49152,
+            passive_port_max: 49200,
+            tls_cert: None,
+            tls_key: None,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+/// `[[ftp.accounts]]`: the FTP login of one organization.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpAccount {
+    /// Organization fiscal code.
+    pub organization: String,
+    /// User name.
+    pub user: String,
+    /// SHA-256 (hex) of the password (`mpay apikey hash PASSWORD`).
+    pub password_hash: String,
 }
 
 /// `[node]`.
@@ -236,6 +319,16 @@ pub struct OrganizationSettings {
     /// MPay legacy codes.
     #[serde(default)]
     pub mpay: MpayCodes,
+    /// IPA code (`codIpaEnte`, e.g. `c_x000`): feed file names must start with it
+    /// (FORMAT.md §5.2, `FILE_ENTE_MISMATCH`); empty = not checked.
+    #[serde(default)]
+    pub ipa_code: Option<String>,
+    /// 1.4 multi-beneficiary amount mode for feeds: `MYPAY` (default) or `PU` (FORMAT.md §5.4).
+    #[serde(default)]
+    pub mb14_amount_mode: Option<String>,
+    /// Due date of feed installments without one (`YYYY-MM-DD`; default 2099-12-31).
+    #[serde(default)]
+    pub feed_default_due_date: Option<String>,
 }
 
 impl OrganizationSettings {
@@ -300,6 +393,15 @@ pub struct ServiceSettings {
     /// for this service with paDemandPaymentNotice.
     #[serde(default)]
     pub demand_service_id: Option<String>,
+    /// Usable as `tipoDovuto` in bulk feeds (default true; false = `ROW_TIPO_DOVUTO_DISABLED`).
+    #[serde(default = "yes")]
+    pub feeds_enabled: bool,
+    /// Feed rows of this type need `dataEsecuzionePagamento` (`ROW_BAD_DUE_DATE`).
+    #[serde(default)]
+    pub due_date_required: bool,
+    /// Feed rows of this type may have an anonymous debtor (`ANONIMO`).
+    #[serde(default)]
+    pub anonymous_allowed: bool,
 }
 
 /// Where the settings come from.
@@ -470,6 +572,86 @@ impl Settings {
                 _ => {}
             }
         }
+        self.validate_feeds(&seen)
+    }
+
+    fn validate_feeds(&self, orgs: &HashSet<String>) -> Result<(), ConfigError> {
+        for (i, org) in self.organizations.iter().enumerate() {
+            let key = |k: &str| format!("organizations[{i}].{k}");
+            if let Some(ipa) = &org.ipa_code {
+                if ipa.is_empty()
+                    || ipa.len() > 35
+                    || ipa.contains('-')
+                    || !ipa.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(invalid(
+                        key("ipa_code"),
+                        "must be 1..35 letters, digits or `_` (no `-`: it separates the parts of a feed file name)",
+                    ));
+                }
+            }
+            if let Some(m) = &org.mb14_amount_mode {
+                if !matches!(m.to_ascii_uppercase().as_str(), "MYPAY" | "PU") {
+                    return Err(invalid(key("mb14_amount_mode"), "must be MYPAY or PU"));
+                }
+            }
+            if let Some(d) = &org.feed_default_due_date {
+                let ok = d.len() == 10
+                    && d.bytes().enumerate().all(|(j, b)| {
+                        if j == 4 || j == 7 {
+                            b == b'-'
+                        } else {
+                            b.is_ascii_digit()
+                        }
+                    });
+                if !ok {
+                    return Err(invalid(key("feed_default_due_date"), "must be YYYY-MM-DD"));
+                }
+            }
+        }
+        if self.feeds.max_upload_bytes < 1024 {
+            return Err(invalid("feeds.max_upload_bytes", "must be at least 1024"));
+        }
+        if self.feeds.drop_poll_ms == 0 {
+            return Err(invalid("feeds.drop_poll_ms", "must be at least 1"));
+        }
+        if self.ftp.enabled {
+            if self.ftp.bind.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid("ftp.bind", "must be ip:port"));
+            }
+            if self.ftp.passive_port_min == 0
+                || self.ftp.passive_port_max < self.ftp.passive_port_min
+            {
+                return Err(invalid(
+                    "ftp.passive_port_min",
+                    "needs 0 < passive_port_min <= passive_port_max",
+                ));
+            }
+            if self.ftp.tls_cert.is_some() != self.ftp.tls_key.is_some() {
+                return Err(invalid("ftp.tls_key", "tls_cert and tls_key go together"));
+            }
+        }
+        let mut users = HashSet::new();
+        for (i, a) in self.ftp.accounts.iter().enumerate() {
+            let key = |k: &str| format!("ftp.accounts[{i}].{k}");
+            if !orgs.contains(&a.organization) {
+                return Err(invalid(
+                    key("organization"),
+                    format!("organization {} is not configured", a.organization),
+                ));
+            }
+            if a.user.trim().is_empty() || !users.insert(a.user.clone()) {
+                return Err(invalid(key("user"), "must be non-empty and unique"));
+            }
+            if a.password_hash.len() != 64
+                || !a.password_hash.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(invalid(
+                    key("password_hash"),
+                    "must be a SHA-256 in hex (64 characters); make one with `mpay apikey hash PASSWORD`",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -581,6 +763,32 @@ mod tests {
         .unwrap();
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn feed_keys_are_validated_by_name() {
+        let org = "[[organizations]]\nfiscal_code = \"80001234568\"\nname = \"x\"\naux_digit = 3\nsegregation_code = 1\n";
+        let e = with_file(&format!("{org}ipa_code = \"c-x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("organizations[0].ipa_code"), "{e}");
+        let e = with_file(&format!("{org}mb14_amount_mode = \"X\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("organizations[0].mb14_amount_mode"), "{e}");
+        let e = with_file(&format!(
+            "[[ftp.accounts]]\norganization = \"80001234568\"\nuser = \"u\"\npassword_hash = \"x\"\n{org}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ftp.accounts[0].password_hash"), "{e}");
+        let e = with_file("[feeds]\nmax_upload_bytes = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feeds.max_upload_bytes"), "{e}");
+        let s = with_file(&format!("{org}ipa_code = \"c_x000\"\n")).unwrap();
+        assert_eq!(s.feeds.max_upload_bytes, 512 * 1024 * 1024);
+        assert!(!s.ftp.enabled);
     }
 
     #[test]

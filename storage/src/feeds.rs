@@ -2062,3 +2062,61 @@ pub fn write_iuv_exchange(
     w.finish().map_err(io)?;
     Ok(n)
 }
+
+/// Records a load that failed before its CSV could be read (a zip without a usable CSV, a
+/// checksum mismatch — FORMAT.md §5.2 file-level codes found by the transport) as FAILED with
+/// `error`, nothing applied, so that its status and report look like any other file-level
+/// failure. The same duplicate rule as [`load_feed`] applies (a FAILED load with nothing
+/// applied may be replaced).
+///
+/// # Errors
+/// [`FeedError::Duplicate`], storage errors.
+pub fn reject_file(
+    store: &Store,
+    org: &OrgFiscalCode,
+    flow_id: &str,
+    opts: &LoadOptions,
+    error: FeedFileError,
+) -> Result<FeedLoadRecord, FeedError> {
+    let t = Trees::open(store)?;
+    let key = feed_key(org, flow_id);
+    if let Some(r) = get_record(&t, &key)? {
+        if !(r.status == FeedStatus::Failed && r.groups_committed == 0) {
+            return Err(FeedError::Duplicate {
+                flow_id: flow_id.to_string(),
+                status: r.status,
+                file_name: r.file_name,
+            });
+        }
+    }
+    clear_prefix(&t.outcomes, &sub_prefix(&key))?;
+    let now = Utc::now();
+    let rec = FeedLoadRecord {
+        id: format!("{org}/{flow_id}"),
+        organization: org.clone(),
+        file_name: opts.file_name.clone(),
+        flow_id: flow_id.to_string(),
+        mode: opts.mode,
+        version: None,
+        status: FeedStatus::Failed,
+        phase: FeedPhase::Rows,
+        dry_run: opts.dry_run,
+        rows_total: 0,
+        rows_read: 0,
+        rows_loaded: 0,
+        rows_rejected: 0,
+        rows_warned: 0,
+        cancelled: 0,
+        skipped_paid: 0,
+        groups_committed: 0,
+        last_committed_row: 0,
+        last_committed_offset: 0,
+        error: Some(error),
+        warnings: Vec::new(),
+        started_at: now,
+        updated_at: now,
+        finished_at: Some(now),
+    };
+    put_record(&t, &key, &rec)?;
+    Ok(rec)
+}

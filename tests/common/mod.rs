@@ -210,3 +210,116 @@ pub fn position_body(iupd: &str, cents: i64) -> Value {
         }]
     })
 }
+
+// ---- feeds (tests/feeds.rs) -------------------------------------------------------------
+
+/// The organization of the feed samples (FORMAT.md §5.8: IPA `c_x000`, segregation code 01).
+pub const ORG_C: &str = "80000000010";
+pub const KEY_C: &str = "key-for-organization-c";
+pub const IBAN_C: &str = "IT60X0542811101000000123456";
+pub const FTP_PASSWORD_A: &str = "ftp-password-a";
+pub const FTP_PASSWORD_C: &str = "ftp-password-c";
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// New sections for feeds: organization C with the samples' services, drop folder, FTP.
+pub fn feeds_config_text(data_dir: &std::path::Path, ftp_port: u16, pasv: u16) -> String {
+    let mut s = format!(
+        r#"
+[[organizations]]
+fiscal_code = "{ORG_C}"
+name = "Ente di Esempio"
+aux_digit = 3
+segregation_code = 1
+ipa_code = "c_x000"
+ibans = ["{IBAN_C}"]
+api_key_hashes = ["{hc}"]
+
+[feeds]
+drop_dir = "{drop}"
+drop_poll_ms = 50
+drop_settle_ms = 200
+
+[ftp]
+enabled = true
+bind = "127.0.0.1:{ftp_port}"
+passive_port_min = {pasv}
+passive_port_max = {pasv_max}
+
+[[ftp.accounts]]
+organization = "{ORG_C}"
+user = "ente_c"
+password_hash = "{fc}"
+
+[[ftp.accounts]]
+organization = "{ORG_A}"
+user = "ente_a"
+password_hash = "{fa}"
+"#,
+        hc = hash_api_key(KEY_C),
+        drop = data_dir.join("drop").display(),
+        pasv_max = pasv + 19,
+        fc = hash_api_key(FTP_PASSWORD_C),
+        fa = hash_api_key(FTP_PASSWORD_A),
+    );
+    for code in ["TARI", "CDS", "RETTA", "LICENZA_TEST"] {
+        s.push_str(&format!(
+            "\n[[services]]\norganization = \"{ORG_C}\"\ncode = \"{code}\"\nlabel = \"{code}\"\ncategory = \"9/0101101IM/\"\niban = \"{IBAN_C}\"\namount = {{ kind = \"free\" }}\n"
+        ));
+    }
+    s
+}
+
+/// Like [`spawn_app`], with the feed sections (organization C, drop folder, FTP on `ftp_port`).
+pub async fn spawn_feeds_app(ftp_port: u16, pasv: u16) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mpay.toml");
+    let data = dir.path().join("data");
+    let text = format!(
+        "{}{}",
+        config_text(&data),
+        feeds_config_text(&data, ftp_port, pasv)
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let settings = Settings::load(&Sources {
+        demo: false,
+        file: Some(cfg),
+        env: false,
+    })
+    .unwrap();
+    let app = Application::build(settings, false).await.unwrap();
+    let base = format!("http://{}", app.addr);
+    let store = app.store.clone();
+    let app_state = app.state.clone();
+    let scheduler = app.scheduler.clone();
+    let handle = app.server_handle();
+    actix_rt::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    let t = TestApp {
+        base,
+        client: reqwest::Client::new(),
+        dir,
+        store,
+        app_state,
+        scheduler,
+        handle,
+    };
+    t.wait_for("readiness", || async {
+        t.client
+            .get(format!("{}/health/ready", t.base))
+            .send()
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false)
+    })
+    .await;
+    t
+}

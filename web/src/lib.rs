@@ -47,7 +47,11 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             }))
             .configure(ops::configure)
             .configure(station::configure)
-            .service(web::scope("/api/v1").configure(api::positions::configure))
+            .service(
+                web::scope("/api/v1")
+                    .configure(api::positions::configure)
+                    .configure(api::feeds::configure),
+            )
             .service(
                 SwaggerUi::new("/api/docs/{_:.*}")
                     .url("/api/openapi.json", openapi::ApiDoc::openapi()),

@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::api::feeds::{self, FeedErrorModel, FeedModel, FeedProgressModel};
 use crate::api::model::*;
 use crate::api::positions;
 use crate::problem::{FieldError, Problem};
@@ -38,15 +39,23 @@ impl Modify for Security {
         positions::update,
         positions::delete,
         positions::publish,
-        positions::invalidate
+        positions::invalidate,
+        feeds::upload,
+        feeds::list,
+        feeds::status,
+        feeds::report,
+        feeds::iuv_file,
+        feeds::confirm,
+        feeds::reject
     ),
     components(schemas(
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
         MultiplePaymentPositionModel, PaymentPositionResponse, PaymentOptionResponse,
         TransferResponse, PageInfo, PaymentPositionsInfo, MultiplePaymentPositionResponse,
-        Problem, FieldError
+        Problem, FieldError, FeedModel, FeedProgressModel, FeedErrorModel
     )),
     modifiers(&Security),
-    tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"))
+    tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
+         (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file"))
 )]
 pub struct ApiDoc;

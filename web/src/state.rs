@@ -41,6 +41,8 @@ pub struct AppState {
     pub journal: Option<ActorHandle<JournalWriter>>,
     /// idStation → fiscal codes of the organizations it serves.
     pub stations: Arc<HashMap<String, std::collections::HashSet<String>>>,
+    /// Bulk feed loads (REST `/feeds`); `None` = feeds not enabled on this node.
+    pub feeds: Option<mpay_actors::feed_loader::FeedLauncher>,
 }
 
 /// A configuration that cannot serve (bad organization settings).
@@ -112,7 +114,14 @@ impl AppState {
             api_keys: Arc::new(api_keys),
             health,
             journal,
+            feeds: None,
         })
+    }
+
+    /// Enables the bulk feed API with this launcher.
+    pub fn with_feeds(mut self, launcher: mpay_actors::feed_loader::FeedLauncher) -> Self {
+        self.feeds = Some(launcher);
+        self
     }
 
     /// The organization an API key opens.

@@ -377,6 +377,28 @@ pub struct Rejected {
     pub error: DecodeError,
 }
 
+/// The global attributes of envelope.xsd that lax wildcards validate wherever they appear:
+/// `mustUnderstand` is a boolean restricted to the pattern `0|1`.
+fn check_soap_attribute_values(e: &Element) -> Result<(), String> {
+    for a in &e.attributes {
+        if a.ns.as_deref() == Some(SOAP_NS) && a.local == "mustUnderstand" {
+            let v = collapse(&a.value);
+            if v != "0" && v != "1" {
+                return Err(format!("soap:mustUnderstand {v:?} is not 0 or 1"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lax assessment of a wildcard-matched element (Header entries, elements after the Body):
+/// no declaration for the element itself, but declared global attributes are validated, in
+/// the element and its descendants.
+fn lax_soap_attributes(e: &Element) -> Result<(), String> {
+    check_soap_attribute_values(e)?;
+    e.children.iter().try_for_each(lax_soap_attributes)
+}
+
 fn envelope_check(root: &Element) -> Result<&Element, String> {
     if !root.is(Some(SOAP_NS), "Envelope") {
         return Err(format!(
@@ -408,6 +430,9 @@ fn envelope_check(root: &Element) -> Result<&Element, String> {
             {
                 return Err("SOAP Header entries must be namespace-qualified".into());
             }
+            for entry in &h.children {
+                lax_soap_attributes(entry)?;
+            }
             it.next();
         }
     }
@@ -419,13 +444,14 @@ fn envelope_check(root: &Element) -> Result<&Element, String> {
         if rest.ns.is_none() || rest.ns.as_deref() == Some(SOAP_NS) {
             return Err(format!("unexpected element {} after the Body", rest.local));
         }
+        lax_soap_attributes(rest)?;
     }
     if !body.text.trim().is_empty() {
         return Err("text inside the SOAP Body".into());
     }
-    if body.attributes.iter().any(|a| a.ns.is_none()) {
-        return Err("unqualified attribute on the SOAP Body".into());
-    }
+    // Body: `anyAttribute namespace="##any" processContents="lax"` (any attribute, the
+    // envelope's global ones checked)
+    check_soap_attribute_values(body)?;
     match body.children.as_slice() {
         [op] => Ok(op),
         [] => Err("empty SOAP Body".into()),
@@ -817,10 +843,14 @@ pub enum Response {
     Demand(QrCode, NoticeDescription),
 }
 
-/// Removes control characters, trims, and cuts to `max` characters; never empty for required
+/// Removes control characters (and U+FFFE/U+FFFF), trims, and cuts to `max` characters; never empty for required
 /// fields (falls back to `-`).
 pub fn clean(s: &str, max: usize) -> String {
-    let t: String = s.chars().filter(|c| !c.is_control()).collect();
+    // control characters, and the noncharacters U+FFFE/U+FFFF that XML 1.0 also forbids
+    let t: String = s
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+        .collect();
     let t: String = t.trim().chars().take(max).collect();
     let t = t.trim_end().to_string();
     if t.is_empty() {
@@ -1020,7 +1050,7 @@ pub fn encode_fault(op: Operation, fault: &Fault) -> String {
         w.open("fault");
         w.el("faultCode", fault.code.code());
         w.el("faultString", fault.code.fault_string());
-        w.el("id", &fault.id);
+        w.el("id", &clean(&fault.id, 256));
         w.el("description", &clean(&fault.description, 1000));
         w.close("fault");
     })
@@ -1046,4 +1076,48 @@ pub fn check_response(op: Operation, xml_text: &str) -> Result<(), String> {
         return Err(format!("unexpected response element {}", el.local));
     }
     schema::validate(el, op.response_model()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERIFY: &str = "<pafn:paVerifyPaymentNoticeReq><idPA>77777777777</idPA><idBrokerPA>99999999999</idBrokerPA><idStation>99999999999_01</idStation><qrCode><fiscalCode>77777777777</fiscalCode><noticeNumber>312202600000000171</noticeNumber></qrCode></pafn:paVerifyPaymentNoticeReq>";
+
+    fn env(header: &str, body_attrs: &str) -> String {
+        format!(
+            r#"<s:Envelope xmlns:s="{SOAP_NS}" xmlns:pafn="{NS}">{header}<s:Body{body_attrs}>{VERIFY}</s:Body></s:Envelope>"#
+        )
+    }
+
+    #[test]
+    fn envelope_wildcards_follow_envelope_xsd() {
+        // Body: anyAttribute ##any (lax): unqualified attributes are fine
+        assert!(decode_request(env("", r#" a="1""#).as_bytes(), None).is_ok());
+        assert!(decode_request(env("", r#" s:mustUnderstand=" 1 ""#).as_bytes(), None).is_ok());
+        assert!(decode_request(env("", r#" s:mustUnderstand="true""#).as_bytes(), None).is_err());
+        // Header entries are assessed laxly: the global soap:mustUnderstand is 0|1
+        let h = |v: &str| {
+            format!(
+                r#"<s:Header><h:x xmlns:h="urn:h"><h:y s:mustUnderstand="{v}"/></h:x></s:Header>"#
+            )
+        };
+        assert!(decode_request(env(&h("0"), "").as_bytes(), None).is_ok());
+        assert!(decode_request(env(&h("false"), "").as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn clean_removes_what_xml_cannot_carry() {
+        assert_eq!(clean(" a\u{1}b\u{FFFE}\u{FFFF}c ", 10), "abc");
+        assert_eq!(clean("\u{0}", 10), "-");
+        let xml = encode_fault(
+            Operation::SendRt,
+            &Fault {
+                code: FaultCode::Semantica,
+                id: "\u{0}x".into(),
+                description: "\u{FFFF}".into(),
+            },
+        );
+        assert!(check_response(Operation::SendRt, &xml).is_ok(), "{xml}");
+    }
 }

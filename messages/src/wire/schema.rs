@@ -679,8 +679,9 @@ fn split_tz(v: &str) -> Result<&str, String> {
     if let Some(rest) = v.strip_suffix('Z') {
         return Ok(rest);
     }
-    if v.len() > 6 {
-        let (head, tz) = v.split_at(v.len() - 6);
+    // (a non-ASCII value must not be split inside a character: `get` instead of `split_at`)
+    let cut = v.len().saturating_sub(6);
+    if let (true, Some(head), Some(tz)) = (v.len() > 6, v.get(..cut), v.get(cut..)) {
         let b = tz.as_bytes();
         if matches!(b.first(), Some(b'+') | Some(b'-')) && b.get(3) == Some(&b':') {
             let h = two_digits(tz.get(1..3).unwrap_or("")).ok_or("bad timezone")?;
@@ -766,6 +767,12 @@ fn base64(raw: &str) -> Result<(), String> {
         .filter(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .collect();
     let bad = |why: &str| Err(format!("not base64: {why}"));
+    if !compact
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    {
+        return bad("invalid character");
+    }
     if !compact.len().is_multiple_of(4) {
         return bad("length is not a multiple of 4");
     }
@@ -830,6 +837,21 @@ mod tests {
         assert!(check_simple(St::FiscalCodePa, " 77777777777").is_err());
         assert!(check_simple(St::Base64, "QUJD").is_ok());
         assert!(check_simple(St::Base64, "QUJ").is_err());
+        assert!(check_simple(St::Base64, "QU JD\n").is_ok());
+        assert!(check_simple(St::Base64, "QQ= =").is_ok());
+        assert!(check_simple(St::Base64, "QR==").is_err());
+        assert!(check_simple(St::Base64, "QUJD&").is_err());
+        assert!(check_simple(St::Base64, "").is_ok());
+        assert!(check_simple(St::Date, " 2026-01-01\n").is_ok());
+        assert!(check_simple(St::DateTime, "2026-07-02T24:00:00").is_ok());
+        assert!(check_simple(St::Date, "0000-01-01").is_err());
+        // found by fuzz_decoder: used to panic (slicing inside a multi-byte character)
+        assert!(check_simple(St::Date, "\u{1F810}\u{a1}A").is_err());
+        assert!(check_simple(St::DateTime, "2026-07-02T10:20:0\u{e8}").is_err());
+        assert!(check_simple(St::Date, "2026-01-01+14:01").is_err());
+        assert!(check_simple(St::IdTransfer, "+1").is_ok());
+        assert!(check_simple(St::Boolean, " true ").is_ok());
+        assert!(check_simple(St::Text(1, 3), "\u{1F600}\u{1F600}\u{1F600}").is_ok());
         assert!(check_simple(St::Email, "a.b+c@example.org").is_ok());
         assert!(check_simple(St::Email, "a@b..c").is_err());
     }

@@ -96,6 +96,12 @@ fn resolved_ns(r: &ResolveResult<'_>) -> Result<Option<String>, XmlError> {
 pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
     let text = std::str::from_utf8(input).map_err(|_| XmlError("input is not UTF-8".into()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+        return Err(XmlError(format!(
+            "character U+{:04X} is not allowed in XML 1.0",
+            u32::from(c)
+        )));
+    }
     let mut reader = NsReader::from_str(text);
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
@@ -117,6 +123,7 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
                     return Err(XmlError(format!("nesting deeper than {MAX_DEPTH}")));
                 }
                 let ns = resolved_ns(&ns)?;
+                check_qname(e.name().as_ref())?;
                 let local = std::str::from_utf8(e.local_name().as_ref())
                     .map_err(err)?
                     .to_string();
@@ -124,6 +131,10 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
                 for a in e.attributes() {
                     let a = a.map_err(err)?;
                     let key = a.key;
+                    check_qname(key.as_ref())?;
+                    if a.value.contains(&b'<') {
+                        return Err(XmlError("'<' in an attribute value".into()));
+                    }
                     if key.as_namespace_binding().is_some() {
                         continue;
                     }
@@ -157,17 +168,28 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
                     .ok_or_else(|| XmlError("unexpected end tag".into()))?;
                 attach(&mut stack, &mut root, el);
             }
+            // XML 1.0 §2.11: CR LF and lone CR are read as LF (char references excepted)
             Event::Text(t) => {
-                let s = t.decode().map_err(err)?;
+                // XML 1.0 §2.4: `]]>` may not appear in character data
+                if t.windows(3).any(|w| w == b"]]>") {
+                    return Err(XmlError("']]>' in character data".into()));
+                }
+                let s = t.xml10_content().map_err(err)?;
                 push_text(&mut stack, &s)?;
             }
             Event::CData(t) => {
-                let s = t.decode().map_err(err)?;
+                let s = t.xml10_content().map_err(err)?;
                 push_text(&mut stack, &s)?;
             }
             Event::GeneralRef(r) => {
                 let c = match r.resolve_char_ref().map_err(err)? {
-                    Some(c) => c.to_string(),
+                    Some(c) if is_xml_char(c) => c.to_string(),
+                    Some(c) => {
+                        return Err(XmlError(format!(
+                            "character reference to U+{:04X}, not allowed in XML 1.0",
+                            u32::from(c)
+                        )));
+                    }
                     None => match r.decode().map_err(err)?.as_ref() {
                         "amp" => "&".into(),
                         "lt" => "<".into(),
@@ -192,6 +214,41 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
         return Err(XmlError("unexpected end of document".into()));
     }
     root.ok_or_else(|| XmlError("no root element".into()))
+}
+
+/// XML 1.0 `NameStartChar` (§2.3), colon excluded (namespaces: it separates the prefix).
+fn is_name_start(c: char) -> bool {
+    matches!(c, 'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 `NameChar` (§2.3), colon excluded.
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// A namespace-well-formed qualified name: `NCName` or `NCName:NCName`.
+fn check_qname(raw: &[u8]) -> Result<(), XmlError> {
+    let name = std::str::from_utf8(raw).map_err(err)?;
+    let ok = name.split(':').count() <= 2
+        && name.split(':').all(|part| {
+            let mut cs = part.chars();
+            cs.next().is_some_and(is_name_start) && cs.all(is_name_char)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(XmlError(format!("{name:?} is not a valid XML name")))
+    }
+}
+
+/// XML 1.0 `Char` (§2.2): tab, LF, CR and U+0020.. except surrogates, U+FFFE and U+FFFF.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
@@ -237,6 +294,17 @@ mod tests {
     }
 
     #[test]
+    fn line_ends_are_normalised_but_char_references_kept() {
+        let e = parse(b"<x>a\r\nb\rc&#13;<![CDATA[d\r\n]]></x>").unwrap();
+        assert_eq!(e.text, "a\nb\nc\rd\n");
+        // DEL and non-BMP characters are legal XML characters
+        assert_eq!(
+            parse("<x>\u{7f}\u{1F600}</x>".as_bytes()).unwrap().text,
+            "\u{7f}\u{1F600}"
+        );
+    }
+
+    #[test]
     fn hostile_documents_are_refused() {
         for bad in [
             &br#"<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>"#[..],
@@ -249,6 +317,19 @@ mod tests {
             b"<x>\xff</x>",
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        for bad in [
+            "<1x/>",
+            "<x a:1b='1' xmlns:a='urn:a'/>",
+            "<x a='<'/>",
+            "<a:b:c xmlns:a='urn:a'/>",
+            "<x>a\u{1}</x>",
+            "<x>&#1;</x>",
+            "<x>&#x0;</x>",
+            "<x>\u{FFFF}</x>",
+            "<x>&#xFFFE;</x>",
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
         let deep = "<a>".repeat(40) + &"</a>".repeat(40);
         assert!(parse(deep.as_bytes()).is_err());

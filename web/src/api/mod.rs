@@ -1,4 +1,5 @@
 //! The REST API for Ente systems (`/api/v1`).
 
+pub mod feeds;
 pub mod model;
 pub mod positions;
