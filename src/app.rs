@@ -71,12 +71,14 @@ impl Application {
     /// cannot be bound, the organizations' settings are unusable.
     pub async fn build(settings: Settings, demo: bool) -> anyhow::Result<Self> {
         let dir = settings.store_dir();
-        let store = Store::open(&dir).with_context(|| {
-            format!(
-                "cannot open the store in {} (is another `mpay` running on it?)",
-                dir.display()
-            )
-        })?;
+        let store =
+            Store::open_with_cache(&dir, settings.node.cache_mb.saturating_mul(1024 * 1024))
+                .with_context(|| {
+                    format!(
+                        "cannot open the store in {} (is another `mpay` running on it?)",
+                        dir.display()
+                    )
+                })?;
         let health = HealthRegistry::new();
 
         let mut extra_keys = Vec::new();

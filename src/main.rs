@@ -240,12 +240,14 @@ fn load_settings(args: &ConfigArgs) -> anyhow::Result<Settings> {
 
 fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let dir = settings.store_dir();
-    Store::open(&dir).with_context(|| {
-        format!(
-            "cannot open the store in {} (is `mpay serve` running on it?)",
-            dir.display()
-        )
-    })
+    Store::open_with_cache(&dir, settings.node.cache_mb.saturating_mul(1024 * 1024)).with_context(
+        || {
+            format!(
+                "cannot open the store in {} (is `mpay serve` running on it?)",
+                dir.display()
+            )
+        },
+    )
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {

@@ -175,6 +175,13 @@ pub struct NodeSettings {
     pub id: String,
     /// Data directory (the store lives in a versioned folder under it).
     pub data_dir: PathBuf,
+    /// Store page cache in MiB (sled `cache_capacity`); size it to the hot working set.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+}
+
+fn default_cache_mb() -> u64 {
+    256
 }
 
 /// `[http]`.

@@ -57,6 +57,9 @@ impl From<sled::Error> for StorageError {
     }
 }
 
+/// Default sled page cache: 256 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The opened store of one node: every repository shares one sled database.
 #[derive(Clone)]
 pub struct Store {
@@ -73,10 +76,16 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Errors: [`StorageError::Io`] when the folder cannot
     /// be opened (permissions, another process holds the lock).
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the store with a page cache of `cache_bytes` (sled keeps hot pages decoded in
+    /// memory; a cache much smaller than the working set makes every read page in and out).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Io(e.to_string()))?;
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .open()?;
         let ledger = Arc::new(SledLedger::open(&db)?);
         let journal = Arc::new(SledJournal::open(&db)?);
