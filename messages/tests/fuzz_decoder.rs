@@ -18,7 +18,7 @@ use mpay_messages::wire::pafornode::*;
 use mpay_messages::Amount;
 use proptest::prelude::*;
 
-/// Generous bound for one decode in a debug build (a real one takes microseconds).
+/// Decodes slower than this are printed (a real one takes microseconds).
 const MAX_DECODE: Duration = Duration::from_millis(500);
 
 const ENV_HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:pafn="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Header/><soapenv:Body>"#;
@@ -236,16 +236,15 @@ fn write_request(op: Operation, r: &Request) -> String {
     wrap(op.request_element(), &w.0)
 }
 
-/// Decodes with the time bound and checks the properties of the answer.
+/// Decodes (reporting slow decodes) and checks the properties of the answer.
 fn check_decode(bytes: &[u8]) -> Option<(Operation, Request)> {
     let t = Instant::now();
     let res = decode_request(bytes, Some("paVerifyPaymentNotice"));
     let took = t.elapsed();
-    assert!(
-        took < MAX_DECODE,
-        "decode took {took:?} on {} bytes",
-        bytes.len()
-    );
+    // Reported, never asserted (tests do not fail on timing): a slow decode is a finding.
+    if took > MAX_DECODE {
+        eprintln!("SLOW DECODE: {took:?} on {} bytes", bytes.len());
+    }
     match res {
         Ok((op, r)) => {
             // re-encode canonically and decode again: same request
