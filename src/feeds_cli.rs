@@ -1,21 +1,30 @@
 //! `mpay feed ...`: load a feed file into the store from the command line (server stopped: the
-//! store is opened directly), with a progress bar, writing `<basename>-ESITO.csv` and
-//! `<basename>-IUV-EXCHANGE.csv` next to the file; list / status of loads; and two hidden
-//! helpers for `ops/bench/feeds` (synthetic file generator, parse-only baseline).
+//! store is opened directly), with a progress bar, writing `<basename>-ESITO.csv`,
+//! `<basename>-IUV-EXCHANGE.csv`, the MyPay / PU compatibility copies and
+//! `<basename>-RESULT.zip` next to the file (FORMAT.md §5.5, §5.7); the file's SHA-256 is stored
+//! and a `<basename>.md5` / `.sha256` sidecar next to it is verified (and left in place); list /
+//! status of loads; and two hidden helpers for `ops/bench/feeds` (synthetic file generator,
+//! parse-only baseline).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use mpay_actors::feed_loader::{flow_id_for, output_basename};
+use mpay_actors::feed_loader::flow_id_for;
 use mpay_config::Settings;
+use mpay_messages::feeds::checksum::{
+    digest, mismatch_error, sidecar_names, ChecksumAlgorithm, ExpectedChecksum, MAX_SIDECAR_BYTES,
+};
 use mpay_messages::feeds::{
     extract_zip, FeedFileName, FeedMode, FeedReader, ReadOptions, ZipLimits,
 };
 use mpay_messages::OrgFiscalCode;
 use mpay_storage::feeds::{
-    get_feed, list_feeds, load_feed, write_iuv_exchange, write_outcome_report, FeedLoadRecord,
-    FeedProgress, FeedStatus, FileSource, LoadOptions, ProgressControl,
+    get_feed, list_feeds, load_feed, reject_file, write_iuv_exchange, write_outcome_report,
+    FeedLoadRecord, FeedProgress, FeedSource, FeedStatus, FileSource, LoadOptions, ProgressControl,
+};
+use mpay_storage::feeds_output::{
+    output_plan, put_file_info, write_iuv_copy, write_rejects_copy, write_result_zip, FeedFileInfo,
 };
 use mpay_storage::Store;
 
@@ -89,6 +98,10 @@ pub fn load(settings: &Settings, store: &Store, args: &LoadArgs) -> anyhow::Resu
     opts.dry_run = args.dry_run;
     opts.resume = args.resume;
     opts.confirm_guard = args.confirm;
+    if let Some(mode) = cli_mode(args.mode.as_deref())? {
+        opts.mode = mode;
+    }
+    let flow_id = opts.flow_id.clone().unwrap_or_default();
     let mut magic = [0u8; 4];
     {
         use std::io::Read as _;
@@ -96,8 +109,46 @@ pub fn load(settings: &Settings, store: &Store, args: &LoadArgs) -> anyhow::Resu
             .with_context(|| format!("cannot open {}", args.file.display()))?;
         let _ = f.read(&mut magic)?;
     }
+    let zipped = magic == *b"PK\x03\x04";
+    // a new load (not a duplicate, which load_feed refuses below without touching anything)
+    let fresh = !args.resume
+        && !args.confirm
+        && get_feed(store, &org.fiscal_code, &flow_id)?
+            .is_none_or(|r| r.status == FeedStatus::Failed && r.groups_committed == 0);
+    if fresh {
+        // integrity (FORMAT.md §5.2): our SHA-256, and the sidecars next to the file
+        let expected = read_sidecars(&args.file);
+        let with_md5 = expected
+            .iter()
+            .any(|c| c.algorithm == ChecksumAlgorithm::Md5);
+        let digests = digest(
+            std::io::BufReader::new(std::fs::File::open(&args.file)?),
+            with_md5,
+        )?;
+        let info = FeedFileInfo::new(&file_name, digests, &expected);
+        put_file_info(store, &org.fiscal_code, &flow_id, &info)?;
+        let failed: Vec<_> = info
+            .failed()
+            .map(|c| (&c.expected, c.actual.as_deref()))
+            .collect();
+        if !failed.is_empty() {
+            let rec = reject_file(
+                store,
+                &org.fiscal_code,
+                &flow_id,
+                &opts,
+                mismatch_error(&failed),
+            )?;
+            store.flush_blocking()?;
+            print_record(&rec);
+            let csv = (!zipped).then(|| args.file.clone());
+            let report = args.report.as_deref();
+            write_outputs(store, &org.fiscal_code, &rec, &args.file, csv, report)?;
+            return Ok(1);
+        }
+    }
     let mut tmp = None;
-    let source = if magic == *b"PK\x03\x04" {
+    let source = if zipped {
         let t = tempfile_in(&settings.node.data_dir)?;
         let mut out = BufWriter::new(std::fs::File::create(&t)?);
         let f = std::fs::File::open(&args.file)?;
@@ -113,11 +164,8 @@ pub fn load(settings: &Settings, store: &Store, args: &LoadArgs) -> anyhow::Resu
     } else {
         FileSource(args.file.clone())
     };
-    match args.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => {}
-        Some("delta") => opts.mode = FeedMode::Delta,
-        Some("full") => opts.mode = FeedMode::Full,
-        Some(m) => bail!("--mode must be delta or full, not {m}"),
+    if let Some(mode) = cli_mode(args.mode.as_deref())? {
+        opts.mode = mode;
     }
     let bar = if args.quiet {
         indicatif::ProgressBar::hidden()
@@ -141,44 +189,114 @@ pub fn load(settings: &Settings, store: &Store, args: &LoadArgs) -> anyhow::Resu
         ProgressControl::Continue
     });
     bar.finish_and_clear();
+    let rec = match result {
+        Ok(r) => r.record,
+        Err(e) => {
+            if let Some(t) = tmp {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(e.into());
+        }
+    };
+    store.flush_blocking()?;
+    print_record(&rec);
+    let csv = tmp.clone().or_else(|| Some(args.file.clone()));
+    let written = write_outputs(
+        store,
+        &org.fiscal_code,
+        &rec,
+        &args.file,
+        csv,
+        args.report.as_deref(),
+    );
     if let Some(t) = tmp {
         let _ = std::fs::remove_file(t);
     }
-    let rec = result?.record;
-    store.flush_blocking()?;
-    print_record(&rec);
-    let dir = args
-        .file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let base = output_basename(&file_name);
-    let report = args
-        .report
-        .clone()
-        .unwrap_or_else(|| dir.join(format!("{base}-ESITO.csv")));
-    write_file(&report, |w| {
-        write_outcome_report(store, &org.fiscal_code, &rec.flow_id, w)
-    })?;
-    println!("report: {}", report.display());
-    let iuv_path = report
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-        .join(format!("{base}-IUV-EXCHANGE.csv"));
-    let n = write_file(&iuv_path, |w| {
-        write_iuv_exchange(store, &org.fiscal_code, &rec.flow_id, w)
-    })?;
-    if n > 0 {
-        println!("IUV exchange: {} ({n} lines)", iuv_path.display());
-    } else {
-        let _ = std::fs::remove_file(&iuv_path);
-    }
+    written?;
     Ok(match rec.status {
         FeedStatus::Done => 0,
         FeedStatus::AwaitingConfirmation => 2,
         FeedStatus::Failed | FeedStatus::Running => 1,
     })
+}
+
+fn cli_mode(mode: Option<&str>) -> anyhow::Result<Option<FeedMode>> {
+    match mode.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("delta") => Ok(Some(FeedMode::Delta)),
+        Some("full") => Ok(Some(FeedMode::Full)),
+        Some(m) => bail!("--mode must be delta or full, not {m}"),
+    }
+}
+
+/// The checksum sidecars next to `file` (FORMAT.md §5.2), read but left in place.
+fn read_sidecars(file: &Path) -> Vec<ExpectedChecksum> {
+    use std::io::Read as _;
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return Vec::new();
+    };
+    sidecar_names(&name.to_string_lossy())
+        .into_iter()
+        .filter_map(|(alg, sidecar)| {
+            let mut content = Vec::new();
+            std::fs::File::open(dir.join(&sidecar))
+                .and_then(|f| f.take(MAX_SIDECAR_BYTES).read_to_end(&mut content))
+                .ok()?;
+            Some(ExpectedChecksum::from_sidecar(alg, &sidecar, &content))
+        })
+        .collect()
+}
+
+/// Writes the outputs next to the report (default: next to the file): `-ESITO.csv`, and when
+/// they have lines `-IUV-EXCHANGE.csv` and the compatibility copies, then `-RESULT.zip`.
+fn write_outputs(
+    store: &Store,
+    org: &OrgFiscalCode,
+    rec: &FeedLoadRecord,
+    file: &Path,
+    csv: Option<PathBuf>,
+    report: Option<&Path>,
+) -> anyhow::Result<()> {
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let flow = rec.flow_id.as_str();
+    let csv = csv.map(FileSource);
+    let src = csv.as_ref().map(|c| c as &dyn FeedSource);
+    let plan = output_plan(store, org, flow, &rec.file_name, src)?;
+    let report = report
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join(&plan.outcome));
+    write_file(&report, |w| write_outcome_report(store, org, flow, w))?;
+    println!("report: {}", report.display());
+    let out_dir = report.parent().map(Path::to_path_buf).unwrap_or_default();
+    if let Some(name) = &plan.iuv_exchange {
+        let path = out_dir.join(name);
+        let n = write_file(&path, |w| write_iuv_exchange(store, org, flow, w))?;
+        println!("IUV exchange: {} ({n} lines)", path.display());
+    }
+    if let Some(name) = &plan.rejects {
+        let path = out_dir.join(name);
+        let n = write_file(&path, |w| {
+            write_rejects_copy(store, org, flow, plan.flavour, src, w)
+        })?;
+        println!(
+            "rejected rows (compatibility copy): {} ({n} lines)",
+            path.display()
+        );
+    }
+    if let (Some(name), Some(src)) = (&plan.iuv_copy, src) {
+        let path = out_dir.join(name);
+        let n = write_file(&path, |w| write_iuv_copy(store, org, flow, src, w))?;
+        println!("IUV (compatibility copy): {} ({n} lines)", path.display());
+    }
+    let path = out_dir.join(&plan.result_zip);
+    write_file(&path, |w| {
+        write_result_zip(store, org, flow, &rec.file_name, src, w).map(|(_, e)| e.len() as u64)
+    })?;
+    println!("all outputs: {}", path.display());
+    Ok(())
 }
 
 fn tempfile_in(data_dir: &Path) -> anyhow::Result<PathBuf> {

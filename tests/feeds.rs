@@ -1,12 +1,15 @@
 //! Bulk feeds end to end (FORMAT.md §5): HTTP upload of every sample of
 //! `shared/feeds/samples` with its per-row outcome, status/progress, report and IUV file
-//! download, duplicate flow id (409), cross-organization refusal, FULL zip with manifest and the
-//! cancel guard, FTP (suppaftp: report in `out/`, jail), drop folder, CLI, and a SIGKILL during
-//! a CLI load followed by a resume.
+//! download, `result.zip` with the MyPay / PU compatibility copies (rejected rows verbatim),
+//! SHA-256 in the status, declared checksums (HTTP parameter, FTP / drop sidecars) and
+//! `FILE_CHECKSUM_MISMATCH`, duplicate flow id (409), cross-organization refusal, FULL zip with
+//! manifest and the cancel guard, FTP (suppaftp: outputs in `out/`, jail), explicit FTPS with a
+//! self-signed certificate (plain login refused), drop folder, CLI, and a SIGKILL during a CLI
+//! load followed by a resume.
 
 mod common;
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -122,6 +125,107 @@ async fn download(app: &TestApp, org: &str, key: &str, flow: &str, what: &str) -
     r.text().await.unwrap()
 }
 
+/// GET a feed sub-resource: (status, content type, body).
+async fn fetch(
+    app: &TestApp,
+    org: &str,
+    key: &str,
+    flow: &str,
+    what: &str,
+) -> (u16, String, Vec<u8>) {
+    let r = app
+        .client
+        .get(format!("{}/{flow}/{what}", feeds_url(app, org)))
+        .header("Ocp-Apim-Subscription-Key", key)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, r.bytes().await.unwrap().to_vec())
+}
+
+/// The entries of a zip, in archive order.
+fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..a.len())
+        .map(|i| {
+            let mut f = a.by_index(i).unwrap();
+            let mut v = Vec::new();
+            f.read_to_end(&mut v).unwrap();
+            (f.name().to_string(), v)
+        })
+        .collect()
+}
+
+/// `result.zip` of a load, unzipped (its content type and disposition checked).
+async fn result_zip(app: &TestApp, org: &str, key: &str, flow: &str) -> Vec<(String, Vec<u8>)> {
+    let r = app
+        .client
+        .get(format!("{}/{flow}/result.zip", feeds_url(app, org)))
+        .header("Ocp-Apim-Subscription-Key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("-RESULT.zip"));
+    unzip(&r.bytes().await.unwrap())
+}
+
+fn names(entries: &[(String, Vec<u8>)]) -> Vec<&str> {
+    entries.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+fn entry<'a>(entries: &'a [(String, Vec<u8>)], name: &str) -> &'a str {
+    let (_, b) = entries
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} not in {:?}", names(entries)));
+    std::str::from_utf8(b).unwrap()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    use md5::Digest as _;
+    hex::encode(md5::Md5::digest(b))
+}
+
+/// Records of a `;` CSV (quotes honoured).
+fn records(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// A field as our writers quote it (only when needed).
+fn quoted(s: &str) -> String {
+    if s.contains([';', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The 1.4 header (PU `_iuv.csv` layout, FORMAT.md §2.2).
+const H14: &str = "IUD;codIuv;tipoIdentificativoUnivoco;codiceIdentificativoUnivoco;anagraficaPagatore;indirizzoPagatore;civicoPagatore;capPagatore;localitaPagatore;provinciaPagatore;nazionePagatore;mailPagatore;dataEsecuzionePagamento;importoDovuto;commissioneCaricoPa;tipoDovuto;tipoVersamento;causaleVersamento;datiSpecificiRiscossione;bilancio;flgGeneraIuv;flagMultiBeneficiario;codiceFiscaleEnteSecondario;denominazioneEnteSecondario;ibanAccreditoEnteSecondario;indirizzoEnteSecondario;civicoEnteSecondario;capEnteSecondario;localitaEnteSecondario;provinciaEnteSecondario;nazioneEnteSecondario;datiSpecificiRiscossioneEnteSecondario;causaleVersamentoEnteSecondario;importoVersamentoEnteSecondario;azione";
+
 /// (numRiga, esito, azioneEseguita, codiceEsito) of each report line.
 /// (numRiga, esito, azioneEseguita, codiceEsito).
 type Line = (String, String, String, String);
@@ -214,10 +318,12 @@ async fn http_upload_of_every_sample_with_its_outcome() {
     ];
     for (i, (sample, name, flow, expected)) in cases.into_iter().enumerate() {
         let bytes = std::fs::read(dir.join(sample)).unwrap();
+        let sha = sha256_hex(&bytes);
+        let size = bytes.len() as u64;
         let r = if i % 2 == 0 {
-            upload_multipart(&app, ORG_C, KEY_C, name, bytes).await
+            upload_multipart(&app, ORG_C, KEY_C, name, bytes.clone()).await
         } else {
-            upload_raw(&app, ORG_C, KEY_C, name, bytes, "&mode=delta").await
+            upload_raw(&app, ORG_C, KEY_C, name, bytes.clone(), "&mode=delta").await
         };
         assert_eq!(r.status(), 202, "{name}: {}", r.text().await.unwrap());
         assert_eq!(
@@ -236,7 +342,75 @@ async fn http_upload_of_every_sample_with_its_outcome() {
         let report = download(&app, ORG_C, KEY_C, flow, "report").await;
         assert!(report.starts_with("numRiga;IUPD;IUD;"), "{report}");
         assert_eq!(summary(&report), expected, "{name}:\n{report}");
+        // our SHA-256 of the bytes received, no declared checksum
+        assert_eq!(v["sha256"].as_str(), Some(sha.as_str()), "{v}");
+        assert_eq!(v["sizeBytes"].as_u64(), Some(size));
+        assert_eq!(v["checksums"], serde_json::json!([]));
+        assert_eq!(
+            v["resultZip"],
+            format!("/api/v1/organizations/{ORG_C}/feeds/{flow}/result.zip")
+        );
+        // result.zip: the report and the IUV exchange file as downloaded, and the copies of the
+        // input's flavour (MyPay for 1.x, PU for 2.0), the rejects copy only with rejections
+        let base = name.trim_end_matches(".csv");
+        let z = result_zip(&app, ORG_C, KEY_C, flow).await;
+        let mypay = name.contains("-1_");
+        let mut want = vec![
+            format!("{base}-ESITO.csv"),
+            format!("{base}-IUV-EXCHANGE.csv"),
+        ];
+        if ko > 0 {
+            want.push(if mypay {
+                format!("{base}_SCARTI.csv")
+            } else {
+                format!("ERROR-{base}.csv")
+            });
+        }
+        want.push(if mypay {
+            format!("{base}_IUV.csv")
+        } else {
+            format!("{base}_iuv.csv")
+        });
+        assert_eq!(names(&z), want, "{name}");
+        assert_eq!(entry(&z, &want[0]), report);
+        let x = download(&app, ORG_C, KEY_C, flow, "iuv-file").await;
+        assert_eq!(entry(&z, &want[1]), x);
+        let iuv_copy = entry(&z, want.last().unwrap());
+        let lines: Vec<&str> = iuv_copy.split_terminator("\r\n").collect();
+        assert_eq!(
+            lines.len() as u64,
+            1 + expected.len() as u64 - ko,
+            "{iuv_copy}"
+        );
+        if mypay {
+            let original = std::str::from_utf8(&bytes).unwrap();
+            assert_eq!(lines[0], original.split("\r\n").next().unwrap());
+        } else {
+            assert_eq!(lines[0], H14);
+            assert!(records(iuv_copy)[1..]
+                .iter()
+                .all(|r| r.len() == 35 && r[16] == "ALL"));
+        }
     }
+    // the PU rejects copy of the 2.0 Tipo A sample: its row 3 verbatim with the PU code
+    let original =
+        std::fs::read_to_string(dir.join("ours_a_delta_tipoA__c_x000-TARI2025A-2_0.csv")).unwrap();
+    let report = download(&app, ORG_C, KEY_C, "TARI2025A", "report").await;
+    let desc = &records(&report)[3][11];
+    let z = result_zip(&app, ORG_C, KEY_C, "TARI2025A").await;
+    let lines: Vec<&str> = original.split("\r\n").collect();
+    assert_eq!(
+        entry(&z, "ERROR-c_x000-TARI2025A-2_0.csv"),
+        format!(
+            "{};cod_rifiuto;de_rifiuto\r\n{};DEBT_POSITION_BY_IUD_NOT_FOUND;{}\r\n",
+            lines[0],
+            lines[3],
+            quoted(desc)
+        )
+    );
+    let iuv = records(entry(&z, "c_x000-TARI2025A-2_0_iuv.csv"));
+    assert_eq!(iuv[1][..3], ["TARI25-0001-U", "01000000000100121", "F"]);
+    assert_eq!((iuv[1][13].as_str(), iuv[1][34].as_str()), ("245.80", "I"));
     // Tipo B: three generated IUVs in the exchange file
     let x = download(&app, ORG_C, KEY_C, "CDS2025B", "iuv-file").await;
     assert_eq!(
@@ -576,6 +750,12 @@ async fn drop_folder_loads_complete_files() {
     let app = spawn_feeds_app(free_port(), 41400).await;
     let drop = app.dir.path().join("data/drop").join(ORG_C);
     let bytes = std::fs::read(dir.join("c_x000-RETTE2025-2_0.csv")).unwrap();
+    // the checksum sidecar first (`sha256sum` format), then the file
+    std::fs::write(
+        drop.join("c_x000-RETTE2025-2_0.csv.sha256"),
+        format!("{}  c_x000-RETTE2025-2_0.csv\n", sha256_hex(&bytes)),
+    )
+    .unwrap();
     // written under a temporary name, then renamed: only the complete file is taken
     std::fs::write(drop.join(".c_x000-RETTE2025-2_0.csv.part"), &bytes).unwrap();
     std::fs::rename(
@@ -598,6 +778,37 @@ async fn drop_folder_loads_complete_files() {
         !drop.join("c_x000-RETTE2025-2_0.csv").exists(),
         "the file left the drop folder"
     );
+    assert!(
+        !drop.join("c_x000-RETTE2025-2_0.csv.sha256").exists(),
+        "the sidecar was consumed"
+    );
+    wait_file(&drop.join("out/c_x000-RETTE2025-2_0-RESULT.zip")).await;
+    let z = unzip(&std::fs::read(drop.join("out/c_x000-RETTE2025-2_0-RESULT.zip")).unwrap());
+    assert_eq!(
+        names(&z),
+        [
+            "c_x000-RETTE2025-2_0-ESITO.csv",
+            "c_x000-RETTE2025-2_0-IUV-EXCHANGE.csv",
+            "c_x000-RETTE2025-2_0_iuv.csv"
+        ]
+    );
+    // the multi-beneficiary rows: transfer group 2 in the 1.4 secondary columns of `_iuv.csv`
+    let iuv = records(entry(&z, "c_x000-RETTE2025-2_0_iuv.csv"));
+    assert_eq!(iuv.len(), 4);
+    assert_eq!(
+        (
+            iuv[2][21].as_str(),
+            iuv[2][22].as_str(),
+            iuv[2][33].as_str()
+        ),
+        ("true", "80000000028", "50.00")
+    );
+    let v = wait_done(&app, ORG_C, KEY_C, "RETTE2025").await;
+    assert_eq!(
+        v["checksums"][0]["source"],
+        "c_x000-RETTE2025-2_0.csv.sha256"
+    );
+    assert_eq!(v["checksums"][0]["matched"], true, "{v}");
     // a non-standard name is refused by the file channels (FILE_NAME_INVALID)
     std::fs::write(drop.join("whatever.csv"), &bytes).unwrap();
     let report = drop.join("out/whatever-ESITO.csv");
@@ -659,10 +870,42 @@ fn cli_load_writes_the_report_next_to_the_file() {
             s("3", "KO", "SCARTATO", "ROW_NOT_FOUND")
         ]
     );
-    assert!(root
-        .path()
-        .join("c_x000-DEMO20250301A-1_3-IUV-EXCHANGE.csv")
-        .exists());
+    for out in [
+        "c_x000-DEMO20250301A-1_3-IUV-EXCHANGE.csv",
+        "c_x000-DEMO20250301A-1_3_SCARTI.csv",
+        "c_x000-DEMO20250301A-1_3_IUV.csv",
+    ] {
+        assert!(root.path().join(out).exists(), "{out}");
+    }
+    let z = unzip(&std::fs::read(root.path().join("c_x000-DEMO20250301A-1_3-RESULT.zip")).unwrap());
+    assert_eq!(names(&z).len(), 4);
+    // a sidecar next to the file that does not match: nothing loaded, exit code 1
+    let bad = root.path().join("c_x000-DEMOSUM-1_3.csv");
+    std::fs::copy(dir.join("c_x000-DEMO20250301A-1_3.csv"), &bad).unwrap();
+    std::fs::write(
+        root.path().join("c_x000-DEMOSUM-1_3.md5"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let out = mpay(&[
+        "feed",
+        "load",
+        "--org",
+        ORG_C,
+        bad.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = std::fs::read_to_string(root.path().join("c_x000-DEMOSUM-1_3-ESITO.csv")).unwrap();
+    assert_eq!(
+        summary(&report),
+        vec![s("", "KO", "SCARTATO", "FILE_CHECKSUM_MISMATCH")]
+    );
+    let scarti =
+        std::fs::read_to_string(root.path().join("c_x000-DEMOSUM-1_3_SCARTI.csv")).unwrap();
+    assert!(scarti.contains(";PAA_IMPORT_NO_MATCH_MD5;"), "{scarti}");
     // again: duplicate
     let out = mpay(&[
         "feed",
@@ -784,4 +1027,464 @@ fn sigkill_during_a_cli_load_then_resume_leaves_no_half_applied_position() {
         let p = store.ledger.get(&cf, iupd).unwrap().unwrap();
         assert_eq!(p.payment_options.len(), options, "{iupd}");
     }
+}
+
+/// A 1.3 file with two accepted rows and three rejected ones whose lines are unusual on
+/// purpose: a quoted field holding `;` and `""`, a comma amount, a quoted field spanning two
+/// lines with the MyPay `\"` escape; a blank and a whitespace-only line in between.
+const COMPAT_13: [&str; 5] = [
+    "CMP-0001;;F;TSTPRV80A01H501A;Persona Prova Uno;;;;;;IT;;2025-06-30;50.00;;LICENZA_TEST;;Diritti 0001;9/0101101IM/;;true;I",
+    "CMP-0002 ;;F;TSTSMP75M41F205I;\"Esempio; Due\";;;;;;IT;;2025-06-30;12,50;;LICENZA_TEST;;\"Diritti \"\"speciali\"\" 0002\";9/0101101IM/;;true;I",
+    "CMP-0003;;F;ABC;Demo Tre;;;;;;;;2025-06-30;30.00;;LICENZA_TEST;;Diritti 0003;9/0101101IM/;;false;M",
+    "CMP-0004;;G;01234567897;Ditta Esempio Srl;;;;;;IT;;2025-07-15;80.00;;NON_ESISTE;;\"Canone \\\"2025\\\"\r\nseconda riga\";9/0101101IM/;;true;I",
+    "CMP-0005;01000000000101131;G;01234567897;Ditta Esempio Srl;;;;;;IT;;2025-07-15;100;;LICENZA_TEST;ALL;Canone 2025;9/0101101IM/;;false;I",
+];
+
+const H13: &str = "IUD;codIuv;tipoIdentificativoUnivoco;codiceIdentificativoUnivoco;anagraficaPagatore;indirizzoPagatore;civicoPagatore;capPagatore;localitaPagatore;provinciaPagatore;nazionePagatore;mailPagatore;dataEsecuzionePagamento;importoDovuto;commissioneCaricoPa;tipoDovuto;tipoVersamento;causaleVersamento;datiSpecificiRiscossione;bilancio;flgGeneraIuv;azione";
+
+fn compat_13_file() -> String {
+    format!(
+        "{H13}\r\n{}\r\n{}\r\n\r\n  ;  \r\n{}\r\n{}\r\n{}\r\n",
+        COMPAT_13[0], COMPAT_13[1], COMPAT_13[2], COMPAT_13[3], COMPAT_13[4]
+    )
+}
+
+/// Checks the MyPay copies of [`COMPAT_13`] against its report: `_SCARTI.csv` byte for byte
+/// (original header + `cod_rifiuto;de_rifiuto`, each rejected line verbatim + MyPay code +
+/// our description), `_IUV.csv` (original header, accepted rows at full width, `codIuv`
+/// filled, amounts `0.00`).
+fn check_compat_13(report: &str, scarti: &str, iuv: &str) {
+    let esito = records(report);
+    assert_eq!(
+        esito[1..]
+            .iter()
+            .map(|r| (r[0].as_str(), r[4].as_str(), r[10].as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("1", "OK", "OK"),
+            ("2", "KO", "ROW_BAD_AMOUNT"),
+            ("3", "KO", "ROW_NOT_FOUND|ROW_BAD_FISCAL_CODE"),
+            ("4", "KO", "ROW_UNKNOWN_TIPO_DOVUTO"),
+            ("5", "WARN", "WARN_LEGACY_FIELD_IGNORED"),
+        ],
+        "{report}"
+    );
+    let mut want = format!("{H13};cod_rifiuto;de_rifiuto\r\n");
+    for (row, code) in [
+        (2, "PAA_IMPORT_SINTASSI_CSV_IMPORTO"),
+        (3, "PAA_IMPORT_ERROR|PAA_IMPORT_SINTASSI_CSV_COD_FISC"),
+        (4, "PAA_IMPORT_SINTASSI_CSV_TIPO_DOVUTO_INESISTENTE"),
+    ] {
+        want.push_str(&format!(
+            "{};{code};{}\r\n",
+            COMPAT_13[row - 1],
+            quoted(&esito[row][11])
+        ));
+    }
+    assert_eq!(scarti, want);
+    let lines: Vec<&str> = iuv.split_terminator("\r\n").collect();
+    assert_eq!(lines[0], H13);
+    let r = records(iuv);
+    assert_eq!(r.len(), 3, "{iuv}");
+    assert!(r[1..].iter().all(|f| f.len() == 22));
+    assert_eq!(r[1][0], "CMP-0001");
+    assert_eq!(r[1][1], esito[1][6], "generated IUV filled in");
+    assert_eq!(r[1][1].len(), 17);
+    assert_eq!(r[1][13], "50.00");
+    assert_eq!(
+        (
+            r[2][0].as_str(),
+            r[2][1].as_str(),
+            r[2][13].as_str(),
+            r[2][16].as_str()
+        ),
+        ("CMP-0005", "01000000000101131", "100.00", "ALL")
+    );
+}
+
+#[actix_rt::test]
+async fn compat_copies_of_a_1_3_file_quote_rejected_rows_verbatim() {
+    let app = spawn_feeds_app(free_port(), 41500).await;
+    let file = compat_13_file().into_bytes();
+    // a correct md5 declared with the upload
+    let q = format!("&checksum=md5:{}", md5_hex(&file).to_uppercase());
+    let r = upload_raw(
+        &app,
+        ORG_C,
+        KEY_C,
+        "c_x000-COMPAT13-1_3.csv",
+        file.clone(),
+        &q,
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let v = wait_done(&app, ORG_C, KEY_C, "COMPAT13").await;
+    assert_eq!(v["status"], "DONE", "{v}");
+    assert_eq!(v["sha256"].as_str(), Some(sha256_hex(&file).as_str()));
+    assert_eq!(v["checksums"][0]["algorithm"], "md5");
+    assert_eq!(v["checksums"][0]["source"], "parameter");
+    assert_eq!(v["checksums"][0]["matched"], true, "{v}");
+    let report = download(&app, ORG_C, KEY_C, "COMPAT13", "report").await;
+    let z = result_zip(&app, ORG_C, KEY_C, "COMPAT13").await;
+    assert_eq!(
+        names(&z),
+        [
+            "c_x000-COMPAT13-1_3-ESITO.csv",
+            "c_x000-COMPAT13-1_3-IUV-EXCHANGE.csv",
+            "c_x000-COMPAT13-1_3_SCARTI.csv",
+            "c_x000-COMPAT13-1_3_IUV.csv"
+        ]
+    );
+    assert_eq!(entry(&z, "c_x000-COMPAT13-1_3-ESITO.csv"), report);
+    check_compat_13(
+        &report,
+        entry(&z, "c_x000-COMPAT13-1_3_SCARTI.csv"),
+        entry(&z, "c_x000-COMPAT13-1_3_IUV.csv"),
+    );
+    // documented with the other feed routes
+    let doc: Value = app
+        .client
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let feeds = "/api/v1/organizations/{organizationfiscalcode}/feeds";
+    let zip = &doc["paths"][format!("{feeds}/{{flowid}}/result.zip")]["get"];
+    assert!(
+        zip["responses"]["200"]["content"]["application/zip"].is_object(),
+        "{zip}"
+    );
+    let params = doc["paths"][feeds]["post"]["parameters"].to_string();
+    assert!(params.contains("\"checksum\""), "{params}");
+    // the stored upload is what the copies were read from: still there after the load
+    let launcher = app.app_state.feeds.as_ref().unwrap();
+    let kept = launcher.stored_csv(ORG_C, "COMPAT13").unwrap();
+    assert_eq!(std::fs::read(kept).unwrap(), file);
+}
+
+#[actix_rt::test]
+async fn bad_checksum_fails_the_load_and_nothing_is_applied() {
+    let app = spawn_feeds_app(free_port(), 41600).await;
+    let file = compat_13_file().into_bytes();
+    // malformed parameters: 400 before anything is accepted
+    for bad in ["sha256:1234", "crc32:00000000", "deadbeef"] {
+        let r = upload_raw(
+            &app,
+            ORG_C,
+            KEY_C,
+            "c_x000-SUMS-1_3.csv",
+            file.clone(),
+            &format!("&checksum={bad}"),
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let p: Value = r.json().await.unwrap();
+        assert!(p.to_string().contains("checksum"), "{p}");
+    }
+    let wrong = sha256_hex(b"another file");
+    let r = upload_raw(
+        &app,
+        ORG_C,
+        KEY_C,
+        "c_x000-SUMS-1_3.csv",
+        file.clone(),
+        &format!("&checksum=sha256:{wrong}"),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let v = wait_done(&app, ORG_C, KEY_C, "SUMS").await;
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert_eq!(v["error"]["code"], "FILE_CHECKSUM_MISMATCH", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&wrong));
+    assert_eq!(v["progress"]["rowsLoaded"], 0);
+    assert_eq!(v["sha256"].as_str(), Some(sha256_hex(&file).as_str()));
+    assert_eq!(v["checksums"][0]["matched"], false);
+    assert_eq!(v["checksums"][0]["expected"].as_str(), Some(wrong.as_str()));
+    let report = download(&app, ORG_C, KEY_C, "SUMS", "report").await;
+    assert_eq!(
+        summary(&report),
+        vec![s("", "KO", "SCARTATO", "FILE_CHECKSUM_MISMATCH")]
+    );
+    // nothing applied
+    let cf = OrgFiscalCode::parse(ORG_C).unwrap();
+    assert!(app.store.ledger.get(&cf, "CMP-0001").unwrap().is_none());
+    // result.zip: the report and the MyPay rejects copy (1.x name): one line, empty data columns
+    let z = result_zip(&app, ORG_C, KEY_C, "SUMS").await;
+    assert_eq!(
+        names(&z),
+        ["c_x000-SUMS-1_3-ESITO.csv", "c_x000-SUMS-1_3_SCARTI.csv"]
+    );
+    let scarti = entry(&z, "c_x000-SUMS-1_3_SCARTI.csv");
+    assert!(
+        scarti.starts_with(&format!(
+            "{H13};cod_rifiuto;de_rifiuto\r\n{}PAA_IMPORT_NO_MATCH_MD5;",
+            ";".repeat(22)
+        )),
+        "{scarti}"
+    );
+    // the same flow again with the right checksum: accepted (nothing had been applied)
+    let r = upload_raw(
+        &app,
+        ORG_C,
+        KEY_C,
+        "c_x000-SUMS-1_3.csv",
+        file.clone(),
+        &format!("&checksum=sha256:{}", sha256_hex(&file)),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let v = wait_done(&app, ORG_C, KEY_C, "SUMS").await;
+    assert_eq!(v["status"], "DONE", "{v}");
+    assert_eq!(v["checksums"][0]["matched"], true);
+    assert_eq!(v["progress"]["rowsLoaded"], 2);
+    // still loading → 409 for result.zip is covered by the status rule; unknown flow → 404
+    let (code, _, _) = fetch(&app, ORG_C, KEY_C, "NOPE", "result.zip").await;
+    assert_eq!(code, 404);
+    let (code, _, _) = fetch(&app, ORG_C, KEY_A, "SUMS", "result.zip").await;
+    assert_eq!(code, 403);
+}
+
+fn ftp_put(addr: &str, user: &str, password: &str, files: Vec<(String, Vec<u8>)>) {
+    let mut ftp = suppaftp::FtpStream::connect(addr).unwrap();
+    ftp.login(user, password).unwrap();
+    ftp.cwd("in").unwrap();
+    for (name, bytes) in files {
+        ftp.put_file(&name, &mut std::io::Cursor::new(bytes))
+            .unwrap();
+    }
+    let _ = ftp.quit();
+}
+
+#[actix_rt::test]
+async fn ftp_sidecar_checksums_and_every_output_in_out() {
+    let port = free_port();
+    let app = spawn_feeds_app(port, 41700).await;
+    let addr = format!("127.0.0.1:{port}");
+    let home = app.dir.path().join("data/ftp").join(ORG_C);
+    let file = compat_13_file().into_bytes();
+    // the sidecar first (MyPay's `<basename>.md5`), then the file
+    let files = vec![
+        (
+            "c_x000-FTP13-1_3.md5".to_string(),
+            format!("{}\n", md5_hex(&file)).into_bytes(),
+        ),
+        ("c_x000-FTP13-1_3.csv".to_string(), file.clone()),
+    ];
+    let a2 = addr.clone();
+    actix_rt::task::spawn_blocking(move || ftp_put(&a2, "ente_c", FTP_PASSWORD_C, files))
+        .await
+        .unwrap();
+    let out = home.join("out");
+    wait_file(&out.join("c_x000-FTP13-1_3-RESULT.zip")).await;
+    let v = wait_done(&app, ORG_C, KEY_C, "FTP13").await;
+    assert_eq!(v["status"], "DONE", "{v}");
+    assert_eq!(v["checksums"][0]["source"], "c_x000-FTP13-1_3.md5", "{v}");
+    assert_eq!(v["checksums"][0]["matched"], true);
+    assert!(
+        !home.join("in/c_x000-FTP13-1_3.md5").exists(),
+        "sidecar consumed"
+    );
+    let mut listing: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    listing.sort();
+    assert_eq!(
+        listing,
+        [
+            "c_x000-FTP13-1_3-ESITO.csv",
+            "c_x000-FTP13-1_3-IUV-EXCHANGE.csv",
+            "c_x000-FTP13-1_3-RESULT.zip",
+            "c_x000-FTP13-1_3_IUV.csv",
+            "c_x000-FTP13-1_3_SCARTI.csv"
+        ]
+    );
+    let read = |n: &str| std::fs::read_to_string(out.join(n)).unwrap();
+    check_compat_13(
+        &read("c_x000-FTP13-1_3-ESITO.csv"),
+        &read("c_x000-FTP13-1_3_SCARTI.csv"),
+        &read("c_x000-FTP13-1_3_IUV.csv"),
+    );
+    // the zip holds the same files, read back over FTP
+    let a2 = addr.clone();
+    let zipped = actix_rt::task::spawn_blocking(move || {
+        let mut ftp = suppaftp::FtpStream::connect(&a2).unwrap();
+        ftp.login("ente_c", FTP_PASSWORD_C).unwrap();
+        ftp.transfer_type(suppaftp::types::FileType::Binary)
+            .unwrap();
+        let z = ftp
+            .retr_as_buffer("/out/c_x000-FTP13-1_3-RESULT.zip")
+            .unwrap()
+            .into_inner();
+        let _ = ftp.quit();
+        z
+    })
+    .await
+    .unwrap();
+    let z = unzip(&zipped);
+    assert_eq!(names(&z).len(), 4);
+    for (name, bytes) in &z {
+        assert_eq!(bytes, &std::fs::read(out.join(name)).unwrap(), "{name}");
+    }
+    // a 2.0 file whose `.sha256` sidecar does not match: FILE_CHECKSUM_MISMATCH, PU copy
+    let Some(dir) = samples() else { return };
+    let sample = std::fs::read(dir.join("ours_b_delta_tipoB__c_x000-CDS2025B-2_0.csv")).unwrap();
+    let files = vec![
+        (
+            "c_x000-BADSUM-2_0.sha256".to_string(),
+            format!("{}  c_x000-BADSUM-2_0.csv\n", sha256_hex(b"x")).into_bytes(),
+        ),
+        ("c_x000-BADSUM-2_0.csv".to_string(), sample),
+    ];
+    let a2 = addr.clone();
+    actix_rt::task::spawn_blocking(move || ftp_put(&a2, "ente_c", FTP_PASSWORD_C, files))
+        .await
+        .unwrap();
+    wait_file(&out.join("c_x000-BADSUM-2_0-RESULT.zip")).await;
+    let report = read("c_x000-BADSUM-2_0-ESITO.csv");
+    assert!(report.contains(";FILE_CHECKSUM_MISMATCH;"), "{report}");
+    let error = read("ERROR-c_x000-BADSUM-2_0.csv");
+    assert!(error.contains(";CSV_GENERIC_ERROR;"), "{error}");
+    assert!(!out.join("c_x000-BADSUM-2_0-IUV-EXCHANGE.csv").exists());
+    let cf = OrgFiscalCode::parse(ORG_C).unwrap();
+    assert!(app
+        .store
+        .ledger
+        .get(&cf, "CDS-2025-0102")
+        .unwrap()
+        .is_none());
+}
+
+/// A self-signed certificate for `localhost` (PEM files in `dir`) and its DER.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("ftp-cert.pem"), dir.join("ftp-key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key, ck.cert.der().to_vec())
+}
+
+fn tls_client(der: &[u8]) -> suppaftp::RustlsConnector {
+    use suppaftp::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(der.to_vec()))
+        .unwrap();
+    // explicit provider: no process-wide default is installed in tests (DESIGN §11)
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    suppaftp::RustlsConnector::from(std::sync::Arc::new(cfg))
+}
+
+/// Starts a node whose FTP server has TLS (`ftps_required` as given, `None` = default).
+async fn spawn_ftps_app(port: u16, pasv: u16, required: Option<bool>) -> (TestApp, Vec<u8>) {
+    let der = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let d2 = der.clone();
+    let app = spawn_feeds_app_with(port, pasv, move |text, dir| {
+        let (cert, key, der) = self_signed(dir);
+        *d2.lock().unwrap() = der;
+        let mut tls = format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        if let Some(r) = required {
+            tls.push_str(&format!("ftps_required = {r}\n"));
+        }
+        let anchor = format!("passive_port_max = {}\n", pasv + 19);
+        assert!(text.contains(&anchor));
+        text.replacen(&anchor, &format!("{anchor}{tls}"), 1)
+    })
+    .await;
+    let der = der.lock().unwrap().clone();
+    (app, der)
+}
+
+#[actix_rt::test]
+async fn ftps_upload_with_a_self_signed_certificate_and_plain_login_refused() {
+    let Some(dir) = samples() else { return };
+    let port = free_port();
+    let (app, der) = spawn_ftps_app(port, 41800, None).await;
+    let addr = format!("127.0.0.1:{port}");
+    let sample = std::fs::read(dir.join("c_x000-DEMO20250301A-1_3.csv")).unwrap();
+    let (a2, der2) = (addr.clone(), der.clone());
+    let (plain_login, plain_user_reply) = actix_rt::task::spawn_blocking(move || {
+        // explicit FTPS: AUTH TLS, then login, PROT P data connections
+        let ftp = suppaftp::RustlsFtpStream::connect(&a2).unwrap();
+        let mut ftp = ftp.into_secure(tls_client(&der), "localhost").unwrap();
+        ftp.login("ente_c", FTP_PASSWORD_C).unwrap();
+        ftp.cwd("in").unwrap();
+        ftp.put_file(
+            "c_x000-DEMO20250301A-1_3.csv",
+            &mut std::io::Cursor::new(sample),
+        )
+        .unwrap();
+        let _ = ftp.quit();
+        // the same credentials in clear: refused (534), the password is never checked
+        let mut plain = suppaftp::FtpStream::connect(&a2).unwrap();
+        let login = plain.login("ente_c", FTP_PASSWORD_C);
+        let reply = match &login {
+            Err(suppaftp::FtpError::UnexpectedResponse(r)) => {
+                String::from_utf8_lossy(&r.body).to_string()
+            }
+            other => format!("{other:?}"),
+        };
+        (login.is_ok(), reply)
+    })
+    .await
+    .unwrap();
+    assert!(!plain_login, "plain login accepted with TLS configured");
+    assert!(
+        plain_user_reply.starts_with("534 A TLS connection is required"),
+        "{plain_user_reply}"
+    );
+    let out = app.dir.path().join("data/ftp").join(ORG_C).join("out");
+    wait_file(&out.join("c_x000-DEMO20250301A-1_3-RESULT.zip")).await;
+    let v = wait_done(&app, ORG_C, KEY_C, "DEMO20250301A").await;
+    assert_eq!(v["status"], "DONE", "{v}");
+    // the report back over TLS
+    let (a2, der) = (addr.clone(), der2);
+    let report = actix_rt::task::spawn_blocking(move || {
+        let ftp = suppaftp::RustlsFtpStream::connect(&a2).unwrap();
+        let mut ftp = ftp.into_secure(tls_client(&der), "localhost").unwrap();
+        ftp.login("ente_c", FTP_PASSWORD_C).unwrap();
+        let r = ftp
+            .retr_as_buffer("/out/c_x000-DEMO20250301A-1_3-ESITO.csv")
+            .unwrap()
+            .into_inner();
+        let _ = ftp.quit();
+        r
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8(report).unwrap();
+    assert_eq!(
+        summary(&report),
+        vec![
+            s("1", "WARN", "INSERITO", "WARN_LEGACY_FIELD_IGNORED"),
+            s("2", "OK", "INSERITO", "OK"),
+            s("3", "KO", "SCARTATO", "ROW_NOT_FOUND")
+        ]
+    );
+    // ftps_required = false: clients in clear are let in as well
+    let port = free_port();
+    let (_open, _) = spawn_ftps_app(port, 41830, Some(false)).await;
+    let a2 = format!("127.0.0.1:{port}");
+    let ok = actix_rt::task::spawn_blocking(move || {
+        let mut plain = suppaftp::FtpStream::connect(&a2).unwrap();
+        let ok = plain.login("ente_c", FTP_PASSWORD_C).is_ok();
+        let _ = plain.quit();
+        ok
+    })
+    .await
+    .unwrap();
+    assert!(ok, "ftps_required = false must allow plain logins");
 }

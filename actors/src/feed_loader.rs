@@ -6,10 +6,20 @@
 //! leaves everything needed to resume ([`FeedLauncher::resume_interrupted`]). The actor runs
 //! [`load_feed`] on a blocking thread (zips are extracted first, with the core's guards),
 //! reports progress to the [`HealthRegistry`] (kind `FeedLoader`, id = feed id, not required,
-//! backlog = rows remaining), commits with [`DurabilityPoint::BulkLoad`], writes the outcome
-//! report and the IUV exchange file into the job's `out_dir` (file channels) and unregisters.
-//! Failures of the blocking work (I/O, storage, a panic) are retried with `resume` up to
-//! [`MAX_ATTEMPTS`] times, then the load is marked FAILED with the reason.
+//! backlog = rows remaining), commits with [`DurabilityPoint::BulkLoad`], writes the outputs
+//! into the job's `out_dir` (file channels: outcome report, IUV exchange file, the MyPay / PU
+//! compatibility copies and `<basename>-RESULT.zip` bundling them, FORMAT.md §5.5, §5.7) and
+//! unregisters. Failures of the blocking work (I/O, storage, a panic) are retried with `resume`
+//! up to [`MAX_ATTEMPTS`] times, then the load is marked FAILED with the reason.
+//!
+//! Before anything is read, the upload's SHA-256 is computed and stored (FORMAT.md §5.2 "we
+//! always store our own SHA-256") and the checksums the Ente declared ([`FeedJob::checksums`]:
+//! sidecar files, the HTTP `checksum` parameter) are verified: a mismatch is the file-level
+//! error `FILE_CHECKSUM_MISMATCH`, nothing applied.
+//!
+//! The spooled upload stays in its folder after the load (it is not deleted when the load
+//! ends): the compatibility copies quote rejected rows verbatim, and the HTTP API builds
+//! `result.zip` from it on request ([`FeedLauncher::write_result_zip`]).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -19,12 +29,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
+use mpay_messages::feeds::checksum::{digest, mismatch_error, ChecksumAlgorithm, ExpectedChecksum};
 use mpay_messages::feeds::{extract_zip, FeedFileName, FeedMode, ZipLimits};
 use mpay_messages::OrgFiscalCode;
 use mpay_storage::feeds::{
     get_feed, interrupted_feeds, load_feed, mark_failed, reject_file, write_iuv_exchange,
     write_outcome_report, FeedError, FeedLoadRecord, FeedOrg, FeedProgress, FeedSource, FeedStatus,
     FileSource, LoadOptions, ProgressControl,
+};
+use mpay_storage::feeds_output::{
+    get_file_info, output_plan, put_file_info, write_iuv_copy, write_rejects_copy,
+    write_result_zip, FeedFileInfo,
 };
 use mpay_storage::{DurabilityPoint, Store};
 use serde::{Deserialize, Serialize};
@@ -56,9 +71,14 @@ pub struct FeedJob {
     pub require_standard_name: bool,
     /// Validate and report only.
     pub dry_run: bool,
-    /// Where `<basename>-ESITO.csv` and `<basename>-IUV-EXCHANGE.csv` are written at the end
-    /// (FTP `out/`, drop folder `out/`); `None` = only through the API.
+    /// Where `<basename>-ESITO.csv`, `<basename>-IUV-EXCHANGE.csv`, the compatibility copies
+    /// and `<basename>-RESULT.zip` are written at the end (FTP `out/`, drop folder `out/`);
+    /// `None` = only through the API.
     pub out_dir: Option<PathBuf>,
+    /// Checksums the Ente declared for the upload (sidecars, HTTP `checksum` parameter),
+    /// verified before the load (FORMAT.md §5.2).
+    #[serde(default)]
+    pub checksums: Vec<ExpectedChecksum>,
 }
 
 /// How the actor starts its load.
@@ -206,6 +226,37 @@ impl FeedLauncher {
         self.inner.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The CSV of a load kept in the spool (the extracted CSV of a zip, or the upload itself
+    /// when it is a CSV); `None` when there is none (never uploaded here, a zip without a usable
+    /// CSV, or the spool was cleaned).
+    pub fn stored_csv(&self, org: &str, flow_id: &str) -> Option<PathBuf> {
+        stored_csv(&self.job_dir(org, flow_id))
+    }
+
+    /// Writes `<basename>-RESULT.zip` of a load (FORMAT.md §5.7) to `out`, streaming: outcome
+    /// report, IUV exchange file and the MyPay / PU compatibility copies, the copies read from
+    /// the stored upload. Blocking. Returns the output and the entry names.
+    ///
+    /// # Errors
+    /// [`FeedError::NotFound`] (no such load), storage and I/O errors.
+    pub fn write_result_zip<W: std::io::Write>(
+        &self,
+        org: &OrgFiscalCode,
+        flow_id: &str,
+        out: W,
+    ) -> Result<(W, Vec<String>), FeedError> {
+        let rec = get_feed(&self.inner.store, org, flow_id)?.ok_or(FeedError::NotFound)?;
+        let csv = self.stored_csv(org.as_str(), flow_id).map(FileSource);
+        write_result_zip(
+            &self.inner.store,
+            org,
+            flow_id,
+            &rec.file_name,
+            csv.as_ref().map(|c| c as &dyn FeedSource),
+            out,
+        )
+    }
+
     /// Is a load of this flow running in this process?
     pub fn is_active(&self, org: &str, flow_id: &str) -> bool {
         self.lock_active().contains_key(&format!("{org}/{flow_id}"))
@@ -295,8 +346,7 @@ impl FeedLauncher {
             flow_id,
             "caricamento FULL rifiutato dall'operatore",
         )?;
-        let _ = write_outputs(&self.inner.store, &fc, &job);
-        let _ = std::fs::remove_dir_all(self.job_dir(org, flow_id));
+        let _ = write_outputs(&self.inner.store, &fc, &job, &self.job_dir(org, flow_id));
         Ok(rec)
     }
 
@@ -351,7 +401,8 @@ impl FeedLauncher {
                     tracing::warn!(feed = %r.id, reason, "interrupted feed load marked failed");
                     mark_failed(&self.inner.store, &r.organization, &r.flow_id, reason)?;
                     if let Some(job) = job {
-                        let _ = write_outputs(&self.inner.store, &r.organization, &job);
+                        let dir = self.job_dir(&org, &r.flow_id);
+                        let _ = write_outputs(&self.inner.store, &r.organization, &job, &dir);
                     }
                     out.push((r.id.clone(), false));
                 }
@@ -396,37 +447,140 @@ fn uuid_like() -> String {
     format!("{t:x}-{}-{n}", std::process::id())
 }
 
-/// Writes `<basename>-ESITO.csv` and (when it has lines) `<basename>-IUV-EXCHANGE.csv` into
-/// the job's `out_dir`, each through a `.part` file renamed at the end.
-fn write_outputs(store: &Store, org: &OrgFiscalCode, job: &FeedJob) -> std::io::Result<()> {
-    let Some(dir) = &job.out_dir else {
-        return Ok(());
-    };
-    std::fs::create_dir_all(dir)?;
-    let base = output_basename(&job.file_name);
-    let io = |e: FeedError| std::io::Error::other(e.to_string());
-    let esito = dir.join(format!("{base}-ESITO.csv"));
-    let part = dir.join(format!(".{base}-ESITO.csv.part"));
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&part)?);
-        write_outcome_report(store, org, &job.flow_id, &mut w).map_err(io)?;
-        w.flush()?;
+/// Is this file a zip (local file header magic)?
+fn is_zip(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"PK\x03\x04"
+}
+
+/// The CSV kept in a job folder: the extracted CSV of a zip, else the upload when it is not a
+/// zip.
+fn stored_csv(dir: &Path) -> Option<PathBuf> {
+    let extracted = dir.join(CSV_FILE);
+    if extracted.is_file() {
+        return Some(extracted);
     }
-    std::fs::rename(&part, &esito)?;
-    let iuv = dir.join(format!("{base}-IUV-EXCHANGE.csv"));
-    let part = dir.join(format!(".{base}-IUV-EXCHANGE.csv.part"));
+    let upload = dir.join(UPLOAD_FILE);
+    (upload.is_file() && !is_zip(&upload)).then_some(upload)
+}
+
+/// Writes `path` through `.<name>.part` renamed at the end; `write` returns the lines written
+/// and the file is kept only if `keep(lines)`.
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    keep: impl Fn(u64) -> bool,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<u64, FeedError>,
+) -> std::io::Result<bool> {
+    let target = dir.join(name);
+    let part = dir.join(format!(".{name}.part"));
     let n = {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&part)?);
-        let n = write_iuv_exchange(store, org, &job.flow_id, &mut w).map_err(io)?;
+        let n = write(&mut w).map_err(|e| std::io::Error::other(e.to_string()))?;
         w.flush()?;
         n
     };
-    if n > 0 {
-        std::fs::rename(&part, &iuv)?;
+    if keep(n) {
+        std::fs::rename(&part, &target)?;
+        Ok(true)
     } else {
         std::fs::remove_file(&part)?;
+        Ok(false)
     }
+}
+
+/// Writes the outputs of a load into the job's `out_dir` (FORMAT.md §5.5, §5.7), each through a
+/// `.part` file renamed at the end: `<basename>-ESITO.csv` (always), `-IUV-EXCHANGE.csv`, the
+/// compatibility copies (`_SCARTI.csv` or `ERROR-….csv`; `_IUV.csv` or `_iuv.csv`) when they
+/// have lines, and `<basename>-RESULT.zip` with all of them. `dir` is the job's spool folder
+/// (the stored CSV).
+fn write_outputs(
+    store: &Store,
+    org: &OrgFiscalCode,
+    job: &FeedJob,
+    dir: &Path,
+) -> std::io::Result<()> {
+    let Some(out) = &job.out_dir else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(out)?;
+    let flow = job.flow_id.as_str();
+    let csv = stored_csv(dir).map(FileSource);
+    let src = csv.as_ref().map(|c| c as &dyn FeedSource);
+    let plan = output_plan(store, org, flow, &job.file_name, src)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_atomically(
+        out,
+        &plan.outcome,
+        |_| true,
+        |w| write_outcome_report(store, org, flow, w),
+    )?;
+    if let Some(name) = &plan.iuv_exchange {
+        write_atomically(
+            out,
+            name,
+            |n| n > 0,
+            |w| write_iuv_exchange(store, org, flow, w),
+        )?;
+    }
+    if let Some(name) = &plan.rejects {
+        write_atomically(
+            out,
+            name,
+            |n| n > 0,
+            |w| write_rejects_copy(store, org, flow, plan.flavour, src, w),
+        )?;
+    }
+    if let (Some(name), Some(src)) = (&plan.iuv_copy, src) {
+        write_atomically(
+            out,
+            name,
+            |n| n > 0,
+            |w| write_iuv_copy(store, org, flow, src, w),
+        )?;
+    }
+    write_atomically(
+        out,
+        &plan.result_zip,
+        |_| true,
+        |w| {
+            write_result_zip(store, org, flow, &job.file_name, src, w)
+                .map(|(_, entries)| entries.len() as u64)
+        },
+    )?;
     Ok(())
+}
+
+/// Computes and stores the upload's digests and verifies the declared checksums (FORMAT.md
+/// §5.2). `Some(error)` = `FILE_CHECKSUM_MISMATCH`.
+fn verify_upload(
+    inner: &Inner,
+    org: &FeedOrg,
+    job: &FeedJob,
+    upload: &Path,
+) -> Result<Option<mpay_messages::feeds::FeedFileError>, FeedError> {
+    let io = |e: std::io::Error| FeedError::Io(e.to_string());
+    let with_md5 = job
+        .checksums
+        .iter()
+        .any(|c| c.algorithm == ChecksumAlgorithm::Md5);
+    let f = std::fs::File::open(upload).map_err(io)?;
+    let digests = digest(std::io::BufReader::with_capacity(256 * 1024, f), with_md5).map_err(io)?;
+    let info = FeedFileInfo::new(&job.file_name, digests, &job.checksums);
+    put_file_info(&inner.store, &org.fiscal_code, &job.flow_id, &info)?;
+    let failed: Vec<(&ExpectedChecksum, Option<&str>)> = info
+        .failed()
+        .map(|c| (&c.expected, c.actual.as_deref()))
+        .collect();
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    tracing::warn!(feed = %job.flow_id, file = %job.file_name, "feed checksum mismatch");
+    Ok(Some(mismatch_error(&failed)))
 }
 
 /// The blocking part of a load: extract (zip), build the options, run the core.
@@ -448,14 +602,16 @@ fn run_blocking(
     opts.dry_run = job.dry_run;
     opts.resume = intent == Intent::Resume;
     opts.confirm_guard = intent == Intent::Confirm;
-    let mut magic = [0u8; 4];
-    let is_zip = {
-        use std::io::Read as _;
-        let mut f = std::fs::File::open(&upload).map_err(io)?;
-        let n = f.read(&mut magic).map_err(io)?;
-        n == 4 && magic == *b"PK\x03\x04"
-    };
-    let source = if is_zip {
+    if let Some(mode) = job.mode {
+        opts.mode = mode;
+    }
+    let known = get_file_info(&inner.store, &org.fiscal_code, &job.flow_id)?.is_some();
+    if intent == Intent::Fresh || !known {
+        if let Some(e) = verify_upload(inner, org, job, &upload)? {
+            return reject_file(&inner.store, &org.fiscal_code, &job.flow_id, &opts, e);
+        }
+    }
+    let source = if is_zip(&upload) {
         let csv = dir.join(CSV_FILE);
         let part = dir.join(format!("{CSV_FILE}.part"));
         let f = std::fs::File::open(&upload).map_err(io)?;
@@ -590,7 +746,7 @@ impl FeedLoader {
         }
     }
 
-    /// Durable commit, outputs, spool clean-up, unregistration.
+    /// Durable commit, outputs, unregistration.
     fn complete(&mut self, status: FeedStatus, ctx: &mut Context<Self>) {
         let inner = self.launcher.inner.clone();
         let job = self.job.clone();
@@ -603,13 +759,15 @@ impl FeedLoader {
                 tracing::error!(error = %e, "bulk load commit failed");
             }
             let _ = tokio::task::spawn_blocking(move || {
+                // the spool folder stays: its upload feeds the compatibility copies and
+                // `result.zip` (and a held FULL load needs it for the confirmation)
                 if let Ok(fc) = OrgFiscalCode::parse_unchecked(&job.organization) {
-                    if let Err(e) = write_outputs(&inner.store, &fc, &job) {
-                        tracing::error!(error = %e, "cannot write the feed outputs");
+                    match write_outputs(&inner.store, &fc, &job, &dir) {
+                        Ok(()) => {
+                            tracing::debug!(feed = %job.flow_id, ?status, "feed outputs written")
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot write the feed outputs"),
                     }
-                }
-                if status != FeedStatus::AwaitingConfirmation {
-                    let _ = std::fs::remove_dir_all(&dir);
                 }
             })
             .await;

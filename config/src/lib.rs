@@ -137,6 +137,11 @@ pub struct FtpSettings {
     pub tls_cert: Option<PathBuf>,
     /// FTPS: PEM private key.
     pub tls_key: Option<PathBuf>,
+    /// With `tls_cert` / `tls_key` set: refuse logins and data transfers that are not protected
+    /// by TLS (`AUTH TLS` before `USER`/`PASS`, `PROT P` for data), so an Ente's credentials and
+    /// files never travel in clear. Default true; false lets plain-FTP clients in as well.
+    /// Without TLS configured the server is plain FTP and this has no effect.
+    pub ftps_required: bool,
     /// Accounts, one per organization.
     pub accounts: Vec<FtpAccount>,
 }
@@ -150,6 +155,7 @@ impl Default for FtpSettings {
             passive_port_max: 49200,
             tls_cert: None,
             tls_key: None,
+            ftps_required: true,
             accounts: Vec::new(),
         }
     }

@@ -1,9 +1,12 @@
 //! Drop-folder transport for bulk feeds: `<drop_dir>/<fiscal code>/` is polled; a new
 //! `.csv` / `.zip` whose size and modification time stayed the same for `feeds.drop_settle_ms`
 //! is complete and starts its load (it moves to the spool); results are written into
-//! `<drop_dir>/<fiscal code>/out/` (FORMAT.md §5.5, §5.7), a refusal as `out/<file>.ERRORE.txt`.
+//! `<drop_dir>/<fiscal code>/out/` (FORMAT.md §5.5, §5.7: `-ESITO.csv`, `-IUV-EXCHANGE.csv`, the
+//! MyPay / PU compatibility copies and `-RESULT.zip`), a refusal as `out/<file>.ERRORE.txt`.
 //! Hidden files and other extensions (`.part`, `.md5`, ...) are ignored, so writers can upload
-//! under a temporary name and rename.
+//! under a temporary name and rename. A checksum sidecar (`<basename>.md5` / `.sha256`) present
+//! when the feed file is taken is verified and consumed, as on FTP ([`super::ftp`]): write the
+//! sidecar first.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,12 +3,26 @@
 //! Each `[[ftp.accounts]]` entry logs one organization in, jailed (capability-based file system,
 //! `UserDetail::home`) in `<data_dir>/ftp/<fiscal code>/`, which holds `in/` and `out/`. A
 //! completed upload into `in/` (a finished STOR, or a rename into `in/`) starts its load: the
-//! file moves to the spool, and `<basename>-ESITO.csv` / `<basename>-IUV-EXCHANGE.csv` appear
-//! in `out/` when the load ends; a refused file (duplicate flow id, unknown name) gets
-//! `out/<file>.ERRORE.txt`. File names must be standard (`<ipa>-<flowId>-<version>.csv|zip`,
-//! FORMAT.md §5.2); a zip may carry `manifest.json` (mode FULL, §5.6). Passwords are checked
-//! against their configured SHA-256. Plain FTP unless `ftp.tls_cert` / `ftp.tls_key` are set
-//! (explicit FTPS, optional for clients).
+//! file moves to the spool, and when the load ends `out/` gets `<basename>-ESITO.csv`,
+//! `<basename>-IUV-EXCHANGE.csv`, the MyPay / PU compatibility copies (`<basename>_SCARTI.csv`
+//! or `ERROR-<basename>.csv`, `<basename>_IUV.csv` or `<basename>_iuv.csv`) and
+//! `<basename>-RESULT.zip` with all of them (FORMAT.md §5.5, §5.7); a refused file (duplicate
+//! flow id, unknown name) gets `out/<file>.ERRORE.txt`. File names must be standard
+//! (`<ipa>-<flowId>-<version>.csv|zip`, FORMAT.md §5.2); a zip may carry `manifest.json` (mode
+//! FULL, §5.6).
+//!
+//! Integrity (FORMAT.md §5.2): a sidecar `<basename>.md5` / `<basename>.sha256` (or
+//! `<file>.md5` / `<file>.sha256`) found next to the file **when its upload completes** is
+//! read, removed and verified before the load; a mismatch is `FILE_CHECKSUM_MISMATCH`. So the
+//! sidecar is uploaded first; one arriving after its file is not used (it stays in `in/` and
+//! applies to the next upload of that name).
+//!
+//! Passwords are checked against their configured SHA-256. Plain FTP unless `ftp.tls_cert` /
+//! `ftp.tls_key` are set; then explicit FTPS (AUTH TLS) is offered and, unless
+//! `ftp.ftps_required = false`, required: `USER` / `PASS` before `AUTH TLS` and data
+//! connections without `PROT P` are refused (534), so an Ente's password and files never travel
+//! in clear. libunftp builds its rustls configuration with an explicit provider (its `ring`
+//! feature), so no process-wide default provider is needed here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,8 +36,10 @@ use libunftp::auth::{
     UserDetailProvider,
 };
 use libunftp::notification::{DataEvent, DataListener, EventMeta};
+use libunftp::options::FtpsRequired;
 use mpay_actors::feed_loader::{flow_id_for, FeedJob, FeedLauncher};
 use mpay_config::Settings;
+use mpay_messages::feeds::checksum::{sidecar_names, ExpectedChecksum, MAX_SIDECAR_BYTES};
 use unftp_sbe_fs::Filesystem;
 
 #[derive(Debug, Clone)]
@@ -129,13 +145,41 @@ pub fn is_feed_name(name: &str) -> bool {
         && (lower.ends_with(".csv") || lower.ends_with(".zip"))
 }
 
-/// Hands a complete file of an organization to the launcher; a refusal is written as
-/// `<out>/<name>.ERRORE.txt` and the file is removed. Blocking.
+/// The checksum sidecars of `file` present in its folder now (FORMAT.md §5.2), read and
+/// removed: they are consumed by this upload. A sidecar without a usable digest still counts
+/// (it fails the load rather than being ignored).
+pub fn take_sidecars(file: &Path) -> Vec<ExpectedChecksum> {
+    use std::io::Read as _;
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let mut out = Vec::new();
+    for (alg, sidecar) in sidecar_names(&name) {
+        let path = dir.join(&sidecar);
+        if !path.is_file() {
+            continue;
+        }
+        let mut content = Vec::new();
+        let read = std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_SIDECAR_BYTES).read_to_end(&mut content));
+        if read.is_ok() {
+            out.push(ExpectedChecksum::from_sidecar(alg, &sidecar, &content));
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    out
+}
+
+/// Hands a complete file of an organization to the launcher, with the checksums of its
+/// sidecars; a refusal is written as `<out>/<name>.ERRORE.txt` and the file is removed.
+/// Blocking.
 pub fn submit_file(launcher: &FeedLauncher, organization: &str, file: &Path, out_dir: &Path) {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    let checksums = take_sidecars(file);
     let job = FeedJob {
         organization: organization.to_string(),
         flow_id: flow_id_for(&name),
@@ -144,6 +188,7 @@ pub fn submit_file(launcher: &FeedLauncher, organization: &str, file: &Path, out
         require_standard_name: true,
         dry_run: false,
         out_dir: Some(out_dir.to_path_buf()),
+        checksums,
     };
     match launcher.submit(job, file) {
         Ok(id) => tracing::info!(feed = %id, file = %name, "feed file accepted"),
@@ -252,6 +297,9 @@ impl FtpServer {
         .notify_data(Uploads { accounts, launcher });
         if let (Some(cert), Some(key)) = (&settings.ftp.tls_cert, &settings.ftp.tls_key) {
             builder = builder.ftps(cert.clone(), key.clone());
+            if settings.ftp.ftps_required {
+                builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::All);
+            }
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = builder

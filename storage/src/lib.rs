@@ -18,6 +18,7 @@
 mod codec;
 pub mod durability;
 pub mod feeds;
+pub mod feeds_output;
 pub mod journal;
 pub mod ledger;
 pub mod receipts;

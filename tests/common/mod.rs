@@ -279,13 +279,26 @@ password_hash = "{fa}"
 
 /// Like [`spawn_app`], with the feed sections (organization C, drop folder, FTP on `ftp_port`).
 pub async fn spawn_feeds_app(ftp_port: u16, pasv: u16) -> TestApp {
+    spawn_feeds_app_with(ftp_port, pasv, |text, _| text).await
+}
+
+/// [`spawn_feeds_app`] with the configuration text edited by `edit(text, temp dir)` first (e.g.
+/// FTPS keys added to `[ftp]`).
+pub async fn spawn_feeds_app_with(
+    ftp_port: u16,
+    pasv: u16,
+    edit: impl FnOnce(String, &std::path::Path) -> String,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("mpay.toml");
     let data = dir.path().join("data");
-    let text = format!(
-        "{}{}",
-        config_text(&data),
-        feeds_config_text(&data, ftp_port, pasv)
+    let text = edit(
+        format!(
+            "{}{}",
+            config_text(&data),
+            feeds_config_text(&data, ftp_port, pasv)
+        ),
+        dir.path(),
     );
     std::fs::write(&cfg, text).unwrap();
     let settings = Settings::load(&Sources {

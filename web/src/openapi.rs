@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::feeds::{self, FeedErrorModel, FeedModel, FeedProgressModel};
+use crate::api::feeds::{self, FeedChecksumModel, FeedErrorModel, FeedModel, FeedProgressModel};
 use crate::api::model::*;
 use crate::api::positions;
 use crate::problem::{FieldError, Problem};
@@ -45,6 +45,7 @@ impl Modify for Security {
         feeds::status,
         feeds::report,
         feeds::iuv_file,
+        feeds::result_zip,
         feeds::confirm,
         feeds::reject
     ),
@@ -52,10 +53,10 @@ impl Modify for Security {
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
         MultiplePaymentPositionModel, PaymentPositionResponse, PaymentOptionResponse,
         TransferResponse, PageInfo, PaymentPositionsInfo, MultiplePaymentPositionResponse,
-        Problem, FieldError, FeedModel, FeedProgressModel, FeedErrorModel
+        Problem, FieldError, FeedModel, FeedProgressModel, FeedErrorModel, FeedChecksumModel
     )),
     modifiers(&Security),
     tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
-         (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file"))
+         (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))
 )]
 pub struct ApiDoc;

@@ -3,9 +3,14 @@
 //! file names and manifests, and the writers of the outcome report (§5.7) and of the IUV
 //! exchange file (§5.5). Applying a feed to the ledger lives in `mpay-storage` (`feeds`).
 //!
+//! Also: the integrity checks of an upload ([`checksum`], §5.2) and the MyPay / PU
+//! compatibility outputs ([`compat`], §5.5, §5.7).
+//!
 //! Everything streams: [`FeedReader`] is an iterator of [`FeedRow`]s, one data row at a time,
 //! so memory does not grow with the file. Money is [`crate::Amount`] (integer cents).
 
+pub mod checksum;
+pub mod compat;
 mod container;
 mod reader;
 mod record;

@@ -98,7 +98,7 @@ pub(crate) mod col {
 }
 
 /// Columns of 1.x files in file order (FORMAT.md §1.2).
-fn v1_columns(version: FeedVersion) -> Vec<&'static str> {
+pub(crate) fn v1_columns(version: FeedVersion) -> Vec<&'static str> {
     let mut c = vec![
         col::IUD,
         col::IUV,
@@ -241,7 +241,7 @@ impl<'a> RowView<'a> {
     }
 }
 
-fn normalise_header(cell: &str) -> String {
+pub(crate) fn normalise_header(cell: &str) -> String {
     cell.trim()
         .trim_start_matches('\u{feff}')
         .trim()
@@ -557,6 +557,13 @@ impl<R: Read> FeedReader<R> {
         &self.header
     }
 
+    /// Index in [`FeedRow::raw`] of a column, by its canonical name (the 2.0 Italian name, e.g.
+    /// `importoDovuto`; `codiceFiscaleEnte_2` for transfer groups; the 1.4 `*EnteSecondario`
+    /// names), whatever the header spelled (positional 1.x, 2.0-eng, aliases).
+    pub fn column_index(&self, canonical: &str) -> Option<usize> {
+        self.binding.index(canonical)
+    }
+
     /// File-level warnings (`WARN_HEADER_ALIAS`, `WARN_IGNORED_COLUMN`).
     pub fn file_warnings(&self) -> &[RowIssue] {
         &self.file_warnings
@@ -670,7 +677,7 @@ pub(crate) struct QuoteEscapes<R> {
 }
 
 impl<R: Read> QuoteEscapes<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Self {
             inner,
             out: Vec::with_capacity(16 * 1024),

@@ -4,7 +4,13 @@
 //! directory (at most `feeds.max_upload_bytes`), is handed to the [`FeedLauncher`] and
 //! answered `202 Accepted` with the feed id and its `Location`; the load runs in a
 //! `FeedLoader` actor. Status (with progress and ETA), the outcome report and the IUV exchange
-//! file are read back from the persisted feed record.
+//! file are read back from the persisted feed record; `result.zip` bundles them with the
+//! MyPay / PU compatibility copies (FORMAT.md §5.5, §5.7), built on request from the stored
+//! upload and streamed.
+//!
+//! Integrity (FORMAT.md §5.2): the status carries our SHA-256 of the bytes received; the upload
+//! may declare `checksum=sha256:<hex>` or `checksum=md5:<hex>` (of the file as sent: the zip or
+//! the CSV); a mismatch fails the load with `FILE_CHECKSUM_MISMATCH`, nothing applied.
 
 use std::io::Write;
 
@@ -12,11 +18,14 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use mpay_actors::feed_loader::{flow_id_for, output_basename, FeedJob, FeedLauncher, SubmitError};
+use mpay_messages::feeds::checksum::{ChecksumSource, ExpectedChecksum};
+use mpay_messages::feeds::compat::result_zip_name;
 use mpay_messages::feeds::FeedMode;
 use mpay_storage::feeds::{
     get_feed, list_feeds, write_iuv_exchange, write_outcome_report, FeedError, FeedLoadRecord,
     FeedStatus,
 };
+use mpay_storage::feeds_output::{get_file_info, FeedFileInfo};
 use mpay_storage::DurabilityPoint;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
@@ -41,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/{flowid}").route(web::get().to(status)))
             .service(web::resource("/{flowid}/report").route(web::get().to(report)))
             .service(web::resource("/{flowid}/iuv-file").route(web::get().to(iuv_file)))
+            .service(web::resource("/{flowid}/result.zip").route(web::get().to(result_zip)))
             .service(web::resource("/{flowid}/confirm").route(web::post().to(confirm)))
             .service(web::resource("/{flowid}/reject").route(web::post().to(reject))),
     );
@@ -59,6 +69,9 @@ pub struct UploadQuery {
     /// Validate and report without applying.
     #[serde(default)]
     pub dry_run: bool,
+    /// Checksum of the file as sent (the zip or the CSV): `sha256:<64 hex>` or `md5:<32 hex>`
+    /// (FORMAT.md §5.2). A mismatch fails the load with `FILE_CHECKSUM_MISMATCH`.
+    pub checksum: Option<String>,
 }
 
 /// Progress of a load.
@@ -99,6 +112,22 @@ pub struct FeedErrorModel {
     pub row: Option<u64>,
 }
 
+/// A checksum declared by the Ente and its result (FORMAT.md §5.2).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedChecksumModel {
+    /// `md5` or `sha256`.
+    pub algorithm: String,
+    /// Declared digest (lower-case hex).
+    pub expected: String,
+    /// Computed digest.
+    pub actual: Option<String>,
+    /// `parameter` (the upload's `checksum`) or the sidecar file name.
+    pub source: String,
+    /// Equal.
+    pub matched: bool,
+}
+
 /// A feed load.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -113,6 +142,12 @@ pub struct FeedModel {
     pub mode: String,
     /// Detected version (`1.3`, `2.0`, `2.0-eng`, ...).
     pub version: Option<String>,
+    /// SHA-256 (hex) of the file as received (known once its load started).
+    pub sha256: Option<String>,
+    /// Size of the file as received, bytes.
+    pub size_bytes: Option<u64>,
+    /// Checksums declared for the file and whether they matched.
+    pub checksums: Vec<FeedChecksumModel>,
     /// RUNNING, DONE, FAILED or AWAITING_CONFIRMATION.
     pub status: String,
     /// ROWS, CANCELLATIONS or FINISHED.
@@ -135,6 +170,8 @@ pub struct FeedModel {
     pub report: String,
     /// IUV exchange file URL.
     pub iuv_file: String,
+    /// `<basename>-RESULT.zip` URL: every output, with the MyPay / PU compatibility copies.
+    pub result_zip: String,
 }
 
 fn json_name<T: Serialize>(v: &T) -> String {
@@ -144,7 +181,26 @@ fn json_name<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn model(r: &FeedLoadRecord) -> FeedModel {
+fn checksum_model(info: Option<&FeedFileInfo>) -> Vec<FeedChecksumModel> {
+    info.map(|i| {
+        i.checks
+            .iter()
+            .map(|c| FeedChecksumModel {
+                algorithm: c.expected.algorithm.as_str().to_string(),
+                expected: c.expected.hex.clone(),
+                actual: c.actual.clone(),
+                source: match &c.expected.source {
+                    ChecksumSource::Parameter => "parameter".to_string(),
+                    ChecksumSource::Sidecar { name } => name.clone(),
+                },
+                matched: c.matched,
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn model(r: &FeedLoadRecord, info: Option<&FeedFileInfo>) -> FeedModel {
     let end = r.finished_at.unwrap_or(r.updated_at);
     let elapsed_ms = (end - r.started_at).num_milliseconds().max(1) as u64;
     let rate = r.rows_read.saturating_mul(1000) / elapsed_ms;
@@ -169,6 +225,9 @@ fn model(r: &FeedLoadRecord) -> FeedModel {
         file_name: r.file_name.clone(),
         mode: r.mode.as_str().to_string(),
         version: r.version.map(|v| v.to_string()),
+        sha256: info.map(|i| i.digests.sha256.clone()),
+        size_bytes: info.map(|i| i.digests.bytes),
+        checksums: checksum_model(info),
         status: json_name(&r.status),
         phase: json_name(&r.phase),
         dry_run: r.dry_run,
@@ -194,7 +253,20 @@ fn model(r: &FeedLoadRecord) -> FeedModel {
         finished_at: r.finished_at.map(|t| t.to_rfc3339()),
         report: format!("{base}/report"),
         iuv_file: format!("{base}/iuv-file"),
+        result_zip: format!("{base}/result.zip"),
         location: base,
+    }
+}
+
+/// The record and what was received, read together.
+fn record_with_info(
+    store: &mpay_storage::Store,
+    org: &mpay_messages::OrgFiscalCode,
+    flow_id: &str,
+) -> Result<Option<(FeedLoadRecord, Option<FeedFileInfo>)>, FeedError> {
+    match get_feed(store, org, flow_id)? {
+        Some(r) => Ok(Some((r, get_file_info(store, org, flow_id)?))),
+        None => Ok(None),
     }
 }
 
@@ -356,6 +428,12 @@ pub async fn upload(
             ))
         }
     };
+    let checksums = match query.checksum.as_deref().map(str::trim) {
+        None | Some("") => Vec::new(),
+        Some(c) => {
+            vec![ExpectedChecksum::parse_parameter(c).map_err(|e| Problem::field("checksum", e))?]
+        }
+    };
     let header_name = req
         .headers()
         .get(FILE_NAME_HEADER)
@@ -402,6 +480,7 @@ pub async fn upload(
         require_standard_name: false,
         dry_run: query.dry_run,
         out_dir: None,
+        checksums,
     };
     let (l2, t2) = (launcher.clone(), tmp.clone());
     let submitted = web::block(move || l2.submit(job, &t2))
@@ -413,13 +492,15 @@ pub async fn upload(
     }
     let store = state.store.clone();
     let (o2, f2) = (auth.fiscal_code().clone(), flow_id.clone());
-    let rec = web::block(move || get_feed(&store, &o2, &f2))
+    let rec = web::block(move || record_with_info(&store, &o2, &f2))
         .await
         .map_err(Problem::internal)?
         .map_err(feed_problem)?;
     let location = format!("/api/v1/organizations/{org}/feeds/{flow_id}");
     let body = match rec {
-        Some(r) => serde_json::to_value(model(&r)).map_err(Problem::internal)?,
+        Some((r, info)) => {
+            serde_json::to_value(model(&r, info.as_ref())).map_err(Problem::internal)?
+        }
         None => pending(&org, &flow_id),
     };
     Ok(HttpResponse::Accepted()
@@ -440,11 +521,19 @@ pub async fn upload(
 pub async fn list(state: web::Data<AppState>, auth: OrgAuth) -> Result<HttpResponse, Problem> {
     let store = state.store.clone();
     let org = auth.fiscal_code().clone();
-    let v = web::block(move || list_feeds(&store, Some(&org)))
-        .await
-        .map_err(Problem::internal)?
-        .map_err(feed_problem)?;
-    Ok(HttpResponse::Ok().json(v.iter().map(model).collect::<Vec<_>>()))
+    let v = web::block(move || {
+        list_feeds(&store, Some(&org))?
+            .into_iter()
+            .map(|r| {
+                let info = get_file_info(&store, &org, &r.flow_id)?;
+                Ok(model(&r, info.as_ref()))
+            })
+            .collect::<Result<Vec<_>, FeedError>>()
+    })
+    .await
+    .map_err(Problem::internal)?
+    .map_err(feed_problem)?;
+    Ok(HttpResponse::Ok().json(v))
 }
 
 async fn record(
@@ -477,12 +566,12 @@ pub async fn status(
 ) -> Result<HttpResponse, Problem> {
     let store = state.store.clone();
     let (org, f) = (auth.fiscal_code().clone(), path.1.clone());
-    let found = web::block(move || get_feed(&store, &org, &f))
+    let found = web::block(move || record_with_info(&store, &org, &f))
         .await
         .map_err(Problem::internal)?
         .map_err(feed_problem)?;
     match found {
-        Some(r) => Ok(HttpResponse::Ok().json(model(&r))),
+        Some((r, info)) => Ok(HttpResponse::Ok().json(model(&r, info.as_ref()))),
         // accepted, its actor not yet started: no record yet
         None if state
             .feeds
@@ -508,6 +597,10 @@ fn pending(org: &str, flow_id: &str) -> serde_json::Value {
         "location": base,
         "report": format!("{base}/report"),
         "iuvFile": format!("{base}/iuv-file"),
+        "resultZip": format!("{base}/result.zip"),
+        "sha256": null,
+        "sizeBytes": null,
+        "checksums": [],
     })
 }
 
@@ -629,6 +722,63 @@ pub async fn iuv_file(
     .await
 }
 
+/// `<basename>-RESULT.zip` (FORMAT.md §5.7): the outcome report, the IUV exchange file and the
+/// MyPay / PU compatibility copies (1.x input: `<basename>_SCARTI.csv`, `<basename>_IUV.csv`;
+/// 2.0 input: `ERROR-<basename>.csv`, `<basename>_iuv.csv`), each present when it has lines.
+/// Built on request from the stored upload and streamed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{organizationfiscalcode}/feeds/{flowid}/result.zip",
+    params(("organizationfiscalcode" = String, Path), ("flowid" = String, Path)),
+    responses((status = 200, content_type = "application/zip", body = Vec<u8>),
+              (status = 404, body = Problem), (status = 409, body = Problem, description = "still loading"),
+              (status = 503, body = Problem, description = "feeds not enabled on this node")),
+    security(("ApiKey" = [])),
+    tag = "feeds"
+)]
+pub async fn result_zip(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let launcher = launcher(&state)?;
+    let flow_id = path.1.clone();
+    let r = record(&state, &auth, &flow_id).await?;
+    if r.status == FeedStatus::Running {
+        return Err(Problem::conflict(format!(
+            "feed {flow_id} is still loading ({} of {} rows): poll its status",
+            r.rows_read, r.rows_total
+        )));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let org = auth.fiscal_code().clone();
+    let f = flow_id.clone();
+    tokio::task::spawn_blocking(move || {
+        let w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let res = launcher
+            .write_result_zip(&org, &f, w)
+            .and_then(|(mut w, _)| w.flush().map_err(|e| FeedError::Io(e.to_string())));
+        if let Err(e) = res {
+            tracing::warn!(feed = %f, error = %e, "result.zip interrupted");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let name = result_zip_name(&output_basename(&r.file_name));
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}\"", name.replace('"', "")),
+        ))
+        .streaming(stream))
+}
+
 /// Confirms a FULL load held by `FULL_FEED_GUARD` (FORMAT.md §5.6): it is applied.
 #[utoipa::path(
     post,
@@ -650,9 +800,10 @@ pub async fn confirm(
         .await
         .map_err(Problem::internal)??;
     let r = record(&state, &auth, &path.1).await?;
+    let m = model(&r, None);
     Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, model(&r).location))
-        .json(model(&r)))
+        .insert_header((header::LOCATION, m.location.clone()))
+        .json(m))
 }
 
 /// Rejects a FULL load held by `FULL_FEED_GUARD`: FAILED, nothing applied.
@@ -681,5 +832,5 @@ pub async fn reject(
         .commit(DurabilityPoint::BulkLoad)
         .await
         .map_err(Problem::internal)?;
-    Ok(HttpResponse::Ok().json(model(&r)))
+    Ok(HttpResponse::Ok().json(model(&r, None)))
 }
