@@ -301,6 +301,11 @@ pub struct MpayCodes {
     /// CodiceUfficio.
     #[serde(default)]
     pub codice_ufficio: String,
+    /// Accept Archivio Carichi SOAP calls for this organization without an API key (MPay
+    /// deployments that protect the endpoint by network only). Default false: the caller sends
+    /// the organization's API key (`Ocp-Apim-Subscription-Key` or HTTP Basic password).
+    #[serde(default)]
+    pub archivio_carichi_open: bool,
 }
 
 /// `[[organizations]]`: an Ente Creditore.

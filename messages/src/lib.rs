@@ -12,6 +12,7 @@
 )]
 #![deny(clippy::float_arithmetic)]
 
+pub mod archivio;
 pub mod feeds;
 pub mod ids;
 pub mod journal;

@@ -427,6 +427,11 @@ impl SledLedger {
         )
     }
 
+    /// Counts positions created outside [`PositionRepository::create`] (archive writes).
+    pub(crate) fn note_created(&self, n: u64) {
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn decode_position(key: &[u8], bytes: &[u8]) -> Result<DebtPosition, LedgerError> {
         Ok(decode(POSITIONS, key, bytes)?)
     }

@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod archive;
 mod codec;
 pub mod durability;
 pub mod feeds;

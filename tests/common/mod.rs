@@ -59,6 +59,9 @@ segregation_code = 12
 ibans = ["{IBAN_A}"]
 postal_ibans = ["{POSTAL_A}"]
 api_key_hashes = ["{ha}"]
+[organizations.mpay]
+codice_utente = "000RM"
+codice_ente = "05671"
 
 [[organizations]]
 fiscal_code = "{ORG_B}"
@@ -67,6 +70,10 @@ aux_digit = 3
 segregation_code = 44
 ibans = ["{IBAN_B}"]
 api_key_hashes = ["{hb}"]
+[organizations.mpay]
+codice_utente = "000RM"
+codice_ente = "00936"
+archivio_carichi_open = true
 
 [[services]]
 organization = "{ORG_A}"

@@ -12,6 +12,7 @@
 )]
 
 pub mod api;
+pub mod archivio;
 pub mod auth;
 pub mod demo;
 pub mod middleware;
@@ -47,6 +48,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             }))
             .configure(ops::configure)
             .configure(station::configure)
+            .configure(archivio::configure)
             .service(
                 web::scope("/api/v1")
                     .configure(api::positions::configure)

@@ -127,6 +127,24 @@ impl PersonFiscalCode {
         tens >= 4
     }
 
+    /// The encoded birth data: (two-digit year, month 1..=12, day 1..=31), omocodia decoded.
+    /// The century is not encoded in a fiscal code.
+    pub fn birth(&self) -> (u8, u8, u8) {
+        let b = self.0.as_bytes();
+        let digit = |i: usize| b.get(i).copied().and_then(decode_digit).unwrap_or(0);
+        let month = b
+            .get(8)
+            .and_then(|m| MONTHS.iter().position(|x| x == m))
+            .map(|p| p as u8 + 1)
+            .unwrap_or(0);
+        let day = digit(9) * 10 + digit(10);
+        (
+            digit(6) * 10 + digit(7),
+            month,
+            if day > 40 { day - 40 } else { day },
+        )
+    }
+
     /// Whether any digit position holds an omocodia letter.
     pub fn is_omocode(&self) -> bool {
         self.0
@@ -177,6 +195,16 @@ string_schema!(
 #[cfg(test)]
 mod unit_tests {
     use super::*;
+
+    #[test]
+    fn birth_data_is_decoded_with_omocodia() {
+        let m = PersonFiscalCode::parse_unchecked("RSSMRA85T10A562S").unwrap();
+        assert_eq!(m.birth(), (85, 12, 10));
+        let f = PersonFiscalCode::parse_unchecked("BNCLRA85T52F205X").unwrap();
+        assert_eq!(f.birth(), (85, 12, 12));
+        let o = PersonFiscalCode::parse_unchecked("RSSMRAURTMLA562S").unwrap();
+        assert_eq!(o.birth(), (85, 12, 10));
+    }
 
     #[test]
     fn classic_example() {
