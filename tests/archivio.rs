@@ -739,3 +739,18 @@ async fn concurrent_inserts_of_one_document_store_it_once() {
     let report = app.store.ledger.verify().unwrap();
     assert!(report.is_consistent(), "{report:?}");
 }
+
+#[actix_rt::test]
+async fn the_readme_example_inserts_a_document() {
+    let app = spawn_app().await;
+    let body = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/archivio-inserimento.xml"),
+    )
+    .unwrap();
+    let a = call(&app, &body, Cred::Key(KEY_A)).await;
+    a.assert_esito("00");
+    assert_eq!(a.text_of("numeroBollettinoPagoPA").len(), 18);
+    call(&app, &body, Cred::Key(KEY_A)).await.assert_esito("03");
+    let p = position(&app, "LOC-2026-0001").await;
+    assert_eq!(p["paymentOption"].as_array().unwrap().len(), 3);
+}
