@@ -323,6 +323,29 @@ async fn an_inserted_document_is_a_payable_position_with_installments_and_two_be
     // the same document again: 03; the same flow id with another document: 04
     let again = send(&app, &Doc::new("TARI-2026-0001", "FLUSSO-2", "300.00")).await;
     again.assert_esito("03");
+    // an Ente that lost the first answer gets its numbers back with the 03
+    assert_eq!(again.text_of("numeroBollettinoPagoPA"), nav);
+    // the REST API does not change an archive document behind the archive's back
+    let r = app
+        .put(
+            ORG_A,
+            KEY_A,
+            "/TARI-2026-0001",
+            &position_body("TARI-2026-0001", 100),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let r = app
+        .client
+        .post(format!(
+            "{}/TARI-2026-0001/invalidate",
+            app.positions_url(ORG_A)
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
     let same_flow = send(&app, &Doc::new("TARI-2026-0002", "FLUSSO-1", "10.00")).await;
     same_flow.assert_esito("04");
     assert!(same_flow.text_of("messaggioEsito").contains("FLUSSO-1"));
@@ -345,6 +368,8 @@ async fn validation_and_configuration_errors_store_nothing() {
             Box::new(|d: &mut Doc| d.tributi = vec![Tributo("3944", "50.00", None, None)]),
         ),
         ("04", Box::new(|d: &mut Doc| d.rate[0].1 = "31/02/2099")),
+        ("04", Box::new(|d: &mut Doc| d.rate[0].1 = "31/12/99")),
+        ("04", Box::new(|d: &mut Doc| d.rate[0].1 = "1/3/2099")),
         ("04", Box::new(|d: &mut Doc| d.rate[0].2 = "10,00")),
         ("04", Box::new(|d: &mut Doc| d.tipo = "F")), // male CF declared female
         ("04", Box::new(|d: &mut Doc| d.cf = female_cf())), // female CF, tipo M
@@ -377,7 +402,12 @@ async fn validation_and_configuration_errors_store_nothing() {
             "04",
             Box::new(|d: &mut Doc| d.tributi = vec![Tributo("A", "10.00", None, Some(IBAN_B))]),
         ), // IBAN not registered for the organization
-        ("04", Box::new(|d: &mut Doc| d.numero = "bad/number")),
+        (
+            "04",
+            Box::new(|d: &mut Doc| {
+                d.numero = "N-123456789-123456789-123456789-123456789-123456789"
+            }),
+        ), // longer than 50
     ];
     for (i, (code, change)) in cases.iter().enumerate() {
         let numero = format!("DOC-{i}");
@@ -449,7 +479,23 @@ async fn supplied_notice_numbers_are_checked_and_must_be_unique() {
     .unwrap()
     .as_str()
     .to_string();
-    for (i, nav) in [Some(bad), Some(other_seg), None].into_iter().enumerate() {
+    // a legacy notice failing mod 93 is matched, not judged (DESIGN §3)
+    let mut d = Doc::new("SUP-LEGACY", "S-L", "10.00");
+    d.generate = false;
+    d.nav = Some(bad);
+    send(&app, &d).await.assert_esito("00");
+    // one number twice in a document (single solution and a rata): 04
+    let n4 = layout.generate(900_004).unwrap().as_str().to_string();
+    let n5 = layout.generate(900_005).unwrap().as_str().to_string();
+    let mut d = Doc::new("SUP-TWICE", "S-T", "20.00");
+    d.generate = false;
+    d.nav = Some(n4.clone());
+    d.rate = vec![
+        Rata(1, "31/01/2099", "10.00", Some(n4.clone())),
+        Rata(2, "28/02/2099", "10.00", Some(n5.clone())),
+    ];
+    send(&app, &d).await.assert_esito("04");
+    for (i, nav) in [Some(other_seg), None].into_iter().enumerate() {
         let numero = format!("SUP-BAD-{i}");
         let flow = format!("SB-{i}");
         let mut d = Doc::new(&numero, &flow, "10.00");
@@ -753,4 +799,108 @@ async fn the_readme_example_inserts_a_document() {
     call(&app, &body, Cred::Key(KEY_A)).await.assert_esito("03");
     let p = position(&app, "LOC-2026-0001").await;
     assert_eq!(p["paymentOption"].as_array().unwrap().len(), 3);
+}
+
+#[actix_rt::test]
+async fn beneficiaries_get_exactly_their_share_over_the_installments() {
+    let app = spawn_app().await;
+    let sum_for =
+        |p: &mpay_messages::position::DebtPosition, partial: bool, org: Option<&str>| -> i64 {
+            p.payment_options
+                .iter()
+                .filter(|o| o.is_partial_payment == partial)
+                .flat_map(|o| o.transfers.iter())
+                .filter(|t| t.organization_fiscal_code.as_ref().map(|c| c.as_str()) == org)
+                .map(|t| t.amount.cents())
+                .sum()
+        };
+    // 50.01 / 49.99 over 33.33 + 33.33 + 33.34
+    let mut doc = Doc::new("SPLIT-1", "SP-1", "100.00");
+    doc.rate = vec![
+        Rata(1, "31/01/2099", "33.33", None),
+        Rata(2, "28/02/2099", "33.33", None),
+        Rata(3, "31/03/2099", "33.34", None),
+    ];
+    doc.tributi = vec![
+        Tributo("A", "50.01", None, None),
+        Tributo("B", "49.99", Some(ORG_B), Some(IBAN_B)),
+    ];
+    send(&app, &doc).await.assert_esito("00");
+    let p = app.store.ledger.get(&org_a(), "SPLIT-1").unwrap().unwrap();
+    for partial in [false, true] {
+        assert_eq!(sum_for(&p, partial, None), 5001);
+        assert_eq!(sum_for(&p, partial, Some(ORG_B)), 4999);
+    }
+    for o in &p.payment_options {
+        let s: i64 = o.transfers.iter().map(|t| t.amount.cents()).sum();
+        assert_eq!(s, o.amount.cents());
+        assert!(o.transfers.iter().all(|t| t.amount.cents() > 0));
+    }
+    // a one-cent share: the beneficiary is left out of the installments it has no cent in
+    let mut doc = Doc::new("SPLIT-2", "SP-2", "100.00");
+    doc.rate = vec![
+        Rata(1, "31/01/2099", "50.00", None),
+        Rata(2, "28/02/2099", "50.00", None),
+    ];
+    doc.tributi = vec![
+        Tributo("A", "0.01", None, None),
+        Tributo("B", "99.99", Some(ORG_B), Some(IBAN_B)),
+    ];
+    send(&app, &doc).await.assert_esito("00");
+    let p = app.store.ledger.get(&org_a(), "SPLIT-2").unwrap().unwrap();
+    assert_eq!(sum_for(&p, true, None), 1);
+    assert_eq!(sum_for(&p, true, Some(ORG_B)), 9999);
+    // after a discharge the residual shares hold exactly too
+    let mut doc = Doc::new("SPLIT-3", "SP-3", "100.00");
+    doc.rate = vec![
+        Rata(1, "31/01/2099", "33.33", None),
+        Rata(2, "28/02/2099", "33.33", None),
+        Rata(3, "31/03/2099", "33.34", None),
+    ];
+    doc.tributi = vec![
+        Tributo("A", "60.00", None, None),
+        Tributo("B", "40.00", Some(ORG_B), Some(IBAN_B)),
+    ];
+    send(&app, &doc).await.assert_esito("00");
+    call(
+        &app,
+        &discharge_xml("SPLIT-3", &[("A", 1, "59.99")]),
+        Cred::Key(KEY_A),
+    )
+    .await
+    .assert_esito("00");
+    let p = app.store.ledger.get(&org_a(), "SPLIT-3").unwrap().unwrap();
+    assert_eq!(sum_for(&p, true, None), 1);
+    assert_eq!(sum_for(&p, true, Some(ORG_B)), 4000);
+    assert_eq!(sum_for(&p, false, None), 1);
+    // document numbers as Enti write them
+    send(&app, &Doc::new("123/2026", "SP-4", "5.00"))
+        .await
+        .assert_esito("00");
+    assert!(app
+        .store
+        .ledger
+        .get(&org_a(), "123/2026")
+        .unwrap()
+        .is_some());
+}
+
+#[actix_rt::test]
+async fn two_organizations_cannot_share_mpay_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mpay.toml");
+    let text = config_text(&dir.path().join("data"))
+        .replace("codice_ente = \"00936\"", "codice_ente = \"05671\"");
+    std::fs::write(&cfg, text).unwrap();
+    let settings = mpay_config::Settings::load(&mpay_config::Sources {
+        demo: false,
+        file: Some(cfg),
+        env: false,
+    })
+    .unwrap();
+    let err = match mpay::app::Application::build(settings, false).await {
+        Ok(_) => panic!("shared MPay codes accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("MPay codes"), "{err}");
 }

@@ -384,6 +384,8 @@ pub enum DecodeError {
         base: Box<RequestBase>,
         /// Path of the missing element, e.g. `documento/numeroDocumento`.
         path: String,
+        /// True when the request came in a SOAP 1.2 envelope.
+        soap12: bool,
     },
 }
 
@@ -609,7 +611,8 @@ fn document_request(op: &Element, missing: &mut Option<String>) -> DocumentReque
 /// Errors: [`DecodeError::Malformed`] (not XML, no envelope/body), [`DecodeError::UnknownOperation`],
 /// [`DecodeError::Missing`] (first missing mandatory element).
 pub fn decode(body: &[u8]) -> Result<Decoded, DecodeError> {
-    let root = xml::parse(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let body = to_utf8(body)?;
+    let root = xml::parse(&body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let soap12 = match root.ns.as_deref() {
         Some(NS_SOAP11) if root.local == "Envelope" => false,
         Some(NS_SOAP12) if root.local == "Envelope" => true,
@@ -681,6 +684,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, DecodeError> {
             operation,
             base: Box::new(base),
             path,
+            soap12,
         });
     }
     Ok(Decoded {
@@ -689,6 +693,53 @@ pub fn decode(body: &[u8]) -> Result<Decoded, DecodeError> {
         request,
         soap12,
     })
+}
+
+/// The body as UTF-8: a UTF-16 BOM or an XML declaration naming another encoding
+/// (`ISO-8859-1`, `windows-1252`, ...) is honoured, as MPay's Axis server did; UTF-8 passes
+/// through untouched. Errors: an unknown encoding label, or bytes invalid in the declared one.
+fn to_utf8(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
+    let (encoding, skip) = match encoding_rs::Encoding::for_bom(body) {
+        Some((enc, len)) => (enc, len),
+        None => {
+            let head = body.get(..body.len().min(200)).unwrap_or(body);
+            let head = String::from_utf8_lossy(head);
+            let label = head
+                .strip_prefix("<?xml")
+                .and_then(|h| h.split("?>").next())
+                .and_then(|decl| {
+                    let i = decl.find("encoding")?;
+                    let rest = decl.get(i + "encoding".len()..)?.trim_start();
+                    let rest = rest.strip_prefix('=')?.trim_start();
+                    let q = rest.chars().next()?;
+                    let rest = rest.get(1..)?;
+                    rest.split(q).next().map(str::to_string)
+                });
+            match label {
+                None => return Ok(std::borrow::Cow::Borrowed(body)),
+                Some(l) => match encoding_rs::Encoding::for_label(l.trim().as_bytes()) {
+                    Some(e) => (e, 0),
+                    None => {
+                        return Err(DecodeError::Malformed(format!(
+                            "codifica dichiarata sconosciuta: {l}"
+                        )))
+                    }
+                },
+            }
+        }
+    };
+    if encoding == encoding_rs::UTF_8 {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    let (text, had_errors) =
+        encoding.decode_without_bom_handling(body.get(skip..).unwrap_or_default());
+    if had_errors {
+        return Err(DecodeError::Malformed(format!(
+            "byte non validi per la codifica {}",
+            encoding.name()
+        )));
+    }
+    Ok(std::borrow::Cow::Owned(text.into_owned().into_bytes()))
 }
 
 /// For `discaricoEC` only the document number is needed to find the document: the other
@@ -748,8 +799,20 @@ pub fn format_euros(a: Amount) -> String {
 ///
 /// Errors: a message in Italian.
 pub fn parse_date(field: &str, s: &str) -> Result<chrono::NaiveDate, String> {
-    chrono::NaiveDate::parse_from_str(s.trim(), "%d/%m/%Y")
-        .map_err(|_| format!("{field}: data non valida «{s}» (formato GG/MM/AAAA)"))
+    let t = s.trim().as_bytes();
+    let shape = t.len() == 10
+        && t.iter().enumerate().all(|(i, b)| {
+            if i == 2 || i == 5 {
+                *b == b'/'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let bad = || format!("{field}: data non valida «{s}» (formato GG/MM/AAAA)");
+    if !shape {
+        return Err(bad());
+    }
+    chrono::NaiveDate::parse_from_str(s.trim(), "%d/%m/%Y").map_err(|_| bad())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1010,6 +1073,46 @@ mod tests {
         assert!(matches!(
             decode(other.as_bytes()),
             Err(DecodeError::UnknownOperation(_))
+        ));
+    }
+
+    #[test]
+    fn dates_need_the_full_form() {
+        assert!(parse_date("d", "31/12/2027").is_ok());
+        for bad in [
+            "31/12/27",
+            "1/3/2027",
+            "01/01/-2027",
+            "01/01/+2027",
+            "29/02/2027",
+            "31-12-2027",
+        ] {
+            assert!(parse_date("d", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn latin1_requests_are_transcoded() {
+        let latin = INSERT.replace("Mario Rossi", "Niccolò Città").replacen(
+            "<soapenv:Envelope",
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><soapenv:Envelope",
+            1,
+        );
+        let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&latin);
+        assert!(std::str::from_utf8(&bytes).is_err());
+        let d = decode(&bytes).unwrap();
+        let Request::Inserimento(r) = d.request else {
+            panic!()
+        };
+        assert_eq!(r.anagrafica.denominazione, "Niccolò Città");
+        let bad = INSERT.replacen(
+            "<soapenv:Envelope",
+            "<?xml version=\"1.0\" encoding=\"klingon\"?><soapenv:Envelope",
+            1,
+        );
+        assert!(matches!(
+            decode(bad.as_bytes()),
+            Err(DecodeError::Malformed(_))
         ));
     }
 

@@ -117,7 +117,8 @@ pub async fn handle(
             operation,
             base,
             path,
-        }) => Err((operation, base, path)),
+            soap12,
+        }) => Err((operation, base, path, soap12)),
         Err(e) => {
             metrics::counter!("mpay_archivio_requests_total", "operation" => "unknown", "outcome" => "FAULT").increment(1);
             journal(
@@ -129,7 +130,7 @@ pub async fn handle(
     };
     let (op, base, soap12) = match &decoded {
         Ok(d) => (d.operation, d.base.clone(), d.soap12),
-        Err((op, base, _)) => (*op, (**base).clone(), false),
+        Err((op, base, _, soap12)) => (*op, (**base).clone(), *soap12),
     };
     let org = match authenticate(&req, &state, &base) {
         Ok(org) => org,
@@ -151,7 +152,7 @@ pub async fn handle(
         }
     };
     let answer = match decoded {
-        Err((_, _, path)) => Answer {
+        Err((_, _, path, _)) => Answer {
             esito: Esito::Validazione,
             message: format!("elemento obbligatorio mancante: {path}"),
             body: empty_body(op),
@@ -359,26 +360,22 @@ fn run(state: &AppState, org: &OrgContext, base: &RequestBase, request: Request)
         Request::RichiestaAvviso(s) => Some(s.clone()),
         _ => None,
     };
-    let (op, key, result) = match request {
+    let doc_echo = match &request {
+        Request::Inserimento(r) | Request::Variazione(r) => Some(r.documento.clone()),
+        _ => None,
+    };
+    let (key, result) = match request {
         Request::Inserimento(r) => {
             let key = r.documento.numero_documento.clone();
-            (
-                Operation::Inserimento,
-                key,
-                upsert(state, org, base, *r, false),
-            )
+            (key, upsert(state, org, base, *r, false))
         }
         Request::Variazione(r) => {
             let key = r.documento.numero_documento.clone();
-            (
-                Operation::Variazione,
-                key,
-                upsert(state, org, base, *r, true),
-            )
+            (key, upsert(state, org, base, *r, true))
         }
         Request::Cancellazione { numero_documento } => {
             let r = cancel(state, org, &numero_documento);
-            (Operation::Cancellazione, numero_documento, r)
+            (numero_documento, r)
         }
         Request::Discarico {
             documento,
@@ -386,11 +383,11 @@ fn run(state: &AppState, org: &OrgContext, base: &RequestBase, request: Request)
         } => {
             let key = documento.numero_documento.clone();
             let r = discharge(state, org, &documento.numero_documento, &list_tributi);
-            (Operation::Discarico, key, r)
+            (key, r)
         }
         Request::RichiestaAvviso(s) => {
             let key = s.numero_documento.clone();
-            (Operation::RichiestaAvviso, key, notice_pdf(state, org, s))
+            (key, notice_pdf(state, org, s))
         }
     };
     match result {
@@ -404,15 +401,20 @@ fn run(state: &AppState, org: &OrgContext, base: &RequestBase, request: Request)
             wrote,
         ),
         Err(Fail(esito, message)) => {
-            let body = match op {
-                Operation::Cancellazione | Operation::Discarico => {
-                    ResponseBody::NumeroDocumento(key.clone())
+            let body = match (print_echo, doc_echo) {
+                (Some(s), _) => ResponseBody::Stampa(s, String::new()),
+                (None, Some(d)) => {
+                    // a duplicate answers with the stored document and its numbers, so an Ente
+                    // that lost the first answer can recover them; other errors echo the request
+                    let stored = (esito == Esito::Duplicato)
+                        .then(|| archive::read(&state.store, &org.fiscal_code, &key).ok())
+                        .flatten()
+                        .and_then(|snap| snap.document)
+                        .filter(|d| !d.cancelled)
+                        .map(|d| d.request.documento);
+                    ResponseBody::Documento(stored.unwrap_or(d))
                 }
-                _ => empty_body(op),
-            };
-            let body = match print_echo {
-                Some(s) => ResponseBody::Stampa(s, String::new()),
-                None => body,
+                (None, None) => ResponseBody::NumeroDocumento(key.clone()),
             };
             (
                 Answer {
@@ -456,8 +458,7 @@ fn upsert(
     replace: bool,
 ) -> Done {
     let numero = req.documento.numero_documento.clone();
-    crate::api::model::validate_iupd(&numero)
-        .map_err(|e| fail(Esito::Validazione, format!("numeroDocumento: {e}")))?;
+    validate_numero(&numero)?;
     let flow = req.configurazione.identificativo_flusso.trim().to_string();
     if flow.is_empty() {
         return Err(fail(
@@ -529,7 +530,7 @@ fn upsert(
             ));
         }
         if archive::flow_exists(&state.store, &org.fiscal_code, &flow_id).map_err(storage_fail)? {
-            return Err(flow_duplicate(&flow));
+            return Err(flow_duplicate(&flow_id));
         }
         let mut numbered = req.clone();
         if generate {
@@ -593,7 +594,7 @@ fn upsert(
                 return Ok((message, ResponseBody::Documento(req.documento), true));
             }
             Err(ArchiveError::Contended) => continue,
-            Err(ArchiveError::FlowDuplicate(_)) => return Err(flow_duplicate(&flow)),
+            Err(ArchiveError::FlowDuplicate(_)) => return Err(flow_duplicate(&flow_id)),
             Err(ArchiveError::DocumentExists(_)) => {
                 return Err(fail(
                     Esito::Duplicato,
@@ -619,6 +620,22 @@ fn upsert(
         Esito::Generico,
         "documento modificato contemporaneamente da un'altra richiesta: ripetere",
     ))
+}
+
+/// `numeroDocumento`: 1..=50 characters, no control characters, no surrounding spaces. Any
+/// other character is allowed (`123/2026` is common); such positions are reachable through
+/// the REST list, and by `GET` with the `/` percent-encoded.
+fn validate_numero(numero: &str) -> Result<(), Fail> {
+    let n = numero.chars().count();
+    if n == 0 || n > 50 || numero.chars().any(char::is_control) || numero.trim() != numero {
+        return Err(fail(
+            Esito::Validazione,
+            format!(
+                "numeroDocumento «{numero}» non valido (da 1 a 50 caratteri, senza caratteri di controllo né spazi iniziali o finali)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn flow_duplicate(flow: &str) -> Fail {
@@ -692,6 +709,30 @@ fn fill_numbers(
 /// every rata (a single rata may omit them and takes the document's, or must repeat them);
 /// check digits valid, layout of the organization, IUV = the notice's IUV.
 fn check_supplied_numbers(org: &OrgContext, req: &mut DocumentRequest) -> Result<(), Fail> {
+    check_supplied_numbers_inner(org, req)?;
+    // one notice number per option: the single solution and every installment differ
+    if req.list_scadenze.len() > 1 {
+        let mut seen = std::collections::HashSet::new();
+        let all = std::iter::once(&req.documento.numero_bollettino_pago_pa).chain(
+            req.list_scadenze
+                .iter()
+                .map(|s| &s.numero_bollettino_pago_pa),
+        );
+        for n in all.flatten() {
+            if !seen.insert(n.clone()) {
+                return Err(fail(
+                    Esito::Validazione,
+                    format!(
+                        "numero avviso {n} ripetuto nel documento: documento e rate devono avere numeri diversi"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_supplied_numbers_inner(org: &OrgContext, req: &mut DocumentRequest) -> Result<(), Fail> {
     let doc = supplied(
         org,
         "documento",
@@ -745,8 +786,12 @@ fn supplied(
             "{path}/numeroBollettinoPagoPA obbligatorio con flagGenerazioneIUV=N"
         ))
     })?;
-    let n = NoticeNumber::parse(nav_text)
+    // matched, not judged (DESIGN §3): legacy notices failing mod 93 are accepted
+    let n = NoticeNumber::parse_unchecked(nav_text)
         .map_err(|e| v(format!("{path}/numeroBollettinoPagoPA {nav_text}: {e}")))?;
+    if !n.check_digit_ok() {
+        tracing::warn!(notice = %nav_text, "supplied notice number fails the check digit (accepted)");
+    }
     if n.layout() != org.layout {
         return Err(v(format!(
             "{path}/numeroBollettinoPagoPA {nav_text}: aux digit o codice di segregazione/applicazione diverso da quello dell'ente"
@@ -782,15 +827,15 @@ fn debtor_of(req: &DocumentRequest) -> Result<Debtor, Fail> {
     let cf = a.codice_fiscale.trim().to_ascii_uppercase();
     let kind = a.tipo_anagrafica.trim().to_ascii_uppercase();
     let fiscal_code = match kind.as_str() {
-        "A" => OrgFiscalCode::parse(&cf)
+        "A" => OrgFiscalCode::parse_unchecked(&cf)
             .map(FiscalCode::Organization)
             .map_err(|e| v(format!("anagrafica/codiceFiscale: partita IVA non valida per tipoAnagrafica A: {e}")))?,
-        "D" => FiscalCode::parse(&cf)
+        "D" => FiscalCode::parse_unchecked(&cf)
             .ok()
             .filter(|c| !c.is_anonymous())
             .ok_or_else(|| v("anagrafica/codiceFiscale non valido per tipoAnagrafica D (codice fiscale o partita IVA)".into()))?,
         "F" | "M" => {
-            let p = PersonFiscalCode::parse(&cf).map_err(|e| {
+            let p = PersonFiscalCode::parse_unchecked(&cf).map_err(|e| {
                 v(format!(
                     "anagrafica/codiceFiscale: codice fiscale di persona fisica non valido: {e}"
                 ))
@@ -852,7 +897,10 @@ fn debtor_of(req: &DocumentRequest) -> Result<Debtor, Fail> {
 /// One beneficiary of the document: the tributi of one domain.
 struct Beneficiary {
     domain: Option<OrgFiscalCode>,
+    /// Residual cents (after discharges).
     cents: i64,
+    /// Cents before discharges.
+    original: i64,
     destination: Destination,
     category: String,
     metadata: Vec<MapEntry>,
@@ -965,7 +1013,9 @@ fn position_of(
     }
     // tributi, grouped by beneficiary domain (ours first)
     let ruolo_code = req.ruolo.codice_tipologia_servizio.trim().to_string();
-    let mut groups: BTreeMap<(bool, String), Vec<(usize, i64)>> = BTreeMap::new();
+    // (secondary?, domain) → (tributo index, residual cents, original cents)
+    type Lines = Vec<(usize, i64, i64)>;
+    let mut groups: BTreeMap<(bool, String), Lines> = BTreeMap::new();
     let mut keys = std::collections::HashSet::new();
     let mut sum_tributi = 0i64;
     let mut residual_total = 0i64;
@@ -1010,7 +1060,7 @@ fn position_of(
         groups
             .entry((!domain.is_empty(), domain))
             .or_default()
-            .push((i, residual));
+            .push((i, residual, amount.cents()));
     }
     if sum_tributi != total.cents() {
         return Err(v(format!(
@@ -1051,7 +1101,7 @@ fn position_of(
     for ((secondary, domain), lines) in &groups {
         let tributi: Vec<&ac::Tributo> = lines
             .iter()
-            .filter_map(|(i, _)| req.list_tributi.get(*i))
+            .filter_map(|(i, _, _)| req.list_tributi.get(*i))
             .collect();
         let consistent = |f: &dyn Fn(&ac::Tributo) -> Option<String>,
                           what: &str|
@@ -1093,7 +1143,8 @@ fn position_of(
                 },
             )
             .unwrap_or_default();
-        let cents: i64 = lines.iter().map(|(_, c)| *c).sum();
+        let cents: i64 = lines.iter().map(|(_, c, _)| *c).sum();
+        let original: i64 = lines.iter().map(|(_, _, o)| *o).sum();
         let parse_iban = |what: &str, s: &str| {
             Iban::parse(s).map_err(|e| v(format!("{what} {s} non valido: {e}")))
         };
@@ -1128,12 +1179,13 @@ fn position_of(
             beneficiaries.push(Beneficiary {
                 domain: None,
                 cents,
+                original,
                 destination,
                 category: base_category.clone(),
                 metadata,
             });
         } else {
-            let fc = OrgFiscalCode::parse(domain)
+            let fc = OrgFiscalCode::parse_unchecked(domain)
                 .map_err(|e| v(format!("identificativoDominio {domain} non valido: {e}")))?;
             let mut category = base_category.clone();
             if let Some(code) = &tipologia {
@@ -1169,6 +1221,7 @@ fn position_of(
             beneficiaries.push(Beneficiary {
                 domain: Some(fc),
                 cents,
+                original,
                 destination,
                 category,
                 metadata,
@@ -1213,13 +1266,38 @@ fn position_of(
         .min()
         .unwrap_or_else(|| now.date_naive());
     let numero = doc.numero_documento.clone();
+    let fully_discharged = residual_total == 0;
+    // split weights: residual shares; a fully discharged document keeps its original split
+    let weights: Vec<i64> = beneficiaries
+        .iter()
+        .map(|b| {
+            if fully_discharged {
+                b.original
+            } else {
+                b.cents
+            }
+        })
+        .collect();
+    let plan_total = if fully_discharged {
+        total.cents()
+    } else {
+        residual_total
+    };
     let option = |nav: &NoticeNumber,
+                  before: i64,
                   cents: i64,
                   day: NaiveDate,
                   partial: bool,
                   rata: Option<u32>|
      -> Result<PaymentOption, Fail> {
-        let transfers = split(&beneficiaries, cents, residual_total, &description)?;
+        let transfers = split(
+            &beneficiaries,
+            &weights,
+            before,
+            cents,
+            plan_total,
+            &description,
+        )?;
         let mut metadata = vec![MapEntry {
             key: "numeroDocumento".into(),
             value: numero.chars().take(140).collect(),
@@ -1247,17 +1325,18 @@ fn position_of(
         })
     };
     let mut options = Vec::new();
-    let fully_discharged = residual_total == 0;
     if !fully_discharged {
-        options.push(option(&doc_nav, residual_total, first_due, false, None)?);
+        options.push(option(&doc_nav, 0, residual_total, first_due, false, None)?);
         if rate.len() > 1 {
+            let mut before = 0;
             for r in &rate_now {
-                options.push(option(&r.3, r.2, r.1, true, Some(r.0))?);
+                options.push(option(&r.3, before, r.2, r.1, true, Some(r.0))?);
+                before += r.2;
             }
         }
     } else {
         // nothing left to pay: keep the single solution for the record, not payable
-        options.push(option(&doc_nav, total.cents(), first_due, false, None)?);
+        options.push(option(&doc_nav, 0, total.cents(), first_due, false, None)?);
     }
     Ok(DebtPosition {
         organization_fiscal_code: org.fiscal_code.clone(),
@@ -1289,43 +1368,42 @@ fn cents_text(c: i64) -> String {
         .unwrap_or_else(|_| c.to_string())
 }
 
-/// Splits `cents` among the beneficiaries in proportion to their residual shares of
-/// `residual_total`; the last transfer takes the rounding.
+/// The transfers of one option worth `cents` that follows options worth `before` in a plan
+/// whose options add up to `total` (the single solution: `before` = 0, `cents` = `total`).
+/// Each beneficiary gets the difference of its cumulative shares
+/// `floor((before + cents) × weight / total) − floor(before × weight / total)` and the last one
+/// the rest, so over the whole plan every beneficiary receives exactly its weight (no cent
+/// drifts between Enti). A beneficiary whose share of this option is zero is left out of it.
 fn split(
     bens: &[Beneficiary],
+    weights: &[i64],
+    before: i64,
     cents: i64,
-    residual_total: i64,
+    total: i64,
     description: &str,
 ) -> Result<Vec<Transfer>, Fail> {
-    let active: Vec<&Beneficiary> = bens.iter().filter(|b| b.cents > 0).collect();
-    let active = if active.is_empty() {
-        bens.iter().take(1).collect()
-    } else {
-        active
+    let total = total.max(1);
+    let cumulative = |upto: i64, w: i64| -> i64 {
+        i64::try_from(i128::from(upto) * i128::from(w) / i128::from(total)).unwrap_or(0)
     };
-    let denominator = if residual_total > 0 {
-        residual_total
-    } else {
-        cents
-    };
-    let mut out = Vec::with_capacity(active.len());
+    let mut shares = Vec::with_capacity(bens.len());
     let mut given = 0i64;
-    for (i, b) in active.iter().enumerate() {
-        let share = if i + 1 == active.len() {
+    for (i, w) in weights.iter().enumerate() {
+        let share = if i + 1 == weights.len() {
             cents - given
         } else {
-            let s = i128::from(cents) * i128::from(b.cents.max(0)) / i128::from(denominator.max(1));
-            i64::try_from(s).unwrap_or(0)
+            cumulative(before + cents, *w) - cumulative(before, *w)
         };
-        if share <= 0 {
-            return Err(fail(
-                Esito::Validazione,
-                "importo della rata troppo piccolo per essere ripartito tra gli enti beneficiari",
-            ));
-        }
         given += share;
+        shares.push(share);
+    }
+    let mut out = Vec::with_capacity(bens.len());
+    for (b, share) in bens.iter().zip(shares) {
+        if share <= 0 {
+            continue;
+        }
         out.push(Transfer {
-            id_transfer: u8::try_from(i + 1).unwrap_or(1),
+            id_transfer: u8::try_from(out.len() + 1).unwrap_or(1),
             amount: Amount::from_cents(share)
                 .map_err(|e| fail(Esito::Validazione, e.to_string()))?,
             organization_fiscal_code: b.domain.clone(),
@@ -1335,6 +1413,12 @@ fn split(
             company_name: None,
             metadata: b.metadata.clone(),
         });
+    }
+    if out.is_empty() {
+        return Err(fail(
+            Esito::Generico,
+            "ripartizione tra gli enti beneficiari impossibile",
+        ));
     }
     Ok(out)
 }

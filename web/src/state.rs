@@ -67,11 +67,28 @@ impl AppState {
     ) -> Result<Self, StateError> {
         let mut orgs = HashMap::new();
         let mut api_keys = HashMap::new();
+        let mut mpay_codes = HashMap::new();
         for o in &settings.organizations {
             let err = |reason: String| StateError {
                 fiscal_code: o.fiscal_code.clone(),
                 reason,
             };
+            let m = &o.mpay;
+            if !m.codice_utente.trim().is_empty() {
+                let codes = [
+                    &m.codice_utente,
+                    &m.codice_ente,
+                    &m.tipo_ufficio,
+                    &m.codice_ufficio,
+                ]
+                .map(|c| c.trim().to_ascii_uppercase());
+                if let Some(other) = mpay_codes.insert(codes, o.fiscal_code.clone()) {
+                    return Err(err(format!(
+                        "MPay codes (codice_utente {}, codice_ente {}) already belong to organization {other}",
+                        m.codice_utente, m.codice_ente
+                    )));
+                }
+            }
             let fiscal_code =
                 OrgFiscalCode::parse_unchecked(&o.fiscal_code).map_err(|e| err(e.to_string()))?;
             if !fiscal_code.check_digit_ok() {

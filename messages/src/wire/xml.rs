@@ -13,6 +13,9 @@ use quick_xml::NsReader;
 pub const MAX_DEPTH: usize = 32;
 /// Most elements accepted in one document.
 pub const MAX_ELEMENTS: usize = 20_000;
+/// Most attributes (namespace declarations included) accepted on one element: the duplicate
+/// check costs quadratic time in their number, so an unbounded count is a CPU attack.
+pub const MAX_ATTRIBUTES: usize = 256;
 
 /// A document that is not well-formed XML (or not acceptable: DTD, too deep, not UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +131,12 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
                     .map_err(err)?
                     .to_string();
                 let mut attributes = Vec::new();
-                for a in e.attributes() {
+                for (i, a) in e.attributes().enumerate() {
+                    if i >= MAX_ATTRIBUTES {
+                        return Err(XmlError(format!(
+                            "more than {MAX_ATTRIBUTES} attributes on one element"
+                        )));
+                    }
                     let a = a.map_err(err)?;
                     let key = a.key;
                     check_qname(key.as_ref())?;
@@ -301,6 +309,29 @@ mod tests {
         assert_eq!(
             parse("<x>\u{7f}\u{1F600}</x>".as_bytes()).unwrap().text,
             "\u{7f}\u{1F600}"
+        );
+    }
+
+    #[test]
+    fn an_element_with_too_many_attributes_is_refused_quickly() {
+        let mut doc = String::from("<a");
+        for i in 0..50_000 {
+            doc.push_str(&format!(" a{i}=\"x\""));
+        }
+        doc.push_str("/>");
+        let started = std::time::Instant::now();
+        let e = parse(doc.as_bytes()).unwrap_err();
+        assert!(e.0.contains("attributes"), "{e}");
+        // a finding, not a timing assertion: print it
+        println!("refused in {:?}", started.elapsed());
+        let mut ok = String::from("<a");
+        for i in 0..MAX_ATTRIBUTES {
+            ok.push_str(&format!(" a{i}=\"x\""));
+        }
+        ok.push_str("/>");
+        assert_eq!(
+            parse(ok.as_bytes()).unwrap().attributes.len(),
+            MAX_ATTRIBUTES
         );
     }
 

@@ -134,6 +134,32 @@ async fn ledger<T: Send + 'static>(
         .map_err(Problem::from)
 }
 
+/// Positions created through MPay's Archivio Carichi SOAP are changed only through it (its
+/// document is rebuilt from its own record): 409 for REST writes on them.
+async fn refuse_archive_document(
+    state: &AppState,
+    org: &mpay_messages::OrgFiscalCode,
+    iupd: &str,
+) -> Result<(), Problem> {
+    let store = state.store.clone();
+    let (org, iupd) = (org.clone(), iupd.to_string());
+    let managed = web::block(move || {
+        mpay_storage::archive::read(&store, &org, &iupd)
+            .map(|s| s.document.is_some_and(|d| !d.cancelled))
+    })
+    .await
+    .map_err(Problem::internal)?
+    .map_err(Problem::internal)?;
+    if managed {
+        return Err(Problem::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "Managed by Archivio Carichi",
+            "this debt position is an MPay Archivio Carichi document: change it with variazioneEC, cancellazioneEC or discaricoEC",
+        ));
+    }
+    Ok(())
+}
+
 async fn durable(state: &AppState) -> Result<(), Problem> {
     state
         .store
@@ -459,6 +485,7 @@ pub async fn update(
         return Err(Problem::field("iupd", "must match the iupd in the path"));
     }
     check_service(&state, &auth.org, &model, "")?;
+    refuse_archive_document(&state, &auth.org.fiscal_code, &iupd).await?;
     let draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
     let org = auth.org.clone();
     let publish = flag.to_publish;
@@ -509,6 +536,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, Problem> {
     let iupd = iupd_param(&path.1)?;
     let org = auth.fiscal_code().clone();
+    refuse_archive_document(&state, &org, &iupd).await?;
     ledger(&state, move |l| {
         l.delete(&org, &iupd, &|p| {
             if p.status == PositionStatus::Draft {
@@ -595,6 +623,7 @@ async fn transition(
 ) -> Result<HttpResponse, Problem> {
     let iupd = iupd_param(iupd)?;
     let org = auth.fiscal_code().clone();
+    refuse_archive_document(&state, &org, &iupd).await?;
     let p = ledger(&state, move |l| l.modify(&org, &iupd, &mut |p| change(p))).await?;
     durable(&state).await?;
     Ok(HttpResponse::Ok().json(PaymentPositionResponse::from(&p)))
