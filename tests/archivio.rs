@@ -747,6 +747,20 @@ async fn credentials_faults_and_open_organizations() {
         let text = r.text().await.unwrap();
         assert!(text.contains("<srv:code>1</srv:code>"), "{text}");
     }
+    // too large: a SOAP fault too, not an HTML or JSON error
+    let huge = Doc::new("BIG", "B-1", "1.00")
+        .xml()
+        .replace("Mario Rossi", &"x".repeat(70_000));
+    let r = app
+        .client
+        .post(format!("{}{PATH}", app.base))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("<srv:code>413</srv:code>"));
 }
 
 #[actix_rt::test]

@@ -27,6 +27,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use futures_util::StreamExt;
 use mpay_actors::Record;
 use mpay_messages::archivio::{
     self as ac, ArchivedDocument, DecodeError, Discharge, DocumentRequest, Esito, Operation,
@@ -107,10 +108,29 @@ fn content_type(soap12: bool) -> &'static str {
 pub async fn handle(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    mut payload: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
     let at = Utc::now();
+    let limit = state.settings.http.body_limit_bytes;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(c) if body.len() + c.len() <= limit => body.extend_from_slice(&c),
+            Ok(_) => {
+                return soap_fault(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    413,
+                    &format!("richiesta più grande di {limit} byte"),
+                    false,
+                )
+            }
+            Err(e) => {
+                return soap_fault(StatusCode::BAD_REQUEST, 400, &e.to_string(), false);
+            }
+        }
+    }
+    let body = body.freeze();
     let decoded = match ac::decode(&body) {
         Ok(d) => Ok(d),
         Err(DecodeError::Missing {
@@ -125,7 +145,11 @@ pub async fn handle(
                 &state, at, started, "unknown", None, None, 500, "FAULT", &body,
             )
             .await;
-            return soap_fault(StatusCode::INTERNAL_SERVER_ERROR, 1, &e.to_string(), false);
+            // answer in the envelope version the caller used, when it can be seen
+            let soap12 =
+                String::from_utf8_lossy(body.get(..body.len().min(512)).unwrap_or_default())
+                    .contains(ac::NS_SOAP12);
+            return soap_fault(StatusCode::INTERNAL_SERVER_ERROR, 1, &e.to_string(), soap12);
         }
     };
     let (op, base, soap12) = match &decoded {
