@@ -813,6 +813,30 @@ async fn the_readme_example_inserts_a_document() {
     call(&app, &body, Cred::Key(KEY_A)).await.assert_esito("03");
     let p = position(&app, "LOC-2026-0001").await;
     assert_eq!(p["paymentOption"].as_array().unwrap().len(), 3);
+    // both exchanges are in the journal, with their outcome and the document as key
+    use mpay_storage::{JournalQuery, JournalStore};
+    app.wait_for("journal entries", || async {
+        let entries = app
+            .store
+            .journal
+            .query(&JournalQuery {
+                organization: Some(ORG_A.into()),
+                from: None,
+                limit: 10,
+            })
+            .unwrap();
+        let ours: Vec<_> = entries
+            .iter()
+            .filter(|e| e.channel == "archivio-carichi" && e.operation == "inserimentoEC")
+            .collect();
+        ours.len() == 2
+            && ours.iter().any(|e| e.outcome == "00")
+            && ours.iter().any(|e| e.outcome == "03")
+            && ours
+                .iter()
+                .all(|e| e.key.as_deref() == Some("LOC-2026-0001"))
+    })
+    .await;
 }
 
 #[actix_rt::test]

@@ -28,7 +28,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use futures_util::StreamExt;
-use mpay_actors::Record;
 use mpay_messages::archivio::{
     self as ac, ArchivedDocument, DecodeError, Discharge, DocumentRequest, Esito, Operation,
     Request, RequestBase, ResponseBody, StampaDocumento,
@@ -223,13 +222,6 @@ async fn journal(
     outcome: &str,
     body: &[u8],
 ) {
-    let Some(addr) = state.journal_addr() else {
-        return;
-    };
-    let payload = state.settings.journal.keep_payloads.then(|| {
-        String::from_utf8_lossy(body.get(..body.len().min(256 * 1024)).unwrap_or_default())
-            .into_owned()
-    });
     let entry = JournalEntry {
         at,
         channel: "archivio-carichi".into(),
@@ -241,11 +233,9 @@ async fn journal(
         latency_us: started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
         request_id: uuid::Uuid::new_v4().to_string(),
         note: None,
-        payload,
+        payload: None,
     };
-    if let Err(actix::dev::SendError::Full(r)) = addr.try_send(Record(entry)) {
-        let _ = addr.send(r).await;
-    }
+    state.journal_exchange(entry, body).await;
 }
 
 fn same(a: &str, b: &str) -> bool {
@@ -1447,8 +1437,20 @@ fn split(
     Ok(out)
 }
 
-/// `cancellazioneEC`.
-fn cancel(state: &AppState, org: &OrgContext, numero: &str) -> Done {
+/// A change of an archive document: (current document, current position) → new ones.
+type Step<'a> = dyn FnMut(&ArchivedDocument, &DebtPosition) -> Result<(ArchivedDocument, DebtPosition), Fail>
+    + 'a;
+
+/// Read-check-write cycle on an existing, active document without payments (`05` absent or
+/// cancelled, `06` `refused` when payments exist); `step` returns the new document and
+/// position; retried when another request changed the document meanwhile.
+fn change_document(
+    state: &AppState,
+    org: &OrgContext,
+    numero: &str,
+    refused: &str,
+    step: &mut Step<'_>,
+) -> Done {
     for _ in 0..MAX_ATTEMPTS {
         let snap = read(state, org, numero)?;
         let (Some(doc), Some(pos)) = (&snap.document, &snap.position) else {
@@ -1460,13 +1462,10 @@ fn cancel(state: &AppState, org: &OrgContext, numero: &str) -> Done {
         if has_payments(pos) {
             return Err(fail(
                 Esito::PagamentiPresenti,
-                format!("cancellazione non consentita: il documento {numero} ha pagamenti"),
+                format!("{refused}: il documento {numero} ha pagamenti"),
             ));
         }
-        let mut document = doc.clone();
-        document.cancelled = true;
-        let mut position = pos.clone();
-        position.status = PositionStatus::Invalid;
+        let (document, mut position) = step(doc, pos)?;
         position.revision = pos.revision.saturating_add(1);
         position.last_updated_date = Utc::now();
         match archive::write(&state.store, &snap, None, &document, &position) {
@@ -1487,6 +1486,24 @@ fn cancel(state: &AppState, org: &OrgContext, numero: &str) -> Done {
     ))
 }
 
+/// `cancellazioneEC`: the position becomes INVALID (the Node then gets
+/// PAA_PAGAMENTO_ANNULLATO); the document may be inserted again later.
+fn cancel(state: &AppState, org: &OrgContext, numero: &str) -> Done {
+    change_document(
+        state,
+        org,
+        numero,
+        "cancellazione non consentita",
+        &mut |doc, pos| {
+            let mut document = doc.clone();
+            document.cancelled = true;
+            let mut position = pos.clone();
+            position.status = PositionStatus::Invalid;
+            Ok((document, position))
+        },
+    )
+}
+
 fn not_found(numero: &str) -> Fail {
     fail(
         Esito::NonTrovato,
@@ -1497,82 +1514,60 @@ fn not_found(numero: &str) -> Fail {
 /// `discaricoEC`: each tributo's `impTributo` is the amount to discharge from that tributo.
 fn discharge(state: &AppState, org: &OrgContext, numero: &str, lines: &[ac::Tributo]) -> Done {
     let v = |m: String| fail(Esito::Validazione, m);
-    for _ in 0..MAX_ATTEMPTS {
-        let snap = read(state, org, numero)?;
-        let (Some(doc), Some(pos)) = (&snap.document, &snap.position) else {
-            return Err(not_found(numero));
-        };
-        if doc.cancelled {
-            return Err(not_found(numero));
-        }
-        if has_payments(pos) {
-            return Err(fail(
-                Esito::PagamentiPresenti,
-                format!("discarico non consentito: il documento {numero} ha pagamenti"),
-            ));
-        }
-        let mut done: HashMap<String, i64> = HashMap::new();
-        for d in &doc.discharged {
-            *done.entry(d.tributo.clone()).or_default() += d.cents;
-        }
-        let now = Utc::now();
-        let mut added = Vec::new();
-        for (i, t) in lines.iter().enumerate() {
-            let path = format!("listTributi[{}]", i + 1);
-            let key = ac::tributo_key(t);
-            let original = doc
-                .request
-                .list_tributi
-                .iter()
-                .find(|o| ac::tributo_key(o) == key)
-                .ok_or_else(|| {
-                    fail(
-                        Esito::NonTrovato,
-                        format!("{path}: tributo {key} non presente nel documento {numero}"),
-                    )
-                })?;
-            let orig = ac::parse_euros("impTributo", &original.imp_tributo).map_err(v)?;
-            let amount =
-                ac::parse_euros(&format!("{path}/impTributo"), &t.imp_tributo).map_err(v)?;
-            if amount.is_zero() {
-                return Err(v(format!("{path}/impTributo deve essere maggiore di zero")));
+    change_document(
+        state,
+        org,
+        numero,
+        "discarico non consentito",
+        &mut |doc, pos| {
+            let mut done: HashMap<String, i64> = HashMap::new();
+            for d in &doc.discharged {
+                *done.entry(d.tributo.clone()).or_default() += d.cents;
             }
-            let already = done.get(&key).copied().unwrap_or(0);
-            let residual = orig.cents() - already;
-            if amount.cents() > residual {
-                return Err(v(format!(
+            let now = Utc::now();
+            let mut added = Vec::new();
+            for (i, t) in lines.iter().enumerate() {
+                let path = format!("listTributi[{}]", i + 1);
+                let key = ac::tributo_key(t);
+                let original = doc
+                    .request
+                    .list_tributi
+                    .iter()
+                    .find(|o| ac::tributo_key(o) == key)
+                    .ok_or_else(|| {
+                        fail(
+                            Esito::NonTrovato,
+                            format!("{path}: tributo {key} non presente nel documento {numero}"),
+                        )
+                    })?;
+                let orig = ac::parse_euros("impTributo", &original.imp_tributo).map_err(v)?;
+                let amount =
+                    ac::parse_euros(&format!("{path}/impTributo"), &t.imp_tributo).map_err(v)?;
+                if amount.is_zero() {
+                    return Err(v(format!("{path}/impTributo deve essere maggiore di zero")));
+                }
+                let already = done.get(&key).copied().unwrap_or(0);
+                let residual = orig.cents() - already;
+                if amount.cents() > residual {
+                    return Err(v(format!(
                     "{path}: importo da discaricare {} superiore al residuo {} del tributo {key}",
                     amount.to_decimal_string(),
                     cents_text(residual)
                 )));
+                }
+                *done.entry(key.clone()).or_default() += amount.cents();
+                added.push(Discharge {
+                    tributo: key,
+                    cents: amount.cents(),
+                    at: now,
+                });
             }
-            *done.entry(key.clone()).or_default() += amount.cents();
-            added.push(Discharge {
-                tributo: key,
-                cents: amount.cents(),
-                at: now,
-            });
-        }
-        let mut position = position_of(state, org, &doc.request, &done, pos.inserted_date, now)?;
-        position.revision = pos.revision.saturating_add(1);
-        let mut document = doc.clone();
-        document.discharged.extend(added);
-        match archive::write(&state.store, &snap, None, &document, &position) {
-            Ok(()) => {
-                return Ok((
-                    OK_MESSAGE.into(),
-                    ResponseBody::NumeroDocumento(numero.to_string()),
-                    true,
-                ))
-            }
-            Err(ArchiveError::Contended) => continue,
-            Err(e) => return Err(storage_fail(e)),
-        }
-    }
-    Err(fail(
-        Esito::Generico,
-        "documento modificato contemporaneamente: ripetere",
-    ))
+            let position = position_of(state, org, &doc.request, &done, pos.inserted_date, now)?;
+            let mut document = doc.clone();
+            document.discharged.extend(added);
+            Ok((document, position))
+        },
+    )
 }
 
 /// `richiestaAvvisoPagoPa`: the document is checked (`05` absent, `04` fiscal code or total

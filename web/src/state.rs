@@ -146,6 +146,25 @@ impl AppState {
         self.api_keys.get(&mpay_config::hash_api_key(key)).cloned()
     }
 
+    /// Sends one exchange to the journal, with the request body (first 256 KiB) as payload when
+    /// `journal.keep_payloads`; waits only when the writer's mailbox is full. No journal: no-op.
+    pub async fn journal_exchange(
+        &self,
+        mut entry: mpay_messages::journal::JournalEntry,
+        body: &[u8],
+    ) {
+        let Some(addr) = self.journal_addr() else {
+            return;
+        };
+        entry.payload = self.settings.journal.keep_payloads.then(|| {
+            String::from_utf8_lossy(body.get(..body.len().min(256 * 1024)).unwrap_or_default())
+                .into_owned()
+        });
+        if let Err(actix::dev::SendError::Full(r)) = addr.try_send(mpay_actors::Record(entry)) {
+            let _ = addr.send(r).await;
+        }
+    }
+
     /// The journal writer's current address.
     pub fn journal_addr(&self) -> Option<Addr<JournalWriter>> {
         self.journal.as_ref().map(|h| h.addr())

@@ -11,7 +11,6 @@ use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
 use futures_util::StreamExt;
-use mpay_actors::Record;
 use mpay_messages::journal::JournalEntry;
 use mpay_messages::position::{
     DebtPosition, Debtor, DebtorType, Destination, OptionStatus, PaymentOption, PositionStatus,
@@ -125,28 +124,20 @@ pub async fn handle(
         .increment(1);
     metrics::histogram!("mpay_station_request_seconds", "operation" => op_name)
         .record(latency.as_secs_f64());
-    if let Some(addr) = state.journal_addr() {
-        let payload = state.settings.journal.keep_payloads.then(|| {
-            String::from_utf8_lossy(body.get(..body.len().min(256 * 1024)).unwrap_or_default())
-                .into_owned()
-        });
-        let entry = JournalEntry {
-            at,
-            channel: "soap".into(),
-            operation: op_name.to_string(),
-            organization: outcome.org.take(),
-            key: outcome.key.take(),
-            status: outcome.status,
-            outcome: outcome.code.clone(),
-            latency_us: latency.as_micros().min(u128::from(u64::MAX)) as u64,
-            request_id: uuid::Uuid::new_v4().to_string(),
-            note: outcome.note.take(),
-            payload,
-        };
-        if let Err(actix::dev::SendError::Full(r)) = addr.try_send(Record(entry)) {
-            let _ = addr.send(r).await;
-        }
-    }
+    let entry = JournalEntry {
+        at,
+        channel: "soap".into(),
+        operation: op_name.to_string(),
+        organization: outcome.org.take(),
+        key: outcome.key.take(),
+        status: outcome.status,
+        outcome: outcome.code.clone(),
+        latency_us: latency.as_micros().min(u128::from(u64::MAX)) as u64,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        note: outcome.note.take(),
+        payload: None,
+    };
+    state.journal_exchange(entry, &body).await;
     let mut res = if outcome.status == 200 {
         HttpResponse::Ok()
     } else {
