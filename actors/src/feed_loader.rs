@@ -121,13 +121,7 @@ pub fn flow_id_for(file_name: &str) -> String {
 
 /// `name.csv` / `name.zip` → `name` (the basename of the outputs, FORMAT.md §5.5, §5.7).
 pub fn output_basename(file_name: &str) -> String {
-    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
-    let lower = base.to_ascii_lowercase();
-    if lower.ends_with(".csv") || lower.ends_with(".zip") {
-        base.get(..base.len() - 4).unwrap_or(base).to_string()
-    } else {
-        base.to_string()
-    }
+    mpay_storage::feeds_output::basename_of(file_name)
 }
 
 /// A path component for any flow id: `[A-Za-z0-9_-]` kept, every other byte `%XX`.
