@@ -2,24 +2,41 @@
 //!
 //! [`load_feed`] reads a feed twice, streaming: a **pre-scan** (file-level errors such as
 //! `FILE_ENCODING` reject the whole file before anything is applied; in-file duplicate IUDs and
-//! non-contiguous positions are found; FULL-mode guards are evaluated), then the **apply** pass,
-//! one row-group (= one position, all its rows, FORMAT.md §5.6 "Atomicity") at a time, each
-//! group written with one ledger transaction (`create_many` or a compare-and-swap `modify`).
-//! After every group the per-row outcomes and the feed record checkpoint are written in one
-//! transaction of this module's trees, so after a crash the load resumes from the last
-//! committed group ([`LoadOptions::resume`]) or is marked failed ([`mark_failed`]) — never
-//! silently partial. Positions written by a feed carry the flow id in their option metadata,
-//! which makes re-applying the group that was in flight at the crash idempotent.
+//! non-contiguous positions are found; FULL-mode guards are evaluated), then the **apply** pass
+//! by row groups (= one position, all its rows, FORMAT.md §5.6 "Atomicity"), each validated and
+//! applied all-or-nothing. Groups are committed in **batches**
+//! ([`LoadOptions::batch_positions`], default [`DEFAULT_BATCH_POSITIONS`]): the positions with
+//! their index entries, the per-row outcomes and the feed record checkpoint of a whole batch go
+//! in **one** sled transaction. A crash therefore leaves the ledger exactly at a committed
+//! checkpoint — no half-applied position, nothing applied beyond the checkpoint — and the load
+//! resumes after it ([`LoadOptions::resume`]) or is marked failed ([`mark_failed`]). Positions
+//! written by a feed also carry the flow id in their option metadata (re-applying a group of a
+//! load interrupted by an older version, which checkpointed separately, stays idempotent).
+//!
+//! Each group is planned against the store and the groups planned before it in the same batch
+//! (IUV / notice-number uniqueness, existing positions); the transaction then only re-checks
+//! that nothing changed concurrently (compare-and-swap on the stored bytes, index holders) and,
+//! if something did, the batch is split and planned again.
+//!
+//! Memory stays bounded whatever the file: rows are streamed; a batch holds at most 4096 rows;
+//! outcomes go to the store with their batch; the pre-scan's work set (the file's IUDs and
+//! IUPDs) is kept in memory up to 96 MiB, then in the `feed_seen` tree; FULL mode streams the
+//! organization's positions instead of listing them.
 //!
 //! Trees (own, opened from the store's `sled::Db`):
 //! - `feeds`: `org ++ flowId` → [`FeedLoadRecord`]
-//! - `feed_outcomes`: `org ++ flowId ++ 0x00 ++ 0x01 ++ row(u64 BE)` (row lines) and
-//!   `... ++ 0x02 ++ IUD` (FULL-mode derived lines) → [`StoredOutcome`]
-//! - `feed_seen`: `org ++ flowId ++ 0x00 ++ 'I' ++ IUD` → first row; `'P' ++ IUPD` → ∅ (work
-//!   set of the load, removed when it ends)
+//! - `feed_outcomes`: `org ++ flowId ++ 0x00 ++ 0x01 ++ firstRow(u64 BE) ++ '+'` → up to 12
+//!   consecutive row outcomes (`Vec<StoredOutcome>`); `... ++ 0x01 ++
+//!   row(u64 BE)` → one row outcome (written by earlier versions); `... ++ 0x02 ++ IUD` (FULL-mode
+//!   derived lines) → [`StoredOutcome`]
+//! - `feed_seen`: `org ++ flowId ++ 0x00 ++ 'I' ++ IUD` / `'P' ++ IUPD` → ∅ (work set of the
+//!   pre-scan when it outgrew memory), `'C'` → key of the last position handled by the FULL-mode
+//!   cancellations (resume point); removed when the load ends
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::io::{Read, Write};
+use std::ops::{Bound, Range};
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
@@ -37,7 +54,10 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use crate::codec::{decode, encode};
-use crate::ledger::{LedgerError, ListOrder, PositionFilter, PositionRepository};
+use crate::ledger::{
+    apply_prepared, claim_conflict, position_key, prepare, unique_claims, unique_releases, Abort,
+    LedgerError, PreparedWrite, SledLedger,
+};
 use crate::{StorageError, Store};
 
 /// Option metadata keys written by feeds (FORMAT.md §5.1 data model; ≤ 10 per option).
@@ -133,7 +153,37 @@ pub struct LoadOptions {
     pub confirm_guard: bool,
     /// Reject Tipo A IUVs whose mod-93 check digit is wrong (`ROW_BAD_IUV`, FORMAT.md §5.5).
     pub strict_iuv_check: bool,
+    /// Row groups (positions) read per batch (default [`DEFAULT_BATCH_POSITIONS`]; at least
+    /// 1). A batch is written in as few transactions as possible — each with the positions,
+    /// their outcome lines and the checkpoint, about 256 KiB at most — and the progress
+    /// callback runs after each batch, so this is also the granularity of a stop. Larger
+    /// batches hold sled's transaction lock (which every reader of the store waits for) longer.
+    pub batch_positions: usize,
 }
+
+/// Default [`LoadOptions::batch_positions`]: one transaction (and one log write) per this many
+/// positions instead of two per position, with readers of the store delayed a few
+/// milliseconds at most by a commit.
+pub const DEFAULT_BATCH_POSITIONS: usize = 128;
+
+/// Most data rows in one batch, whatever `batch_positions` says: bounds a batch's memory (a
+/// position may have up to 100 rows).
+const MAX_BATCH_ROWS: usize = 4096;
+
+/// Row outcomes stored per `feed_outcomes` entry: one tree insert per this many rows, and an
+/// entry small enough (about 6 KiB) for sled to keep its nodes inline.
+const OUTCOME_CHUNK: usize = 12;
+
+/// Last byte of the key of a chunk of row outcomes (`... 0x01 ++ firstRow(u64 BE) ++ '+'`);
+/// keys without it hold one outcome (loads written before chunks existed). Both sort by row.
+const CHUNK_MARK: u8 = b'+';
+
+/// Entries of the `feed_seen` work set written per `apply_batch` during the pre-scan.
+const SEEN_BATCH: usize = 8192;
+
+/// FULL mode: positions scanned per cancellation transaction at most (the cursor advances
+/// with each one, so a resumed load does not rescan them).
+const CANCEL_SCAN_BATCH: usize = 8192;
 
 impl LoadOptions {
     /// DELTA defaults for `file_name`.
@@ -150,6 +200,7 @@ impl LoadOptions {
             resume: false,
             confirm_guard: false,
             strict_iuv_check: true,
+            batch_positions: DEFAULT_BATCH_POSITIONS,
         }
     }
 
@@ -409,13 +460,267 @@ fn put_record(t: &Trees, key: &[u8], r: &FeedLoadRecord) -> Result<(), FeedError
     Ok(())
 }
 
+/// Removes every key under `prefix`, [`SEEN_BATCH`] keys per `apply_batch`: one huge batch
+/// would keep all its log writes in memory until it is sealed.
 fn clear_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<(), FeedError> {
     let mut batch = sled::Batch::default();
+    let mut n = 0;
     for item in tree.scan_prefix(prefix).keys() {
         batch.remove(item?);
+        n += 1;
+        if n >= SEEN_BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            n = 0;
+        }
     }
-    tree.apply_batch(batch)?;
+    if n > 0 {
+        tree.apply_batch(batch)?;
+    }
     Ok(())
+}
+
+/// Most memory the pre-scan work set ([`SeenSet`]) takes before it moves to the store.
+const SEEN_MEMORY_BUDGET: usize = 96 * 1024 * 1024;
+/// Arena chunk of [`KeySet`] (also the longest key kept there).
+const KEY_CHUNK: usize = 1 << 20;
+
+/// An exact set of byte strings, compact: keys are appended to 1 MiB arena chunks and an
+/// open-addressing table (linear probing) holds one `u64` per key — chunk (24 bits), offset
+/// (20 bits), length (20 bits) — so an entry costs its length plus 9 to 18 bytes.
+struct KeySet {
+    hasher: std::hash::RandomState,
+    slots: Vec<u64>,
+    len: usize,
+    chunks: Vec<Vec<u8>>,
+    /// Keys that do not fit an arena slot (absurdly long fields).
+    big: HashSet<Vec<u8>>,
+    big_bytes: usize,
+}
+
+impl KeySet {
+    fn new() -> Self {
+        Self {
+            hasher: std::hash::RandomState::new(),
+            slots: vec![0; 1024],
+            len: 0,
+            chunks: Vec::new(),
+            big: HashSet::new(),
+            big_bytes: 0,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots.len() * 8 + self.chunks.len() * KEY_CHUNK + self.big_bytes
+    }
+
+    fn key_of(chunks: &[Vec<u8>], r: u64) -> &[u8] {
+        let chunk = usize::try_from(r >> 40).unwrap_or(usize::MAX);
+        let off = usize::try_from((r >> 20) & 0xF_FFFF).unwrap_or(0);
+        let len = usize::try_from(r & 0xF_FFFF).unwrap_or(0);
+        chunks
+            .get(chunk)
+            .and_then(|c| c.get(off..off + len))
+            .unwrap_or_default()
+    }
+
+    /// Slot holding `k`, or the empty slot where it would go.
+    fn find(&self, k: &[u8], h: u64) -> (usize, bool) {
+        let mask = self.slots.len() - 1;
+        let mut i = usize::try_from(h).unwrap_or(0) & mask;
+        loop {
+            match self.slots.get(i).copied().unwrap_or(0) {
+                0 => return (i, false),
+                r if Self::key_of(&self.chunks, r) == k => return (i, true),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn contains(&self, k: &[u8]) -> bool {
+        if k.len() >= KEY_CHUNK {
+            return self.big.contains(k);
+        }
+        self.find(k, self.hasher.hash_one(k)).1
+    }
+
+    /// Adds `k` (non-empty); `false` when it was already there.
+    fn insert(&mut self, k: &[u8]) -> bool {
+        if k.len() >= KEY_CHUNK {
+            let new = self.big.insert(k.to_vec());
+            if new {
+                self.big_bytes += k.len();
+            }
+            return new;
+        }
+        if (self.len + 1) * 8 > self.slots.len() * 7 {
+            self.grow();
+        }
+        let h = self.hasher.hash_one(k);
+        let (i, found) = self.find(k, h);
+        if found {
+            return false;
+        }
+        if self
+            .chunks
+            .last()
+            .is_none_or(|c| c.len() + k.len() > KEY_CHUNK)
+        {
+            self.chunks.push(Vec::with_capacity(KEY_CHUNK));
+        }
+        let chunk = self.chunks.len() - 1;
+        let Some(c) = self.chunks.last_mut() else {
+            return false;
+        };
+        let off = c.len();
+        c.extend_from_slice(k);
+        let r = ((chunk as u64) << 40) | ((off as u64) << 20) | k.len() as u64;
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = r;
+        }
+        self.len += 1;
+        true
+    }
+
+    fn grow(&mut self) {
+        let mut slots = vec![0u64; self.slots.len() * 2];
+        let mask = slots.len() - 1;
+        for &r in self.slots.iter().filter(|r| **r != 0) {
+            let h = self.hasher.hash_one(Self::key_of(&self.chunks, r));
+            let mut i = usize::try_from(h).unwrap_or(0) & mask;
+            while slots.get(i).is_some_and(|s| *s != 0) {
+                i = (i + 1) & mask;
+            }
+            if let Some(s) = slots.get_mut(i) {
+                *s = r;
+            }
+        }
+        self.slots = slots;
+    }
+
+    /// Every key, in no particular order.
+    fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.slots
+            .iter()
+            .filter(|r| **r != 0)
+            .map(|r| Self::key_of(&self.chunks, *r))
+            .chain(self.big.iter().map(Vec::as_slice))
+    }
+}
+
+/// The pre-scan's work set of one load: the file's IUDs (`I` ++ IUD) and the IUPDs met so far
+/// (`P` ++ IUPD). In memory ([`KeySet`]) up to [`SEEN_MEMORY_BUDGET`]; past it, moved to the
+/// `feed_seen` tree under the load's prefix, so that memory stays bounded whatever the size of
+/// the file (the tree is only slower). Rebuilt by every pre-scan, so nothing of it needs to
+/// survive a crash.
+struct SeenSet {
+    tree: sled::Tree,
+    prefix: Vec<u8>,
+    mem: Option<KeySet>,
+    /// Memory budget of `mem` ([`SEEN_MEMORY_BUDGET`]).
+    budget: usize,
+    /// Spilled mode: keys written since the last `apply_batch`.
+    pending: HashSet<Vec<u8>>,
+    batch: sled::Batch,
+}
+
+impl SeenSet {
+    fn new(tree: sled::Tree, feed_key: &[u8]) -> Self {
+        Self {
+            tree,
+            prefix: sub_prefix(feed_key),
+            mem: Some(KeySet::new()),
+            budget: SEEN_MEMORY_BUDGET,
+            pending: HashSet::new(),
+            batch: sled::Batch::default(),
+        }
+    }
+
+    fn tree_key(&self, k: &[u8]) -> Vec<u8> {
+        let mut t = Vec::with_capacity(self.prefix.len() + k.len());
+        t.extend_from_slice(&self.prefix);
+        t.extend_from_slice(k);
+        t
+    }
+
+    fn key(tag: u8, value: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + value.len());
+        k.push(tag);
+        k.extend_from_slice(value.as_bytes());
+        k
+    }
+
+    /// Adds `tag ++ value`; `false` when it was already there.
+    fn insert(&mut self, tag: u8, value: &str) -> Result<bool, FeedError> {
+        let k = Self::key(tag, value);
+        if let Some(m) = &mut self.mem {
+            let new = m.insert(&k);
+            if m.bytes() > self.budget {
+                self.spill()?;
+            }
+            return Ok(new);
+        }
+        let tk = self.tree_key(&k);
+        if self.pending.contains(&tk) || self.tree.contains_key(&tk)? {
+            return Ok(false);
+        }
+        self.batch.insert(tk.as_slice(), &[]);
+        self.pending.insert(tk);
+        if self.pending.len() >= SEEN_BATCH {
+            self.flush()?;
+        }
+        Ok(true)
+    }
+
+    fn contains(&self, tag: u8, value: &str) -> Result<bool, FeedError> {
+        let k = Self::key(tag, value);
+        if let Some(m) = &self.mem {
+            return Ok(m.contains(&k));
+        }
+        let tk = self.tree_key(&k);
+        Ok(self.pending.contains(&tk) || self.tree.contains_key(&tk)?)
+    }
+
+    /// Moves the in-memory keys to the tree.
+    fn spill(&mut self) -> Result<(), FeedError> {
+        let Some(m) = self.mem.take() else {
+            return Ok(());
+        };
+        tracing::info!(
+            keys = m.len,
+            "feed work set over its memory budget: moved to the store"
+        );
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for k in m.keys() {
+            batch.insert(self.tree_key(k), &[]);
+            n += 1;
+            if n >= SEEN_BATCH {
+                self.tree.apply_batch(std::mem::take(&mut batch))?;
+                n = 0;
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Writes the spilled keys not written yet.
+    fn flush(&mut self) -> Result<(), FeedError> {
+        if !self.pending.is_empty() {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Empties the set (and its part of the tree, `I` and `P` keys only).
+    fn clear(&mut self) -> Result<(), FeedError> {
+        self.mem = Some(KeySet::new());
+        self.pending.clear();
+        self.batch = sled::Batch::default();
+        clear_prefix(&self.tree, &self.tree_key(b"I"))?;
+        clear_prefix(&self.tree, &self.tree_key(b"P"))?;
+        Ok(())
+    }
 }
 
 fn open_source(source: &dyn FeedSource) -> Result<Box<dyn Read + '_>, FeedError> {
@@ -467,6 +772,7 @@ struct Ctx<'a> {
     dup_rows: HashSet<u64>,
     split_rows: HashSet<u64>,
     file_tipi: BTreeSet<String>,
+    seen: SeenSet,
 }
 
 fn issue(code: ErrorCode, msg: impl Into<String>) -> RowIssue {
@@ -474,8 +780,8 @@ fn issue(code: ErrorCode, msg: impl Into<String>) -> RowIssue {
 }
 
 /// One row being processed in a group.
-struct Work {
-    row: FeedRow,
+struct Work<'r> {
+    row: &'r FeedRow,
     issues: Vec<RowIssue>,
     performed: &'static str,
     kind: Option<IuvKind>,
@@ -483,10 +789,121 @@ struct Work {
     due: Option<NaiveDate>,
 }
 
-impl Work {
-    fn record(&self) -> Option<&FeedRecord> {
+impl<'r> Work<'r> {
+    fn record(&self) -> Option<&'r FeedRecord> {
         self.row.record.as_ref().ok()
     }
+}
+
+/// A row group validated and planned, waiting for its batch's transaction.
+struct GroupPlan<'r> {
+    work: Vec<Work<'r>>,
+    write: Option<PlannedWrite>,
+}
+
+/// A position to write in the batch's transaction.
+struct PlannedWrite {
+    /// State it replaces (index entries to drop); `None` = created.
+    old: Option<DebtPosition>,
+    new: DebtPosition,
+    /// What the `positions` tree must hold at commit time (compare-and-swap).
+    expect: Expect,
+    /// The tree operations, prepared outside the transaction.
+    prepared: PreparedWrite,
+}
+
+impl PlannedWrite {
+    fn new(
+        old: Option<DebtPosition>,
+        new: DebtPosition,
+        expect: Expect,
+    ) -> Result<Self, FeedError> {
+        let prepared = prepare(old.as_ref(), &new)?;
+        Ok(Self {
+            old,
+            new,
+            expect,
+            prepared,
+        })
+    }
+}
+
+/// Most bytes one batch transaction adds to the store's log (about): sled pins its log while
+/// a transaction commits, and one that outgrows an I/O buffer (a 512 KiB segment) slows the
+/// whole store down. A batch stops growing at this size, whatever `batch_positions` says.
+const TX_BYTES_BUDGET: usize = 256 * 1024;
+
+/// Bytes of one row's stored outcome (about), for [`TX_BYTES_BUDGET`].
+const OUTCOME_BYTES: usize = 600;
+
+/// Compare-and-swap expectation of a planned write.
+enum Expect {
+    /// No position with that key.
+    Absent,
+    /// The stored bytes read when planning.
+    Bytes(sled::IVec),
+    /// Written earlier in the same transaction (nothing else can interleave).
+    Batch,
+}
+
+/// What the groups planned earlier in a batch changed, so that later groups of the same batch
+/// see it before it is committed.
+#[derive(Default)]
+struct BatchView {
+    /// Positions planned in this batch: iupd → index of its plan.
+    positions: HashMap<String, usize>,
+    /// Index keys (0 notice number, 1 IUV) claimed (`Some(iupd)`) or released (`None`).
+    claims: HashMap<(usize, Vec<u8>), Option<String>>,
+    /// Sequence numbers checked against the store by one range scan.
+    window: Option<NumberWindow>,
+}
+
+/// The index keys found in the store for the notice numbers (and IUVs) of the sequence numbers
+/// `lo..hi` of the organization's layout: fixed-width digits, so they are contiguous in key
+/// order and one range scan per index answers "taken?" for all of them.
+struct NumberWindow {
+    lo: u64,
+    hi: u64,
+    taken: HashSet<(usize, Vec<u8>)>,
+}
+
+/// Sequence numbers covered by one [`NumberWindow`] scan.
+const NUMBER_WINDOW: u64 = 1024;
+
+impl BatchView {
+    fn claimed(&self, tree: usize, key: &[u8]) -> bool {
+        matches!(self.claims.get(&(tree, key.to_vec())), Some(Some(_)))
+    }
+}
+
+/// Inside a transaction: the `positions` tree still holds what the plan expects; otherwise
+/// the batch is planned again ([`LedgerError::Contended`]).
+fn check_expected(
+    positions: &sled::transaction::TransactionalTree,
+    key: &[u8],
+    expect: &Expect,
+) -> Result<(), Abort> {
+    let ok = match expect {
+        Expect::Absent => positions.get(key)?.is_none(),
+        Expect::Bytes(b) => positions.get(key)?.as_deref() == Some(b.as_ref()),
+        Expect::Batch => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Abort::Abort(LedgerError::Contended))
+    }
+}
+
+/// Transaction aborts that mean "someone else changed the ledger since the plan".
+fn is_concurrent_change(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::Contended
+            | LedgerError::NoticeInUse { .. }
+            | LedgerError::IuvInUse { .. }
+            | LedgerError::AlreadyExists(_)
+    )
 }
 
 /// Loads a feed (FORMAT.md §5): see the module documentation. Blocking: run it on a blocking
@@ -550,6 +967,7 @@ pub fn load_feed(
         (Some(r), true) => r.clone(),
         _ => {
             clear_prefix(&trees.outcomes, &sub_prefix(&key))?;
+            clear_prefix(&trees.seen, &sub_prefix(&key))?;
             FeedLoadRecord {
                 id: format!("{}/{}", org.fiscal_code, flow_id),
                 organization: org.fiscal_code.clone(),
@@ -579,6 +997,7 @@ pub fn load_feed(
         }
     };
     put_record(&trees, &key, &rec)?;
+    let seen = SeenSet::new(trees.seen.clone(), &key);
     let mut ctx = Ctx {
         store,
         org,
@@ -590,6 +1009,7 @@ pub fn load_feed(
         dup_rows: HashSet::new(),
         split_rows: HashSet::new(),
         file_tipi: BTreeSet::new(),
+        seen,
     };
 
     // file name checks
@@ -687,8 +1107,9 @@ impl Ctx<'_> {
         source: &dyn FeedSource,
         name_version: Option<FeedVersion>,
     ) -> Result<Result<(), FeedFileError>, FeedError> {
-        let prefix = sub_prefix(&self.key);
-        clear_prefix(&self.trees.seen, &prefix)?;
+        // the work set of this pass ('I' and 'P' keys; a FULL-mode cancellation cursor 'C'
+        // survives: it belongs to a resumed load's cancellation phase)
+        self.seen.clear()?;
         let input = open_source(source)?;
         let reader = match FeedReader::new(input, self.read_options(name_version)) {
             Ok(r) => r,
@@ -700,8 +1121,6 @@ impl Ctx<'_> {
         let positional = reader.version().is_positional();
         let mut rows = 0u64;
         let mut prev_iupd = String::new();
-        let mut batch = sled::Batch::default();
-        let mut pending = 0usize;
         for row in reader {
             let row = match row {
                 Ok(r) => r,
@@ -709,38 +1128,30 @@ impl Ctx<'_> {
             };
             rows += 1;
             let (iud, iupd, tipo) = match &row.record {
-                Ok(r) => (r.iud.clone(), r.iupd.clone(), Some(r.tipo_dovuto.clone())),
-                Err(_) => (row.echo.iud.clone(), row.echo.iupd.clone(), None),
+                Ok(r) => (
+                    r.iud.as_str(),
+                    r.iupd.as_str(),
+                    Some(r.tipo_dovuto.as_str()),
+                ),
+                Err(_) => (row.echo.iud.as_str(), row.echo.iupd.as_str(), None),
             };
             if let Some(t) = tipo {
-                if self.file_tipi.len() < 1000 {
-                    self.file_tipi.insert(t);
+                if self.file_tipi.len() < 1000 && !self.file_tipi.contains(t) {
+                    self.file_tipi.insert(t.to_string());
                 }
             }
-            if !iud.is_empty() {
-                let k = sub_key(&self.key, b'I', iud.as_bytes());
-                if self.trees.seen.contains_key(&k)? {
-                    self.dup_rows.insert(row.number);
-                } else {
-                    self.trees.seen.insert(k, &row.number.to_be_bytes())?;
-                }
+            if !iud.is_empty() && !self.seen.insert(b'I', iud)? {
+                self.dup_rows.insert(row.number);
             }
             if !positional && !iupd.is_empty() && iupd != prev_iupd {
-                let k = sub_key(&self.key, b'P', iupd.as_bytes());
-                if self.trees.seen.contains_key(&k)? {
+                if !self.seen.insert(b'P', iupd)? {
                     self.split_rows.insert(row.number);
-                } else {
-                    batch.insert(k, &[]);
-                    pending += 1;
                 }
-                prev_iupd = iupd;
-            }
-            if pending >= 1000 {
-                self.trees.seen.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
+                prev_iupd.clear();
+                prev_iupd.push_str(iupd);
             }
         }
-        self.trees.seen.apply_batch(batch)?;
+        self.seen.flush()?;
         self.rec.rows_total = rows;
         put_record(&self.trees, &self.key, &self.rec)?;
         Ok(Ok(()))
@@ -755,29 +1166,43 @@ impl Ctx<'_> {
     }
 
     fn seen_iud(&self, iud: &str) -> Result<bool, FeedError> {
-        Ok(self
-            .trees
-            .seen
-            .contains_key(sub_key(&self.key, b'I', iud.as_bytes()))?)
+        self.seen.contains(b'I', iud)
     }
 
-    fn scope_positions(&self) -> Result<Vec<DebtPosition>, FeedError> {
-        let page = self.store.ledger.list(
-            &self.org.fiscal_code,
-            &PositionFilter::default(),
-            ListOrder::IupdAsc,
-            0,
-            usize::MAX,
-        )?;
-        Ok(page
-            .items
-            .into_iter()
-            .filter(|p| {
-                p.status != PositionStatus::Invalid
-                    && is_feed_position(p)
-                    && self.in_scope(p.service_code.as_deref())
+    /// Streams the organization's positions in FULL scope (not cancelled, written by feeds, of a
+    /// `tipoDovuto` in scope), in key (= iupd) order, starting after the position key `after`:
+    /// (key, stored bytes, position). Nothing is collected: memory stays bounded whatever the
+    /// organization's size.
+    fn scope_scan(
+        &self,
+        after: Option<Vec<u8>>,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec, DebtPosition), FeedError>> + '_ {
+        let prefix = self.org.fiscal_code.as_str().as_bytes().to_vec();
+        let start = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Included(prefix.clone()),
+        };
+        self.store
+            .ledger
+            .positions
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take_while(move |item| {
+                item.as_ref()
+                    .map_or(true, |(k, _)| k.starts_with(prefix.as_slice()))
             })
-            .collect())
+            .filter_map(move |item| {
+                let (k, v) = match item {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                match SledLedger::decode_position(&k, &v) {
+                    Ok(p) => (p.status != PositionStatus::Invalid
+                        && is_feed_position(&p)
+                        && self.in_scope(p.service_code.as_deref()))
+                    .then_some(Ok((k, v, p))),
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
     }
 
     /// FULL guards (FORMAT.md §5.6): empty file, cancel ratio. The ratio's denominator is the
@@ -792,7 +1217,8 @@ impl Ctx<'_> {
         let mut existing = 0u64;
         let mut matched = 0u64;
         let mut cancels = 0u64;
-        for p in self.scope_positions()? {
+        for item in self.scope_scan(None) {
+            let (_, _, p) = item?;
             for o in &p.payment_options {
                 let Some(iud) = meta_get(o, meta::IUD) else {
                     continue;
@@ -825,7 +1251,8 @@ impl Ctx<'_> {
         Ok(None)
     }
 
-    /// Pass 2: groups rows by position and applies each group.
+    /// Pass 2: groups rows by position (row group) and applies the groups in batches of
+    /// [`LoadOptions::batch_positions`], one transaction per batch.
     fn apply_rows(
         &mut self,
         source: &dyn FeedSource,
@@ -837,32 +1264,52 @@ impl Ctx<'_> {
             .map_err(|e| FeedError::Io(e.to_string()))?;
         let positional = reader.version().is_positional();
         let skip_to = self.rec.last_committed_row;
-        let mut group: Vec<FeedRow> = Vec::new();
+        let limit = self.opts.batch_positions.max(1);
+        // the rows of the batch, and its groups as ranges of them (no allocation per group;
+        // the vectors are reused from batch to batch)
+        let mut rows: Vec<FeedRow> = Vec::new();
+        let mut groups: Vec<Range<usize>> = Vec::new();
+        let mut start = 0usize;
         let mut group_key = String::new();
         for row in reader {
             let row = row.map_err(|e| FeedError::Io(e.to_string()))?;
             if row.number <= skip_to {
                 continue;
             }
-            let k = if positional {
-                format!("#{}", row.number)
-            } else {
-                match &row.record {
-                    Ok(r) => r.iupd.clone(),
-                    Err(_) => row.echo.iupd.clone(),
+            let open = rows.len() > start;
+            let same_group = !positional
+                && open
+                && match &row.record {
+                    Ok(r) => r.iupd == group_key,
+                    Err(_) => row.echo.iupd == group_key,
+                };
+            if open && !same_group {
+                groups.push(start..rows.len());
+                start = rows.len();
+                if groups.len() >= limit || rows.len() >= MAX_BATCH_ROWS {
+                    if self.process_batch(&rows, &groups, progress)? == ProgressControl::Stop {
+                        return Ok(ProgressControl::Stop);
+                    }
+                    rows.clear();
+                    groups.clear();
+                    start = 0;
                 }
-            };
-            if !group.is_empty()
-                && k != group_key
-                && self.process_group(std::mem::take(&mut group), progress)?
-                    == ProgressControl::Stop
-            {
-                return Ok(ProgressControl::Stop);
             }
-            group_key = k;
-            group.push(row);
+            if !same_group && !positional {
+                group_key.clear();
+                group_key.push_str(match &row.record {
+                    Ok(r) => &r.iupd,
+                    Err(_) => &row.echo.iupd,
+                });
+            }
+            rows.push(row);
         }
-        if !group.is_empty() && self.process_group(group, progress)? == ProgressControl::Stop {
+        if rows.len() > start {
+            groups.push(start..rows.len());
+        }
+        if !groups.is_empty()
+            && self.process_batch(&rows, &groups, progress)? == ProgressControl::Stop
+        {
             return Ok(ProgressControl::Stop);
         }
         Ok(ProgressControl::Continue)
@@ -891,8 +1338,8 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let Ok(r) = &w.row.record else { return };
-        let r = r.clone();
+        let row = w.row;
+        let Ok(r) = &row.record else { return };
         if r.action == Some(RowAction::Annul) {
             return;
         }
@@ -1212,62 +1659,20 @@ impl Ctx<'_> {
         out
     }
 
-    /// Applies one row-group (one position) all-or-nothing.
-    fn process_group(
+    /// Applies a batch of row groups: each group (one position) all-or-nothing, the whole batch
+    /// — positions, index entries, outcome lines and the checkpoint record — in one transaction.
+    /// A crash leaves either all of it or none of it, so a resumed load restarts exactly after
+    /// the last committed batch. A concurrent change of a position (or of an IUV / notice number
+    /// the batch claims) between planning and commit aborts the transaction; the batch is then
+    /// split in halves, each planned again from the new state and committed on its own, down to
+    /// single positions retried like a lone compare-and-swap.
+    fn process_batch(
         &mut self,
-        rows: Vec<FeedRow>,
+        rows: &[FeedRow],
+        groups: &[Range<usize>],
         progress: &mut dyn FnMut(&FeedProgress) -> ProgressControl,
     ) -> Result<ProgressControl, FeedError> {
-        let mut attempts = 0;
-        let outcomes = loop {
-            attempts += 1;
-            match self.try_group(rows.clone())? {
-                Some(o) => break o,
-                None if attempts < 5 => continue,
-                None => return Err(FeedError::Ledger(LedgerError::Contended)),
-            }
-        };
-        // checkpoint: outcomes + record in one transaction of our trees
-        let last = rows
-            .last()
-            .map(|r| (r.number, r.byte_offset))
-            .unwrap_or((0, 0));
-        for (line, _) in &outcomes {
-            self.rec.rows_read += 1;
-            match line.outcome {
-                RowOutcome::Ko => self.rec.rows_rejected += 1,
-                RowOutcome::Warn => {
-                    self.rec.rows_loaded += 1;
-                    self.rec.rows_warned += 1;
-                }
-                RowOutcome::Ok => self.rec.rows_loaded += 1,
-            }
-        }
-        self.rec.groups_committed += 1;
-        self.rec.last_committed_row = last.0;
-        self.rec.last_committed_offset = last.1;
-        self.rec.updated_at = Utc::now();
-        let rec_bytes = encode(&self.rec)?;
-        let mut entries = Vec::with_capacity(outcomes.len());
-        for (line, iuv) in outcomes {
-            let row = line.row.unwrap_or(0);
-            let k = sub_key(&self.key, 1, &row.to_be_bytes());
-            entries.push((k, encode(&StoredOutcome { line, iuv })?));
-        }
-        (&self.trees.feeds, &self.trees.outcomes)
-            .transaction(|(f, o)| {
-                for (k, v) in &entries {
-                    o.insert(k.as_slice(), v.as_slice())?;
-                }
-                f.insert(self.key.as_slice(), rec_bytes.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => FeedError::from(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    FeedError::Ledger(LedgerError::Contended)
-                }
-            })?;
+        self.commit_groups(rows, groups)?;
         Ok(progress(&FeedProgress {
             rows_total: self.rec.rows_total,
             rows_read: self.rec.rows_read,
@@ -1277,14 +1682,257 @@ impl Ctx<'_> {
         }))
     }
 
-    /// Computes and writes one group; `None` = concurrent change, retry.
-    #[allow(clippy::type_complexity)]
-    fn try_group(
+    /// Commits `groups` in as few transactions as [`TX_BYTES_BUDGET`] allows.
+    fn commit_groups(
+        &mut self,
+        rows: &[FeedRow],
+        groups: &[Range<usize>],
+    ) -> Result<(), FeedError> {
+        let mut rest = groups;
+        let mut conflicts = 0;
+        while !rest.is_empty() {
+            match self.try_batch(rows, rest)? {
+                Some(done) => rest = rest.get(done..).unwrap_or_default(),
+                None if rest.len() > 1 => {
+                    let (a, b) = rest.split_at(rest.len() / 2);
+                    self.commit_groups(rows, a)?;
+                    rest = b;
+                }
+                None => {
+                    conflicts += 1;
+                    if conflicts >= 5 {
+                        return Err(FeedError::Ledger(LedgerError::Contended));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans the first groups of `groups` (up to [`TX_BYTES_BUDGET`], at least one) and commits
+    /// them in one transaction: `Some(groups committed)`, or `None` when something changed
+    /// concurrently (plan again).
+    fn try_batch(
+        &mut self,
+        rows: &[FeedRow],
+        groups: &[Range<usize>],
+    ) -> Result<Option<usize>, FeedError> {
+        let mut view = BatchView::default();
+        let mut plans = Vec::with_capacity(groups.len());
+        let mut bytes = 0usize;
+        for g in groups {
+            if bytes >= TX_BYTES_BUDGET {
+                break;
+            }
+            let group = rows.get(g.clone()).unwrap_or_default();
+            let plan = self.plan_group(group, &plans, &mut view)?;
+            bytes += OUTCOME_BYTES * group.len();
+            if let Some(w) = &plan.write {
+                bytes += w.prepared.size();
+                view.positions.insert(w.new.iupd.clone(), plans.len());
+            }
+            plans.push(plan);
+        }
+        drop(view);
+        let groups = groups.get(..plans.len()).unwrap_or_default();
+        // outcome lines and the checkpoint record, encoded before the transaction
+        let mut rec = self.rec.clone();
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut chunk: Vec<StoredOutcome> = Vec::with_capacity(OUTCOME_CHUNK);
+        let mut created = 0u64;
+        for plan in &plans {
+            for w in &plan.work {
+                let (line, iuv) = self.line(w);
+                rec.rows_read += 1;
+                match line.outcome {
+                    RowOutcome::Ko => rec.rows_rejected += 1,
+                    RowOutcome::Warn => {
+                        rec.rows_loaded += 1;
+                        rec.rows_warned += 1;
+                    }
+                    RowOutcome::Ok => rec.rows_loaded += 1,
+                }
+                chunk.push(StoredOutcome { line, iuv });
+                if chunk.len() >= OUTCOME_CHUNK {
+                    entries.push(self.outcome_chunk(&mut chunk)?);
+                }
+            }
+            if let Some(w) = &plan.write {
+                if w.old.is_none() {
+                    created += 1;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            entries.push(self.outcome_chunk(&mut chunk)?);
+        }
+        let last = groups
+            .last()
+            .and_then(|g| g.end.checked_sub(1))
+            .and_then(|i| rows.get(i))
+            .map(|r| (r.number, r.byte_offset))
+            .unwrap_or((rec.last_committed_row, rec.last_committed_offset));
+        rec.groups_committed += groups.len() as u64;
+        rec.last_committed_row = last.0;
+        rec.last_committed_offset = last.1;
+        rec.updated_at = Utc::now();
+        let rec_bytes = encode(&rec)?;
+        // everything but the tree operations is done before the transaction: it holds sled's
+        // global transaction lock, which every reader of the store waits for
+        let writes: Vec<&PlannedWrite> = plans.iter().filter_map(|p| p.write.as_ref()).collect();
+        let l = &*self.store.ledger;
+        let result = (
+            &l.positions,
+            &l.by_notice,
+            &l.by_iuv,
+            &l.by_debtor,
+            &l.by_due,
+            &l.timers,
+            &self.trees.feeds,
+            &self.trees.outcomes,
+        )
+            .transaction(|(p, n, i, d, due, t, f, o)| {
+                let ledger = [p, n, i, d, due, t];
+                for w in &writes {
+                    check_expected(p, w.prepared.key(), &w.expect)?;
+                    apply_prepared(&ledger, &w.prepared)?;
+                }
+                for (k, v) in &entries {
+                    o.insert(k.as_slice(), v.as_slice())?;
+                }
+                f.insert(self.key.as_slice(), rec_bytes.as_slice())?;
+                Ok(())
+            });
+        match result {
+            Ok(()) => {
+                l.note_created(created);
+                self.rec = rec;
+                Ok(Some(groups.len()))
+            }
+            Err(sled::transaction::TransactionError::Abort(e)) if is_concurrent_change(&e) => {
+                metrics::counter!("mpay_feed_batch_retries_total").increment(1);
+                Ok(None)
+            }
+            Err(sled::transaction::TransactionError::Abort(e)) => Err(e.into()),
+            Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Key and value of a chunk of consecutive row outcomes (emptied).
+    fn outcome_chunk(
         &self,
-        rows: Vec<FeedRow>,
-    ) -> Result<Option<Vec<(OutcomeLine, Option<IuvExchangeLine>)>>, FeedError> {
-        let mut work: Vec<Work> = rows
-            .into_iter()
+        chunk: &mut Vec<StoredOutcome>,
+    ) -> Result<(Vec<u8>, Vec<u8>), FeedError> {
+        let first = chunk.first().and_then(|o| o.line.row).unwrap_or(0);
+        let mut rest = first.to_be_bytes().to_vec();
+        rest.push(CHUNK_MARK);
+        let value = encode(&*chunk)?;
+        chunk.clear();
+        Ok((sub_key(&self.key, 1, &rest), value))
+    }
+
+    /// The stored (or, earlier in this batch, planned) state of a position.
+    fn lookup(
+        &self,
+        iupd: &str,
+        earlier: &[GroupPlan<'_>],
+        view: &BatchView,
+    ) -> Result<(Option<DebtPosition>, Expect), FeedError> {
+        if let Some(w) = view
+            .positions
+            .get(iupd)
+            .and_then(|i| earlier.get(*i))
+            .and_then(|p| p.write.as_ref())
+        {
+            return Ok((Some(w.new.clone()), Expect::Batch));
+        }
+        let key = position_key(self.org.fiscal_code.as_str(), iupd);
+        match self.store.ledger.positions.get(&key)? {
+            Some(bytes) => Ok((
+                Some(SledLedger::decode_position(&key, &bytes)?),
+                Expect::Bytes(bytes),
+            )),
+            None => Ok((None, Expect::Absent)),
+        }
+    }
+
+    /// Who holds an index key (0 notice number, 1 IUV): a position planned earlier in this
+    /// batch, else the store.
+    fn holder(
+        &self,
+        tree: usize,
+        key: &[u8],
+        view: &BatchView,
+    ) -> Result<Option<Vec<u8>>, FeedError> {
+        if let Some(h) = view.claims.get(&(tree, key.to_vec())) {
+            return Ok(h.as_ref().map(|s| s.as_bytes().to_vec()));
+        }
+        let t = if tree == 0 {
+            &self.store.ledger.by_notice
+        } else {
+            &self.store.ledger.by_iuv
+        };
+        Ok(t.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Whether a generated number (sequence `seq`) is free: not claimed in this batch and not in
+    /// the store (as of the last window scan; the transaction checks again).
+    fn number_free(
+        &self,
+        seq: u64,
+        n: &NoticeNumber,
+        view: &mut BatchView,
+    ) -> Result<bool, FeedError> {
+        let org = self.org.fiscal_code.as_str();
+        let nav_key = position_key(org, n.as_str());
+        let iuv_key = position_key(org, n.iuv().as_str());
+        if view.claimed(0, &nav_key) || view.claimed(1, &iuv_key) {
+            return Ok(false);
+        }
+        let covered = view
+            .window
+            .as_ref()
+            .is_some_and(|w| w.lo <= seq && seq < w.hi);
+        if !covered {
+            let hi = seq.saturating_add(NUMBER_WINDOW);
+            let Ok(end) = self.org.layout.generate(hi) else {
+                // the end of the sequence: look the number up
+                return Ok(self.holder(0, &nav_key, view)?.is_none()
+                    && self.holder(1, &iuv_key, view)?.is_none());
+            };
+            let l = &*self.store.ledger;
+            let mut taken = HashSet::new();
+            for (t, tree, from, to) in [
+                (0, &l.by_notice, &nav_key, position_key(org, end.as_str())),
+                (
+                    1,
+                    &l.by_iuv,
+                    &iuv_key,
+                    position_key(org, end.iuv().as_str()),
+                ),
+            ] {
+                for item in tree.range(from.clone()..to) {
+                    taken.insert((t, item?.0.to_vec()));
+                }
+            }
+            view.window = Some(NumberWindow { lo: seq, hi, taken });
+        }
+        Ok(view
+            .window
+            .as_ref()
+            .is_none_or(|w| !w.taken.contains(&(0, nav_key)) && !w.taken.contains(&(1, iuv_key))))
+    }
+
+    /// Validates one row group against the store (and the groups planned before it in the
+    /// batch) and plans its write; nothing is written here except IUV sequence blocks.
+    fn plan_group<'r>(
+        &self,
+        rows: &'r [FeedRow],
+        earlier: &[GroupPlan<'_>],
+        view: &mut BatchView,
+    ) -> Result<GroupPlan<'r>, FeedError> {
+        let mut work: Vec<Work<'r>> = rows
+            .iter()
             .map(|row| Work {
                 issues: Vec::new(),
                 performed: "SCARTATO",
@@ -1302,16 +1950,17 @@ impl Ctx<'_> {
             .find_map(|w| w.record().map(|r| r.iupd.clone()))
             .or_else(|| work.first().map(|w| w.row.echo.iupd.clone()))
             .unwrap_or_default();
-        let existing = if iupd.is_empty() {
-            None
+        let (existing, expect) = if iupd.is_empty() {
+            (None, Expect::Absent)
         } else {
-            self.store.ledger.get(&self.org.fiscal_code, &iupd)?
+            self.lookup(&iupd, earlier, view)?
         };
         for w in &mut work {
             let mut pre = self.ledger_checks(w, existing.as_ref());
             pre.append(&mut w.issues);
             w.issues = pre;
         }
+        let rejected = |work| GroupPlan { work, write: None };
         // build the new state
         let mut new_pos: Option<DebtPosition> = None;
         if work
@@ -1335,31 +1984,48 @@ impl Ctx<'_> {
                     ));
                 }
             }
-            return Ok(Some(work.iter().map(|w| self.line(w)).collect()));
+            return Ok(rejected(work));
         }
-        // generate IUVs (Tipo B / B-lazy)
         let mut pos = match new_pos {
             Some(p) => p,
-            None => return Ok(Some(work.iter().map(|w| self.line(w)).collect())),
+            None => return Ok(rejected(work)),
         };
         let needs_write = existing.as_ref().is_none_or(|e| !same_position(e, &pos));
         if self.opts.dry_run {
-            return Ok(Some(work.iter().map(|w| self.line(w)).collect()));
+            return Ok(rejected(work));
         }
+        // generate IUVs (Tipo B); numbers are never handed out twice (durable blocks)
+        let org = self.org.fiscal_code.as_str();
         let mut generation_error = None;
+        // index keys of the numbers generated here: free in the store (checked by
+        // `next_notice`) and in this batch (checked below)
+        let mut fresh: Vec<(usize, Vec<u8>)> = Vec::new();
         for w in &mut work {
             if w.kind == Some(IuvKind::B) && w.nav.is_none() {
-                match self
-                    .store
-                    .ledger
-                    .next_notice(&self.org.fiscal_code, &self.org.layout)
-                {
+                // numbers held in the store or claimed earlier in this batch are skipped
+                let generated = loop {
+                    match self
+                        .store
+                        .ledger
+                        .next_notice_candidate(&self.org.fiscal_code, &self.org.layout)
+                    {
+                        Ok((seq, n)) => {
+                            if self.number_free(seq, &n, view)? {
+                                break Ok(n);
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                match generated {
                     Ok(n) => {
-                        let iud = w.record().map(|r| r.iud.clone()).unwrap_or_default();
+                        fresh.push((0, position_key(org, n.as_str())));
+                        fresh.push((1, position_key(org, n.iuv().as_str())));
+                        let iud = w.record().map(|r| r.iud.as_str()).unwrap_or_default();
                         if let Some(o) = pos
                             .payment_options
                             .iter_mut()
-                            .find(|o| meta_get(o, meta::IUD) == Some(iud.as_str()))
+                            .find(|o| meta_get(o, meta::IUD) == Some(iud))
                         {
                             o.nav = n.clone();
                             o.iuv = n.iuv();
@@ -1381,53 +2047,52 @@ impl Ctx<'_> {
                     format!("generazione IUV non riuscita: {e}"),
                 ));
             }
-            return Ok(Some(work.iter().map(|w| self.line(w)).collect()));
+            return Ok(rejected(work));
         }
-        if needs_write {
-            let result = match &existing {
-                None => self.store.ledger.create_many(vec![pos]).map(|_| ()),
-                Some(e) => {
-                    let rev = e.revision;
-                    let mut next = Some(pos);
-                    self.store
-                        .ledger
-                        .modify(&self.org.fiscal_code, &iupd, &mut |cur| {
-                            if cur.revision != rev {
-                                return Err(LedgerError::Contended);
-                            }
-                            if let Some(p) = next.take() {
-                                let keep = (cur.inserted_date, cur.revision);
-                                *cur = p;
-                                cur.inserted_date = keep.0;
-                                cur.revision = keep.1;
-                            }
-                            Ok(())
-                        })
-                        .map(|_| ())
-                }
+        if !needs_write {
+            return Ok(rejected(work));
+        }
+        // the ledger's bookkeeping, as `create_many` / `modify` would do it
+        match &existing {
+            None => pos.revision = 1,
+            Some(e) => {
+                pos.organization_fiscal_code = e.organization_fiscal_code.clone();
+                pos.iupd = e.iupd.clone();
+                pos.inserted_date = e.inserted_date;
+                pos.revision = e.revision.saturating_add(1);
+                pos.last_updated_date = Utc::now();
+            }
+        }
+        // IUV / notice number uniqueness per organization (store and this batch)
+        let claims = unique_claims(existing.as_ref(), &pos);
+        for (t, k) in &claims {
+            let holder = if fresh.iter().any(|(ft, fk)| ft == t && fk == k) {
+                None
+            } else {
+                self.holder(*t, k, view)?
             };
-            match result {
-                Ok(()) => {}
-                Err(LedgerError::Contended) => return Ok(None),
-                Err(LedgerError::Storage(e)) => return Err(e.into()),
-                Err(e) => {
-                    let code = match &e {
-                        LedgerError::IuvInUse { .. } | LedgerError::NoticeInUse { .. } => {
-                            ErrorCode::RowIuvDuplicate
-                        }
-                        LedgerError::AlreadyExists(_) => ErrorCode::RowAlreadyExists,
-                        LedgerError::InvalidState { .. } => ErrorCode::RowInvalidStatus,
-                        LedgerError::NotFound => ErrorCode::RowNotFound,
-                        _ => ErrorCode::InternalError,
-                    };
+            if let Some(h) = holder {
+                if h != pos.iupd.as_bytes() {
+                    let e = claim_conflict(*t, k, &h);
                     for w in &mut work {
-                        w.issues.push(issue(code, e.to_string()));
+                        w.issues
+                            .push(issue(ErrorCode::RowIuvDuplicate, e.to_string()));
                         w.performed = "SCARTATO";
                     }
+                    return Ok(rejected(work));
                 }
             }
         }
-        Ok(Some(work.iter().map(|w| self.line(w)).collect()))
+        for (t, k) in unique_releases(existing.as_ref(), &pos) {
+            view.claims.insert((t, k), None);
+        }
+        for (t, k) in claims {
+            view.claims.insert((t, k), Some(pos.iupd.clone()));
+        }
+        Ok(GroupPlan {
+            work,
+            write: Some(PlannedWrite::new(existing, pos, expect)?),
+        })
     }
 
     /// Applies the rows of a group to the stored position in memory; records issues
@@ -1440,12 +2105,10 @@ impl Ctx<'_> {
         let live = existing
             .filter(|p| p.status != PositionStatus::Invalid)
             .cloned();
-        let first = work.iter().find_map(|w| {
-            w.record()
-                .filter(|r| r.action != Some(RowAction::Annul))
-                .cloned()
-        });
-        let mut pos = match (&live, &first) {
+        let first = work
+            .iter()
+            .find_map(|w| w.record().filter(|r| r.action != Some(RowAction::Annul)));
+        let mut pos = match (&live, first) {
             (Some(p), _) => p.clone(),
             (None, Some(r)) => {
                 let mut p = self.new_position(r);
@@ -1459,7 +2122,7 @@ impl Ctx<'_> {
         let mut annulled: Vec<String> = Vec::new();
         let mut option_types: BTreeMap<u32, (String, usize)> = BTreeMap::new();
         for w in work.iter_mut() {
-            let Some(r) = w.record().cloned() else {
+            let Some(r) = w.record() else {
                 continue;
             };
             w.due = r.due_date;
@@ -1535,7 +2198,7 @@ impl Ctx<'_> {
                         _ => (IuvKind::B, placeholder_nav(&self.org.layout)),
                     };
                     w.kind = Some(kind);
-                    match nav.and_then(|nav| self.build_option(&r, &nav, kind)) {
+                    match nav.and_then(|nav| self.build_option(r, &nav, kind)) {
                         Some(opt) => pos.payment_options.push(opt),
                         None => w.issues.push(issue(
                             ErrorCode::RowBadBeneficiary,
@@ -1554,7 +2217,7 @@ impl Ctx<'_> {
                             ));
                         }
                     }
-                    let Some(mut opt) = self.build_option(&r, &old.nav, kind) else {
+                    let Some(mut opt) = self.build_option(r, &old.nav, kind) else {
                         w.issues.push(issue(
                             ErrorCode::RowBadBeneficiary,
                             "nessun IBAN configurato per il tipoDovuto",
@@ -1749,77 +2412,98 @@ impl Ctx<'_> {
     }
 
     /// FULL mode (FORMAT.md §5.6): every in-scope installment absent from the file is
-    /// cancelled unless paid (then reported `NON_ANNULLABILE` / `SKIPPED_PAID`).
+    /// cancelled unless paid (then reported `NON_ANNULLABILE` / `SKIPPED_PAID`). The scope is
+    /// streamed in key order, never collected; each transaction covers up to
+    /// [`LoadOptions::batch_positions`] touched positions with their outcome lines, the record
+    /// and the scan cursor, so a resumed load continues after the last committed position
+    /// (nothing cancelled or counted twice).
     fn cancel_absent(&mut self) -> Result<(), FeedError> {
-        for p in self.scope_positions()? {
+        let cursor_key = sub_key(&self.key, b'C', b"");
+        loop {
+            let mut attempts = 0;
+            let more = loop {
+                match self.cancel_batch(&cursor_key)? {
+                    Some(more) => break more,
+                    None => {
+                        attempts += 1;
+                        if attempts >= 5 {
+                            return Err(FeedError::Ledger(LedgerError::Contended));
+                        }
+                    }
+                }
+            };
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One cancellation transaction: `Some(more to scan)`, or `None` when a position changed
+    /// concurrently (scan again from the same cursor).
+    fn cancel_batch(&mut self, cursor_key: &[u8]) -> Result<Option<bool>, FeedError> {
+        let after = self.trees.seen.get(cursor_key)?.map(|v| v.to_vec());
+        let limit = self.opts.batch_positions.max(1);
+        let mut rec = self.rec.clone();
+        let mut writes: Vec<PlannedWrite> = Vec::new();
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let (mut touched, mut scanned, mut bytes_planned) = (0usize, 0usize, 0usize);
+        let mut last_key: Option<sled::IVec> = None;
+        let mut more = false;
+        for item in self.scope_scan(after) {
+            let (k, bytes, p) = item?;
+            if touched >= limit || scanned >= CANCEL_SCAN_BATCH || bytes_planned >= TX_BYTES_BUDGET
+            {
+                more = true;
+                break;
+            }
+            scanned += 1;
+            last_key = Some(k);
             let mut absent = Vec::new();
             for o in &p.payment_options {
                 if let Some(iud) = meta_get(o, meta::IUD) {
                     if !self.seen_iud(iud)? {
-                        absent.push(o.clone());
+                        absent.push(o);
                     }
                 }
             }
             if absent.is_empty() {
                 continue;
             }
+            touched += 1;
             let paid_position = p.status.has_payments();
-            let cancellable: Vec<&PaymentOption> = absent
+            let cancel_iuds: Vec<&str> = absent
                 .iter()
                 .filter(|o| !paid_position && o.status == OptionStatus::PoUnpaid)
+                .filter_map(|o| meta_get(o, meta::IUD))
                 .collect();
-            let cancel_iuds: Vec<String> = cancellable
-                .iter()
-                .filter_map(|o| meta_get(o, meta::IUD).map(str::to_string))
-                .collect();
-            let mut applied = cancel_iuds.is_empty() || self.opts.dry_run;
-            if !applied {
-                let rev = p.revision;
-                let all = cancel_iuds.len() == p.payment_options.len();
-                let res = self
-                    .store
-                    .ledger
-                    .modify(&self.org.fiscal_code, &p.iupd, &mut |cur| {
-                        if cur.revision != rev {
-                            return Err(LedgerError::Contended);
-                        }
-                        if all {
-                            cur.status = PositionStatus::Invalid;
-                        } else {
-                            cur.payment_options.retain(|o| {
-                                meta_get(o, meta::IUD)
-                                    .is_none_or(|i| !cancel_iuds.iter().any(|c| c == i))
-                            });
-                        }
-                        Ok(())
+            if !cancel_iuds.is_empty() && !self.opts.dry_run {
+                let mut new = p.clone();
+                if cancel_iuds.len() == p.payment_options.len() {
+                    new.status = PositionStatus::Invalid;
+                } else {
+                    new.payment_options.retain(|o| {
+                        meta_get(o, meta::IUD).is_none_or(|i| !cancel_iuds.contains(&i))
                     });
-                match res {
-                    Ok(_) => applied = true,
-                    Err(LedgerError::Storage(e)) => return Err(e.into()),
-                    Err(_) => applied = false,
                 }
+                new.revision = p.revision.saturating_add(1);
+                new.last_updated_date = Utc::now();
+                bytes_planned += OUTCOME_BYTES * absent.len();
+                let w = PlannedWrite::new(Some(p.clone()), new, Expect::Bytes(bytes))?;
+                bytes_planned += w.prepared.size();
+                writes.push(w);
             }
-            let mut entries = Vec::new();
             for o in &absent {
-                let iud = meta_get(o, meta::IUD).unwrap_or_default().to_string();
-                let cancelled = cancel_iuds.contains(&iud);
-                let (outcome, performed, code, desc) = if cancelled && applied {
-                    self.rec.cancelled += 1;
+                let iud = meta_get(o, meta::IUD).unwrap_or_default();
+                let (outcome, performed, code, desc) = if cancel_iuds.contains(&iud) {
+                    rec.cancelled += 1;
                     (
                         RowOutcome::Ok,
                         "ANNULLATO",
                         "OK",
                         "Assente dal flusso completo: annullata",
                     )
-                } else if cancelled {
-                    (
-                        RowOutcome::Warn,
-                        "NON_ANNULLABILE",
-                        ErrorCode::InternalError.as_str(),
-                        "Assente dal flusso completo: annullamento non riuscito (modifica concorrente)",
-                    )
                 } else {
-                    self.rec.skipped_paid += 1;
+                    rec.skipped_paid += 1;
                     (
                         RowOutcome::Warn,
                         "NON_ANNULLABILE",
@@ -1830,7 +2514,7 @@ impl Ctx<'_> {
                 let line = OutcomeLine {
                     row: None,
                     iupd: p.iupd.clone(),
-                    iud: iud.clone(),
+                    iud: iud.to_string(),
                     requested: String::new(),
                     outcome,
                     performed: performed.into(),
@@ -1846,24 +2530,49 @@ impl Ctx<'_> {
                     encode(&StoredOutcome { line, iuv: None })?,
                 ));
             }
-            self.rec.updated_at = Utc::now();
-            let rec_bytes = encode(&self.rec)?;
-            (&self.trees.feeds, &self.trees.outcomes)
-                .transaction(|(f, o)| {
-                    for (k, v) in &entries {
-                        o.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    f.insert(self.key.as_slice(), rec_bytes.as_slice())?;
-                    Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| match e {
-                    sled::transaction::TransactionError::Storage(e) => FeedError::from(e),
-                    sled::transaction::TransactionError::Abort(()) => {
-                        FeedError::Ledger(LedgerError::Contended)
-                    }
-                })?;
         }
-        Ok(())
+        let Some(last_key) = last_key else {
+            return Ok(Some(false));
+        };
+        rec.updated_at = Utc::now();
+        let rec_bytes = encode(&rec)?;
+        let l = &*self.store.ledger;
+        let result = (
+            &l.positions,
+            &l.by_notice,
+            &l.by_iuv,
+            &l.by_debtor,
+            &l.by_due,
+            &l.timers,
+            &self.trees.feeds,
+            &self.trees.outcomes,
+            &self.trees.seen,
+        )
+            .transaction(|(p, n, i, d, due, t, f, o, seen)| {
+                let ledger = [p, n, i, d, due, t];
+                for w in &writes {
+                    check_expected(p, w.prepared.key(), &w.expect)?;
+                    apply_prepared(&ledger, &w.prepared)?;
+                }
+                for (k, v) in &entries {
+                    o.insert(k.as_slice(), v.as_slice())?;
+                }
+                f.insert(self.key.as_slice(), rec_bytes.as_slice())?;
+                seen.insert(cursor_key, last_key.clone())?;
+                Ok(())
+            });
+        match result {
+            Ok(()) => {
+                self.rec = rec;
+                Ok(Some(more))
+            }
+            Err(sled::transaction::TransactionError::Abort(e)) if is_concurrent_change(&e) => {
+                metrics::counter!("mpay_feed_batch_retries_total").increment(1);
+                Ok(None)
+            }
+            Err(sled::transaction::TransactionError::Abort(e)) => Err(e.into()),
+            Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+        }
     }
 }
 
@@ -1991,9 +2700,23 @@ pub fn outcomes(
 ) -> Result<impl Iterator<Item = Result<StoredOutcome, FeedError>>, FeedError> {
     let t = Trees::open(store)?;
     let prefix = sub_prefix(&feed_key(org, flow_id));
-    Ok(t.outcomes.scan_prefix(prefix).map(|item| {
-        let (k, v) = item?;
-        Ok(decode::<StoredOutcome>("feed_outcomes", &k, &v)?)
+    // `prefix ++ 0x01 ++ row(8) ++ CHUNK_MARK`: a chunk of row outcomes
+    let chunk_len = prefix.len() + 1 + 8 + 1;
+    let tag_at = prefix.len();
+    Ok(t.outcomes.scan_prefix(prefix).flat_map(move |item| {
+        let one = |r: Result<StoredOutcome, FeedError>| vec![r];
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => return one(Err(e.into())),
+        };
+        if k.len() == chunk_len && k.get(tag_at) == Some(&1) && k.last() == Some(&CHUNK_MARK) {
+            match decode::<Vec<StoredOutcome>>("feed_outcomes", &k, &v) {
+                Ok(chunk) => chunk.into_iter().map(Ok).collect(),
+                Err(e) => one(Err(e.into())),
+            }
+        } else {
+            one(decode::<StoredOutcome>("feed_outcomes", &k, &v).map_err(Into::into))
+        }
     }))
 }
 
@@ -2119,4 +2842,56 @@ pub fn reject_file(
     };
     put_record(&t, &key, &rec)?;
     Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_set_is_exact_across_growth_and_chunks() {
+        let mut s = KeySet::new();
+        for i in 0..100_000u32 {
+            assert!(s.insert(format!("I{i}").as_bytes()), "{i}");
+        }
+        for i in 0..100_000u32 {
+            assert!(!s.insert(format!("I{i}").as_bytes()), "{i}");
+            assert!(s.contains(format!("I{i}").as_bytes()));
+            assert!(!s.contains(format!("P{i}").as_bytes()));
+        }
+        // keys spanning chunk ends, and one longer than a chunk
+        let long = vec![b'x'; KEY_CHUNK - 10];
+        assert!(s.insert(&long));
+        assert!(s.insert(b"I-after-long"));
+        let huge = vec![b'y'; KEY_CHUNK + 1];
+        assert!(s.insert(&huge));
+        assert!(!s.insert(&huge));
+        assert!(s.contains(&long) && s.contains(&huge) && s.contains(b"I-after-long"));
+        assert_eq!(s.keys().count(), 100_003);
+    }
+
+    #[test]
+    fn seen_set_spills_to_the_tree_and_stays_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("feed_seen").unwrap();
+        let mut s = SeenSet::new(tree.clone(), b"80000000010FLOW");
+        s.budget = 64 * 1024; // spills after a few thousand keys
+        for i in 0..20_000u32 {
+            assert!(s.insert(b'I', &format!("IUD-{i}")).unwrap(), "{i}");
+            if i % 3 == 0 {
+                assert!(!s.insert(b'I', &format!("IUD-{}", i / 2)).unwrap(), "{i}");
+            }
+        }
+        assert!(s.mem.is_none(), "spilled");
+        s.flush().unwrap();
+        for i in 0..20_000u32 {
+            assert!(s.contains(b'I', &format!("IUD-{i}")).unwrap());
+            assert!(!s.contains(b'P', &format!("IUD-{i}")).unwrap());
+        }
+        assert_eq!(tree.len(), 20_000);
+        s.clear().unwrap();
+        assert_eq!(tree.len(), 0);
+        assert!(!s.contains(b'I', "IUD-1").unwrap());
+    }
 }

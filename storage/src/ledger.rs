@@ -356,14 +356,7 @@ pub(crate) fn apply(
             if *t <= 1 {
                 if let Some(holder) = tree.get(k.as_slice())? {
                     if holder.as_ref() != p.iupd.as_bytes() {
-                        let code =
-                            String::from_utf8_lossy(k.get(11..).unwrap_or_default()).into_owned();
-                        let iupd = String::from_utf8_lossy(&holder).into_owned();
-                        return Err(Abort::Abort(if *t == 0 {
-                            LedgerError::NoticeInUse { nav: code, iupd }
-                        } else {
-                            LedgerError::IuvInUse { iuv: code, iupd }
-                        }));
+                        return Err(Abort::Abort(claim_conflict(*t, k, &holder)));
                     }
                 }
             }
@@ -375,6 +368,136 @@ pub(crate) fn apply(
         positions.remove(position_key(p.organization_fiscal_code.as_str(), &p.iupd))?;
     }
     Ok(())
+}
+
+/// A position write prepared outside a transaction — record encoded, index entries to drop
+/// and to add computed — so that a bulk writer's transaction (which holds sled's global
+/// transaction lock, blocking every reader) does only the tree operations.
+pub(crate) struct PreparedWrite {
+    key: Vec<u8>,
+    iupd: Vec<u8>,
+    bytes: Vec<u8>,
+    removes: Vec<(usize, Vec<u8>)>,
+    inserts: Vec<(usize, Vec<u8>, Vec<u8>)>,
+}
+
+/// Prepares writing `new` over `old` (`None` = created): the same changes as [`apply`].
+pub(crate) fn prepare(
+    old: Option<&DebtPosition>,
+    new: &DebtPosition,
+) -> Result<PreparedWrite, StorageError> {
+    let old_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = old
+        .map(index_entries)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let new_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = index_entries(new).into_iter().collect();
+    Ok(PreparedWrite {
+        key: position_key(new.organization_fiscal_code.as_str(), &new.iupd),
+        iupd: new.iupd.as_bytes().to_vec(),
+        bytes: encode(new)?,
+        removes: old_entries
+            .difference(&new_entries)
+            .map(|(t, k, _)| (*t, k.clone()))
+            .collect(),
+        inserts: new_entries.difference(&old_entries).cloned().collect(),
+    })
+}
+
+impl PreparedWrite {
+    /// Key of the position in the `positions` tree.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Bytes it adds to the store's log (about).
+    pub(crate) fn size(&self) -> usize {
+        self.key.len()
+            + self.bytes.len()
+            + self
+                .inserts
+                .iter()
+                .map(|(_, k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// [`apply`] of a [`PreparedWrite`]: drops and adds its index entries (refusing notice numbers
+/// and IUVs held by another position), writes the record.
+pub(crate) fn apply_prepared(
+    trees: &[&TransactionalTree; 6],
+    w: &PreparedWrite,
+) -> Result<(), Abort> {
+    let [positions, by_notice, by_iuv, by_debtor, by_due, timers] = trees;
+    let idx = [by_notice, by_iuv, by_debtor, by_due, timers];
+    for (t, k) in &w.removes {
+        if let Some(tree) = idx.get(*t) {
+            tree.remove(k.as_slice())?;
+        }
+    }
+    for (t, k, v) in &w.inserts {
+        let Some(tree) = idx.get(*t) else { continue };
+        if *t <= 1 {
+            if let Some(holder) = tree.get(k.as_slice())? {
+                if holder.as_ref() != w.iupd.as_slice() {
+                    return Err(Abort::Abort(claim_conflict(*t, k, &holder)));
+                }
+            }
+        }
+        tree.insert(k.as_slice(), v.as_slice())?;
+    }
+    positions.insert(w.key.as_slice(), w.bytes.as_slice())?;
+    Ok(())
+}
+
+/// The notice-number (tree 0) and IUV (tree 1) index keys that writing `new` over `old` would
+/// claim: exactly the keys [`apply`] checks for another holder. Lets a bulk writer (feeds) decide
+/// uniqueness before its transaction, so that one conflicting position is rejected on its own
+/// instead of aborting a whole batch.
+pub(crate) fn unique_claims(
+    old: Option<&DebtPosition>,
+    new: &DebtPosition,
+) -> Vec<(usize, Vec<u8>)> {
+    let old_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = old
+        .map(index_entries)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(t, _, _)| *t <= 1)
+        .collect();
+    index_entries(new)
+        .into_iter()
+        .filter(|e| e.0 <= 1 && !old_entries.contains(e))
+        .map(|(t, k, _)| (t, k))
+        .collect()
+}
+
+/// The notice-number (tree 0) and IUV (tree 1) index keys that writing `new` over `old` would
+/// release (held by `old`, not by `new`).
+pub(crate) fn unique_releases(
+    old: Option<&DebtPosition>,
+    new: &DebtPosition,
+) -> Vec<(usize, Vec<u8>)> {
+    let Some(old) = old else { return Vec::new() };
+    let new_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = index_entries(new)
+        .into_iter()
+        .filter(|(t, _, _)| *t <= 1)
+        .collect();
+    index_entries(old)
+        .into_iter()
+        .filter(|e| e.0 <= 1 && !new_entries.contains(e))
+        .map(|(t, k, _)| (t, k))
+        .collect()
+}
+
+/// The error [`apply`] gives when `key` of index `tree` (0 notice, 1 IUV) is held by `holder`.
+pub(crate) fn claim_conflict(tree: usize, key: &[u8], holder: &[u8]) -> LedgerError {
+    let code = String::from_utf8_lossy(key.get(11..).unwrap_or_default()).into_owned();
+    let iupd = String::from_utf8_lossy(holder).into_owned();
+    if tree == 0 {
+        LedgerError::NoticeInUse { nav: code, iupd }
+    } else {
+        LedgerError::IuvInUse { iuv: code, iupd }
+    }
 }
 
 pub(crate) fn tx_err(e: TransactionError<LedgerError>) -> LedgerError {
@@ -444,6 +567,29 @@ impl SledLedger {
             ("by_due", &self.by_due),
             ("timers", &self.timers),
         ]
+    }
+
+    /// Accounts for positions a bulk writer (feeds) created inside its own transaction with
+    /// [`apply`] (the count is kept in memory, see [`PositionRepository::count`]).
+    pub(crate) fn note_created(&self, n: u64) {
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The next number of an organization's IUV sequence and its notice number, **not**
+    /// checked against the ledger: for a bulk writer (feeds) that checks the numbers it hands
+    /// out itself (one range scan for many numbers) and again inside its transaction. The same
+    /// durable blocks as [`PositionRepository::next_notice`]: a number is never returned twice.
+    pub(crate) fn next_notice_candidate(
+        &self,
+        org: &OrgFiscalCode,
+        layout: &NoticeLayout,
+    ) -> Result<(u64, NoticeNumber), LedgerError> {
+        let key = format!("iuv/{}/{}", org.as_str(), layout_key(layout));
+        let seq = self.next_sequence(&key)?;
+        let nav = layout
+            .generate(seq)
+            .map_err(|_| LedgerError::SequenceExhausted(org.to_string()))?;
+        Ok((seq, nav))
     }
 
     fn next_sequence(&self, key: &str) -> Result<u64, LedgerError> {
