@@ -550,11 +550,6 @@ impl SledLedger {
         )
     }
 
-    /// Counts positions created outside [`PositionRepository::create`] (archive writes).
-    pub(crate) fn note_created(&self, n: u64) {
-        self.count.fetch_add(n, Ordering::Relaxed);
-    }
-
     pub(crate) fn decode_position(key: &[u8], bytes: &[u8]) -> Result<DebtPosition, LedgerError> {
         Ok(decode(POSITIONS, key, bytes)?)
     }
@@ -569,7 +564,7 @@ impl SledLedger {
         ]
     }
 
-    /// Accounts for positions a bulk writer (feeds) created inside its own transaction with
+    /// Accounts for positions a bulk writer (feeds, archive) created inside its own transaction with
     /// [`apply`] (the count is kept in memory, see [`PositionRepository::count`]).
     pub(crate) fn note_created(&self, n: u64) {
         self.count.fetch_add(n, Ordering::Relaxed);
