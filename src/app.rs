@@ -172,7 +172,9 @@ impl Application {
         println!("  OpenAPI:    {base}/api/openapi.json");
         println!("  health:     {base}/health/ready  {base}/health/actors  {base}/metrics");
         println!("  pagoPA station (SOAP):         {base}/pagopa/paForNode");
-        println!("  MPay Archivio Carichi (SOAP):  {base}/ArchivioCarichiService/integraecdifferito");
+        println!(
+            "  MPay Archivio Carichi (SOAP):  {base}/ArchivioCarichiService/integraecdifferito"
+        );
         println!(
             "  data dir:   {}",
             self.state.settings.node.data_dir.display()

@@ -254,7 +254,7 @@ fn s(row: &str, esito: &str, done: &str, code: &str) -> Line {
 #[actix_rt::test]
 async fn http_upload_of_every_sample_with_its_outcome() {
     let Some(dir) = samples() else { return };
-    let app = spawn_feeds_app(free_port(), 41000).await;
+    let app = spawn_feeds_app(free_port(), 30000).await;
     let cases: Vec<(&str, &str, &str, Vec<Line>)> = vec![
         (
             "ours_a_delta_tipoA__c_x000-TARI2025A-2_0.csv",
@@ -437,7 +437,7 @@ async fn http_upload_of_every_sample_with_its_outcome() {
 #[actix_rt::test]
 async fn duplicate_flow_id_is_409_and_other_organizations_are_refused() {
     let Some(dir) = samples() else { return };
-    let app = spawn_feeds_app(free_port(), 41100).await;
+    let app = spawn_feeds_app(free_port(), 30100).await;
     let bytes = std::fs::read(dir.join("ours_a_delta_tipoA__c_x000-TARI2025A-2_0.csv")).unwrap();
     let r = upload_raw(
         &app,
@@ -524,7 +524,7 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 #[actix_rt::test]
 async fn full_zip_with_manifest_never_cancels_paid_and_guard_waits_for_confirmation() {
     let Some(dir) = samples() else { return };
-    let app = spawn_feeds_app(free_port(), 41200).await;
+    let app = spawn_feeds_app(free_port(), 30200).await;
     // the state sample (c) assumes: 0001..0004, 0002 paid
     let csv = "IUPD;descrizionePosizioneDebitoria;indiceOpzionePagamento;tipoOpzionePagamento;descrizioneOpzionePagamento;IUD;codIuv;tipoIdentificativoUnivoco;codiceIdentificativoUnivoco;anagraficaPagatore;mailPagatore;dataEsecuzionePagamento;importoDovuto;tipoDovuto;causaleVersamento;datiSpecificiRiscossione;flgGeneraIuv;flagPagamentoPu;azione\r\n\
 TARI-2025-0001;TARI 2025 utenza 0001;1;SINGLE_INSTALLMENT;Rata unica;TARI25-0001-U;01000000000100121;F;TSTPRV80A01H501A;Persona Prova Uno;uno@example.invalid;2025-06-30;245.80;TARI;TARI 2025 rata unica;9/0101101IM/;true;true;I\r\n\
@@ -655,7 +655,7 @@ async fn wait_file(path: &Path) {
 async fn ftp_upload_report_in_out_and_organizations_are_jailed() {
     let Some(dir) = samples() else { return };
     let port = free_port();
-    let app = spawn_feeds_app(port, 41300).await;
+    let app = spawn_feeds_app(port, 30300).await;
     let sample = std::fs::read(dir.join("ours_b_delta_tipoB__c_x000-CDS2025B-2_0.csv")).unwrap();
     let addr = format!("127.0.0.1:{port}");
     let a2 = addr.clone();
@@ -747,7 +747,7 @@ async fn ftp_upload_report_in_out_and_organizations_are_jailed() {
 #[actix_rt::test]
 async fn drop_folder_loads_complete_files() {
     let Some(dir) = samples() else { return };
-    let app = spawn_feeds_app(free_port(), 41400).await;
+    let app = spawn_feeds_app(free_port(), 30400).await;
     let drop = app.dir.path().join("data/drop").join(ORG_C);
     let bytes = std::fs::read(dir.join("c_x000-RETTE2025-2_0.csv")).unwrap();
     // the checksum sidecar first (`sha256sum` format), then the file
@@ -1104,7 +1104,7 @@ fn check_compat_13(report: &str, scarti: &str, iuv: &str) {
 
 #[actix_rt::test]
 async fn compat_copies_of_a_1_3_file_quote_rejected_rows_verbatim() {
-    let app = spawn_feeds_app(free_port(), 41500).await;
+    let app = spawn_feeds_app(free_port(), 30500).await;
     let file = compat_13_file().into_bytes();
     // a correct md5 declared with the upload
     let q = format!("&checksum=md5:{}", md5_hex(&file).to_uppercase());
@@ -1167,7 +1167,7 @@ async fn compat_copies_of_a_1_3_file_quote_rejected_rows_verbatim() {
 
 #[actix_rt::test]
 async fn bad_checksum_fails_the_load_and_nothing_is_applied() {
-    let app = spawn_feeds_app(free_port(), 41600).await;
+    let app = spawn_feeds_app(free_port(), 30600).await;
     let file = compat_13_file().into_bytes();
     // malformed parameters: 400 before anything is accepted
     for bad in ["sha256:1234", "crc32:00000000", "deadbeef"] {
@@ -1261,7 +1261,7 @@ fn ftp_put(addr: &str, user: &str, password: &str, files: Vec<(String, Vec<u8>)>
 #[actix_rt::test]
 async fn ftp_sidecar_checksums_and_every_output_in_out() {
     let port = free_port();
-    let app = spawn_feeds_app(port, 41700).await;
+    let app = spawn_feeds_app(port, 30700).await;
     let addr = format!("127.0.0.1:{port}");
     let home = app.dir.path().join("data/ftp").join(ORG_C);
     let file = compat_13_file().into_bytes();
@@ -1412,7 +1412,7 @@ async fn spawn_ftps_app(port: u16, pasv: u16, required: Option<bool>) -> (TestAp
 async fn ftps_upload_with_a_self_signed_certificate_and_plain_login_refused() {
     let Some(dir) = samples() else { return };
     let port = free_port();
-    let (app, der) = spawn_ftps_app(port, 41800, None).await;
+    let (app, der) = spawn_ftps_app(port, 30800, None).await;
     let addr = format!("127.0.0.1:{port}");
     let sample = std::fs::read(dir.join("c_x000-DEMO20250301A-1_3.csv")).unwrap();
     let (a2, der2) = (addr.clone(), der.clone());
@@ -1476,7 +1476,7 @@ async fn ftps_upload_with_a_self_signed_certificate_and_plain_login_refused() {
     );
     // ftps_required = false: clients in clear are let in as well
     let port = free_port();
-    let (_open, _) = spawn_ftps_app(port, 41830, Some(false)).await;
+    let (_open, _) = spawn_ftps_app(port, 30830, Some(false)).await;
     let a2 = format!("127.0.0.1:{port}");
     let ok = actix_rt::task::spawn_blocking(move || {
         let mut plain = suppaftp::FtpStream::connect(&a2).unwrap();

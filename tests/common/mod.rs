@@ -237,6 +237,10 @@ pub fn free_port() -> u16 {
 }
 
 /// New sections for feeds: organization C with the samples' services, drop folder, FTP.
+/// `pasv` .. `pasv + 19` are the passive data ports: tests use 30000–30899, below Linux's
+/// ephemeral range (32768–60999) so that no client socket or `free_port()` control port of a
+/// test running in parallel can sit on them (a TLS client once reached another test's plain
+/// control port on its "data" port).
 pub fn feeds_config_text(data_dir: &std::path::Path, ftp_port: u16, pasv: u16) -> String {
     let mut s = format!(
         r#"
