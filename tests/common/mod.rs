@@ -89,10 +89,9 @@ amount = {{ kind = "fixed", cents = 35000 }}
     )
 }
 
-pub async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("mpay.toml");
-    std::fs::write(&cfg, config_text(&dir.path().join("data"))).unwrap();
+/// Starts the node with the configuration file `cfg` in `dir` (kept alive by the TestApp) and
+/// waits until it is ready.
+async fn start(dir: tempfile::TempDir, cfg: std::path::PathBuf) -> TestApp {
     let settings = Settings::load(&Sources {
         demo: false,
         file: Some(cfg),
@@ -127,6 +126,13 @@ pub async fn spawn_app() -> TestApp {
     })
     .await;
     t
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mpay.toml");
+    std::fs::write(&cfg, config_text(&dir.path().join("data"))).unwrap();
+    start(dir, cfg).await
 }
 
 impl TestApp {
@@ -312,38 +318,5 @@ pub async fn spawn_feeds_app_with(
         dir.path(),
     );
     std::fs::write(&cfg, text).unwrap();
-    let settings = Settings::load(&Sources {
-        demo: false,
-        file: Some(cfg),
-        env: false,
-    })
-    .unwrap();
-    let app = Application::build(settings, false).await.unwrap();
-    let base = format!("http://{}", app.addr);
-    let store = app.store.clone();
-    let app_state = app.state.clone();
-    let scheduler = app.scheduler.clone();
-    let handle = app.server_handle();
-    actix_rt::spawn(async move {
-        let _ = app.run_until_stopped().await;
-    });
-    let t = TestApp {
-        base,
-        client: reqwest::Client::new(),
-        dir,
-        store,
-        app_state,
-        scheduler,
-        handle,
-    };
-    t.wait_for("readiness", || async {
-        t.client
-            .get(format!("{}/health/ready", t.base))
-            .send()
-            .await
-            .map(|r| r.status() == 200)
-            .unwrap_or(false)
-    })
-    .await;
-    t
+    start(dir, cfg).await
 }
