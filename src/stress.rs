@@ -82,6 +82,7 @@ fn position(
             metadata: vec![],
         }],
         revision: 0,
+        origin: mpay_messages::position::Origin::Rest,
     })
 }
 

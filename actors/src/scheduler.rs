@@ -65,28 +65,11 @@ fn run_pass(
         };
         let batch = due.len();
         for (kind, org, iupd) in due {
-            let result = ledger.modify(&org, &iupd, &mut |p| match kind {
-                TimerKind::Validate => {
-                    if p.status == PositionStatus::Published
-                        && p.validity_date.is_none_or(|v| v <= now)
-                    {
-                        p.status = PositionStatus::Valid;
-                    }
-                    Ok(())
-                }
-                TimerKind::Expire => {
-                    let past = p
-                        .last_due_day()
-                        .and_then(mpay_storage::ledger::expiry_instant)
-                        .is_some_and(|at| at <= now);
-                    if p.switch_to_expired && past && p.status == PositionStatus::Valid {
-                        p.status = PositionStatus::Expired;
-                    } else if p.switch_to_expired && past && p.status == PositionStatus::Published {
-                        // published but never valid: it expires as well
-                        p.status = PositionStatus::Expired;
-                    }
-                    Ok(())
-                }
+            // the domain decides (DebtPosition::apply_timers): the same rule the station
+            // uses to answer PAA_PAGAMENTO_SCADUTO
+            let result = ledger.modify(&org, &iupd, &mut |p| {
+                p.apply_timers(now);
+                Ok(())
             });
             match result {
                 Ok(p) => match (kind, p.status) {

@@ -13,6 +13,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod archivio;
+pub mod domain;
 pub mod feeds;
 pub mod ids;
 pub mod journal;

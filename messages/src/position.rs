@@ -225,6 +225,31 @@ pub struct PaymentOption {
 }
 
 impl PaymentOption {
+    /// An unpaid single-solution option without transfers or metadata; the IUV is the notice
+    /// number's. Fees are zero.
+    pub fn new(
+        nav: NoticeNumber,
+        amount: Amount,
+        description: impl Into<String>,
+        due_date: DateTime<Utc>,
+    ) -> Self {
+        PaymentOption {
+            iuv: nav.iuv(),
+            nav,
+            amount,
+            description: description.into(),
+            is_partial_payment: false,
+            due_date,
+            retention_date: None,
+            fee: Amount::ZERO,
+            notification_fee: Amount::ZERO,
+            status: OptionStatus::PoUnpaid,
+            payment_date: None,
+            transfers: Vec::new(),
+            metadata: Vec::new(),
+        }
+    }
+
     /// Business due date in Europe/Rome.
     pub fn due_day(&self) -> NaiveDate {
         rome_date(self.due_date)
@@ -267,9 +292,121 @@ pub struct DebtPosition {
     pub payment_options: Vec<PaymentOption>,
     /// Revision, incremented by every stored change (optimistic concurrency).
     pub revision: u64,
+    /// Where the position came from (records written before it was recorded read as
+    /// [`Origin::Unrecorded`]).
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+/// Where a debt position came from: decides who may change it and what is ours in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Origin {
+    /// Stored before origins were recorded (see [`DebtPosition::origin_or_derived`]).
+    #[default]
+    Unrecorded,
+    /// Created through the REST API (GPD-style).
+    Rest,
+    /// An MPay Archivio Carichi document (`iupd` = `numeroDocumento`).
+    ArchivioCarichi,
+    /// Created by a bulk feed.
+    Feed {
+        /// The flow (file) that created it.
+        flow_id: String,
+    },
+    /// Created on a PSP's paDemandPaymentNotice for a service.
+    PspDemand {
+        /// The service code (TipologiaServizio).
+        service: String,
+    },
+    /// Created for a spontaneous payment in the citizen portal.
+    Portal {
+        /// The service code (TipologiaServizio).
+        service: String,
+    },
+}
+
+impl Debtor {
+    /// A debtor with only a fiscal code and a name: kind `G` for an organization's fiscal code,
+    /// `F` otherwise (including `ANONIMO`).
+    pub fn new(fiscal_code: FiscalCode, full_name: impl Into<String>) -> Self {
+        Debtor {
+            kind: match fiscal_code {
+                FiscalCode::Organization(_) => DebtorType::G,
+                _ => DebtorType::F,
+            },
+            fiscal_code,
+            full_name: full_name.into(),
+            street_name: None,
+            civic_number: None,
+            postal_code: None,
+            city: None,
+            province: None,
+            region: None,
+            country: None,
+            email: None,
+            phone: None,
+        }
+    }
+}
+
+impl Transfer {
+    /// A transfer to a bank IBAN of the position's own organization, without metadata.
+    pub fn to_iban(
+        id_transfer: u8,
+        amount: Amount,
+        iban: Iban,
+        remittance_information: impl Into<String>,
+        category: impl Into<String>,
+    ) -> Self {
+        Transfer {
+            id_transfer,
+            amount,
+            organization_fiscal_code: None,
+            remittance_information: remittance_information.into(),
+            category: category.into(),
+            destination: Destination::Iban {
+                iban,
+                postal_iban: None,
+            },
+            company_name: None,
+            metadata: Vec::new(),
+        }
+    }
 }
 
 impl DebtPosition {
+    /// A new DRAFT position without options, created at `now` (revision 0). Set the options,
+    /// then [`DebtPosition::mark_published`] when it is created published.
+    pub fn new(
+        organization_fiscal_code: OrgFiscalCode,
+        iupd: impl Into<String>,
+        debtor: Debtor,
+        company_name: impl Into<String>,
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> Self {
+        DebtPosition {
+            organization_fiscal_code,
+            iupd: iupd.into(),
+            debtor,
+            switch_to_expired: false,
+            pay_stand_in: true,
+            company_name: company_name.into(),
+            office_name: None,
+            service_code: None,
+            validity_date: None,
+            status: PositionStatus::Draft,
+            inserted_date: now,
+            publish_date: None,
+            last_updated_date: now,
+            payment_date: None,
+            payment_options: Vec::new(),
+            revision: 0,
+            origin,
+        }
+    }
+
     /// The latest business due date (Europe/Rome) among the options; drives expiry.
     pub fn last_due_day(&self) -> Option<NaiveDate> {
         self.payment_options.iter().map(|o| o.due_day()).max()

@@ -65,7 +65,7 @@ pub mod meta {
     /// Installment id.
     pub const IUD: &str = "IUD";
     /// Flow id of the feed that last wrote the option (origin marker).
-    pub const FLOW: &str = "flusso";
+    pub const FLOW: &str = mpay_messages::domain::position::FEED_FLOW_KEY;
     /// `A` supplied / `B` generated.
     pub const IUV_KIND: &str = "tipoIuv";
     /// `indiceOpzionePagamento`.
@@ -1676,6 +1676,9 @@ impl Ctx<'_> {
             payment_date: None,
             payment_options: Vec::new(),
             revision: 0,
+            origin: mpay_messages::position::Origin::Feed {
+                flow_id: self.rec.flow_id.clone(),
+            },
         }
     }
 

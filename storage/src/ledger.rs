@@ -16,9 +16,8 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use mpay_messages::position::{DebtPosition, PositionStatus};
-use mpay_messages::time::rome_local_to_utc;
 use mpay_messages::{NoticeLayout, NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -58,14 +57,9 @@ pub enum LedgerError {
         /// Who holds it.
         iupd: String,
     },
-    /// The operation is not allowed in the position's current status.
-    #[error("cannot {action} a debt position in status {status}")]
-    InvalidState {
-        /// What was attempted.
-        action: &'static str,
-        /// Current status.
-        status: &'static str,
-    },
+    /// A rule of the domain refuses the change (status, origin).
+    #[error(transparent)]
+    Rule(#[from] mpay_messages::domain::PositionError),
     /// The organization's IUV sequence is exhausted for its layout.
     #[error("IUV sequence exhausted for organization {0}")]
     SequenceExhausted(String),
@@ -125,28 +119,21 @@ pub struct Page<T> {
     pub total_items: usize,
 }
 
-/// Kinds of timed transitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum TimerKind {
-    /// PUBLISHED → VALID at the validity date.
-    Validate,
-    /// VALID → EXPIRED after the last due day (switchToExpired).
-    Expire,
+pub use mpay_messages::domain::TimerKind;
+
+/// The byte of a timer kind in `timers` keys.
+fn timer_byte(kind: TimerKind) -> u8 {
+    match kind {
+        TimerKind::Validate => b'V',
+        TimerKind::Expire => b'E',
+    }
 }
 
-impl TimerKind {
-    fn byte(self) -> u8 {
-        match self {
-            TimerKind::Validate => b'V',
-            TimerKind::Expire => b'E',
-        }
-    }
-    fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            b'V' => Some(TimerKind::Validate),
-            b'E' => Some(TimerKind::Expire),
-            _ => None,
-        }
+fn timer_from_byte(b: u8) -> Option<TimerKind> {
+    match b {
+        b'V' => Some(TimerKind::Validate),
+        b'E' => Some(TimerKind::Expire),
+        _ => None,
     }
 }
 
@@ -293,36 +280,19 @@ fn index_entries(p: &DebtPosition) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
     }
     for (at, kind) in timers_of(p) {
         let mut k = at.timestamp_millis().to_be_bytes().to_vec();
-        k.push(kind.byte());
+        k.push(timer_byte(kind));
         k.extend_from_slice(&position_key(org, &p.iupd));
         out.push((4, k, Vec::new()));
     }
     out
 }
 
-/// When a position must change by itself.
+/// When a position must change by itself: the domain's rule ([`DebtPosition::timers`]).
 fn timers_of(p: &DebtPosition) -> Vec<(DateTime<Utc>, TimerKind)> {
-    let mut t = Vec::new();
-    if p.status == PositionStatus::Published {
-        if let Some(v) = p.validity_date {
-            t.push((v, TimerKind::Validate));
-        }
-    }
-    if p.switch_to_expired && matches!(p.status, PositionStatus::Valid | PositionStatus::Published)
-    {
-        if let Some(at) = p.last_due_day().and_then(expiry_instant) {
-            t.push((at, TimerKind::Expire));
-        }
-    }
-    t
+    p.timers()
 }
 
-/// The first instant after the business day `day` (00:00 of the next day, Europe/Rome):
-/// a notice due today is payable all day (SPEC §6 rule 6, trap list).
-pub fn expiry_instant(day: NaiveDate) -> Option<DateTime<Utc>> {
-    let next = day.checked_add_days(Days::new(1))?;
-    rome_local_to_utc(next.and_time(NaiveTime::MIN))
-}
+pub use mpay_messages::domain::position::expiry_instant;
 
 pub(crate) type Abort = ConflictableTransactionError<LedgerError>;
 
@@ -824,7 +794,7 @@ impl PositionRepository for SledLedger {
         let mut out = Vec::new();
         for item in self.timers.range(..end.to_vec()).take(max) {
             let (k, _) = item?;
-            let kind = k.get(8).copied().and_then(TimerKind::from_byte);
+            let kind = k.get(8).copied().and_then(timer_from_byte);
             let org = k.get(9..20).and_then(|b| std::str::from_utf8(b).ok());
             let iupd = k.get(20..).map(|b| String::from_utf8_lossy(b).into_owned());
             if let (Some(kind), Some(org), Some(iupd)) = (kind, org, iupd) {
@@ -1083,6 +1053,7 @@ mod tests {
                 metadata: vec![],
             }],
             revision: 0,
+            origin: mpay_messages::position::Origin::Rest,
         }
     }
 

@@ -12,9 +12,9 @@
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use mpay_messages::position::{OptionStatus, PositionStatus};
+use mpay_messages::position::DebtPosition;
 use mpay_messages::wire::pafornode::Receipt;
-use mpay_messages::{Amount, NoticeNumber, OrgFiscalCode};
+use mpay_messages::{NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
@@ -43,19 +43,7 @@ impl ReceiptTrees {
     }
 }
 
-/// What happened to a receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ReceiptDisposition {
-    /// It paid its option (position now PAID or PARTIALLY_PAID).
-    Applied,
-    /// The same receiptId was already stored: nothing changed.
-    Duplicate,
-    /// A different receipt for a notice already paid: stored with a double-payment anomaly.
-    DoublePayment,
-    /// No position for the notice: stored as an orphan with an anomaly.
-    Orphan,
-}
+pub use mpay_messages::domain::ReceiptDisposition;
 
 /// A receipt as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,30 +73,7 @@ pub struct StoredReceipt {
     pub receipt: Receipt,
 }
 
-/// Kinds of anomalies raised for operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE", tag = "kind")]
-pub enum AnomalyKind {
-    /// A receipt for a notice we do not know.
-    OrphanReceipt,
-    /// A second, different receipt for a notice already paid.
-    PossibleDoublePayment {
-        /// The receipt that paid first.
-        first_receipt_id: Option<String>,
-    },
-    /// Paid an amount different from the option's (e.g. Stand-In).
-    PaidWithDifference {
-        /// Expected, cents.
-        expected: Amount,
-        /// Paid, cents.
-        paid: Amount,
-    },
-    /// Paid while the position was not payable (cancelled, expired, draft).
-    PaidWhileNotPayable {
-        /// Its status then.
-        status: PositionStatus,
-    },
-}
+pub use mpay_messages::domain::AnomalyKind;
 
 /// An anomaly for operators (reconciliation, refunds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,94 +212,25 @@ impl ReceiptRepository for SledLedger {
                 continue;
             };
             let old = Self::decode_position(&pkey, &old_bytes)?;
-            let mut new = old.clone();
-            let now = Utc::now();
-            let Some(idx) = new
-                .payment_options
-                .iter()
-                .position(|o| o.nav.as_str() == nav)
+            let Some(effect) = old.apply_payment(&nav, stored.receipt.payment_amount, Utc::now())
             else {
-                continue;
+                continue; // the index named a position that no longer holds the notice
             };
-            let single = new
-                .payment_options
-                .get(idx)
-                .is_some_and(|o| !o.is_partial_payment);
-            let option_paid = new
-                .payment_options
-                .get(idx)
-                .is_some_and(|o| o.status != OptionStatus::PoUnpaid);
-            let settled = matches!(old.status, PositionStatus::Paid | PositionStatus::Reported)
-                || (single && old.status == PositionStatus::PartiallyPaid);
             stored.iupd = Some(iupd.clone());
-            let mut anomalies = Vec::new();
-            let disposition;
-            let mut write_position = false;
-            if option_paid || settled {
-                disposition = ReceiptDisposition::DoublePayment;
-                let first = self
-                    .receipts_for_notice_raw(&org, &nav)?
-                    .into_iter()
-                    .find(|r| r.disposition == ReceiptDisposition::Applied)
-                    .or_else(|| {
-                        // paid through another option of the same position
-                        old.payment_options.iter().find_map(|o| {
-                            self.receipts_for_notice_raw(&org, o.nav.as_str())
-                                .ok()?
-                                .into_iter()
-                                .find(|r| r.disposition == ReceiptDisposition::Applied)
-                        })
-                    })
-                    .map(|r| r.receipt_id);
-                anomalies.push(anomaly(
-                    AnomalyKind::PossibleDoublePayment {
-                        first_receipt_id: first,
-                    },
-                    true,
-                    &stored,
-                ));
-            } else {
-                disposition = ReceiptDisposition::Applied;
-                write_position = true;
-                let paid = stored.receipt.payment_amount;
-                if let Some(o) = new.payment_options.get_mut(idx) {
-                    if o.amount != paid {
-                        anomalies.push(anomaly(
-                            AnomalyKind::PaidWithDifference {
-                                expected: o.amount,
-                                paid,
-                            },
-                            true,
-                            &stored,
-                        ));
+            let disposition = effect.disposition;
+            let mut anomalies = Vec::with_capacity(effect.anomalies.len());
+            for kind in effect.anomalies {
+                let kind = match kind {
+                    AnomalyKind::PossibleDoublePayment { .. } => {
+                        AnomalyKind::PossibleDoublePayment {
+                            first_receipt_id: self.first_paying_receipt(&old, &org, &nav),
+                        }
                     }
-                    o.status = OptionStatus::PoPaid;
-                    o.payment_date = Some(now);
-                }
-                if !matches!(
-                    old.status,
-                    PositionStatus::Valid | PositionStatus::PartiallyPaid
-                ) {
-                    anomalies.push(anomaly(
-                        AnomalyKind::PaidWhileNotPayable { status: old.status },
-                        true,
-                        &stored,
-                    ));
-                }
-                let all_installments_paid = new
-                    .payment_options
-                    .iter()
-                    .filter(|o| o.is_partial_payment)
-                    .all(|o| o.status != OptionStatus::PoUnpaid);
-                if single || all_installments_paid {
-                    new.status = PositionStatus::Paid;
-                    new.payment_date = Some(now);
-                } else {
-                    new.status = PositionStatus::PartiallyPaid;
-                }
-                new.revision = old.revision.saturating_add(1);
-                new.last_updated_date = now;
+                    other => other,
+                };
+                anomalies.push(anomaly(kind, true, &stored));
             }
+            let new = effect.position;
             stored.disposition = disposition;
             let ids: Vec<(u64, Anomaly)> = anomalies
                 .into_iter()
@@ -355,8 +251,8 @@ impl ReceiptRepository for SledLedger {
                     if p.get(&pkey)?.as_deref() != Some(old_bytes.as_ref()) {
                         return Err(Abort::Abort(LedgerError::Contended));
                     }
-                    if write_position {
-                        apply(&[p, n, i, d, due, t], Some(&old), Some(&new))?;
+                    if let Some(new) = &new {
+                        apply(&[p, n, i, d, due, t], Some(&old), Some(new))?;
                     }
                     Self::insert_receipt_tx(r, rn, a, &stored, &ids)
                 });
@@ -408,6 +304,30 @@ impl ReceiptRepository for SledLedger {
 }
 
 impl SledLedger {
+    /// The receipt that paid a notice of `position` first: the notice's own applied receipt,
+    /// or one of another option of the same position (single solution vs installments).
+    fn first_paying_receipt(
+        &self,
+        position: &DebtPosition,
+        org: &str,
+        nav: &str,
+    ) -> Option<String> {
+        let applied = |nav: &str| {
+            self.receipts_for_notice_raw(org, nav)
+                .ok()?
+                .into_iter()
+                .find(|r| r.disposition == ReceiptDisposition::Applied)
+        };
+        applied(nav)
+            .or_else(|| {
+                position
+                    .payment_options
+                    .iter()
+                    .find_map(|o| applied(o.nav.as_str()))
+            })
+            .map(|r| r.receipt_id)
+    }
+
     fn receipts_for_notice_raw(
         &self,
         org: &str,

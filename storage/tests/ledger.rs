@@ -1,5 +1,6 @@
 //! Ledger behaviour on a real sled store in a temp dir.
 
+use mpay_messages::domain::{Action, PositionError};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -81,6 +82,7 @@ fn position_with(org_cf: &str, iupd: &str, cents: i64, nav: NoticeNumber) -> Deb
             metadata: vec![],
         }],
         revision: 0,
+        origin: mpay_messages::position::Origin::Rest,
     }
 }
 
@@ -191,13 +193,13 @@ fn modify_refusal_changes_nothing_and_index_follows_changes() {
     let err = store
         .ledger
         .modify(&org(ORG), "P", &mut |_| {
-            Err(LedgerError::InvalidState {
-                action: "update",
-                status: "PAID",
-            })
+            Err(LedgerError::Rule(PositionError::InvalidState {
+                action: Action::Update,
+                status: PositionStatus::Paid,
+            }))
         })
         .unwrap_err();
-    assert!(matches!(err, LedgerError::InvalidState { .. }));
+    assert!(matches!(err, LedgerError::Rule(_)));
     assert_eq!(
         store.ledger.get(&org(ORG), "P").unwrap().unwrap().revision,
         1
@@ -241,10 +243,9 @@ fn delete_checks_then_removes_indexes() {
     store.ledger.create(p).unwrap();
     assert!(store
         .ledger
-        .delete(&org(ORG), "P", &|_| Err(LedgerError::InvalidState {
-            action: "delete",
-            status: "VALID"
-        }))
+        .delete(&org(ORG), "P", &|p| p
+            .may(Action::Delete)
+            .map_err(LedgerError::from))
         .is_err());
     assert!(store.ledger.get(&org(ORG), "P").unwrap().is_some());
     store.ledger.delete(&org(ORG), "P", &|_| Ok(())).unwrap();

@@ -1373,6 +1373,7 @@ fn position_of(
         payment_date: None,
         payment_options: options,
         revision: 1,
+        origin: mpay_messages::position::Origin::ArchivioCarichi,
     })
 }
 

@@ -110,7 +110,7 @@ impl From<LedgerError> for Problem {
             LedgerError::AlreadyExists(_)
             | LedgerError::NoticeInUse { .. }
             | LedgerError::IuvInUse { .. }
-            | LedgerError::InvalidState { .. } => Problem::conflict(e.to_string()),
+            | LedgerError::Rule(_) => Problem::conflict(e.to_string()),
             LedgerError::Contended => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Busy", e.to_string())
             }

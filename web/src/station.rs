@@ -13,10 +13,8 @@ use chrono::{Duration, Utc};
 use futures_util::StreamExt;
 use mpay_messages::journal::JournalEntry;
 use mpay_messages::position::{
-    DebtPosition, Debtor, DebtorType, Destination, OptionStatus, PaymentOption, PositionStatus,
-    Transfer,
+    DebtPosition, Debtor, DebtorType, Destination, Origin, PaymentOption, Transfer,
 };
-use mpay_messages::time::rome_date;
 use mpay_messages::wire::faults::{Fault, FaultCode};
 use mpay_messages::wire::pafornode::{
     self as pf, Account, NoticeDescription, Operation, OptionDescription, PaymentData,
@@ -277,55 +275,14 @@ fn with_keys(mut o: Outcome, org: &str, key: &str) -> Outcome {
     o
 }
 
-/// Why a notice cannot be paid now (SPEC §5.7 reference mapping, §6 rules 5–6).
-/// `now` is the instant of the request; the due date is compared with its Europe/Rome date
-/// (a notice due today is payable all day).
-pub fn payable_at<'p>(
-    p: &'p DebtPosition,
-    nav: &str,
-    now: chrono::DateTime<Utc>,
-) -> Result<&'p PaymentOption, (FaultCode, &'static str)> {
-    let o = p
-        .payment_options
-        .iter()
-        .find(|o| o.nav.as_str() == nav)
-        .ok_or((FaultCode::PagamentoSconosciuto, "notice not found"))?;
-    match p.status {
-        PositionStatus::Draft => {
-            return Err((FaultCode::PagamentoSconosciuto, "position not published"))
-        }
-        PositionStatus::Published if p.validity_date.is_some_and(|v| v > now) => {
-            return Err((FaultCode::PagamentoSconosciuto, "position not yet valid"))
-        }
-        PositionStatus::Invalid => {
-            return Err((FaultCode::PagamentoAnnullato, "position cancelled"))
-        }
-        PositionStatus::Expired => return Err((FaultCode::PagamentoScaduto, "position expired")),
-        PositionStatus::Paid | PositionStatus::Reported => {
-            return Err((FaultCode::PagamentoDuplicato, "position already paid"))
-        }
-        PositionStatus::PartiallyPaid if !o.is_partial_payment => {
-            return Err((
-                FaultCode::PagamentoDuplicato,
-                "an installment is paid: the single solution is no longer payable",
-            ))
-        }
-        _ => {}
-    }
-    if o.status != OptionStatus::PoUnpaid {
-        return Err((FaultCode::PagamentoDuplicato, "notice already paid"));
-    }
-    if p.switch_to_expired && o.due_day() < rome_date(now) {
-        return Err((FaultCode::PagamentoScaduto, "past its due date"));
-    }
-    Ok(o)
-}
-
+/// The domain's payability rule ([`DebtPosition::payable`]) at the request's instant, with
+/// the fault the Node gets for each reason ([`FaultCode::from`]).
 fn payable<'p>(
     p: &'p DebtPosition,
     nav: &str,
 ) -> Result<&'p PaymentOption, (FaultCode, &'static str)> {
-    payable_at(p, nav, Utc::now())
+    p.payable(nav, Utc::now())
+        .map_err(|why| (FaultCode::from(why), why.description()))
 }
 
 /// Looks up the notice for verify/getPayment (read-only; on the worker thread: one index read
@@ -523,10 +480,10 @@ fn get_payment(
         office_name: p.office_name.clone(),
         debtor: subject_of(&p.debtor),
         transfers,
-        metadata: o
-            .metadata
-            .iter()
-            .map(|m| (m.key.clone(), m.value.clone()))
+        metadata: p
+            .node_metadata(o)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
     with_keys(
@@ -738,70 +695,32 @@ async fn demand(
     let code = service.code.clone();
     let created = web::block(move || -> Result<DebtPosition, LedgerError> {
         let nav = ledger.next_notice(&org2.fiscal_code, &org2.layout)?;
-        let position = DebtPosition {
-            organization_fiscal_code: org2.fiscal_code.clone(),
-            iupd: format!("PSP-{}-{}", code, nav),
-            debtor: Debtor {
-                kind: match debtor_fc {
-                    FiscalCode::Organization(_) => DebtorType::G,
-                    _ => DebtorType::F,
-                },
-                fiscal_code: debtor_fc.clone(),
-                full_name: if debtor_fc.is_anonymous() {
+        let mut position = DebtPosition::new(
+            org2.fiscal_code.clone(),
+            format!("PSP-{}-{}", code, nav),
+            Debtor::new(
+                debtor_fc.clone(),
+                if debtor_fc.is_anonymous() {
                     "ANONIMO".into()
                 } else {
                     debtor_fc.to_string()
                 },
-                street_name: None,
-                civic_number: None,
-                postal_code: None,
-                city: None,
-                province: None,
-                region: None,
-                country: None,
-                email: None,
-                phone: None,
+            ),
+            org2.name.clone(),
+            Origin::PspDemand {
+                service: code.clone(),
             },
-            switch_to_expired: true,
-            pay_stand_in: false,
-            company_name: org2.name.clone(),
-            office_name: None,
-            service_code: Some(code.clone()),
-            validity_date: None,
-            status: PositionStatus::Valid,
-            inserted_date: now,
-            publish_date: Some(now),
-            last_updated_date: now,
-            payment_date: None,
-            payment_options: vec![PaymentOption {
-                iuv: nav.iuv(),
-                nav,
-                amount,
-                description: label.clone(),
-                is_partial_payment: false,
-                due_date: due,
-                retention_date: None,
-                fee: Amount::ZERO,
-                notification_fee: Amount::ZERO,
-                status: OptionStatus::PoUnpaid,
-                payment_date: None,
-                transfers: vec![Transfer {
-                    id_transfer: 1,
-                    amount,
-                    organization_fiscal_code: None,
-                    remittance_information: label,
-                    category,
-                    destination: Destination::Iban {
-                        iban,
-                        postal_iban: None,
-                    },
-                    company_name: None,
-                    metadata: vec![],
-                }],
-                metadata: vec![],
-            }],
-            revision: 0,
-        };
+            now,
+        );
+        position.switch_to_expired = true;
+        position.pay_stand_in = false;
+        position.service_code = Some(code.clone());
+        let mut option = PaymentOption::new(nav, amount, label.clone(), due);
+        option
+            .transfers
+            .push(Transfer::to_iban(1, amount, iban, label, category));
+        position.payment_options.push(option);
+        position.mark_published(now);
         ledger.create(position)
     })
     .await;
@@ -842,138 +761,11 @@ async fn demand(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mpay_messages::time::parse_api_datetime;
-
-    fn position(due: &str, switch_to_expired: bool) -> DebtPosition {
-        let nav = NoticeNumber::parse("312202600000000171").unwrap();
-        let now = Utc::now();
-        DebtPosition {
-            organization_fiscal_code: mpay_messages::OrgFiscalCode::parse("80001234568").unwrap(),
-            iupd: "P".into(),
-            debtor: Debtor {
-                kind: DebtorType::F,
-                fiscal_code: FiscalCode::Anonymous,
-                full_name: "x".into(),
-                street_name: None,
-                civic_number: None,
-                postal_code: None,
-                city: None,
-                province: None,
-                region: None,
-                country: None,
-                email: None,
-                phone: None,
-            },
-            switch_to_expired,
-            pay_stand_in: true,
-            company_name: "C".into(),
-            office_name: None,
-            service_code: None,
-            validity_date: None,
-            status: PositionStatus::Valid,
-            inserted_date: now,
-            publish_date: Some(now),
-            last_updated_date: now,
-            payment_date: None,
-            payment_options: vec![PaymentOption {
-                iuv: nav.iuv(),
-                nav,
-                amount: Amount::from_cents(100).unwrap(),
-                description: "d".into(),
-                is_partial_payment: false,
-                due_date: parse_api_datetime(due).unwrap(),
-                retention_date: None,
-                fee: Amount::ZERO,
-                notification_fee: Amount::ZERO,
-                status: OptionStatus::PoUnpaid,
-                payment_date: None,
-                transfers: vec![],
-                metadata: vec![],
-            }],
-            revision: 1,
-        }
-    }
-
-    fn at(s: &str) -> chrono::DateTime<Utc> {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn taxonomy_codes_are_sent_bare() {
         assert_eq!(taxonomy_code("9/0101100IM/"), "0101100IM");
         assert_eq!(taxonomy_code("0101100IM"), "0101100IM");
         assert_eq!(taxonomy_code("/0101100IM/"), "0101100IM");
-    }
-
-    #[test]
-    fn due_date_is_a_europe_rome_business_day() {
-        const NAV: &str = "312202600000000171";
-        let p = position("2026-12-31", true);
-        // 00:30 in Rome on the due date (23:30 UTC the day before): payable
-        assert!(payable_at(&p, NAV, at("2026-12-30T23:30:00Z")).is_ok());
-        // late evening of the due date in Rome: payable
-        assert!(payable_at(&p, NAV, at("2026-12-31T22:59:00Z")).is_ok());
-        // 00:30 in Rome the day after (23:30 UTC on the due date): expired
-        assert_eq!(
-            payable_at(&p, NAV, at("2026-12-31T23:30:00Z"))
-                .unwrap_err()
-                .0,
-            FaultCode::PagamentoScaduto
-        );
-        // summer time: due 2026-07-01, 00:30 Rome = 22:30 UTC on 30 June
-        let s = position("2026-07-01", true);
-        assert!(payable_at(&s, NAV, at("2026-06-30T22:30:00Z")).is_ok());
-        assert!(payable_at(&s, NAV, at("2026-07-01T22:30:00Z")).is_err());
-        // without switchToExpired an overdue notice stays payable
-        let q = position("2020-01-01", false);
-        assert!(payable_at(&q, NAV, at("2026-12-31T12:00:00Z")).is_ok());
-    }
-
-    #[test]
-    fn status_maps_to_the_reference_fault_codes() {
-        const NAV: &str = "312202600000000171";
-        let now = Utc::now();
-        let cases = [
-            (PositionStatus::Draft, Some(FaultCode::PagamentoSconosciuto)),
-            (PositionStatus::Invalid, Some(FaultCode::PagamentoAnnullato)),
-            (PositionStatus::Expired, Some(FaultCode::PagamentoScaduto)),
-            (PositionStatus::Paid, Some(FaultCode::PagamentoDuplicato)),
-            (
-                PositionStatus::Reported,
-                Some(FaultCode::PagamentoDuplicato),
-            ),
-            (
-                PositionStatus::PartiallyPaid,
-                Some(FaultCode::PagamentoDuplicato),
-            ),
-            (PositionStatus::Valid, None),
-        ];
-        for (status, expected) in cases {
-            let mut p = position("2030-01-01", false);
-            p.status = status;
-            assert_eq!(
-                payable_at(&p, NAV, now).err().map(|e| e.0),
-                expected,
-                "{status:?}"
-            );
-        }
-        let mut p = position("2030-01-01", false);
-        p.status = PositionStatus::Published;
-        p.validity_date = Some(now + Duration::days(1));
-        assert_eq!(
-            payable_at(&p, NAV, now).unwrap_err().0,
-            FaultCode::PagamentoSconosciuto
-        );
-        p.validity_date = Some(now - Duration::seconds(1));
-        assert!(
-            payable_at(&p, NAV, now).is_ok(),
-            "valid from its validity date even before the scheduler runs"
-        );
-        assert_eq!(
-            payable_at(&p, "312202600000000272", now).unwrap_err().0,
-            FaultCode::PagamentoSconosciuto
-        );
     }
 }

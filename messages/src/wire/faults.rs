@@ -101,3 +101,17 @@ pub struct Fault {
     /// Free text, no personal data.
     pub description: String,
 }
+
+impl From<crate::domain::NotPayable> for FaultCode {
+    /// The station's answer when a notice is not payable (SPEC §5.7 reference mapping): the
+    /// one table from [`crate::domain::NotPayable`] to the Node's fault codes.
+    fn from(reason: crate::domain::NotPayable) -> Self {
+        use crate::domain::NotPayable as N;
+        match reason {
+            N::UnknownNotice | N::NotPublished | N::NotYetValid => Self::PagamentoSconosciuto,
+            N::Cancelled => Self::PagamentoAnnullato,
+            N::Expired | N::PastDueDate => Self::PagamentoScaduto,
+            N::PositionPaid | N::InstallmentPaid | N::NoticePaid => Self::PagamentoDuplicato,
+        }
+    }
+}

@@ -649,6 +649,7 @@ pub fn to_domain(
             payment_date: None,
             payment_options: Vec::new(),
             revision: 0,
+            origin: mpay_messages::position::Origin::Rest,
         },
         options,
     })

@@ -5,7 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{NaiveDate, Utc};
-use mpay_messages::position::{DebtPosition, PositionStatus};
+use mpay_messages::domain::{Action, PositionError};
+use mpay_messages::position::{DebtPosition, Origin, PositionStatus};
 use mpay_messages::time::parse_api_datetime;
 use mpay_storage::{DurabilityPoint, LedgerError, ListOrder, PositionFilter, PositionRepository};
 use serde::Deserialize;
@@ -134,30 +135,23 @@ async fn ledger<T: Send + 'static>(
         .map_err(Problem::from)
 }
 
-/// Positions created through MPay's Archivio Carichi SOAP are changed only through it (its
-/// document is rebuilt from its own record): 409 for REST writes on them.
-async fn refuse_archive_document(
-    state: &AppState,
-    org: &mpay_messages::OrgFiscalCode,
-    iupd: &str,
-) -> Result<(), Problem> {
-    let store = state.store.clone();
-    let (org, iupd) = (org.clone(), iupd.to_string());
-    let managed = web::block(move || {
-        mpay_storage::archive::read(&store, &org, &iupd)
-            .map(|s| s.document.is_some_and(|d| !d.cancelled))
-    })
-    .await
-    .map_err(Problem::internal)?
-    .map_err(Problem::internal)?;
-    if managed {
-        return Err(Problem::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "Managed by Archivio Carichi",
-            "this debt position is an MPay Archivio Carichi document: change it with variazioneEC, cancellazioneEC or discaricoEC",
-        ));
+/// Whether `action` is allowed on `p`: the domain's rule ([`DebtPosition::may`]). Positions
+/// stored before origins were recorded ([`Origin::Unrecorded`]) are Archivio Carichi
+/// documents when the archive holds a live document for them (its own record).
+fn may(store: &mpay_storage::Store, p: &DebtPosition, action: Action) -> Result<(), LedgerError> {
+    if p.origin == Origin::Unrecorded {
+        let managed = mpay_storage::archive::read(store, &p.organization_fiscal_code, &p.iupd)
+            .map_err(|e| match e {
+                mpay_storage::archive::ArchiveError::Ledger(l) => l,
+                other => LedgerError::Storage(mpay_storage::StorageError::Io(other.to_string())),
+            })?
+            .document
+            .is_some_and(|d| !d.cancelled);
+        if managed && p.status != PositionStatus::Invalid {
+            return Err(PositionError::ManagedByArchive.into());
+        }
     }
-    Ok(())
+    p.may(action).map_err(LedgerError::from)
 }
 
 async fn durable(state: &AppState) -> Result<(), Problem> {
@@ -185,18 +179,9 @@ fn materialise(
         p.payment_options.push(o.finish(nav));
     }
     if publish {
-        apply_publish(&mut p);
+        p.mark_published(Utc::now());
     }
     Ok(p)
-}
-
-fn apply_publish(p: &mut DebtPosition) {
-    let now = Utc::now();
-    p.publish_date = Some(now);
-    p.status = match p.validity_date {
-        Some(v) if v > now => PositionStatus::Published,
-        _ => PositionStatus::Valid,
-    };
 }
 
 fn check_service(
@@ -485,37 +470,28 @@ pub async fn update(
         return Err(Problem::field("iupd", "must match the iupd in the path"));
     }
     check_service(&state, &auth.org, &model, "")?;
-    refuse_archive_document(&state, &auth.org.fiscal_code, &iupd).await?;
     let draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
     let org = auth.org.clone();
     let publish = flag.to_publish;
+    let store = state.store.clone();
     let updated = ledger(&state, move |l| {
         let current = l
             .get(&org.fiscal_code, &iupd)?
             .ok_or(LedgerError::NotFound)?;
-        refuse_if_closed(&current, "update")?;
+        may(&store, &current, Action::Update)?;
         let new = materialise(l, &org, draft, publish)?;
         l.modify(&org.fiscal_code, &iupd, &mut |p| {
-            refuse_if_closed(p, "update")?;
-            let inserted = p.inserted_date;
+            p.may(Action::Update)?;
+            let (inserted, origin) = (p.inserted_date, p.origin.clone());
             *p = new.clone();
             p.inserted_date = inserted;
+            p.origin = origin;
             Ok(())
         })
     })
     .await?;
     durable(&state).await?;
     Ok(HttpResponse::Ok().json(PaymentPositionResponse::from(&updated)))
-}
-
-fn refuse_if_closed(p: &DebtPosition, action: &'static str) -> Result<(), LedgerError> {
-    if p.status.has_payments() || p.status == PositionStatus::Invalid {
-        return Err(LedgerError::InvalidState {
-            action,
-            status: p.status.as_str(),
-        });
-    }
-    Ok(())
 }
 
 /// `DELETE .../debtpositions/{iupd}`: removes a DRAFT position (409 otherwise: invalidate a
@@ -536,18 +512,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, Problem> {
     let iupd = iupd_param(&path.1)?;
     let org = auth.fiscal_code().clone();
-    refuse_archive_document(&state, &org, &iupd).await?;
+    let store = state.store.clone();
     ledger(&state, move |l| {
-        l.delete(&org, &iupd, &|p| {
-            if p.status == PositionStatus::Draft {
-                Ok(())
-            } else {
-                Err(LedgerError::InvalidState {
-                    action: "delete (only DRAFT positions can be deleted; invalidate it instead)",
-                    status: p.status.as_str(),
-                })
-            }
-        })
+        l.delete(&org, &iupd, &|p| may(&store, p, Action::Delete))
     })
     .await?;
     durable(&state).await?;
@@ -569,17 +536,7 @@ pub async fn publish(
     auth: OrgAuth,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    transition(state, auth, &path.1, "publish", |p| {
-        if p.status != PositionStatus::Draft {
-            return Err(LedgerError::InvalidState {
-                action: "publish",
-                status: p.status.as_str(),
-            });
-        }
-        apply_publish(p);
-        Ok(())
-    })
-    .await
+    transition(state, auth, &path.1, Action::Publish).await
 }
 
 /// `POST .../debtpositions/{iupd}/invalidate`: PUBLISHED/VALID/EXPIRED → INVALID (cancelled;
@@ -598,33 +555,33 @@ pub async fn invalidate(
     auth: OrgAuth,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    transition(state, auth, &path.1, "invalidate", |p| {
-        if !matches!(
-            p.status,
-            PositionStatus::Published | PositionStatus::Valid | PositionStatus::Expired
-        ) {
-            return Err(LedgerError::InvalidState {
-                action: "invalidate",
-                status: p.status.as_str(),
-            });
-        }
-        p.status = PositionStatus::Invalid;
-        Ok(())
-    })
-    .await
+    transition(state, auth, &path.1, Action::Invalidate).await
 }
 
+/// Publish or invalidate: the domain's transition, checked and applied in one
+/// compare-and-swap.
 async fn transition(
     state: web::Data<AppState>,
     auth: OrgAuth,
     iupd: &str,
-    _action: &'static str,
-    change: fn(&mut DebtPosition) -> Result<(), LedgerError>,
+    action: Action,
 ) -> Result<HttpResponse, Problem> {
     let iupd = iupd_param(iupd)?;
     let org = auth.fiscal_code().clone();
-    refuse_archive_document(&state, &org, &iupd).await?;
-    let p = ledger(&state, move |l| l.modify(&org, &iupd, &mut |p| change(p))).await?;
+    let store = state.store.clone();
+    let p = ledger(&state, move |l| {
+        l.modify(&org, &iupd, &mut |p| {
+            may(&store, p, action)?;
+            let now = Utc::now();
+            match action {
+                Action::Publish => p.publish(now)?,
+                Action::Invalidate => p.invalidate(now)?,
+                Action::Update | Action::Delete => p.may(action)?,
+            }
+            Ok(())
+        })
+    })
+    .await?;
     durable(&state).await?;
     Ok(HttpResponse::Ok().json(PaymentPositionResponse::from(&p)))
 }

@@ -1,0 +1,18 @@
+//! The domain's behaviour: the rules every surface (station, REST, Archivio Carichi, feeds,
+//! scheduler, portal) applies to debt positions and receipts, written once, pure (no I/O, no
+//! clock: every function that depends on time takes `now`), and unit-tested here.
+//!
+//! - [`position`]: lifecycle transitions (publish, invalidate), what may change and who may
+//!   change it, timers (validity, expiry), [`NotPayable`] — whether a notice can be paid now;
+//! - [`receipt`]: what a receipt does to a position ([`ReceiptEffect`]: disposition, new state,
+//!   anomalies).
+//!
+//! The records themselves live in [`crate::position`]; edges map [`PositionError`] and
+//! [`NotPayable`] once each (station → `PAA_*` fault in [`crate::wire::faults`], REST → problem
+//! JSON in the web crate).
+
+pub mod position;
+pub mod receipt;
+
+pub use position::{Action, NotPayable, PositionError, TimerKind};
+pub use receipt::{AnomalyKind, ReceiptDisposition, ReceiptEffect};

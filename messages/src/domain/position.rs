@@ -1,0 +1,628 @@
+//! Debt-position behaviour (SPEC §6, GPD lifecycle): transitions, change rules, timers and
+//! payability. Pure; `now` is always a parameter (the caller's clock).
+//!
+//! Status machine: `DRAFT → PUBLISHED → VALID → (PARTIALLY_PAID) → PAID → REPORTED`;
+//! `INVALID` (cancelled), `EXPIRED` (after the last due day with `switchToExpired`).
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+
+use crate::position::{DebtPosition, OptionStatus, Origin, PaymentOption, PositionStatus};
+use crate::time::{rome_date, rome_local_to_utc};
+
+/// What an Ente or an operator asks of a stored position (REST, back-office).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Replace its content (PUT).
+    Update,
+    /// Remove it.
+    Delete,
+    /// DRAFT → PUBLISHED/VALID.
+    Publish,
+    /// Cancel it (→ INVALID).
+    Invalidate,
+}
+
+impl Action {
+    /// The verb, as used in messages (`"update"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Publish => "publish",
+            Self::Invalidate => "invalidate",
+        }
+    }
+}
+
+/// Why an [`Action`] is refused. Mapped once per surface (REST: 409 problem JSON).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PositionError {
+    /// The action is not allowed in the position's current status.
+    #[error("cannot {} a debt position in status {}: {}", .action.as_str(), .status.as_str(), state_hint(*.action, *.status))]
+    InvalidState {
+        /// What was attempted.
+        action: Action,
+        /// Current status.
+        status: PositionStatus,
+    },
+    /// The position is an MPay Archivio Carichi document: it changes only through that interface
+    /// (its document is rebuilt from the archive's own record).
+    #[error("this debt position is an MPay Archivio Carichi document: change it with variazioneEC, cancellazioneEC or discaricoEC")]
+    ManagedByArchive,
+}
+
+/// The sentence after "cannot X a debt position in status Y:" — what the Ente can do instead.
+fn state_hint(action: Action, status: PositionStatus) -> &'static str {
+    use PositionStatus as S;
+    match (action, status) {
+        (_, S::PartiallyPaid | S::Paid | S::Reported) => "money has been collected on it",
+        (Action::Delete, S::Published | S::Valid | S::Expired) => {
+            "only DRAFT positions can be deleted; invalidate it instead"
+        }
+        (Action::Delete, _) => "only DRAFT positions can be deleted",
+        (Action::Publish, _) => "only DRAFT positions can be published",
+        (Action::Invalidate, S::Invalid) => "it is already cancelled",
+        (Action::Invalidate, _) => {
+            "only PUBLISHED, VALID or EXPIRED positions can be invalidated; delete a DRAFT instead"
+        }
+        (Action::Update, S::Invalid) => "it is cancelled",
+        (Action::Update, _) => "it cannot change any more",
+    }
+}
+
+/// Kinds of timed transitions (stored by the ledger's `timers` index, applied by the scheduler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// PUBLISHED → VALID at the validity date.
+    Validate,
+    /// → EXPIRED after the last due day (switchToExpired).
+    Expire,
+}
+
+/// Why a notice cannot be paid now (SPEC §5.7 reference mapping, §6 rules 5–6). The station
+/// answers the `PAA_*` fault of [`crate::wire::faults::FaultCode::from`]; the portal shows its
+/// Italian text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotPayable {
+    /// No option with that notice number.
+    UnknownNotice,
+    /// Still a DRAFT.
+    NotPublished,
+    /// Published with a future validity date.
+    NotYetValid,
+    /// Cancelled (INVALID).
+    Cancelled,
+    /// The position EXPIRED.
+    Expired,
+    /// This option's due day has passed and the position has `switchToExpired`.
+    PastDueDate,
+    /// The position is paid (PAID, REPORTED).
+    PositionPaid,
+    /// An installment is paid: the single solution is no longer payable.
+    InstallmentPaid,
+    /// This option is already paid.
+    NoticePaid,
+}
+
+impl NotPayable {
+    /// A short English description (fault descriptions, logs).
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::UnknownNotice => "notice not found",
+            Self::NotPublished => "position not published",
+            Self::NotYetValid => "position not yet valid",
+            Self::Cancelled => "position cancelled",
+            Self::Expired => "position expired",
+            Self::PastDueDate => "past its due date",
+            Self::PositionPaid => "position already paid",
+            Self::InstallmentPaid => {
+                "an installment is paid: the single solution is no longer payable"
+            }
+            Self::NoticePaid => "notice already paid",
+        }
+    }
+
+    /// The message a citizen reads (portal, Italian).
+    pub fn message_it(self) -> &'static str {
+        match self {
+            Self::UnknownNotice | Self::NotPublished | Self::NotYetValid => {
+                "Avviso non trovato: controlla il numero dell'avviso e l'ente creditore."
+            }
+            Self::Cancelled => "L'avviso è stato annullato dall'ente creditore.",
+            Self::Expired | Self::PastDueDate => "L'avviso è scaduto e non può più essere pagato.",
+            Self::PositionPaid | Self::NoticePaid => "L'avviso risulta già pagato.",
+            Self::InstallmentPaid => {
+                "È già stata pagata una rata: la soluzione unica non è più pagabile."
+            }
+        }
+    }
+}
+
+/// The first instant after the business day `day` (00:00 of the next day, Europe/Rome): a
+/// notice due today is payable all day (SPEC §6 rule 6, trap list). `None` past year 262143.
+pub fn expiry_instant(day: NaiveDate) -> Option<DateTime<Utc>> {
+    let next = day.checked_add_days(Days::new(1))?;
+    rome_local_to_utc(next.and_time(NaiveTime::MIN))
+}
+
+/// Whether the business day `day` is over at `now` (Europe/Rome).
+pub fn day_is_over(day: NaiveDate, now: DateTime<Utc>) -> bool {
+    day < rome_date(now)
+}
+
+impl DebtPosition {
+    /// Whether `action` is allowed now, by status and by origin. REST and back-office call
+    /// this before any change; the Archivio Carichi interface changes its own documents through
+    /// its own rules and does not.
+    ///
+    /// Errors: [`PositionError::ManagedByArchive`] for an Archivio Carichi document that is not
+    /// cancelled; [`PositionError::InvalidState`] when the status forbids it.
+    pub fn may(&self, action: Action) -> Result<(), PositionError> {
+        use PositionStatus as S;
+        if self.origin == Origin::ArchivioCarichi && self.status != S::Invalid {
+            return Err(PositionError::ManagedByArchive);
+        }
+        let allowed = match action {
+            Action::Update => !(self.status.has_payments() || self.status == S::Invalid),
+            Action::Delete | Action::Publish => self.status == S::Draft,
+            Action::Invalidate => matches!(self.status, S::Published | S::Valid | S::Expired),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(PositionError::InvalidState {
+                action,
+                status: self.status,
+            })
+        }
+    }
+
+    /// DRAFT → VALID, or PUBLISHED until a future `validity_date`. Sets `publish_date`.
+    /// Errors: see [`Self::may`].
+    pub fn publish(&mut self, now: DateTime<Utc>) -> Result<(), PositionError> {
+        self.may(Action::Publish)?;
+        self.mark_published(now);
+        Ok(())
+    }
+
+    /// Sets the publication state without the DRAFT check (a position being created with
+    /// `toPublish`, a feed row, a PSP demand): VALID, or PUBLISHED until `validity_date`.
+    pub fn mark_published(&mut self, now: DateTime<Utc>) {
+        self.publish_date = Some(now);
+        self.status = match self.validity_date {
+            Some(v) if v > now => PositionStatus::Published,
+            _ => PositionStatus::Valid,
+        };
+        self.last_updated_date = now;
+    }
+
+    /// PUBLISHED/VALID/EXPIRED → INVALID (the Node then gets `PAA_PAGAMENTO_ANNULLATO`).
+    /// Errors: see [`Self::may`].
+    pub fn invalidate(&mut self, now: DateTime<Utc>) -> Result<(), PositionError> {
+        self.may(Action::Invalidate)?;
+        self.status = PositionStatus::Invalid;
+        self.last_updated_date = now;
+        Ok(())
+    }
+
+    /// When the position must change by itself: the validity date of a PUBLISHED position, and
+    /// the expiry instant (after the last due day, Europe/Rome) of a VALID or PUBLISHED one with
+    /// `switchToExpired`. The ledger indexes these; [`Self::apply_timers`] applies them.
+    pub fn timers(&self) -> Vec<(DateTime<Utc>, TimerKind)> {
+        let mut t = Vec::new();
+        if self.status == PositionStatus::Published {
+            if let Some(v) = self.validity_date {
+                t.push((v, TimerKind::Validate));
+            }
+        }
+        if self.switch_to_expired
+            && matches!(
+                self.status,
+                PositionStatus::Valid | PositionStatus::Published
+            )
+        {
+            if let Some(at) = self.expiry() {
+                t.push((at, TimerKind::Expire));
+            }
+        }
+        t
+    }
+
+    /// The instant the position expires (`switchToExpired`): the first instant after its last
+    /// due day. `None` without options or `switchToExpired`.
+    pub fn expiry(&self) -> Option<DateTime<Utc>> {
+        if !self.switch_to_expired {
+            return None;
+        }
+        self.last_due_day().and_then(expiry_instant)
+    }
+
+    /// Applies the timed transitions due at `now`: PUBLISHED → VALID from the validity date;
+    /// VALID or PUBLISHED → EXPIRED from [`Self::expiry`]. Answers whether the status changed.
+    pub fn apply_timers(&mut self, now: DateTime<Utc>) -> bool {
+        let before = self.status;
+        if self.status == PositionStatus::Published && self.validity_date.is_none_or(|v| v <= now) {
+            self.status = PositionStatus::Valid;
+        }
+        if matches!(
+            self.status,
+            PositionStatus::Valid | PositionStatus::Published
+        ) && self.expiry().is_some_and(|at| at <= now)
+        {
+            self.status = PositionStatus::Expired;
+        }
+        if self.status != before {
+            self.last_updated_date = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The option with notice number `nav` if it can be paid at `now`, or why not. A position
+    /// PUBLISHED with a validity date already reached is payable even before the scheduler
+    /// marks it VALID; an option past its due day (Europe/Rome; payable all day) is refused only
+    /// with `switchToExpired` — overdue debts stay payable otherwise (DESIGN §3).
+    pub fn payable(&self, nav: &str, now: DateTime<Utc>) -> Result<&PaymentOption, NotPayable> {
+        use PositionStatus as S;
+        let o = self
+            .payment_options
+            .iter()
+            .find(|o| o.nav.as_str() == nav)
+            .ok_or(NotPayable::UnknownNotice)?;
+        match self.status {
+            S::Draft => return Err(NotPayable::NotPublished),
+            S::Published if self.validity_date.is_some_and(|v| v > now) => {
+                return Err(NotPayable::NotYetValid)
+            }
+            S::Invalid => return Err(NotPayable::Cancelled),
+            S::Expired => return Err(NotPayable::Expired),
+            S::Paid | S::Reported => return Err(NotPayable::PositionPaid),
+            S::PartiallyPaid if !o.is_partial_payment => return Err(NotPayable::InstallmentPaid),
+            S::Published | S::Valid | S::PartiallyPaid => {}
+        }
+        if o.status != OptionStatus::PoUnpaid {
+            return Err(NotPayable::NoticePaid);
+        }
+        if self.switch_to_expired && day_is_over(o.due_day(), now) {
+            return Err(NotPayable::PastDueDate);
+        }
+        Ok(o)
+    }
+
+    /// The metadata of an option that may be sent to the Node (paGetPayment): the Ente's own.
+    /// Bookkeeping that the platform keeps in the metadata of positions written by a feed
+    /// (IUD, flow id, IUV kind, option index/type, IUV generation flag: [`FEED_BOOKKEEPING_KEYS`])
+    /// stays ours.
+    pub fn node_metadata<'a>(&self, o: &'a PaymentOption) -> Vec<(&'a str, &'a str)> {
+        let feed = match &self.origin {
+            Origin::Feed { .. } => true,
+            Origin::Unrecorded => o.metadata.iter().any(|m| m.key == FEED_FLOW_KEY),
+            _ => false,
+        };
+        o.metadata
+            .iter()
+            .filter(|m| !(feed && FEED_BOOKKEEPING_KEYS.contains(&m.key.as_str())))
+            .map(|m| (m.key.as_str(), m.value.as_str()))
+            .collect()
+    }
+
+    /// Where the position came from: the recorded [`Origin`], or for records written before
+    /// origins were recorded, what their content shows (feed metadata; a PSP demand's iupd).
+    /// An Archivio Carichi document of that era is recognised only by the archive's own record,
+    /// which the storage layer checks.
+    pub fn origin_or_derived(&self) -> Origin {
+        if self.origin != Origin::Unrecorded {
+            return self.origin.clone();
+        }
+        let flow = self.payment_options.iter().find_map(|o| {
+            o.metadata
+                .iter()
+                .find(|m| m.key == FEED_FLOW_KEY)
+                .map(|m| m.value.clone())
+        });
+        if let Some(flow_id) = flow {
+            return Origin::Feed { flow_id };
+        }
+        Origin::Unrecorded
+    }
+}
+
+/// Option metadata key of the flow that last wrote a feed option.
+pub const FEED_FLOW_KEY: &str = "flusso";
+
+/// Option metadata keys that feeds write for their own bookkeeping (FORMAT.md §5.1): never sent
+/// to the Node.
+pub const FEED_BOOKKEEPING_KEYS: [&str; 6] = [
+    "IUD",
+    FEED_FLOW_KEY,
+    "tipoIuv",
+    "indiceOpzionePagamento",
+    "tipoOpzionePagamento",
+    "flgGeneraIuv",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::{Debtor, MapEntry};
+    use crate::time::parse_api_datetime;
+    use crate::{Amount, FiscalCode, NoticeNumber, OrgFiscalCode};
+    use chrono::Duration;
+
+    const NAV: &str = "312202600000000171";
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn position(due: &str, switch_to_expired: bool) -> DebtPosition {
+        let now = at("2026-01-01T00:00:00Z");
+        let nav = NoticeNumber::parse(NAV).unwrap();
+        let mut p = DebtPosition::new(
+            OrgFiscalCode::parse("80001234568").unwrap(),
+            "P",
+            Debtor::new(FiscalCode::Anonymous, "x"),
+            "C",
+            Origin::Rest,
+            now,
+        );
+        p.switch_to_expired = switch_to_expired;
+        p.payment_options.push(PaymentOption::new(
+            nav,
+            Amount::from_cents(100).unwrap(),
+            "d",
+            parse_api_datetime(due).unwrap(),
+        ));
+        p.mark_published(now);
+        p
+    }
+
+    fn installments() -> DebtPosition {
+        let mut p = position("2030-01-01", false);
+        p.payment_options[0].is_partial_payment = false;
+        for (i, nav) in ["312202600000000272", "312202600000000373"]
+            .iter()
+            .enumerate()
+        {
+            let mut o = PaymentOption::new(
+                NoticeNumber::parse(nav).unwrap(),
+                Amount::from_cents(50).unwrap(),
+                format!("rata {}", i + 1),
+                parse_api_datetime("2030-01-01").unwrap(),
+            );
+            o.is_partial_payment = true;
+            p.payment_options.push(o);
+        }
+        p
+    }
+
+    #[test]
+    fn due_date_is_a_europe_rome_business_day() {
+        let p = position("2026-12-31", true);
+        // 00:30 in Rome on the due date (23:30 UTC the day before): payable
+        assert!(p.payable(NAV, at("2026-12-30T23:30:00Z")).is_ok());
+        // late evening of the due date in Rome: payable
+        assert!(p.payable(NAV, at("2026-12-31T22:59:00Z")).is_ok());
+        // 00:30 in Rome the day after (23:30 UTC on the due date): expired
+        assert_eq!(
+            p.payable(NAV, at("2026-12-31T23:30:00Z")).unwrap_err(),
+            NotPayable::PastDueDate
+        );
+        // summer time: due 2026-07-01, 00:30 Rome = 22:30 UTC on 30 June
+        let s = position("2026-07-01", true);
+        assert!(s.payable(NAV, at("2026-06-30T22:30:00Z")).is_ok());
+        assert!(s.payable(NAV, at("2026-07-01T21:59:59Z")).is_ok());
+        assert_eq!(
+            s.payable(NAV, at("2026-07-01T22:00:00Z")).unwrap_err(),
+            NotPayable::PastDueDate
+        );
+        // without switchToExpired an overdue notice stays payable
+        let q = position("2020-01-01", false);
+        assert!(q.payable(NAV, at("2026-12-31T12:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn status_table() {
+        use PositionStatus as S;
+        let now = at("2026-06-01T10:00:00Z");
+        let cases = [
+            (S::Draft, Err(NotPayable::NotPublished)),
+            (S::Invalid, Err(NotPayable::Cancelled)),
+            (S::Expired, Err(NotPayable::Expired)),
+            (S::Paid, Err(NotPayable::PositionPaid)),
+            (S::Reported, Err(NotPayable::PositionPaid)),
+            (S::PartiallyPaid, Err(NotPayable::InstallmentPaid)),
+            (S::Valid, Ok(())),
+            (S::Published, Ok(())),
+        ];
+        for (status, expected) in cases {
+            let mut p = position("2030-01-01", false);
+            p.status = status;
+            assert_eq!(p.payable(NAV, now).map(|_| ()), expected, "{status:?}");
+        }
+        let p = position("2030-01-01", false);
+        assert_eq!(
+            p.payable("312202600000000272", now).unwrap_err(),
+            NotPayable::UnknownNotice
+        );
+    }
+
+    #[test]
+    fn validity_date_gates_payment_before_the_scheduler_runs() {
+        let now = at("2026-06-01T10:00:00Z");
+        let mut p = position("2030-01-01", false);
+        p.validity_date = Some(now + Duration::days(1));
+        p.status = PositionStatus::Draft;
+        p.publish(now).unwrap();
+        assert_eq!(p.status, PositionStatus::Published);
+        assert_eq!(p.payable(NAV, now).unwrap_err(), NotPayable::NotYetValid);
+        let later = now + Duration::days(1);
+        assert!(
+            p.payable(NAV, later).is_ok(),
+            "payable from its validity date"
+        );
+        assert_eq!(p.timers(), vec![(later, TimerKind::Validate)]);
+        assert!(!p.apply_timers(now));
+        assert!(p.apply_timers(later));
+        assert_eq!(p.status, PositionStatus::Valid);
+        assert!(p.timers().is_empty());
+    }
+
+    #[test]
+    fn installments_and_single_solution() {
+        let now = at("2026-06-01T10:00:00Z");
+        let mut p = installments();
+        p.status = PositionStatus::PartiallyPaid;
+        p.payment_options[1].status = OptionStatus::PoPaid;
+        assert_eq!(
+            p.payable(NAV, now).unwrap_err(),
+            NotPayable::InstallmentPaid
+        );
+        assert_eq!(
+            p.payable("312202600000000272", now).unwrap_err(),
+            NotPayable::NoticePaid
+        );
+        assert!(p.payable("312202600000000373", now).is_ok());
+    }
+
+    #[test]
+    fn expiry_timer_is_the_instant_after_the_last_due_day() {
+        // winter: 00:00 of 1 January in Rome = 23:00 UTC on 31 December
+        let mut p = position("2026-12-31", true);
+        assert_eq!(
+            p.timers(),
+            vec![(at("2026-12-31T23:00:00Z"), TimerKind::Expire)]
+        );
+        assert!(!p.apply_timers(at("2026-12-31T22:59:59Z")));
+        assert!(p.apply_timers(at("2026-12-31T23:00:00Z")));
+        assert_eq!(p.status, PositionStatus::Expired);
+        // the station and the scheduler agree at every instant around the boundary
+        for t in [
+            "2026-12-31T22:59:59Z",
+            "2026-12-31T23:00:00Z",
+            "2026-12-31T23:00:01Z",
+        ] {
+            let mut p = position("2026-12-31", true);
+            let payable = p.payable(NAV, at(t)).is_ok();
+            p.apply_timers(at(t));
+            assert_eq!(payable, p.status == PositionStatus::Valid, "{t}");
+        }
+        // without switchToExpired nothing expires
+        let mut q = position("2020-01-01", false);
+        assert!(q.timers().is_empty());
+        assert!(!q.apply_timers(at("2030-01-01T00:00:00Z")));
+        // a PUBLISHED position that never became valid expires as well
+        let mut r = position("2026-03-01", true);
+        r.status = PositionStatus::Published;
+        r.validity_date = Some(at("2026-12-01T00:00:00Z"));
+        assert!(r.apply_timers(at("2026-03-02T00:00:00Z")));
+        assert_eq!(r.status, PositionStatus::Expired);
+    }
+
+    #[test]
+    fn change_rules_by_status() {
+        use PositionStatus as S;
+        let now = at("2026-06-01T10:00:00Z");
+        let all = [
+            S::Draft,
+            S::Published,
+            S::Valid,
+            S::Invalid,
+            S::Expired,
+            S::PartiallyPaid,
+            S::Paid,
+            S::Reported,
+        ];
+        for status in all {
+            let mut p = position("2030-01-01", false);
+            p.status = status;
+            let ok = |a| p.may(a).is_ok();
+            assert_eq!(
+                ok(Action::Update),
+                !matches!(
+                    status,
+                    S::Invalid | S::PartiallyPaid | S::Paid | S::Reported
+                ),
+                "update {status:?}"
+            );
+            assert_eq!(ok(Action::Delete), status == S::Draft, "delete {status:?}");
+            assert_eq!(
+                ok(Action::Publish),
+                status == S::Draft,
+                "publish {status:?}"
+            );
+            assert_eq!(
+                ok(Action::Invalidate),
+                matches!(status, S::Published | S::Valid | S::Expired),
+                "invalidate {status:?}"
+            );
+            let mut q = p.clone();
+            match q.invalidate(now) {
+                Ok(()) => assert_eq!(q.status, S::Invalid),
+                Err(e) => assert_eq!(q, p, "unchanged after {e}"),
+            }
+        }
+        let mut p = position("2030-01-01", false);
+        p.status = S::Invalid;
+        let msg = p.may(Action::Delete).unwrap_err().to_string();
+        assert!(!msg.contains("invalidate it"), "{msg}");
+        p.status = S::Valid;
+        let msg = p.may(Action::Delete).unwrap_err().to_string();
+        assert!(msg.contains("invalidate it instead"), "{msg}");
+    }
+
+    #[test]
+    fn archive_documents_change_only_through_the_archive() {
+        let mut p = position("2030-01-01", false);
+        p.origin = Origin::ArchivioCarichi;
+        for a in [
+            Action::Update,
+            Action::Delete,
+            Action::Publish,
+            Action::Invalidate,
+        ] {
+            assert_eq!(p.may(a), Err(PositionError::ManagedByArchive));
+        }
+        // once cancelled by the archive, the usual status rules speak
+        p.status = PositionStatus::Invalid;
+        assert!(matches!(
+            p.may(Action::Update),
+            Err(PositionError::InvalidState { .. })
+        ));
+    }
+
+    #[test]
+    fn feed_bookkeeping_is_not_sent_to_the_node() {
+        let mut p = position("2030-01-01", false);
+        let entry = |k: &str, v: &str| MapEntry {
+            key: k.into(),
+            value: v.into(),
+        };
+        p.payment_options[0].metadata = vec![
+            entry("IUD", "IUD-1"),
+            entry("flusso", "TARI2025"),
+            entry("tipoIuv", "B"),
+            entry("datiSpecificiRiscossione", "9/0101100IM"),
+        ];
+        let o = p.payment_options[0].clone();
+        // a REST position keeps every key it was given
+        assert_eq!(p.node_metadata(&o).len(), 4);
+        // a feed position (recorded, or recognised by its flow key) keeps the Ente's own only
+        p.origin = Origin::Feed {
+            flow_id: "TARI2025".into(),
+        };
+        assert_eq!(
+            p.node_metadata(&o),
+            vec![("datiSpecificiRiscossione", "9/0101100IM")]
+        );
+        p.origin = Origin::Unrecorded;
+        assert_eq!(p.node_metadata(&o).len(), 1);
+        assert_eq!(
+            p.origin_or_derived(),
+            Origin::Feed {
+                flow_id: "TARI2025".into()
+            }
+        );
+    }
+}
