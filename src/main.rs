@@ -10,6 +10,11 @@ use mpay_config::{Settings, Sources};
 use mpay_messages::{NoticeNumber, OrgFiscalCode};
 use mpay_storage::{PositionRepository, Store};
 
+/// mimalloc instead of glibc malloc: allocation was 28 % (station verify) to 40–50 % (feed loads)
+/// of the profiles with glibc; see `ops/bench/README.md` for the measured effect.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod stress;
 
 /// mpay — regional pagoPA payments platform.

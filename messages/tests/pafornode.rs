@@ -16,6 +16,9 @@ fn examples() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
+        if std::env::var_os("MPAY_REQUIRE_SHARED").is_some_and(|v| v == "1") {
+            panic!("reference material missing and MPAY_REQUIRE_SHARED=1");
+        }
         eprintln!(
             "SKIPPED: pagoPA examples not found at {} (set PAGOPA_EXAMPLES)",
             dir.display()

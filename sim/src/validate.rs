@@ -60,12 +60,26 @@ pub fn schemas_dir_for_tests(test: &str) -> Option<PathBuf> {
 }
 
 /// Writes straight to the process's stderr, bypassing the test harness's output capture, so a
-/// skipped test is visible in a plain `cargo test` run.
+/// skipped test is visible in a plain `cargo test` run. A message starting with `SKIPPED`
+/// fails the test instead when `MPAY_REQUIRE_SHARED=1` (CI: the reference material must be
+/// there).
 pub fn loud(msg: &str) {
+    if msg.trim_start().starts_with("SKIPPED") && require_shared() {
+        panic!(
+            "{} (MPAY_REQUIRE_SHARED=1: the reference material is required)",
+            msg.trim()
+        );
+    }
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{msg}");
     let _ = err.flush();
+}
+
+/// Whether tests must fail instead of skipping when `../shared` is absent
+/// (`MPAY_REQUIRE_SHARED=1`, set by `.ci/run`).
+pub fn require_shared() -> bool {
+    std::env::var_os("MPAY_REQUIRE_SHARED").is_some_and(|v| v == "1")
 }
 
 /// Schemas loaded, with the files they came from (relative to the schemas folder).

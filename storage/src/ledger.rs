@@ -1057,6 +1057,42 @@ mod tests {
         }
     }
 
+    /// A position record as the previous build wrote it (schema byte 1, JSON without `origin`)
+    /// is read, found through its indexes, verified and updated by this build.
+    #[test]
+    fn records_of_the_previous_build_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let ledger = SledLedger::open(&db).unwrap();
+        let p = ledger.create(sample(&ledger)).unwrap();
+        let key = position_key("80001234568", &p.iupd);
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&ledger.positions.get(&key).unwrap().unwrap()[1..]).unwrap();
+        assert_eq!(json["origin"], "REST");
+        json.as_object_mut().unwrap().remove("origin");
+        let mut old = vec![1u8];
+        old.extend(serde_json::to_vec(&json).unwrap());
+        ledger.positions.insert(&key, old).unwrap();
+
+        let org = OrgFiscalCode::parse("80001234568").unwrap();
+        let read = ledger.get(&org, &p.iupd).unwrap().unwrap();
+        assert_eq!(read.origin, mpay_messages::position::Origin::Unrecorded);
+        let mut expected = p.clone();
+        expected.origin = mpay_messages::position::Origin::Unrecorded;
+        assert_eq!(read, expected);
+        let nav = &p.payment_options[0].nav;
+        assert_eq!(ledger.find_by_notice(&org, nav).unwrap(), Some(expected));
+        assert!(ledger.verify().unwrap().is_consistent());
+        let changed = ledger
+            .modify(&org, &p.iupd, &mut |p| {
+                p.company_name = "Comune nuovo".into();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(changed.company_name, "Comune nuovo");
+        assert_eq!(changed.origin, mpay_messages::position::Origin::Unrecorded);
+    }
+
     #[test]
     fn verify_reports_missing_dangling_and_corrupt() {
         let dir = tempfile::tempdir().unwrap();

@@ -111,6 +111,7 @@ pub async fn handle(
 ) -> HttpResponse {
     let started = Instant::now();
     let at = Utc::now();
+    let request_id = crate::middleware::RequestId::of(&req);
     let limit = state.settings.http.body_limit_bytes;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -141,7 +142,16 @@ pub async fn handle(
         Err(e) => {
             metrics::counter!("mpay_archivio_requests_total", "operation" => "unknown", "outcome" => "FAULT").increment(1);
             journal(
-                &state, at, started, "unknown", None, None, 500, "FAULT", &body,
+                &state,
+                &request_id,
+                at,
+                started,
+                "unknown",
+                None,
+                None,
+                500,
+                "FAULT",
+                &body,
             )
             .await;
             // answer in the envelope version the caller used, when it can be seen
@@ -161,6 +171,7 @@ pub async fn handle(
             metrics::counter!("mpay_archivio_requests_total", "operation" => op.name(), "outcome" => "DENIED").increment(1);
             journal(
                 &state,
+                &request_id,
                 at,
                 started,
                 op.name(),
@@ -195,6 +206,7 @@ pub async fn handle(
         .increment(1);
     journal(
         &state,
+        &request_id,
         at,
         started,
         op.name(),
@@ -211,8 +223,10 @@ pub async fn handle(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 async fn journal(
     state: &AppState,
+    request_id: &str,
     at: DateTime<Utc>,
     started: Instant,
     operation: &str,
@@ -231,7 +245,7 @@ async fn journal(
         status,
         outcome: outcome.to_string(),
         latency_us: started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64,
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: request_id.to_string(),
         note: None,
         payload: None,
     };

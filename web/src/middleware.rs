@@ -17,6 +17,17 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// The id [`observe`] gave this request (the one in its log line and `X-Request-Id`
+    /// answer header), or a new one outside the middleware (unit tests).
+    pub fn of(req: &actix_web::HttpRequest) -> String {
+        req.extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    }
+}
+
 /// Metrics: `mpay_http_requests_total{method,route,status}` and
 /// `mpay_http_request_duration_seconds{method,route}`; journal for `/api/` routes.
 pub async fn observe(

@@ -61,6 +61,13 @@ fn ko(op: Operation, code: FaultCode, id: &str, description: impl Into<String>) 
     }
 }
 
+/// The one mapping of an internal failure (storage, worker pool, flush, misconfiguration) to the
+/// Node: logged with its cause, answered `PAA_SYSTEM_ERROR` so that the Node retries.
+fn system_error(op: Operation, id: &str, context: &str, cause: &dyn std::fmt::Display) -> Outcome {
+    tracing::error!(error = %cause, operation = op.name(), "{context}");
+    ko(op, FaultCode::SystemError, id, "temporary failure, retry")
+}
+
 fn ok(op: Operation, response: &Response) -> Outcome {
     Outcome {
         op: Some(op),
@@ -131,7 +138,7 @@ pub async fn handle(
         status: outcome.status,
         outcome: outcome.code.clone(),
         latency_us: latency.as_micros().min(u128::from(u64::MAX)) as u64,
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: crate::middleware::RequestId::of(&req),
         note: outcome.note.take(),
         payload: None,
     };
@@ -316,15 +323,7 @@ fn lookup<'a>(
             id,
             "notice not found",
         ))),
-        Err(e) => {
-            tracing::error!(error = %e, "ledger read failed");
-            Err(Box::new(ko(
-                op,
-                FaultCode::SystemError,
-                id,
-                "temporary failure",
-            )))
-        }
+        Err(e) => Err(Box::new(system_error(op, id, "ledger read failed", &e))),
     }
 }
 
@@ -540,24 +539,8 @@ async fn send_rt(
     let result = web::block(move || ledger.apply_receipt(stored)).await;
     let disposition = match result {
         Ok(Ok(d)) => d,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "receipt not stored");
-            return keys(ko(
-                op,
-                FaultCode::SystemError,
-                &id,
-                "temporary failure, retry",
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "receipt worker failed");
-            return keys(ko(
-                op,
-                FaultCode::SystemError,
-                &id,
-                "temporary failure, retry",
-            ));
-        }
+        Ok(Err(e)) => return keys(system_error(op, &id, "receipt not stored", &e)),
+        Err(e) => return keys(system_error(op, &id, "receipt worker failed", &e)),
     };
     if let Err(e) = state
         .store
@@ -565,13 +548,7 @@ async fn send_rt(
         .commit(DurabilityPoint::Receipt)
         .await
     {
-        tracing::error!(error = %e, "receipt flush failed");
-        return keys(ko(
-            op,
-            FaultCode::SystemError,
-            &id,
-            "temporary failure, retry",
-        ));
+        return keys(system_error(op, &id, "receipt flush failed", &e));
     }
     let mut out = match disposition {
         ReceiptDisposition::Applied | ReceiptDisposition::Orphan => ok(op, &Response::SendRt),
@@ -678,13 +655,16 @@ async fn demand(
         .and_then(|d| find_text(d, &["codiceFiscale", "CodiceFiscale", "fiscalCode"]))
         .and_then(|t| FiscalCode::parse_unchecked(&t).ok())
         .unwrap_or(FiscalCode::Anonymous);
-    let Ok(iban) = Iban::parse_unchecked(&service.iban) else {
-        return keys(ko(
-            op,
-            FaultCode::SystemError,
-            &id,
-            "service IBAN misconfigured",
-        ));
+    let iban = match Iban::parse_unchecked(&service.iban) {
+        Ok(iban) => iban,
+        Err(e) => {
+            return keys(system_error(
+                op,
+                &id,
+                "demand: service IBAN misconfigured",
+                &e,
+            ))
+        }
     };
     let now = Utc::now();
     let due = now + Duration::days(i64::from(state.settings.station.demand_due_days));
@@ -726,26 +706,24 @@ async fn demand(
     .await;
     let p = match created {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "demand: position not created");
-            return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "demand worker failed");
-            return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
-        }
+        Ok(Err(e)) => return keys(system_error(op, &id, "demand: position not created", &e)),
+        Err(e) => return keys(system_error(op, &id, "demand worker failed", &e)),
     };
-    if state
+    if let Err(e) = state
         .store
         .durability
         .commit(DurabilityPoint::RestWrite)
         .await
-        .is_err()
     {
-        return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
+        return keys(system_error(op, &id, "demand flush failed", &e));
     }
     let Some(o) = p.payment_options.first() else {
-        return keys(ko(op, FaultCode::SystemError, &id, "temporary failure"));
+        return keys(system_error(
+            op,
+            &id,
+            "demand",
+            &"created position has no option",
+        ));
     };
     let qr = QrCode {
         fiscal_code: id.clone(),
