@@ -928,3 +928,52 @@ async fn metrics_have_help_lines_and_counters_from_the_start() {
         "registered at 0 before any receipt:\n{metrics}"
     );
 }
+
+/// `pagopa-sim psp --create N` creates fresh VALID notices through the REST API on every run,
+/// so the README's PSP demo can be repeated (issue 11, point 1).
+#[actix_web::test]
+async fn the_simulator_creates_fresh_notices_each_run() {
+    let app = spawn_app().await;
+    let req = pagopa_sim::rest::CreateRequest {
+        rest: app.base.clone(),
+        api_key: Some(KEY_A.into()),
+        organization: ORG_A.into(),
+        count: 2,
+        amount_cents: 5000,
+        iban: IBAN_A.into(),
+        category: "9/0101108TS/".into(),
+    };
+    let client = reqwest::Client::new();
+    let first = pagopa_sim::rest::create_notices(&client, &req)
+        .await
+        .unwrap();
+    let second = pagopa_sim::rest::create_notices(&client, &req)
+        .await
+        .unwrap();
+    let mut navs: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|n| n.qr.notice_number.clone())
+        .collect();
+    assert_eq!(navs.len(), 4);
+    navs.sort();
+    navs.dedup();
+    assert_eq!(navs.len(), 4, "every run has its own notices");
+    assert!(first.iter().all(|n| n.amount.map(|c| c.0) == Some(5000)));
+    let valid: Value = app
+        .get(ORG_A, KEY_A, "?status=VALID&iupdPrefix=SIM-")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(valid["payment_position_list"].as_array().unwrap().len(), 4);
+    // without the key: the error says which flag is missing
+    let anonymous = pagopa_sim::rest::CreateRequest {
+        api_key: None,
+        ..req
+    };
+    let e = pagopa_sim::rest::create_notices(&client, &anonymous)
+        .await
+        .unwrap_err();
+    assert!(e.contains("--key"), "{e}");
+}
