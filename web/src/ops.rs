@@ -30,7 +30,15 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 /// Every metric of the platform: kind, name, `# HELP` text, and the label sets that exist from
 /// the start (a counter is exported at 0 before its first event, so rates and alerts work
 /// from the first scrape).
-const METRICS: &[(char, &str, &str, &[&[(&str, &str)]])] = &[
+/// One metric: kind (`c` counter, `h` histogram, `g` gauge), name, help, initial label sets.
+type MetricSpec = (
+    char,
+    &'static str,
+    &'static str,
+    &'static [&'static [(&'static str, &'static str)]],
+);
+
+const METRICS: &[MetricSpec] = &[
     (
         'c',
         "mpay_http_requests_total",

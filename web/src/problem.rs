@@ -30,7 +30,7 @@ pub struct Problem {
     /// Stable machine-readable code (`INVALID_REQUEST`, `INVALID_JSON`, `UNKNOWN_QUERY_PARAMETER`,
     /// `INVALID_QUERY`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `METHOD_NOT_ALLOWED`, `CONFLICT`,
     /// `INVALID_STATE`, `PAYLOAD_TOO_LARGE`, `BUSY`, `INTERNAL_ERROR`, …).
-    pub code: String,
+    pub code: &'static str,
     /// Human-readable explanation of this occurrence (English).
     pub detail: String,
     /// Invalid fields, when the request was rejected for its content.
@@ -46,15 +46,15 @@ impl Problem {
             kind: "about:blank".into(),
             title: title.into(),
             status: status.as_u16(),
-            code: default_code(status).into(),
+            code: default_code(status),
             detail: detail.into(),
             errors: Vec::new(),
         }
     }
 
     /// The same problem with another stable `code`.
-    pub fn with_code(mut self, code: &str) -> Self {
-        self.code = code.into();
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
         self
     }
 
