@@ -977,3 +977,64 @@ async fn the_simulator_creates_fresh_notices_each_run() {
         .unwrap_err();
     assert!(e.contains("--key"), "{e}");
 }
+
+/// Every route refuses a query parameter it does not know; the API key as `subscription-key`
+/// is known everywhere.
+#[actix_web::test]
+async fn unknown_query_parameters_are_refused_on_every_route() {
+    let app = spawn_app().await;
+    let url = app.positions_url(ORG_A);
+    let r = app
+        .client
+        .post(format!("{url}?toPublish=true&subscription-key={KEY_A}"))
+        .json(&position_body("K-1", 100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "the key as a query parameter");
+    let r = app
+        .client
+        .get(format!("{url}?subscription-key={KEY_A}&status=VALID"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (method, suffix) in [
+        ("GET", "/K-1?verbose=true"),
+        ("DELETE", "/K-1?force=true"),
+        ("POST", "/K-1/invalidate?reason=x"),
+        ("POST", "/K-1/publish?now=1"),
+    ] {
+        let r = app
+            .client
+            .request(method.parse().unwrap(), format!("{url}{suffix}"))
+            .header("Ocp-Apim-Subscription-Key", KEY_A)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(r, 400).await;
+        assert_eq!(
+            p["code"], "UNKNOWN_QUERY_PARAMETER",
+            "{method} {suffix}: {p}"
+        );
+        let name = &suffix[suffix.find('?').unwrap() + 1..suffix.find('=').unwrap()];
+        assert_eq!(fields(&p), vec![name.to_string()], "{p}");
+    }
+    // nothing happened to the position
+    let v: Value = app.get(ORG_A, KEY_A, "/K-1").await.json().await.unwrap();
+    assert_eq!(v["status"], "VALID");
+    // feeds upload too
+    let r = app
+        .client
+        .post(format!(
+            "{}/api/v1/organizations/{ORG_A}/feeds?fileName=x.csv&fileNmae=y",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 400).await;
+    assert_eq!(fields(&p), vec!["fileNmae"], "{p}");
+}

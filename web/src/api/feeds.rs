@@ -56,9 +56,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Upload parameters.
+/// Upload parameters (any other is refused: 400 naming it).
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UploadQuery {
     /// `delta` (default, or the zip's manifest) or `full`.
     pub mode: Option<String>,
@@ -72,6 +72,9 @@ pub struct UploadQuery {
     /// Checksum of the file as sent (the zip or the CSV): `sha256:<64 hex>` or `md5:<32 hex>`
     /// (FORMAT.md §5.2). A mismatch fails the load with `FILE_CHECKSUM_MISMATCH`.
     pub checksum: Option<String>,
+    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
+    #[serde(default, rename = "subscription-key")]
+    pub subscription_key: Option<String>,
 }
 
 /// Progress of a load.

@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let not_allowed = || web::to(method_not_allowed);
     cfg.service(
         web::scope("/organizations/{organizationfiscalcode}/debtpositions")
+            .wrap(actix_web::middleware::from_fn(only_known_query))
             .service(
                 web::resource("")
                     .route(web::post().to(create))
@@ -50,6 +51,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(not_allowed()),
             ),
     );
+}
+
+/// The API key may also come as the `subscription-key` query parameter (see `auth`).
+const KEY_PARAMETER: &str = "subscription-key";
+
+/// Refuses a query parameter the route does not know (400 naming it). The list endpoint and
+/// the `toPublish` flag check their own parameters; every other route takes none but the key.
+async fn only_known_query(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let path = req.path().trim_end_matches('/');
+    let method = req.method().clone();
+    let own_checks = path.ends_with("/debtpositions")
+        || path.ends_with("/debtpositions/bulk")
+        || method == actix_web::http::Method::PUT;
+    if !own_checks && !req.query_string().is_empty() {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+        if let Some((name, _)) = pairs.iter().find(|(n, _)| n != KEY_PARAMETER) {
+            let problem = Problem::field(
+                name.clone(),
+                "unknown query parameter: this operation takes none",
+            )
+            .with_code("UNKNOWN_QUERY_PARAMETER");
+            let res = actix_web::ResponseError::error_response(&problem);
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
@@ -84,6 +119,9 @@ pub struct PublishFlag {
     /// Publish right away (VALID, or PUBLISHED until `validityDate`).
     #[serde(default)]
     pub to_publish: bool,
+    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
+    #[serde(default, rename = "subscription-key")]
+    pub subscription_key: Option<String>,
 }
 
 /// List filters: every GPD query parameter, plus lookups by debtor, notice number, IUV, iupd
@@ -145,6 +183,7 @@ const LIST_PARAMETERS: &[&str] = &[
     "iuv",
     "iupdPrefix",
     "serviceCode",
+    KEY_PARAMETER,
 ];
 
 impl ListQuery {
@@ -183,6 +222,7 @@ impl ListQuery {
                 "iuv" => q.iuv = text,
                 "iupdPrefix" => q.iupd_prefix = text,
                 "serviceCode" => q.service_code = text,
+                KEY_PARAMETER => {}
                 other => {
                     return Err(Problem::field(
                         other,
