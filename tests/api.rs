@@ -927,6 +927,10 @@ async fn metrics_have_help_lines_and_counters_from_the_start() {
         metrics.contains("mpay_receipts_total{disposition=\"double_payment\"}"),
         "registered at 0 before any receipt:\n{metrics}"
     );
+    assert!(
+        metrics.contains("mpay_station_requests_total{operation=\"paSendRTV2\",outcome=\"OK\"}"),
+        "station counters from the start:\n{metrics}"
+    );
 }
 
 /// `pagopa-sim psp --create N` creates fresh VALID notices through the REST API on every run,
