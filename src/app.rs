@@ -24,14 +24,26 @@ pub fn random_key() -> String {
 }
 
 /// The demo API key: `MPAY_DEMO_API_KEY`, else the one kept in the data directory, else a new
-/// one (then kept in `<data_dir>/demo-api-key`).
+/// one. The key in use is always written to `<data_dir>/demo-api-key`, so that file never
+/// holds a stale key.
 pub fn demo_api_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("demo-api-key");
     if let Ok(k) = std::env::var("MPAY_DEMO_API_KEY") {
         if !k.trim().is_empty() {
-            return Ok(k.trim().to_string());
+            let key = k.trim().to_string();
+            std::fs::create_dir_all(data_dir)?;
+            if std::fs::read_to_string(&path)
+                .ok()
+                .as_deref()
+                .map(str::trim)
+                != Some(key.as_str())
+            {
+                std::fs::write(&path, &key)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            return Ok(key);
         }
     }
-    let path = data_dir.join("demo-api-key");
     if let Ok(k) = std::fs::read_to_string(&path) {
         if !k.trim().is_empty() {
             return Ok(k.trim().to_string());
@@ -171,16 +183,33 @@ impl Application {
         println!("  API docs:   {base}/api/docs/");
         println!("  OpenAPI:    {base}/api/openapi.json");
         println!("  health:     {base}/health/ready  {base}/health/actors  {base}/metrics");
-        println!("  pagoPA station (SOAP):         {base}/pagopa/paForNode");
+        println!("  pagoPA station (SOAP, POST):   {base}/pagopa/paForNode   (WSDL: ?wsdl)");
         println!(
-            "  MPay Archivio Carichi (SOAP):  {base}/ArchivioCarichiService/integraecdifferito"
+            "  MPay Archivio Carichi (SOAP, POST):  {base}/ArchivioCarichiService/integraecdifferito   (WSDL: ?wsdl)"
         );
-        println!(
-            "  data dir:   {}",
-            self.state.settings.node.data_dir.display()
-        );
+        let settings = &self.state.settings;
+        let data_dir = std::path::absolute(&settings.node.data_dir)
+            .unwrap_or_else(|_| settings.node.data_dir.clone());
+        println!("  data dir:   {}", data_dir.display());
+        if settings.ftp.enabled {
+            println!("  feeds FTP:  ftp://{}", settings.ftp.bind);
+        } else {
+            println!("  feeds FTP:  off ([ftp] enabled = false)");
+        }
+        match &settings.feeds.drop_dir {
+            Some(d) => println!("  feeds drop folder: {}/<fiscal code>/", d.display()),
+            None => println!("  feeds drop folder: off ([feeds] drop_dir unset)"),
+        }
         if let Some((cf, name, key)) = &self.demo {
             println!("  demo organization: {name} — fiscal code {cf}");
+            if let Some(ipa) = settings
+                .organization(cf)
+                .and_then(|o| o.ipa_code.as_deref())
+            {
+                println!(
+                    "  demo feed file names: {ipa}-<flowId>-<version>.csv|zip (ipa_code {ipa})"
+                );
+            }
             println!("  demo API key (header Ocp-Apim-Subscription-Key): {key}");
             println!("  try: curl -H 'Ocp-Apim-Subscription-Key: {key}' {base}/api/v1/organizations/{cf}/debtpositions");
         }

@@ -33,6 +33,10 @@ struct ConfigArgs {
     /// Use the demo organization and ./data as data directory.
     #[arg(long)]
     demo: bool,
+    /// Data directory (store, feeds, demo API key); overrides the configuration's
+    /// `node.data_dir` (default `./data`, relative to the current directory).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -221,8 +225,11 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MPAY_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,sled=warn"));
+    use std::io::IsTerminal as _;
+    // colours only on a terminal: a log sent to a file or a pipe stays plain text
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("MPAY_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
@@ -240,19 +247,51 @@ fn load_settings(args: &ConfigArgs) -> anyhow::Result<Settings> {
     if args.demo && args.config.is_none() && std::env::var_os("MPAY__NODE__DATA_DIR").is_none() {
         settings.node.data_dir = PathBuf::from("./data");
     }
+    if let Some(dir) = &args.data_dir {
+        settings.node.data_dir = dir.clone();
+    }
     Ok(settings)
 }
 
 fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let dir = settings.store_dir();
-    Store::open_with_cache(&dir, settings.node.cache_mb.saturating_mul(1024 * 1024)).with_context(
-        || {
-            format!(
-                "cannot open the store in {} (is `mpay serve` running on it?)",
-                dir.display()
-            )
-        },
+    match Store::open_with_cache(&dir, settings.node.cache_mb.saturating_mul(1024 * 1024)) {
+        Ok(s) => Ok(s),
+        Err(e) if mpay_storage::is_locked(&e) => bail!("{}", store_in_use(&dir)),
+        Err(e) => Err(e).with_context(|| format!("cannot open the store in {}", dir.display())),
+    }
+}
+
+/// What an operator can do when the store is held by a running `mpay serve` (sled lets one
+/// process open a store, even for reading).
+fn store_in_use(dir: &std::path::Path) -> String {
+    format!(
+        "the store in {} is in use by a running `mpay serve` (one process at a time can open it).\n\
+         While it runs, read through its API instead:\n\
+         \x20 positions:   GET /api/v1/organizations/<fiscal code>/debtpositions   (filters: see /api/docs/)\n\
+         \x20 feed loads:  GET /api/v1/organizations/<fiscal code>/feeds[/<flowId>]\n\
+         \x20 a notice:    POST /api/v1/organizations/<fiscal code>/debtpositions (creates and numbers it)\n\
+         \x20 health:      GET /health/ready, /health/actors, /metrics\n\
+         For `store verify|export|import`, `feed load` and `iuv next`, stop the server first (Ctrl-C or SIGTERM: it stops cleanly) and run the command again.",
+        dir.display()
     )
+}
+
+/// The organization `org` of the settings, or an error saying how to configure it.
+fn configured_org<'a>(
+    settings: &'a Settings,
+    args: &ConfigArgs,
+    org: &str,
+) -> anyhow::Result<&'a mpay_config::OrganizationSettings> {
+    settings.organization(org).with_context(|| {
+        if args.demo || args.config.is_some() {
+            format!("organization {org} is not configured")
+        } else {
+            format!(
+                "organization {org} is not configured: add --demo for the demo organization (80001234568) or --config FILE"
+            )
+        }
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -272,9 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Iuv { command } => match command {
             IuvCommand::Next { org, config } => {
                 let settings = load_settings(&config)?;
-                let o = settings
-                    .organization(&org)
-                    .with_context(|| format!("organization {org} is not configured"))?;
+                let o = configured_org(&settings, &config, &org)?;
                 let layout = o.layout().map_err(anyhow::Error::msg)?;
                 let cf = OrgFiscalCode::parse_unchecked(&org)?;
                 let store = open_store(&settings)?;
@@ -425,6 +462,7 @@ fn feed_command(command: FeedCommand) -> anyhow::Result<std::process::ExitCode> 
             config,
         } => {
             let settings = load_settings(&config)?;
+            configured_org(&settings, &config, &org)?;
             let store = open_store(&settings)?;
             let args = feeds_cli::LoadArgs {
                 org,

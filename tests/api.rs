@@ -593,3 +593,452 @@ async fn journal_metrics_and_openapi() {
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().to_lowercase().contains("swagger"));
 }
+
+// ---- issue 11: a new user's first hour ---------------------------------------------------
+
+fn iupds(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list["payment_position_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["iupd"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[actix_web::test]
+async fn list_finds_positions_by_debtor_notice_iuv_prefix_and_service() {
+    let app = spawn_app().await;
+    let mut navs = Vec::new();
+    for i in 0..4 {
+        let mut b = position_body(&format!("TARI-{i}"), 100 + i);
+        if i % 2 == 0 {
+            b["fiscalCode"] = json!("VRDGPP75C41F205I");
+            b["serviceCode"] = json!("AOC");
+        }
+        let r = app.post(ORG_A, KEY_A, "?toPublish=true", &b).await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        navs.push((
+            v["paymentOption"][0]["nav"].as_str().unwrap().to_string(),
+            v["paymentOption"][0]["iuv"].as_str().unwrap().to_string(),
+        ));
+    }
+    app.post(ORG_A, KEY_A, "", &position_body("CDS-1", 100))
+        .await;
+    let get = |q: String| {
+        let app = &app;
+        async move {
+            let r = app.get(ORG_A, KEY_A, &q).await;
+            assert_eq!(r.status(), 200, "{q}");
+            iupds(&r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get("?fiscalCode=vrdgpp75c41f205i".into()).await,
+        vec!["TARI-0", "TARI-2"],
+        "debtor fiscal code, any letter case"
+    );
+    assert_eq!(get(format!("?nav={}", navs[1].0)).await, vec!["TARI-1"]);
+    assert_eq!(get(format!("?iuv={}", navs[3].1)).await, vec!["TARI-3"]);
+    assert_eq!(get("?iupdPrefix=CDS-".into()).await, vec!["CDS-1"]);
+    assert_eq!(
+        get("?serviceCode=AOC&status=VALID".into()).await,
+        vec!["TARI-0", "TARI-2"]
+    );
+    assert!(get("?nav=312000000000000000".into()).await.is_empty());
+    assert_eq!(
+        get("?payment_date_time_from=2020-01-01T00:00:00".into()).await,
+        Vec::<String>::new(),
+        "nothing is paid yet"
+    );
+
+    // unknown parameters are refused, naming them
+    for q in ["?debtor=X", "?fiscalcode=X", "?topublish=true"] {
+        let p = problem(app.get(ORG_A, KEY_A, q).await, 400).await;
+        assert_eq!(p["code"], "UNKNOWN_QUERY_PARAMETER", "{p}");
+        assert_eq!(
+            fields(&p),
+            vec![q[1..q.find('=').unwrap()].to_string()],
+            "{p}"
+        );
+    }
+    let p = problem(
+        app.post(ORG_A, KEY_A, "?publish=true", &position_body("Q-1", 1))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(p["code"], "UNKNOWN_QUERY_PARAMETER", "{p}");
+    assert_eq!(fields(&p), vec!["publish"], "{p}");
+    // a bad number names its parameter
+    let p = problem(app.get(ORG_A, KEY_A, "?page=-1").await, 400).await;
+    assert_eq!(fields(&p), vec!["page"], "{p}");
+    assert_eq!(p["code"], "INVALID_QUERY", "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("whole number"),
+        "{p}"
+    );
+}
+
+#[actix_web::test]
+async fn errors_speak_the_users_terms() {
+    let app = spawn_app().await;
+    // an amount in euros
+    let mut b = position_body("E-1", 12050);
+    b["paymentOption"][0]["amount"] = json!(120.50);
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(p["code"], "INVALID_REQUEST");
+    assert_eq!(fields(&p), vec!["paymentOption[0].amount"], "{p}");
+    let msg = p["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("integer euro cents") && msg.contains("12050"),
+        "{msg}"
+    );
+    assert!(!msg.contains("i64") && !msg.contains("floating"), "{msg}");
+    // a missing field
+    let mut b = position_body("E-1", 100);
+    b.as_object_mut().unwrap().remove("type");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(fields(&p), vec!["type"], "{p}");
+    assert_eq!(p["errors"][0]["message"], "is required", "{p}");
+    // JSON syntax: the body, and where
+    let r = app
+        .client
+        .post(app.positions_url(ORG_A))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .header("content-type", "application/json")
+        .body("{\"iupd\": \"E-1\",}")
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 400).await;
+    assert_eq!(p["code"], "INVALID_JSON", "{p}");
+    assert_eq!(fields(&p), vec!["body"], "{p}");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1"),
+        "{p}"
+    );
+    // every problem has a stable code
+    let p = problem(app.get(ORG_A, "wrong-key", "").await, 401).await;
+    assert_eq!(p["code"], "UNAUTHORIZED", "{p}");
+    let p = problem(app.get(ORG_A, KEY_A, "/NOPE").await, 404).await;
+    assert_eq!(p["code"], "NOT_FOUND", "{p}");
+
+    // deleting an INVALID position does not advise to invalidate it
+    app.post(ORG_A, KEY_A, "?toPublish=true", &position_body("E-2", 100))
+        .await;
+    let r = app
+        .client
+        .post(format!("{}/E-2/invalidate", app.positions_url(ORG_A)))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p = problem(app.delete(ORG_A, KEY_A, "/E-2").await, 409).await;
+    assert_eq!(p["code"], "INVALID_STATE", "{p}");
+    let d = p["detail"].as_str().unwrap();
+    assert!(
+        d.contains("already invalidated") && !d.contains("invalidate it"),
+        "{d}"
+    );
+}
+
+#[actix_web::test]
+async fn a_wrong_fiscal_code_check_character_is_stored_with_a_warning() {
+    let app = spawn_app().await;
+    let mut b = position_body("W-1", 100);
+    b["fiscalCode"] = json!("RSSMRA80A01H501X");
+    let r = app.post(ORG_A, KEY_A, "", &b).await;
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["fiscalCode"], "RSSMRA80A01H501X", "stored as sent");
+    assert_eq!(v["warnings"][0]["field"], "fiscalCode", "{v}");
+    assert!(
+        v["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected U"),
+        "{v}"
+    );
+    let v: Value = app.get(ORG_A, KEY_A, "/W-1").await.json().await.unwrap();
+    assert_eq!(v["warnings"][0]["field"], "fiscalCode", "{v}");
+    // a correct one: no warnings at all
+    let v: Value = app
+        .post(ORG_A, KEY_A, "", &position_body("W-2", 100))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v.get("warnings").is_none(), "{v}");
+}
+
+/// Every create example of the OpenAPI document, sent as it is, succeeds (Swagger "Try it out").
+#[actix_web::test]
+async fn every_openapi_request_example_is_accepted() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = doc.to_string();
+    assert!(!text.contains("9007199254740991"), "no max-int examples");
+    let mut posted = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(post) = ops.get("post") else {
+            continue;
+        };
+        let Some(schema) = post["requestBody"]["content"]["application/json"]["schema"].as_object()
+        else {
+            continue;
+        };
+        let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+        let example = &doc["components"]["schemas"][name]["example"];
+        assert!(example.is_object(), "{path}: {name} has an example");
+        let url = format!(
+            "{}{}",
+            app.base,
+            path.replace("{organizationfiscalcode}", ORG_A)
+        );
+        let r = app
+            .client
+            .post(&url)
+            .header("Ocp-Apim-Subscription-Key", KEY_A)
+            .json(example)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(
+            status, 201,
+            "{path}: the example of {name} is refused: {body}"
+        );
+        posted += 1;
+    }
+    assert_eq!(posted, 2, "create and bulk create");
+    // summaries are for users
+    let summary = doc["paths"]["/api/v1/organizations/{organizationfiscalcode}/debtpositions"]
+        ["get"]["summary"]
+        .as_str()
+        .unwrap();
+    assert_eq!(summary, "List and search debt positions");
+}
+
+#[actix_web::test]
+async fn soap_endpoints_answer_get_with_405_and_publish_their_wsdl() {
+    let app = spawn_app().await;
+    for path in [
+        "/pagopa/paForNode",
+        "/ArchivioCarichiService/integraecdifferito",
+    ] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(r.headers()["allow"], "POST", "{path}");
+        let p: Value = r.json().await.unwrap();
+        assert!(p["detail"].as_str().unwrap().contains("?wsdl"), "{p}");
+        let r = app
+            .client
+            .get(format!("{}{path}?wsdl", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}?wsdl");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml"));
+        let wsdl = r.text().await.unwrap();
+        assert!(
+            wsdl.contains(&format!("location=\"{}{path}\"", app.base)),
+            "the WSDL points at this endpoint: {wsdl}"
+        );
+    }
+    let wsdl = app
+        .client
+        .get(format!("{}/pagopa/paForNode?wsdl", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for op in [
+        "paVerifyPaymentNotice",
+        "paGetPayment",
+        "paGetPaymentV2",
+        "paSendRT",
+        "paSendRTV2",
+        "paDemandPaymentNotice",
+    ] {
+        assert!(wsdl.contains(&format!("soapAction=\"{op}\"")), "{op}");
+    }
+    // POST still reaches the station
+    let r = app
+        .client
+        .post(format!("{}/pagopa/paForNode", app.base))
+        .header("content-type", "text/xml")
+        .body("<not-soap/>")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 405);
+}
+
+#[actix_web::test]
+async fn metrics_have_help_lines_and_counters_from_the_start() {
+    let app = spawn_app().await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for m in [
+        "mpay_receipts_total",
+        "mpay_durable_commits_total",
+        "mpay_journal_entries_written_total",
+        "mpay_ledger_positions",
+    ] {
+        assert!(
+            metrics.contains(&format!("# HELP {m} ")),
+            "# HELP {m} missing:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("mpay_receipts_total{disposition=\"double_payment\"}"),
+        "registered at 0 before any receipt:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("mpay_station_requests_total{operation=\"paSendRTV2\",outcome=\"OK\"}"),
+        "station counters from the start:\n{metrics}"
+    );
+}
+
+/// `pagopa-sim psp --create N` creates fresh VALID notices through the REST API on every run,
+/// so the README's PSP demo can be repeated (issue 11, point 1).
+#[actix_web::test]
+async fn the_simulator_creates_fresh_notices_each_run() {
+    let app = spawn_app().await;
+    let req = pagopa_sim::rest::CreateRequest {
+        rest: app.base.clone(),
+        api_key: Some(KEY_A.into()),
+        organization: ORG_A.into(),
+        count: 2,
+        amount_cents: 5000,
+        iban: IBAN_A.into(),
+        category: "9/0101108TS/".into(),
+    };
+    let client = reqwest::Client::new();
+    let first = pagopa_sim::rest::create_notices(&client, &req)
+        .await
+        .unwrap();
+    let second = pagopa_sim::rest::create_notices(&client, &req)
+        .await
+        .unwrap();
+    let mut navs: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|n| n.qr.notice_number.clone())
+        .collect();
+    assert_eq!(navs.len(), 4);
+    navs.sort();
+    navs.dedup();
+    assert_eq!(navs.len(), 4, "every run has its own notices");
+    assert!(first.iter().all(|n| n.amount.map(|c| c.0) == Some(5000)));
+    let valid: Value = app
+        .get(ORG_A, KEY_A, "?status=VALID&iupdPrefix=SIM-")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(valid["payment_position_list"].as_array().unwrap().len(), 4);
+    // without the key: the error says which flag is missing
+    let anonymous = pagopa_sim::rest::CreateRequest {
+        api_key: None,
+        ..req
+    };
+    let e = pagopa_sim::rest::create_notices(&client, &anonymous)
+        .await
+        .unwrap_err();
+    assert!(e.contains("--key"), "{e}");
+}
+
+/// Every route refuses a query parameter it does not know; the API key as `subscription-key`
+/// is known everywhere.
+#[actix_web::test]
+async fn unknown_query_parameters_are_refused_on_every_route() {
+    let app = spawn_app().await;
+    let url = app.positions_url(ORG_A);
+    let r = app
+        .client
+        .post(format!("{url}?toPublish=true&subscription-key={KEY_A}"))
+        .json(&position_body("K-1", 100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "the key as a query parameter");
+    let r = app
+        .client
+        .get(format!("{url}?subscription-key={KEY_A}&status=VALID"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (method, suffix) in [
+        ("GET", "/K-1?verbose=true"),
+        ("DELETE", "/K-1?force=true"),
+        ("POST", "/K-1/invalidate?reason=x"),
+        ("POST", "/K-1/publish?now=1"),
+    ] {
+        let r = app
+            .client
+            .request(method.parse().unwrap(), format!("{url}{suffix}"))
+            .header("Ocp-Apim-Subscription-Key", KEY_A)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(r, 400).await;
+        assert_eq!(
+            p["code"], "UNKNOWN_QUERY_PARAMETER",
+            "{method} {suffix}: {p}"
+        );
+        let name = &suffix[suffix.find('?').unwrap() + 1..suffix.find('=').unwrap()];
+        assert_eq!(fields(&p), vec![name.to_string()], "{p}");
+    }
+    // nothing happened to the position
+    let v: Value = app.get(ORG_A, KEY_A, "/K-1").await.json().await.unwrap();
+    assert_eq!(v["status"], "VALID");
+    // feeds upload too
+    let r = app
+        .client
+        .post(format!(
+            "{}/api/v1/organizations/{ORG_A}/feeds?fileName=x.csv&fileNmae=y",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 400).await;
+    assert_eq!(fields(&p), vec!["fileNmae"], "{p}");
+}

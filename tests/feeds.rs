@@ -1239,6 +1239,11 @@ async fn bad_checksum_fails_the_load_and_nothing_is_applied() {
     )
     .await;
     assert_eq!(r.status(), 202);
+    // the 202 describes this upload, not the failed attempt it replaces (issue 11, point 3)
+    let accepted: Value = r.json().await.unwrap();
+    assert_ne!(accepted["status"], "FAILED", "{accepted}");
+    assert!(accepted["error"].is_null(), "{accepted}");
+    assert_eq!(accepted["fileName"], "c_x000-SUMS-1_3.csv", "{accepted}");
     let v = wait_done(&app, ORG_C, KEY_C, "SUMS").await;
     assert_eq!(v["status"], "DONE", "{v}");
     assert_eq!(v["checksums"][0]["matched"], true);

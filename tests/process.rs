@@ -310,3 +310,97 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
     }
     eprintln!("crash test: {total_acked} acknowledged writes checked over 6 SIGKILLs");
 }
+
+/// Issue 11: `serve --demo --data-dir` from any directory, the demo key file follows
+/// MPAY_DEMO_API_KEY, the store commands say what to do while the server runs, and a log sent
+/// to a file has no colour escapes.
+#[test]
+fn data_dir_key_file_store_in_use_and_plain_logs() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("mpay-data");
+    // a stale key file from an earlier run
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::write(data_dir.join("demo-api-key"), "stale-key").unwrap();
+    let log_path = cwd.path().join("mpay.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .current_dir(cwd.path())
+        .env("MPAY_DEMO_API_KEY", DEMO_KEY)
+        .env("MPAY_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = String::new();
+    let mut base = String::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        banner.push_str(&line);
+        banner.push('\n');
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            base = rest.trim().to_string();
+        }
+        if line.contains("demo API key") {
+            break;
+        }
+    }
+    // keep reading stdout (the server must not see a closed pipe)
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "not ready: {banner}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(banner.contains(&data_dir.display().to_string()), "{banner}");
+    assert!(banner.contains("c_demo"), "the demo ipa_code: {banner}");
+    assert!(banner.contains("?wsdl"), "{banner}");
+    assert!(
+        data_dir.join("store-v1").is_dir(),
+        "the store is in --data-dir"
+    );
+    assert!(!cwd.path().join("data").exists(), "nothing in the cwd");
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("demo-api-key")).unwrap(),
+        DEMO_KEY,
+        "the key file holds the key in use"
+    );
+    // read-only commands while the server runs: a clear message, not a sled error
+    let d = data_dir.to_str().unwrap();
+    for args in [
+        vec!["store", "verify", "--demo", "--data-dir", d],
+        vec!["feed", "list", "--demo", "--data-dir", d],
+    ] {
+        let (ok, text) = mpay(cwd.path(), &args);
+        assert!(!ok, "{args:?}: {text}");
+        assert!(text.contains("in use by a running `mpay serve`"), "{text}");
+        assert!(text.contains("/api/v1/organizations/"), "{text}");
+        assert!(text.contains("stop the server first"), "{text}");
+    }
+    sigterm(Server { child, base });
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour escapes in a log file:\n{log}"
+    );
+    // the server stopped: the same command works
+    let (ok, text) = mpay(cwd.path(), &["store", "verify", "--demo", "--data-dir", d]);
+    assert!(ok, "{text}");
+    assert!(text.contains("consistent"), "{text}");
+    // `feed load` without --demo names the way out
+    let (ok, text) = mpay(
+        cwd.path(),
+        &["feed", "load", "--org", DEMO_ORG, "--data-dir", d, "x.csv"],
+    );
+    assert!(!ok);
+    assert!(text.contains("add --demo"), "{text}");
+}

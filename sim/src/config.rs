@@ -244,6 +244,33 @@ pub struct NoticesConfig {
     /// Segregation code for unknown-notice probes (default: the first aux-3 notice's).
     #[serde(default)]
     pub unknown_segregation_code: Option<String>,
+    /// What `psp --create N` puts in the positions it creates.
+    #[serde(default)]
+    pub create: Option<CreateConfig>,
+}
+
+/// `[notices.create]`: the positions `psp --create N` creates through the REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConfig {
+    /// Organization (default: the first of `[notices.discover] organizations`).
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// IBAN credited (one of the organization's).
+    pub iban: String,
+    /// Transfer category (taxonomy code, e.g. `9/0101108TS/`).
+    #[serde(default = "default_create_category")]
+    pub category: String,
+    /// Amount of each notice, in cents.
+    #[serde(default = "default_create_amount")]
+    pub amount_cents: i64,
+}
+
+fn default_create_category() -> String {
+    "9/0101108TS/".into()
+}
+fn default_create_amount() -> i64 {
+    5000
 }
 
 /// One listed notice.
@@ -267,8 +294,10 @@ pub struct ListedNotice {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverConfig {
-    /// REST base URL, e.g. `http://127.0.0.1:8080`.
-    pub rest: String,
+    /// REST base URL, e.g. `http://127.0.0.1:8080` (default: the origin of the station URL;
+    /// `psp --rest URL` overrides it).
+    #[serde(default)]
+    pub rest: Option<String>,
     /// `Ocp-Apim-Subscription-Key`.
     #[serde(default)]
     pub api_key: Option<String>,

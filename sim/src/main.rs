@@ -11,7 +11,7 @@ use serde_json::json;
 use pagopa_sim::config::PspConfig;
 use pagopa_sim::psp::{plan, plan_json, run_jobs, Runner};
 use pagopa_sim::replay::{self, ReplayArgs};
-use pagopa_sim::rest::{discover, Notice};
+use pagopa_sim::rest::{create_notices, discover, CreateRequest, Notice};
 use pagopa_sim::validate::{check_schemas_dir, resolve_schemas_dir, Validator, ValidatorPool};
 
 /// Exit code for unexpected outcomes / XSD failures.
@@ -43,6 +43,17 @@ enum Command {
         /// TOML configuration (see sim/examples/psp.toml).
         #[arg(long)]
         config: PathBuf,
+        /// REST base URL for discovery and --create (default: `[notices.discover] rest`, else
+        /// the origin of --station).
+        #[arg(long, value_name = "URL")]
+        rest: Option<String>,
+        /// The organization's API key for the REST calls (default: `[notices.discover] api_key`).
+        #[arg(long, value_name = "KEY", env = "PAGOPA_SIM_API_KEY")]
+        key: Option<String>,
+        /// Create N fresh notices through the REST API (`[notices.create]`) and pay those instead
+        /// of discovering unpaid ones: the run can be repeated at will.
+        #[arg(long, value_name = "N")]
+        create: Option<usize>,
         /// Number of payments (default: one per payable notice).
         #[arg(long)]
         payments: Option<usize>,
@@ -101,16 +112,24 @@ fn main() -> ExitCode {
         Command::Psp {
             station,
             config,
+            rest,
+            key,
+            create,
             payments,
             concurrency,
             validator_threads,
         } => with_runtime(psp_main(
             dir,
-            station,
-            config,
-            payments,
-            concurrency,
-            validator_threads,
+            PspArgs {
+                station,
+                config,
+                rest,
+                key,
+                create,
+                payments,
+                concurrency,
+                validator_threads,
+            },
         )),
         Command::Replay {
             station,
@@ -201,14 +220,29 @@ async fn replay_main(schemas: PathBuf, args: ReplayArgs) -> ExitCode {
     }
 }
 
-async fn psp_main(
-    schemas: PathBuf,
+/// The `psp` command line.
+struct PspArgs {
     station: String,
     config: PathBuf,
+    rest: Option<String>,
+    key: Option<String>,
+    create: Option<usize>,
     payments: Option<usize>,
     concurrency: usize,
     validator_threads: usize,
-) -> ExitCode {
+}
+
+async fn psp_main(schemas: PathBuf, args: PspArgs) -> ExitCode {
+    let PspArgs {
+        station,
+        config,
+        rest,
+        key,
+        create,
+        payments,
+        concurrency,
+        validator_threads,
+    } = args;
     let cfg = match PspConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -248,13 +282,59 @@ async fn psp_main(
             expect: n.expect.clone(),
         })
         .collect();
-    if let Some(d) = &cfg.notices.discover {
-        match discover(&client, d).await {
+    let discover_cfg = cfg.notices.discover.as_ref();
+    let rest = rest
+        .or_else(|| discover_cfg.and_then(|d| d.rest.clone()))
+        .or_else(|| pagopa_sim::rest::origin_of(&station));
+    let key = key.or_else(|| discover_cfg.and_then(|d| d.api_key.clone()));
+    if let Some(n) = create {
+        let (Some(c), Some(rest)) = (&cfg.notices.create, &rest) else {
+            eprintln!(
+                "pagopa-sim: ERROR: --create needs a [notices.create] section (iban) in {} and a REST URL (--rest)",
+                config.display()
+            );
+            return ExitCode::from(EXIT_SETUP);
+        };
+        let Some(organization) = c
+            .organization
+            .clone()
+            .or_else(|| discover_cfg.and_then(|d| d.organizations.first().cloned()))
+        else {
+            eprintln!("pagopa-sim: ERROR: --create needs [notices.create] organization");
+            return ExitCode::from(EXIT_SETUP);
+        };
+        let req = CreateRequest {
+            rest: rest.clone(),
+            api_key: key.clone(),
+            organization,
+            count: n,
+            amount_cents: c.amount_cents,
+            iban: c.iban.clone(),
+            category: c.category.clone(),
+        };
+        match create_notices(&client, &req).await {
+            Ok(created) => {
+                eprintln!(
+                    "pagopa-sim: created {} fresh notice(s) through {rest}",
+                    created.len()
+                );
+                notices.extend(created);
+            }
+            Err(e) => {
+                eprintln!("pagopa-sim: ERROR: creating notices failed: {e}");
+                return ExitCode::from(EXIT_SETUP);
+            }
+        }
+    } else if let Some(d) = discover_cfg {
+        let Some(rest) = &rest else {
+            eprintln!("pagopa-sim: ERROR: discovery needs a REST URL (--rest)");
+            return ExitCode::from(EXIT_SETUP);
+        };
+        match discover(&client, d, rest, key.as_deref()).await {
             Ok(found) => {
                 eprintln!(
-                    "pagopa-sim: discovered {} unpaid notice(s) through {}",
-                    found.len(),
-                    d.rest
+                    "pagopa-sim: discovered {} unpaid notice(s) through {rest}",
+                    found.len()
                 );
                 notices.extend(found);
             }
@@ -265,6 +345,12 @@ async fn psp_main(
         }
     }
     let payable = notices.iter().filter(|n| n.expect.is_none()).count();
+    if payable == 0 && create.is_none() {
+        eprintln!(
+            "pagopa-sim: ERROR: no unpaid notice to pay (the listed and discovered ones are all paid or none exist); run with --create N to create N fresh notices through the REST API first"
+        );
+        return ExitCode::from(EXIT_SETUP);
+    }
     let n = payments.unwrap_or(payable);
     if n > payable {
         eprintln!(

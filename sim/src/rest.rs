@@ -65,11 +65,15 @@ struct PayOption {
 const MAX_PAGES: u64 = 100_000;
 
 /// Lists the `PO_UNPAID` options of the VALID positions of each organization.
+/// `rest` is the REST base URL, `api_key` the organization's key (both already resolved from
+/// the command line and `cfg`).
 pub async fn discover(
     client: &reqwest::Client,
     cfg: &DiscoverConfig,
+    rest: &str,
+    api_key: Option<&str>,
 ) -> Result<Vec<Notice>, String> {
-    let base = cfg.rest.trim_end_matches('/');
+    let base = rest.trim_end_matches('/');
     let mut out = Vec::new();
     for org in &cfg.organizations {
         let mut page = 0u64;
@@ -79,7 +83,7 @@ pub async fn discover(
                 cfg.limit
             );
             let mut req = client.get(&url).header("Accept", "application/json");
-            if let Some(k) = &cfg.api_key {
+            if let Some(k) = api_key {
                 req = req.header("Ocp-Apim-Subscription-Key", k);
             }
             let resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
@@ -133,4 +137,134 @@ pub async fn discover(
         }
     }
     Ok(out)
+}
+
+/// What `psp --create N` needs to create fresh notices through the REST API.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// REST base URL, e.g. `http://127.0.0.1:8080`.
+    pub rest: String,
+    /// `Ocp-Apim-Subscription-Key` of the organization.
+    pub api_key: Option<String>,
+    /// The organization (creditor) fiscal code.
+    pub organization: String,
+    /// Positions to create (one single-payment notice each).
+    pub count: usize,
+    /// Amount of each notice, in cents.
+    pub amount_cents: i64,
+    /// IBAN credited by the transfer.
+    pub iban: String,
+    /// Transfer category (taxonomy code).
+    pub category: String,
+}
+
+/// The body of a one-option position (GPD `PaymentPositionModel`) for `iupd`.
+pub fn position_body(req: &CreateRequest, iupd: &str, due: chrono::NaiveDate) -> serde_json::Value {
+    serde_json::json!({
+        "iupd": iupd,
+        "type": "F",
+        "fiscalCode": "RSSMRA80A01H501U",
+        "fullName": "Mario Rossi",
+        "companyName": "pagopa-sim",
+        "paymentOption": [{
+            "amount": req.amount_cents,
+            "description": format!("pagopa-sim {iupd}"),
+            "isPartialPayment": false,
+            "dueDate": due.format("%Y-%m-%d").to_string(),
+            "transfer": [{
+                "idTransfer": "1",
+                "amount": req.amount_cents,
+                "remittanceInformation": format!("pagopa-sim {iupd}"),
+                "category": req.category,
+                "iban": req.iban,
+            }]
+        }]
+    })
+}
+
+/// Creates `req.count` fresh VALID positions (`POST …/debtpositions?toPublish=true`) and returns
+/// their notices, so that every run has unpaid notices to pay (the demo can be replayed).
+pub async fn create_notices(
+    client: &reqwest::Client,
+    req: &CreateRequest,
+) -> Result<Vec<Notice>, String> {
+    use rand::Rng as _;
+    let base = req.rest.trim_end_matches('/');
+    let url = format!(
+        "{base}/api/v1/organizations/{}/debtpositions?toPublish=true",
+        req.organization
+    );
+    let run = format!(
+        "SIM-{}-{:06}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        rand::rng().random_range(0..1_000_000u32)
+    );
+    let due = chrono::Utc::now().date_naive() + chrono::Days::new(30);
+    let mut out = Vec::with_capacity(req.count);
+    for i in 1..=req.count {
+        let iupd = format!("{run}-{i}");
+        let mut r = client
+            .post(&url)
+            .header("Accept", "application/json")
+            .json(&position_body(req, &iupd, due));
+        if let Some(k) = &req.api_key {
+            r = r.header("Ocp-Apim-Subscription-Key", k);
+        }
+        let resp = r.send().await.map_err(|e| format!("POST {url}: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| format!("POST {url}: {e}"))?;
+        if !status.is_success() {
+            let head: String = text.chars().take(500).collect();
+            let hint = if status.as_u16() == 401 || status.as_u16() == 403 {
+                " (pass the organization's API key with --key)"
+            } else {
+                ""
+            };
+            return Err(format!("POST {url}: HTTP {status}{hint}: {head}"));
+        }
+        let p: Position =
+            serde_json::from_str(&text).map_err(|e| format!("POST {url}: unexpected JSON: {e}"))?;
+        let Some(o) = p.payment_option.into_iter().next() else {
+            return Err(format!(
+                "POST {url}: the created position {iupd} has no option"
+            ));
+        };
+        let nav = o
+            .nav
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| format!("POST {url}: the created position {iupd} has no nav"))?;
+        out.push(Notice {
+            qr: QrCode {
+                fiscal_code: req.organization.clone(),
+                notice_number: nav,
+            },
+            amount: o.amount.map(Cents),
+            description: o.description,
+            company_name: p.company_name,
+            expect: None,
+        });
+    }
+    Ok(out)
+}
+
+/// The origin (`scheme://host:port`) of a URL such as the station's
+/// `http://127.0.0.1:8080/pagopa/paForNode`: the REST API of the same node.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    Some(format!("{scheme}://{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_of_the_station_url() {
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080/pagopa/paForNode").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin_of("nonsense"), None);
+    }
 }

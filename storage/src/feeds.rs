@@ -1505,9 +1505,12 @@ impl Ctx<'_> {
         }
         if let NoticeRequest::Supplied { iuv, nav } = &r.notice {
             match NoticeNumber::from_iuv(iuv, &self.org.layout) {
-                Err(e) => w.issues.push(issue(
+                Err(_) => w.issues.push(issue(
                     ErrorCode::RowBadIuv,
-                    format!("codIuv non conforme alla configurazione dell'ente: {e}"),
+                    format!(
+                        "codIuv non conforme alla configurazione dell'ente: {}",
+                        iuv_layout_it(&self.org.layout)
+                    ),
                 )),
                 Ok(n) => {
                     if nav.as_ref().is_some_and(|given| *given != n) {
@@ -2702,6 +2705,21 @@ fn iuv_kind_of(o: &PaymentOption) -> Option<IuvKind> {
 
 /// A syntactically valid notice number of the layout, replaced by the generated one before the
 /// write (used only in memory).
+/// What an IUV of the organization's layout looks like, in Italian (the outcome report is an
+/// Ente-facing surface: one language per message).
+fn iuv_layout_it(layout: &NoticeLayout) -> String {
+    match layout {
+        NoticeLayout::Aux3 { segregation_code } => format!(
+            "lo IUV deve avere 17 cifre e iniziare con il codice di segregazione {segregation_code:02}"
+        ),
+        NoticeLayout::Aux0 { application_code } => format!(
+            "lo IUV deve avere 15 cifre (codice applicazione {application_code:02} nel numero avviso)"
+        ),
+        NoticeLayout::Aux1 => "lo IUV deve avere 17 cifre".into(),
+        NoticeLayout::Aux2 => "lo IUV deve avere 15 cifre".into(),
+    }
+}
+
 fn placeholder_nav(layout: &NoticeLayout) -> Option<NoticeNumber> {
     layout
         .generate(0)
@@ -2963,6 +2981,18 @@ pub fn reject_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_iuv_layout_is_explained_in_italian_only() {
+        let m = iuv_layout_it(&NoticeLayout::Aux3 {
+            segregation_code: 1,
+        });
+        assert_eq!(
+            m,
+            "lo IUV deve avere 17 cifre e iniziare con il codice di segregazione 01"
+        );
+        assert!(!m.contains("IUV does"), "{m}");
+    }
 
     fn sample_outcome(row: u64) -> StoredOutcome {
         let line = OutcomeLine {

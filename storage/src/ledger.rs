@@ -90,6 +90,16 @@ pub struct PositionFilter {
     pub paid_from: Option<DateTime<Utc>>,
     /// Paid on or before this instant.
     pub paid_to: Option<DateTime<Utc>>,
+    /// Only positions of this debtor (fiscal code as stored; served from the debtor index).
+    pub debtor_fiscal_code: Option<String>,
+    /// Only the position holding this notice number (served from the notice index).
+    pub notice_number: Option<String>,
+    /// Only the position holding this IUV (served from the IUV index).
+    pub iuv: Option<String>,
+    /// Only positions whose iupd starts with this (a range of the ledger's own key order).
+    pub iupd_prefix: Option<String>,
+    /// Only positions of this catalogue service.
+    pub service_code: Option<String>,
 }
 
 /// Sort order of a list.
@@ -520,6 +530,53 @@ impl SledLedger {
         )
     }
 
+    /// The positions of `org` a list must look at: the most selective index the filter allows
+    /// (notice number, IUV, debtor, iupd prefix), else every position of the organization.
+    fn candidates(
+        &self,
+        org: &OrgFiscalCode,
+        f: &PositionFilter,
+    ) -> Result<Vec<DebtPosition>, LedgerError> {
+        let org_s = org.as_str();
+        let by_key = |tree: &sled::Tree, key: &str| -> Result<Vec<DebtPosition>, LedgerError> {
+            let Some(iupd) = tree.get(position_key(org_s, key))? else {
+                return Ok(Vec::new());
+            };
+            let pk = position_key(org_s, &String::from_utf8_lossy(&iupd));
+            match self.positions.get(&pk)? {
+                Some(bytes) => Ok(vec![Self::decode_position(&pk, &bytes)?]),
+                None => Ok(Vec::new()),
+            }
+        };
+        if let Some(nav) = &f.notice_number {
+            return by_key(&self.by_notice, nav);
+        }
+        if let Some(iuv) = &f.iuv {
+            return by_key(&self.by_iuv, iuv);
+        }
+        let mut out = Vec::new();
+        if let Some(debtor) = &f.debtor_fiscal_code {
+            let mut prefix = debtor.as_bytes().to_vec();
+            prefix.push(0);
+            prefix.extend_from_slice(org_s.as_bytes());
+            let skip = debtor.len() + 1;
+            for item in self.by_debtor.scan_prefix(&prefix) {
+                let (k, _) = item?;
+                let pk = k.get(skip..).unwrap_or_default();
+                if let Some(bytes) = self.positions.get(pk)? {
+                    out.push(Self::decode_position(pk, &bytes)?);
+                }
+            }
+            return Ok(out);
+        }
+        let prefix = position_key(org_s, f.iupd_prefix.as_deref().unwrap_or(""));
+        for item in self.positions.scan_prefix(prefix) {
+            let (k, v) = item?;
+            out.push(Self::decode_position(&k, &v)?);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn decode_position(key: &[u8], bytes: &[u8]) -> Result<DebtPosition, LedgerError> {
         Ok(decode(POSITIONS, key, bytes)?)
     }
@@ -592,6 +649,31 @@ fn layout_key(layout: &NoticeLayout) -> String {
 }
 
 fn matches(p: &DebtPosition, f: &PositionFilter) -> bool {
+    if let Some(d) = &f.debtor_fiscal_code {
+        if p.debtor.fiscal_code.as_str() != d {
+            return false;
+        }
+    }
+    if let Some(n) = &f.notice_number {
+        if !p.payment_options.iter().any(|o| o.nav.as_str() == n) {
+            return false;
+        }
+    }
+    if let Some(i) = &f.iuv {
+        if !p.payment_options.iter().any(|o| o.iuv.as_str() == i) {
+            return false;
+        }
+    }
+    if let Some(prefix) = &f.iupd_prefix {
+        if !p.iupd.starts_with(prefix.as_str()) {
+            return false;
+        }
+    }
+    if let Some(code) = &f.service_code {
+        if p.service_code.as_deref() != Some(code.as_str()) {
+            return false;
+        }
+    }
     if let Some(s) = f.status {
         if p.status != s {
             return false;
@@ -736,9 +818,7 @@ impl PositionRepository for SledLedger {
         limit: usize,
     ) -> Result<Page<DebtPosition>, LedgerError> {
         let mut all = Vec::new();
-        for item in self.positions.scan_prefix(org.as_str().as_bytes()) {
-            let (k, v) = item?;
-            let p = Self::decode_position(&k, &v)?;
+        for p in self.candidates(org, filter)? {
             if matches(&p, filter) {
                 all.push(p);
             }

@@ -59,6 +59,12 @@ impl From<sled::Error> for StorageError {
     }
 }
 
+/// True when `e` says the store is locked by another process (a running `mpay serve`): sled
+/// lets one process open a store at a time, even for reading.
+pub fn is_locked(e: &StorageError) -> bool {
+    matches!(e, StorageError::Io(m) if m.contains("could not acquire lock"))
+}
+
 /// Default sled page cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 

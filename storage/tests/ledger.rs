@@ -490,3 +490,93 @@ fn export_import_round_trips() {
     assert!(other.ledger.import(&mut buf.as_slice()).is_err());
     assert_eq!(other.ledger.count(), 10);
 }
+
+/// The list filters of issue 11: debtor fiscal code, notice number, IUV, iupd prefix and service,
+/// each answered from an index or key range, combined with the other filters, never crossing
+/// organizations.
+#[test]
+fn list_filters_by_debtor_notice_iuv_iupd_prefix_and_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut navs = Vec::new();
+    for i in 0..6 {
+        let mut p = position(&store, ORG, &format!("TARI-{i}"), 100 + i);
+        if i % 2 == 0 {
+            p.debtor.fiscal_code = FiscalCode::parse("VRDGPP75C41F205I").unwrap();
+            p.service_code = Some("AOC".into());
+        }
+        navs.push(p.payment_options[0].nav.clone());
+        store.ledger.create(p).unwrap();
+    }
+    store
+        .ledger
+        .create(position(&store, ORG, "CDS-1", 5))
+        .unwrap();
+    let mut other = position(&store, OTHER, "TARI-9", 7);
+    other.debtor.fiscal_code = FiscalCode::parse("VRDGPP75C41F205I").unwrap();
+    store.ledger.create(other).unwrap();
+
+    let list = |f: PositionFilter| {
+        let mut v: Vec<String> = store
+            .ledger
+            .list(&org(ORG), &f, ListOrder::IupdAsc, 0, 100)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.iupd)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        list(PositionFilter {
+            debtor_fiscal_code: Some("VRDGPP75C41F205I".into()),
+            ..Default::default()
+        }),
+        vec!["TARI-0", "TARI-2", "TARI-4"],
+        "the other organization's position of the same debtor is not listed"
+    );
+    assert_eq!(
+        list(PositionFilter {
+            notice_number: Some(navs[3].to_string()),
+            ..Default::default()
+        }),
+        vec!["TARI-3"]
+    );
+    assert_eq!(
+        list(PositionFilter {
+            iuv: Some(navs[5].iuv().to_string()),
+            ..Default::default()
+        }),
+        vec!["TARI-5"]
+    );
+    assert!(list(PositionFilter {
+        notice_number: Some("312000000000000000".into()),
+        ..Default::default()
+    })
+    .is_empty());
+    assert_eq!(
+        list(PositionFilter {
+            iupd_prefix: Some("CDS-".into()),
+            ..Default::default()
+        }),
+        vec!["CDS-1"]
+    );
+    assert_eq!(
+        list(PositionFilter {
+            iupd_prefix: Some("TARI-".into()),
+            service_code: Some("AOC".into()),
+            ..Default::default()
+        }),
+        vec!["TARI-0", "TARI-2", "TARI-4"]
+    );
+    assert!(
+        list(PositionFilter {
+            debtor_fiscal_code: Some("VRDGPP75C41F205I".into()),
+            notice_number: Some(navs[1].to_string()),
+            ..Default::default()
+        })
+        .is_empty(),
+        "filters combine: TARI-1 is not of that debtor"
+    );
+}

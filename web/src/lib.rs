@@ -21,6 +21,7 @@ pub mod ops;
 pub mod problem;
 pub mod state;
 pub mod station;
+pub mod wsdl;
 
 use std::net::TcpListener;
 
@@ -40,15 +41,19 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
         let limit = state.settings.http.body_limit_bytes;
         cfg.app_data(web::Data::new(state.clone()))
             .app_data(web::PayloadConfig::new(limit))
-            .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                Problem::new(StatusCode::BAD_REQUEST, "Invalid query", err.to_string()).into()
-            }))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|err, _| Problem::from_query_error(&err.to_string()).into()),
+            )
             .app_data(web::PathConfig::default().error_handler(|err, _| {
-                Problem::new(StatusCode::BAD_REQUEST, "Invalid path", err.to_string()).into()
+                Problem::new(StatusCode::BAD_REQUEST, "Invalid path", err.to_string())
+                    .with_code("INVALID_PATH")
+                    .into()
             }))
             .configure(ops::configure)
             .configure(station::configure)
             .configure(archivio::configure)
+            .configure(wsdl::configure)
             .service(
                 web::scope("/api/v1")
                     .configure(api::positions::configure)
@@ -73,7 +78,9 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
 async fn home() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
         "<!doctype html><html lang=\"it\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>mpay</title></head>\
-         <body><h1>mpay</h1><p>Piattaforma pagoPA. <a href=\"/api/docs/\">API (Swagger UI)</a> · <a href=\"/health/ready\">stato</a> · <a href=\"/health/actors\">attori</a> · <a href=\"/metrics\">metriche</a></p></body></html>",
+         <body><h1>mpay</h1><p>Piattaforma pagoPA. <a href=\"/api/docs/\">API REST (Swagger UI)</a> · <a href=\"/api/openapi.json\">OpenAPI</a> · <a href=\"/health/ready\">stato</a> · <a href=\"/health/actors\">attori</a> · <a href=\"/metrics\">metriche</a></p>\
+         <h2>Servizi SOAP (POST)</h2><ul><li>Stazione pagoPA <code>/pagopa/paForNode</code> — <a href=\"/pagopa/paForNode?wsdl\">WSDL</a></li>\
+         <li>MPay Archivio Carichi <code>/ArchivioCarichiService/integraecdifferito</code> — <a href=\"/ArchivioCarichiService/integraecdifferito?wsdl\">WSDL</a></li></ul></body></html>",
     )
 }
 

@@ -22,8 +22,209 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 ])
                 .ok()
                 .and_then(|b| b.install_recorder().ok())
+                .inspect(|_| describe_metrics())
         })
         .clone()
+}
+
+/// Every metric of the platform: kind, name, `# HELP` text, and the label sets that exist from
+/// the start (a counter is exported at 0 before its first event, so rates and alerts work
+/// from the first scrape).
+/// One metric: kind (`c` counter, `h` histogram, `g` gauge), name, help, initial label sets.
+type MetricSpec = (
+    char,
+    &'static str,
+    &'static str,
+    &'static [&'static [(&'static str, &'static str)]],
+);
+
+const METRICS: &[MetricSpec] = &[
+    (
+        'c',
+        "mpay_http_requests_total",
+        "HTTP requests answered, by method, route pattern and status",
+        &[],
+    ),
+    (
+        'h',
+        "mpay_http_request_duration_seconds",
+        "HTTP request latency in seconds, by method and route pattern",
+        &[],
+    ),
+    (
+        'c',
+        "mpay_station_requests_total",
+        "pagoPA station (paForNode) requests, by operation and outcome (OK or PAA_* fault code)",
+        &[
+            &[("operation", "paVerifyPaymentNotice"), ("outcome", "OK")],
+            &[("operation", "paGetPayment"), ("outcome", "OK")],
+            &[("operation", "paGetPaymentV2"), ("outcome", "OK")],
+            &[("operation", "paSendRT"), ("outcome", "OK")],
+            &[("operation", "paSendRTV2"), ("outcome", "OK")],
+            &[("operation", "paDemandPaymentNotice"), ("outcome", "OK")],
+        ],
+    ),
+    (
+        'h',
+        "mpay_station_request_seconds",
+        "pagoPA station request latency in seconds, by operation",
+        &[],
+    ),
+    (
+        'c',
+        "mpay_archivio_requests_total",
+        "MPay Archivio Carichi requests, by operation and outcome (codiceEsito)",
+        &[
+            &[("operation", "inserimentoEC"), ("outcome", "00")],
+            &[("operation", "variazioneEC"), ("outcome", "00")],
+            &[("operation", "cancellazioneEC"), ("outcome", "00")],
+            &[("operation", "discaricoEC"), ("outcome", "00")],
+            &[("operation", "richiestaAvvisoPagoPa"), ("outcome", "00")],
+        ],
+    ),
+    (
+        'c',
+        "mpay_actor_errors_total",
+        "errors reported by actors, by kind",
+        &[&[("kind", "JournalWriter")], &[("kind", "Scheduler")]],
+    ),
+    (
+        'c',
+        "mpay_actor_restarts_total",
+        "actor restarts by the watchdog, by kind",
+        &[&[("kind", "JournalWriter")], &[("kind", "Scheduler")]],
+    ),
+    (
+        'c',
+        "mpay_journal_entries_written_total",
+        "journal entries written to the store",
+        &[&[]],
+    ),
+    (
+        'c',
+        "mpay_journal_entries_dropped_total",
+        "journal entries dropped (journal writer overloaded)",
+        &[&[]],
+    ),
+    (
+        'c',
+        "mpay_positions_validated_total",
+        "PUBLISHED positions that became VALID at their validity date",
+        &[&[]],
+    ),
+    (
+        'c',
+        "mpay_positions_expired_total",
+        "positions that became EXPIRED after their last due date",
+        &[&[]],
+    ),
+    (
+        'c',
+        "mpay_iuv_blocks_reserved_total",
+        "blocks of notice-number sequence reserved on disk",
+        &[&[]],
+    ),
+    (
+        'c',
+        "mpay_ledger_cas_retries_total",
+        "ledger writes retried after a concurrent change",
+        &[&[]],
+    ),
+    (
+        'c',
+        "mpay_feed_batch_retries_total",
+        "bulk feed batches retried",
+        &[&[]],
+    ),
+    (
+        'c',
+        "mpay_receipts_total",
+        "receipts (paSendRT) stored, by disposition",
+        &[
+            &[("disposition", "applied")],
+            &[("disposition", "duplicate")],
+            &[("disposition", "orphan")],
+            &[("disposition", "double_payment")],
+        ],
+    ),
+    (
+        'c',
+        "mpay_durable_commits_total",
+        "writes acknowledged after a durable commit, by point",
+        &[
+            &[("point", "rest_write")],
+            &[("point", "receipt")],
+            &[("point", "bulk_load")],
+            &[("point", "iuv_block")],
+            &[("point", "cli")],
+        ],
+    ),
+    (
+        'h',
+        "mpay_flush_seconds",
+        "store flush (fsync) duration in seconds",
+        &[],
+    ),
+    (
+        'g',
+        "mpay_ledger_positions",
+        "debt positions in the ledger",
+        &[&[]],
+    ),
+    (
+        'g',
+        "mpay_journal_entries",
+        "entries in the journal",
+        &[&[]],
+    ),
+    (
+        'g',
+        "mpay_store_bytes",
+        "bytes the store takes on disk",
+        &[&[]],
+    ),
+    (
+        'g',
+        "mpay_store_flushes",
+        "store flushes since start",
+        &[&[]],
+    ),
+    (
+        'g',
+        "mpay_actor_restarts",
+        "restarts of each actor, by kind and id",
+        &[],
+    ),
+    (
+        'g',
+        "mpay_actor_backlog",
+        "mailbox backlog of each actor, by kind and id",
+        &[],
+    ),
+];
+
+/// Describes every metric (`# HELP` lines) and registers the counters with their initial
+/// label sets at 0.
+fn describe_metrics() {
+    for (kind, name, help, label_sets) in METRICS {
+        let (name, help) = (*name, *help);
+        match kind {
+            'c' => metrics::describe_counter!(name, help),
+            'h' => metrics::describe_histogram!(name, metrics::Unit::Seconds, help),
+            _ => metrics::describe_gauge!(name, help),
+        }
+        for labels in label_sets.iter() {
+            let labels: Vec<metrics::Label> = labels
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, *v))
+                .collect();
+            match kind {
+                'c' => metrics::counter!(name, labels).increment(0),
+                'g' => metrics::gauge!(name, labels).set(0.0),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Routes of this module.

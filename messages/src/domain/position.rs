@@ -57,7 +57,10 @@ fn state_hint(action: Action, status: PositionStatus) -> &'static str {
     match (action, status) {
         (_, S::PartiallyPaid | S::Paid | S::Reported) => "money has been collected on it",
         (Action::Delete, S::Published | S::Valid | S::Expired) => {
-            "only DRAFT positions can be deleted; invalidate it instead"
+            "only DRAFT positions can be deleted; withdraw a published one with POST …/{iupd}/invalidate"
+        }
+        (Action::Delete, S::Invalid) => {
+            "it was already invalidated (cancelled) and is kept for the record; it needs nothing more"
         }
         (Action::Delete, _) => "only DRAFT positions can be deleted",
         (Action::Publish, _) => "only DRAFT positions can be published",
@@ -567,9 +570,10 @@ mod tests {
         p.status = S::Invalid;
         let msg = p.may(Action::Delete).unwrap_err().to_string();
         assert!(!msg.contains("invalidate it"), "{msg}");
+        assert!(msg.contains("already invalidated"), "{msg}");
         p.status = S::Valid;
         let msg = p.may(Action::Delete).unwrap_err().to_string();
-        assert!(msg.contains("invalidate it instead"), "{msg}");
+        assert!(msg.contains("/invalidate"), "{msg}");
     }
 
     #[test]

@@ -90,6 +90,17 @@ impl FiscalCode {
         }
     }
 
+    /// What the strict parse would object to (a wrong check character or check digit), for a
+    /// code accepted leniently: pagoPA takes the debtor's code as the organization sends it
+    /// (DESIGN §3), but the organization is told. `None` when the code is correct.
+    pub fn check_problem(&self) -> Option<IdError> {
+        if self.check_ok() {
+            None
+        } else {
+            Self::parse(self.as_str()).err()
+        }
+    }
+
     /// Whether this is the `ANONIMO` placeholder.
     pub fn is_anonymous(&self) -> bool {
         matches!(self, Self::Anonymous)
@@ -150,6 +161,27 @@ mod unit_tests {
         assert!(!lenient.check_ok());
         assert!(FiscalCode::parse("RSSMRA85T10A562X").is_err());
         assert!(FiscalCode::parse_unchecked("RSSMRA85T10A562X").is_ok());
+    }
+
+    #[test]
+    fn check_problem_names_the_expected_character() {
+        assert!(FiscalCode::parse_unchecked("RSSMRA85T10A562S")
+            .unwrap()
+            .check_problem()
+            .is_none());
+        assert!(FiscalCode::Anonymous.check_problem().is_none());
+        let p = FiscalCode::parse_unchecked("RSSMRA85T10A562X")
+            .unwrap()
+            .check_problem()
+            .unwrap();
+        assert_eq!(
+            p.to_string(),
+            "personal fiscal code check character is X, expected S"
+        );
+        assert!(FiscalCode::parse_unchecked("06363391002")
+            .unwrap()
+            .check_problem()
+            .is_some());
     }
 
     #[test]

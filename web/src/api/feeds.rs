@@ -56,9 +56,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Upload parameters.
+/// Upload parameters (any other is refused: 400 naming it).
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UploadQuery {
     /// `delta` (default, or the zip's manifest) or `full`.
     pub mode: Option<String>,
@@ -72,6 +72,9 @@ pub struct UploadQuery {
     /// Checksum of the file as sent (the zip or the CSV): `sha256:<64 hex>` or `md5:<32 hex>`
     /// (FORMAT.md §5.2). A mismatch fails the load with `FILE_CHECKSUM_MISMATCH`.
     pub checksum: Option<String>,
+    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
+    #[serde(default, rename = "subscription-key")]
+    pub subscription_key: Option<String>,
 }
 
 /// Progress of a load.
@@ -483,6 +486,8 @@ pub async fn upload(
         checksums,
     };
     let (l2, t2) = (launcher.clone(), tmp.clone());
+    let file_name = job.file_name.clone();
+    let submitted_at = chrono::Utc::now();
     let submitted = web::block(move || l2.submit(job, &t2))
         .await
         .map_err(Problem::internal)?;
@@ -498,10 +503,11 @@ pub async fn upload(
         .map_err(feed_problem)?;
     let location = format!("/api/v1/organizations/{org}/feeds/{flow_id}");
     let body = match rec {
-        Some((r, info)) => {
+        // a record older than this upload is the failed attempt this one replaces
+        Some((r, info)) if r.started_at >= submitted_at => {
             serde_json::to_value(model(&r, info.as_ref())).map_err(Problem::internal)?
         }
-        None => pending(&org, &flow_id),
+        _ => pending(&org, &flow_id, &file_name),
     };
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, location))
@@ -570,25 +576,31 @@ pub async fn status(
         .await
         .map_err(Problem::internal)?
         .map_err(feed_problem)?;
+    let active = state
+        .feeds
+        .as_ref()
+        .is_some_and(|l| l.is_active(auth.fiscal_code().as_str(), &path.1));
     match found {
+        // a FAILED record while a new upload of the flow is active: that upload's record is not
+        // written yet, and the failed attempt it replaces is not its status
+        Some((r, _)) if active && r.status == FeedStatus::Failed => Ok(
+            HttpResponse::Ok().json(pending(auth.fiscal_code().as_str(), &path.1, &r.file_name))
+        ),
         Some((r, info)) => Ok(HttpResponse::Ok().json(model(&r, info.as_ref()))),
         // accepted, its actor not yet started: no record yet
-        None if state
-            .feeds
-            .as_ref()
-            .is_some_and(|l| l.is_active(auth.fiscal_code().as_str(), &path.1)) =>
-        {
-            Ok(HttpResponse::Ok().json(pending(auth.fiscal_code().as_str(), &path.1)))
+        None if active => {
+            Ok(HttpResponse::Ok().json(pending(auth.fiscal_code().as_str(), &path.1, "")))
         }
         None => Err(Problem::not_found(format!("feed {} not found", path.1))),
     }
 }
 
-fn pending(org: &str, flow_id: &str) -> serde_json::Value {
+fn pending(org: &str, flow_id: &str, file_name: &str) -> serde_json::Value {
     let base = format!("/api/v1/organizations/{org}/feeds/{flow_id}");
     serde_json::json!({
         "id": flow_id,
         "organizationFiscalCode": org,
+        "fileName": file_name,
         "status": "RUNNING",
         "phase": "ROWS",
         "progress": {"rowsTotal": 0, "rowsRead": 0, "rowsLoaded": 0, "rowsRejected": 0,

@@ -19,9 +19,31 @@ use utoipa::ToSchema;
 use crate::problem::FieldError;
 use crate::state::OrgContext;
 
-/// A debt position as sent by the organization (GPD PaymentPositionModel).
+/// A debt position as sent by the organization (GPD PaymentPositionModel). Omit `nav` and `iuv`
+/// to have the notice number generated; amounts are integer euro cents.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "iupd": "TARI-2027-0001",
+    "type": "F",
+    "fiscalCode": "RSSMRA80A01H501U",
+    "fullName": "Mario Rossi",
+    "email": "mario.rossi@example.org",
+    "companyName": "Comune di Borgo Demo",
+    "paymentOption": [{
+        "amount": 12050,
+        "description": "TARI 2027",
+        "isPartialPayment": false,
+        "dueDate": "2027-06-30",
+        "transfer": [{
+            "idTransfer": "1",
+            "amount": 12050,
+            "remittanceInformation": "TARI 2027",
+            "category": "9/0101108TS/",
+            "iban": "IT47D0103002600000061234567"
+        }]
+    }]
+}))]
 pub struct PaymentPositionModel {
     /// Position id chosen by the organization, unique within it (1..256 characters, no `/`).
     #[schema(example = "80001234568-TARI-2026-000123")]
@@ -78,8 +100,10 @@ pub struct PaymentPositionModel {
 #[serde(rename_all = "camelCase")]
 pub struct PaymentOptionModel {
     /// Notice number (18 digits). Omit it to have one generated.
+    #[schema(example = "312000000000000123")]
     pub nav: Option<String>,
     /// IUV (15 or 17 digits). Omit it (and `nav`) to have one generated.
+    #[schema(example = "12000000000000123")]
     pub iuv: Option<String>,
     /// Amount in euro cents (1..99999999999); must equal the sum of the transfers.
     #[schema(example = 12050)]
@@ -109,14 +133,19 @@ pub struct TransferModel {
     #[schema(example = "1")]
     pub id_transfer: String,
     /// Amount in cents (≥ 1).
+    #[schema(example = 12050)]
     pub amount: i64,
     /// Beneficiary organization (11 digits); default the position's organization.
+    #[schema(example = "80001234568")]
     pub organization_fiscal_code: Option<String>,
     /// Causale (1..140).
+    #[schema(example = "TARI 2027")]
     pub remittance_information: String,
     /// Taxonomy code (tassonomia), e.g. `9/0101108TS/`.
+    #[schema(example = "9/0101108TS/")]
     pub category: String,
     /// Bank IBAN (registered for the organization). Mutually exclusive with `stamp`.
+    #[schema(example = "IT47D0103002600000061234567")]
     pub iban: Option<String>,
     /// Postal IBAN. Mutually exclusive with `stamp`.
     pub postal_iban: Option<String>,
@@ -153,6 +182,18 @@ pub struct MapEntryModel {
 /// Bulk create body (GPD MultiplePaymentPositionModel).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"paymentPositions": [
+    {"iupd": "TARI-2027-0101", "type": "F", "fiscalCode": "VRDGPP75C41F205I", "fullName": "Giuseppina Verdi",
+     "companyName": "Comune di Borgo Demo",
+     "paymentOption": [{"amount": 24000, "description": "TARI 2027", "isPartialPayment": false, "dueDate": "2027-06-30",
+        "transfer": [{"idTransfer": "1", "amount": 24000, "remittanceInformation": "TARI 2027",
+                      "category": "9/0101108TS/", "iban": "IT47D0103002600000061234567"}]}]},
+    {"iupd": "TARI-2027-0102", "type": "G", "fiscalCode": "01987654322", "fullName": "Trasporti Demo S.r.l.",
+     "companyName": "Comune di Borgo Demo",
+     "paymentOption": [{"amount": 51000, "description": "TARI 2027", "isPartialPayment": false, "dueDate": "2027-06-30",
+        "transfer": [{"idTransfer": "1", "amount": 51000, "remittanceInformation": "TARI 2027",
+                      "category": "9/0101108TS/", "iban": "IT47D0103002600000061234567"}]}]}
+]}))]
 pub struct MultiplePaymentPositionModel {
     /// Positions to create, all or none.
     pub payment_positions: Vec<PaymentPositionModel>,
@@ -226,6 +267,10 @@ pub struct PaymentPositionResponse {
     pub status: PositionStatus,
     /// Options.
     pub payment_option: Vec<PaymentOptionResponse>,
+    /// Things accepted as sent but worth a look (e.g. a debtor fiscal code whose check
+    /// character is wrong: stored as sent, as pagoPA takes what organizations send).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FieldError>,
 }
 
 /// A stored payment option as answered (GPD PaymentOptionModelResponse).
@@ -239,6 +284,7 @@ pub struct PaymentOptionResponse {
     /// Organization.
     pub organization_fiscal_code: String,
     /// Amount, cents.
+    #[schema(example = 12050)]
     pub amount: i64,
     /// Description.
     pub description: String,
@@ -251,8 +297,10 @@ pub struct PaymentOptionResponse {
     /// Paid at.
     pub payment_date: Option<DateTime<Utc>>,
     /// Fee, cents.
+    #[schema(example = 0)]
     pub fee: i64,
     /// Notification fee, cents.
+    #[schema(example = 0)]
     pub notification_fee: i64,
     /// Option status.
     pub status: OptionStatus,
@@ -267,8 +315,10 @@ pub struct PaymentOptionResponse {
 #[serde(rename_all = "camelCase")]
 pub struct TransferResponse {
     /// "1".."5".
+    #[schema(example = "1")]
     pub id_transfer: String,
     /// Cents.
+    #[schema(example = 12050)]
     pub amount: i64,
     /// Beneficiary organization.
     pub organization_fiscal_code: String,
@@ -296,12 +346,16 @@ pub struct TransferResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PageInfo {
     /// Page number (0-based).
+    #[schema(example = 0)]
     pub page: usize,
     /// Page size.
+    #[schema(example = 10)]
     pub limit: usize,
     /// Items on this page.
+    #[schema(example = 1)]
     pub items_found: usize,
     /// Pages in all.
+    #[schema(example = 1)]
     pub total_pages: usize,
 }
 
@@ -360,6 +414,18 @@ impl From<&DebtPosition> for PaymentPositionResponse {
             payment_date: p.payment_date,
             last_updated_date: p.last_updated_date,
             status: p.status,
+            warnings: p
+                .debtor
+                .fiscal_code
+                .check_problem()
+                .map(|e| FieldError {
+                    field: "fiscalCode".into(),
+                    message: format!(
+                        "{e}: stored as sent (pagoPA takes the debtor's code as the organization sends it); check it with the debtor"
+                    ),
+                })
+                .into_iter()
+                .collect(),
             payment_option: p
                 .payment_options
                 .iter()

@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let not_allowed = || web::to(method_not_allowed);
     cfg.service(
         web::scope("/organizations/{organizationfiscalcode}/debtpositions")
+            .wrap(actix_web::middleware::from_fn(only_known_query))
             .service(
                 web::resource("")
                     .route(web::post().to(create))
@@ -53,6 +54,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The API key may also come as the `subscription-key` query parameter (see `auth`).
+const KEY_PARAMETER: &str = "subscription-key";
+
+/// Refuses a query parameter the route does not know (400 naming it). The list endpoint and
+/// the `toPublish` flag check their own parameters; every other route takes none but the key.
+async fn only_known_query(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let path = req.path().trim_end_matches('/');
+    let method = req.method().clone();
+    let own_checks = path.ends_with("/debtpositions")
+        || path.ends_with("/debtpositions/bulk")
+        || method == actix_web::http::Method::PUT;
+    if !own_checks && !req.query_string().is_empty() {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+        if let Some((name, _)) = pairs.iter().find(|(n, _)| n != KEY_PARAMETER) {
+            let problem = Problem::field(
+                name.clone(),
+                "unknown query parameter: this operation takes none",
+            )
+            .with_code("UNKNOWN_QUERY_PARAMETER");
+            let res = actix_web::ResponseError::error_response(&problem);
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    next.call(req).await.map(|r| r.map_into_left_body())
+}
+
 async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
     let path = req.match_pattern().unwrap_or_default();
     let allow = if path.ends_with("/debtpositions") {
@@ -78,17 +113,21 @@ async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
     res
 }
 
-/// `toPublish` query flag (GPD).
+/// `toPublish` query flag (GPD); any other query parameter is refused (400 naming it).
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishFlag {
     /// Publish right away (VALID, or PUBLISHED until `validityDate`).
     #[serde(default)]
     pub to_publish: bool,
+    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
+    #[serde(default, rename = "subscription-key")]
+    pub subscription_key: Option<String>,
 }
 
-/// List filters (GPD query parameters).
-#[derive(Debug, Deserialize, IntoParams)]
+/// List filters: every GPD query parameter, plus lookups by debtor, notice number, IUV, iupd
+/// prefix and service. Any other parameter is refused (400 naming it).
+#[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct ListQuery {
     /// Page size (1..max_page_limit, default 10).
     pub limit: Option<usize>,
@@ -102,26 +141,108 @@ pub struct ListQuery {
     pub payment_date_from: Option<String>,
     /// Paid on or before (YYYY-MM-DD).
     pub payment_date_to: Option<String>,
+    /// Paid at or after (date-time, e.g. 2026-03-01T10:00:00; Europe/Rome without offset).
+    pub payment_date_time_from: Option<String>,
+    /// Paid at or before (date-time).
+    pub payment_date_time_to: Option<String>,
     /// Status (DRAFT, PUBLISHED, VALID, INVALID, EXPIRED, PARTIALLY_PAID, PAID, REPORTED).
     pub status: Option<String>,
     /// INSERTED_DATE (default) or IUPD.
     pub orderby: Option<String>,
     /// DESC (default) or ASC.
     pub ordering: Option<String>,
+    /// Debtor fiscal code (exact; from the debtor index).
+    #[serde(rename = "fiscalCode")]
+    pub fiscal_code: Option<String>,
+    /// Notice number ("numero avviso", 18 digits; from the notice index).
+    pub nav: Option<String>,
+    /// IUV (from the IUV index).
+    pub iuv: Option<String>,
+    /// Positions whose iupd starts with this text.
+    #[serde(rename = "iupdPrefix")]
+    pub iupd_prefix: Option<String>,
+    /// Catalogue service code.
+    #[serde(rename = "serviceCode")]
+    pub service_code: Option<String>,
+}
+
+/// The query parameters the list endpoint knows.
+const LIST_PARAMETERS: &[&str] = &[
+    "limit",
+    "page",
+    "due_date_from",
+    "due_date_to",
+    "payment_date_from",
+    "payment_date_to",
+    "payment_date_time_from",
+    "payment_date_time_to",
+    "status",
+    "orderby",
+    "ordering",
+    "fiscalCode",
+    "nav",
+    "iuv",
+    "iupdPrefix",
+    "serviceCode",
+    KEY_PARAMETER,
+];
+
+impl ListQuery {
+    /// Reads a query string: an unknown parameter or a value that is not a number where one is
+    /// expected is a 400 naming the parameter.
+    pub fn parse(query: &str) -> Result<Self, Problem> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+            .map_err(|e| Problem::from_query_error(&e.to_string()))?
+            .into_inner();
+        let mut q = ListQuery::default();
+        for (name, value) in pairs {
+            let number = |v: &str| {
+                v.trim().parse::<usize>().map_err(|_| {
+                    Problem::field(
+                        name.clone(),
+                        format!("must be a whole number (0 or more), got {v:?}"),
+                    )
+                    .with_code("INVALID_QUERY")
+                })
+            };
+            let text = Some(value.clone());
+            match name.as_str() {
+                "limit" => q.limit = Some(number(&value)?),
+                "page" => q.page = Some(number(&value)?),
+                "due_date_from" => q.due_date_from = text,
+                "due_date_to" => q.due_date_to = text,
+                "payment_date_from" => q.payment_date_from = text,
+                "payment_date_to" => q.payment_date_to = text,
+                "payment_date_time_from" => q.payment_date_time_from = text,
+                "payment_date_time_to" => q.payment_date_time_to = text,
+                "status" => q.status = text,
+                "orderby" => q.orderby = text,
+                "ordering" => q.ordering = text,
+                "fiscalCode" => q.fiscal_code = text,
+                "nav" => q.nav = text,
+                "iuv" => q.iuv = text,
+                "iupdPrefix" => q.iupd_prefix = text,
+                "serviceCode" => q.service_code = text,
+                KEY_PARAMETER => {}
+                other => {
+                    return Err(Problem::field(
+                        other,
+                        format!(
+                            "unknown query parameter; known: {}",
+                            LIST_PARAMETERS.join(", ")
+                        ),
+                    )
+                    .with_code("UNKNOWN_QUERY_PARAMETER"))
+                }
+            }
+        }
+        Ok(q)
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        Problem::field(field, inner.to_string())
-    })
+    serde_path_to_error::deserialize(&mut de).map_err(Problem::from_json_error)
 }
 
 async fn ledger<T: Send + 'static>(
@@ -216,6 +337,8 @@ fn check_service(
 #[utoipa::path(
     post,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions",
+    summary = "Create a debt position",
+    description = "Creates a debt position (DRAFT, or published with `toPublish=true`). Omit `nav` and `iuv` to have the notice number generated. Amounts are integer euro cents. A debtor fiscal code with a wrong check character is stored as sent and reported in `warnings`.",
     params(("organizationfiscalcode" = String, Path, description = "Organization fiscal code"), PublishFlag),
     request_body = PaymentPositionModel,
     responses(
@@ -251,6 +374,8 @@ pub async fn create(
 #[utoipa::path(
     post,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions/bulk",
+    summary = "Create several debt positions at once",
+    description = "Creates up to `api.bulk_limit` positions in one request: all of them or none.",
     params(("organizationfiscalcode" = String, Path, description = "Organization fiscal code"), PublishFlag),
     request_body = MultiplePaymentPositionModel,
     responses(
@@ -335,6 +460,7 @@ fn iupd_param(iupd: &str) -> Result<String, Problem> {
 #[utoipa::path(
     get,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions/{iupd}",
+    summary = "Read a debt position",
     params(("organizationfiscalcode" = String, Path), ("iupd" = String, Path)),
     responses((status = 200, body = PaymentPositionResponse), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)),
@@ -364,14 +490,37 @@ fn day_param(name: &str, v: &Option<String>) -> Result<Option<NaiveDate>, Proble
         None | Some("") => Ok(None),
         Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map(Some)
-            .map_err(|_| Problem::field(name, "must be a date YYYY-MM-DD")),
+            .map_err(|_| Problem::field(name, format!("must be a date YYYY-MM-DD, got {s:?}"))),
     }
+}
+
+fn instant_param(name: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<Utc>>, Problem> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => parse_api_datetime(s).map(Some).map_err(|_| {
+            Problem::field(
+                name,
+                format!(
+                    "must be a date-time YYYY-MM-DDTHH:MM:SS (Europe/Rome) or RFC 3339, got {s:?}"
+                ),
+            )
+        }),
+    }
+}
+
+fn text_param(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// `GET .../debtpositions`: lists with filters and paging (GPD PaymentPositionsInfo).
 #[utoipa::path(
     get,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions",
+    summary = "List and search debt positions",
+    description = "Lists the organization's positions, newest first, with paging. Find a position by debtor (`fiscalCode`), notice number (`nav`), `iuv`, `iupdPrefix` or `serviceCode`; filter by `status`, due and payment dates. An unknown parameter is refused (400 naming it).",
     params(("organizationfiscalcode" = String, Path), ListQuery),
     responses((status = 200, body = PaymentPositionsInfo), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 403, body = Problem)),
@@ -381,12 +530,16 @@ fn day_param(name: &str, v: &Option<String>) -> Result<Option<NaiveDate>, Proble
 pub async fn list(
     state: web::Data<AppState>,
     auth: OrgAuth,
-    query: web::Query<ListQuery>,
+    req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, Problem> {
+    let query = ListQuery::parse(req.query_string())?;
     let max = state.settings.api.max_page_limit;
     let limit = query.limit.unwrap_or(10.min(max));
     if limit == 0 || limit > max {
-        return Err(Problem::field("limit", format!("must be 1..{max}")));
+        return Err(Problem::field(
+            "limit",
+            format!("must be a whole number 1..{max}, got {limit}"),
+        ));
     }
     let page = query.page.unwrap_or(0);
     let status = match query.status.as_deref().map(str::trim) {
@@ -404,24 +557,48 @@ pub async fn list(
         .and_then(|d| parse_api_datetime(&format!("{d}T00:00:00")).ok());
     let paid_to = day_param("payment_date_to", &query.payment_date_to)?
         .and_then(|d| parse_api_datetime(&d.to_string()).ok());
+    let paid_from = instant_param("payment_date_time_from", &query.payment_date_time_from)?
+        .into_iter()
+        .chain(paid_from)
+        .max();
+    let paid_to = instant_param("payment_date_time_to", &query.payment_date_time_to)?
+        .into_iter()
+        .chain(paid_to)
+        .min();
     let desc = match query.ordering.as_deref().unwrap_or("DESC") {
         "DESC" | "desc" => true,
         "ASC" | "asc" => false,
-        _ => return Err(Problem::field("ordering", "must be ASC or DESC")),
+        other => {
+            return Err(Problem::field(
+                "ordering",
+                format!("must be ASC or DESC, got {other:?}"),
+            ))
+        }
     };
     let order = match (query.orderby.as_deref().unwrap_or("INSERTED_DATE"), desc) {
         ("INSERTED_DATE", true) => ListOrder::InsertedDesc,
         ("INSERTED_DATE", false) => ListOrder::InsertedAsc,
         ("IUPD", true) => ListOrder::IupdDesc,
         ("IUPD", false) => ListOrder::IupdAsc,
-        _ => return Err(Problem::field("orderby", "must be INSERTED_DATE or IUPD")),
+        (other, _) => {
+            return Err(Problem::field(
+                "orderby",
+                format!("must be INSERTED_DATE or IUPD, got {other:?}"),
+            ))
+        }
     };
+    let debtor_fiscal_code = text_param(&query.fiscal_code).map(|s| s.to_ascii_uppercase());
     let filter = PositionFilter {
         status,
         due_from,
         due_to,
         paid_from,
         paid_to,
+        debtor_fiscal_code,
+        notice_number: text_param(&query.nav),
+        iuv: text_param(&query.iuv),
+        iupd_prefix: text_param(&query.iupd_prefix),
+        service_code: text_param(&query.service_code),
     };
     let org = auth.fiscal_code().clone();
     let page = ledger(&state, move |l| l.list(&org, &filter, order, page, limit)).await?;
@@ -446,6 +623,8 @@ pub async fn list(
 #[utoipa::path(
     put,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions/{iupd}",
+    summary = "Replace a debt position",
+    description = "Replaces a position that has no payment (DRAFT, PUBLISHED, VALID, EXPIRED). As in GPD it goes back to DRAFT unless `toPublish=true`.",
     params(("organizationfiscalcode" = String, Path), ("iupd" = String, Path), PublishFlag),
     request_body = PaymentPositionModel,
     responses((status = 200, body = PaymentPositionResponse), (status = 400, body = Problem),
@@ -499,6 +678,8 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions/{iupd}",
+    summary = "Delete a draft debt position",
+    description = "Only a DRAFT position can be deleted; withdraw a published one with `invalidate`.",
     params(("organizationfiscalcode" = String, Path), ("iupd" = String, Path)),
     responses((status = 200, description = "deleted"), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
@@ -525,6 +706,8 @@ pub async fn delete(
 #[utoipa::path(
     post,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions/{iupd}/publish",
+    summary = "Publish a debt position",
+    description = "DRAFT → VALID (or PUBLISHED until its `validityDate`): from then on the Node can verify and pay its notices.",
     params(("organizationfiscalcode" = String, Path), ("iupd" = String, Path)),
     responses((status = 200, body = PaymentPositionResponse), (status = 404, body = Problem),
               (status = 409, body = Problem)),
@@ -544,6 +727,8 @@ pub async fn publish(
 #[utoipa::path(
     post,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions/{iupd}/invalidate",
+    summary = "Invalidate (cancel) a debt position",
+    description = "PUBLISHED, VALID or EXPIRED → INVALID: the Node then answers PAA_PAGAMENTO_ANNULLATO for its notices.",
     params(("organizationfiscalcode" = String, Path), ("iupd" = String, Path)),
     responses((status = 200, body = PaymentPositionResponse), (status = 404, body = Problem),
               (status = 409, body = Problem)),
