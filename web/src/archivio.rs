@@ -223,7 +223,6 @@ pub async fn handle(
 }
 
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 async fn journal(
     state: &AppState,
     request_id: &str,
