@@ -323,6 +323,10 @@ impl FtpServer {
                     tracing::error!(error = %e, "FTP server stopped");
                 }
             })?;
+        // ready only once it accepts connections: `listen` binds asynchronously on its own
+        // thread, and a client (or a test) connecting earlier would be refused — or, when the
+        // port was free at the check above, reach whatever bound it meanwhile
+        wait_until_listening(&bind, &thread)?;
         tracing::info!(bind = %bind, root = %root.display(), "FTP server for feeds started");
         Ok(FtpServer {
             root,
@@ -330,6 +334,37 @@ impl FtpServer {
             shutdown: Some(tx),
             thread: Some(thread),
         })
+    }
+}
+
+/// Waits (up to 10 s) until the FTP server accepts a TCP connection on `bind` (an unspecified
+/// address is probed on loopback). Errors when its thread ended (bind failed) or time ran out.
+fn wait_until_listening(bind: &str, thread: &std::thread::JoinHandle<()>) -> anyhow::Result<()> {
+    let mut addr: std::net::SocketAddr = bind
+        .parse()
+        .with_context(|| format!("ftp.bind: {bind} is not an address:port"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if thread.is_finished() {
+            anyhow::bail!(
+                "ftp: the server stopped at start-up (see the log): cannot listen on {bind}"
+            );
+        }
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("ftp: not listening on {bind} after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

@@ -233,8 +233,25 @@ pub const IBAN_C: &str = "IT60X0542811101000000123456";
 pub const FTP_PASSWORD_A: &str = "ftp-password-a";
 pub const FTP_PASSWORD_C: &str = "ftp-password-c";
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 for a server that binds by address (the FTP server: libunftp
+/// takes an address, not a listener), chosen below Linux's ephemeral range (32768–60999) and
+/// outside the passive ranges (30000–30899): a port handed out by the kernel for port 0 (the
+/// HTTP servers of tests running in parallel) or to a client socket can never be this one
+/// between the check and the server's own bind. Bound then released.
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(20_000..29_999);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    ephemeral_port()
+}
+
+/// A free TCP port from the kernel's ephemeral range (bound then released).
+pub fn ephemeral_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
