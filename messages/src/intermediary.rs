@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::faults::FaultCode;
+
 /// How a station relates to an organization (and to the code of a notice).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "relation", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -39,4 +41,30 @@ pub enum Route {
     },
     /// One of ours.
     Ours(StationRelation),
+}
+
+impl Route {
+    /// The refusal for a route that is not ours (one table for every operation), or `None`
+    /// for [`Route::Ours`]. `ids` = (idBrokerPA, idStation) as received.
+    pub fn refusal(&self, id_broker_pa: &str, id_station: &str) -> Option<(FaultCode, String)> {
+        Some(match self {
+            Route::ForeignBroker => (
+                FaultCode::IdIntermediarioErrato,
+                format!("idBrokerPA {id_broker_pa} is not an intermediary of this platform"),
+            ),
+            Route::UnknownStation => (
+                FaultCode::StazioneIntErrata,
+                format!("idStation {id_station} is not a station of this platform"),
+            ),
+            Route::StationOfAnotherBroker { owner } => (
+                FaultCode::StazioneIntErrata,
+                format!("idStation {id_station} belongs to broker {owner}, not {id_broker_pa}"),
+            ),
+            Route::UnknownOrganization { fiscal_code } => (
+                FaultCode::IdDominioErrato,
+                format!("organization {fiscal_code} is not served by this platform"),
+            ),
+            Route::Ours(_) => return None,
+        })
+    }
 }

@@ -50,6 +50,8 @@ pub struct Expected {
 pub struct ReceiptFacts<'a> {
     /// broker → station → organization.
     pub route: &'a Route,
+    /// idBrokerPA as received.
+    pub id_broker_pa: &'a str,
     /// The station the receipt arrived on.
     pub station: &'a str,
     /// The receipt as read.
@@ -138,32 +140,12 @@ pub enum Decision {
 /// Accept / accept with flags / refuse (module docs). Pure.
 pub fn decide(f: &ReceiptFacts<'_>) -> Decision {
     let refuse = |code, reason: String| Decision::Refuse { code, reason };
-    let relation = match f.route {
-        Route::ForeignBroker => {
-            return refuse(
-                FaultCode::IdIntermediarioErrato,
-                "idBrokerPA is not an intermediary of this platform".into(),
-            )
-        }
-        Route::UnknownStation => {
-            return refuse(
-                FaultCode::StazioneIntErrata,
-                format!("idStation {} is not a station of this platform", f.station),
-            )
-        }
-        Route::StationOfAnotherBroker { owner } => {
-            return refuse(
-                FaultCode::StazioneIntErrata,
-                format!("idStation {} belongs to broker {owner}", f.station),
-            )
-        }
-        Route::UnknownOrganization { fiscal_code } => {
-            return refuse(
-                FaultCode::IdDominioErrato,
-                format!("organization {fiscal_code} is not served by this platform"),
-            )
-        }
-        Route::Ours(relation) => relation,
+    let Route::Ours(relation) = f.route else {
+        let (code, reason) = f
+            .route
+            .refusal(f.id_broker_pa, f.station)
+            .unwrap_or((FaultCode::SystemError, "unroutable".into()));
+        return refuse(code, reason);
     };
     let r = f.receipt;
     if r.outcome.trim() != "OK" {
@@ -384,6 +366,7 @@ mod tests {
     fn run(route: &Route, r: &Receipt, departures: &[String], e: Option<&Expected>) -> Decision {
         decide(&ReceiptFacts {
             route,
+            id_broker_pa: "99999999999",
             station: "99999999999_01",
             receipt: r,
             departures,

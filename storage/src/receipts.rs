@@ -12,7 +12,9 @@
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use mpay_messages::intermediary::StationRelation;
 use mpay_messages::position::{OptionStatus, PositionStatus};
+use mpay_messages::receipt_check::ReceiptFlag;
 use mpay_messages::wire::pafornode::Receipt;
 use mpay_messages::{Amount, NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
@@ -26,9 +28,10 @@ const STRIPES: usize = 64;
 
 /// The receipt trees (owned by the ledger so one transaction spans both).
 pub struct ReceiptTrees {
-    receipts: sled::Tree,
-    by_notice: sled::Tree,
-    anomalies: sled::Tree,
+    pub(crate) receipts: sled::Tree,
+    pub(crate) by_notice: sled::Tree,
+    pub(crate) anomalies: sled::Tree,
+    pub(crate) acks: sled::Tree,
     stripes: Vec<Mutex<()>>,
 }
 
@@ -38,6 +41,7 @@ impl ReceiptTrees {
             receipts: db.open_tree("receipts")?,
             by_notice: db.open_tree("receipts_by_notice")?,
             anomalies: db.open_tree("anomalies")?,
+            acks: db.open_tree("anomaly_acks")?,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
@@ -83,6 +87,10 @@ pub struct StoredReceipt {
     pub raw_xml: String,
     /// The decoded receipt.
     pub receipt: Receipt,
+    /// Departures flagged by the acceptance rule ([`mpay_messages::receipt_check::decide`]);
+    /// stored with the receipt and raised as anomalies.
+    #[serde(default)]
+    pub flags: Vec<ReceiptFlag>,
 }
 
 /// Kinds of anomalies raised for operators.
@@ -108,6 +116,43 @@ pub enum AnomalyKind {
         /// Its status then.
         status: PositionStatus,
     },
+    /// Arrived on a station that is not the organization's current one for the notice
+    /// (station migration): accepted.
+    StationMismatch {
+        /// The station it arrived on.
+        station: String,
+        /// How that station relates to the organization.
+        relation: StationRelation,
+    },
+    /// Departs from the XSD or from what we sent in ways that do not change who paid what:
+    /// accepted, stored byte-exact.
+    ReceiptDeparture {
+        /// What departs.
+        flags: Vec<ReceiptFlag>,
+    },
+}
+
+/// The anomalies a receipt's flags raise (a station mismatch; the content departures).
+fn flag_anomalies(s: &StoredReceipt) -> Vec<AnomalyKind> {
+    let mut out = Vec::new();
+    for f in &s.flags {
+        if let ReceiptFlag::StationMismatch { station, relation } = f {
+            out.push(AnomalyKind::StationMismatch {
+                station: station.clone(),
+                relation: relation.clone(),
+            });
+        }
+    }
+    let departures: Vec<ReceiptFlag> = s
+        .flags
+        .iter()
+        .filter(|f| !f.is_station())
+        .cloned()
+        .collect();
+    if !departures.is_empty() {
+        out.push(AnomalyKind::ReceiptDeparture { flags: departures });
+    }
+    out
 }
 
 /// An anomaly for operators (reconciliation, refunds).
@@ -217,10 +262,13 @@ impl ReceiptRepository for SledLedger {
                 // orphan: store with its anomaly
                 stored.disposition = ReceiptDisposition::Orphan;
                 stored.iupd = None;
-                let an = vec![(
+                let mut an = vec![(
                     self.db.generate_id()?,
                     anomaly(AnomalyKind::OrphanReceipt, true, &stored),
                 )];
+                for kind in flag_anomalies(&stored) {
+                    an.push((self.db.generate_id()?, anomaly(kind, false, &stored)));
+                }
                 (&rt.receipts, &rt.by_notice, &rt.anomalies, &self.by_notice)
                     .transaction(|(r, n, a, bn)| {
                         if bn.get(position_key(&org, &nav))?.is_some() {
@@ -336,6 +384,9 @@ impl ReceiptRepository for SledLedger {
                 new.last_updated_date = now;
             }
             stored.disposition = disposition;
+            for kind in flag_anomalies(&stored) {
+                anomalies.push(anomaly(kind, false, &stored));
+            }
             let ids: Vec<(u64, Anomaly)> = anomalies
                 .into_iter()
                 .map(|a| Ok((self.db.generate_id()?, a)))
