@@ -4,3 +4,4 @@ pub mod feeds;
 pub mod model;
 pub mod positions;
 pub mod receipts;
+pub mod warnings;
