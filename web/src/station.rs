@@ -368,6 +368,10 @@ fn payable<'p>(
 
 /// Looks up the notice for verify/getPayment (read-only; on the worker thread: one index read
 /// and one record read from sled's page cache).
+/// The organization, the position and the journal warning for a station that is not the
+/// organization's current one.
+type Found<'a> = (&'a std::sync::Arc<OrgContext>, DebtPosition, Option<String>);
+
 /// Returns the organization, the position and the journal warning for a station that is not the
 /// organization's current one (previous station, or another code's station: served).
 fn lookup<'a>(
@@ -375,7 +379,7 @@ fn lookup<'a>(
     op: Operation,
     ids: &StationIds,
     qr: &QrCode,
-) -> Result<(&'a std::sync::Arc<OrgContext>, DebtPosition, Option<String>), Box<Outcome>> {
+) -> Result<Found<'a>, Box<Outcome>> {
     let parsed = NoticeNumber::parse_unchecked(&qr.notice_number);
     let layout = parsed.as_ref().ok().map(|n| n.layout());
     let (org, relation) = authorise(state, op, ids, &qr.fiscal_code, layout.as_ref())?;
