@@ -1294,6 +1294,13 @@ impl Verdict {
 
 fn ours(xml: &str, op: Operation) -> Verdict {
     match decode_request(xml.as_bytes(), Some(op.name())) {
+        // a receipt that departs from the XSD is still read (collected money is never
+        // refused); its departures are what the schema verdict is compared with
+        Ok((_, mpay_messages::wire::pafornode::Request::SendRt { departures, .. }))
+            if !departures.is_empty() =>
+        {
+            Verdict::Reject(format!("PAA_SINTASSI_XSD: {}", departures.join("; ")))
+        }
         Ok(_) => Verdict::Accept,
         Err(r) => {
             let code = r.error.fault_code();

@@ -1530,3 +1530,134 @@ async fn ftps_upload_with_a_self_signed_certificate_and_plain_login_refused() {
     .unwrap();
     assert!(ok, "ftps_required = false must allow plain logins");
 }
+
+/// GovPay's default CSV tracciato (docs/GOVPAY-CSV.md) loads like the MyPay / PU files: one
+/// voce, two voci, a document with a single solution and two installments, and the rows we
+/// cannot read (stamp voce, cancellation) refused with their code.
+#[actix_rt::test]
+async fn a_govpay_csv_loads_like_the_pu_files() {
+    let app = spawn_feeds_app(free_port(), 30200).await;
+    let header = "idA2A,idPendenza,idDominio,numeroAvviso,tipoPendenza,idUnitaOperativa,causale,annoRiferimento,cartellaPagamento,datiAllegati,direzione,divisione,importo,dataValidita,dataScadenza,tassonomiaAvviso,tipoSoggettoPagatore,identificativoPagatore,anagraficaPagatore,indirizzoPagatore,civicoPagatore,capPagatore,localitaPagatore,provinciaPagatore,nazionePagatore,emailPagatore,cellularePagatore,idVoce1,importoVoce1,descrizioneVoce1,ibanAccreditoVoce1,ibanAppoggioVoce1,tipoContabilitaVoce1,codiceContabilitaVoce1,tipoEntrataVoce1,tipoBolloVoce1,hashBolloVoce1,provinciaBolloVoce1,idVoce2,importoVoce2,descrizioneVoce2,ibanAccreditoVoce2,ibanAppoggioVoce2,tipoContabilitaVoce2,codiceContabilitaVoce2,tipoEntrataVoce2,tipoBolloVoce2,hashBolloVoce2,provinciaBolloVoce2,dataAvvisatura,idDocumento,descrizioneDocumento,numeroRata,linguaSecondaria";
+    let voce = |id: &str, eur: &str, desc: &str| {
+        format!("{id},{eur},{desc},{IBAN_C},,ALTRO,0101101IM,,,,")
+    };
+    let empty_voce = ",,,,,,,,,,";
+    let row = |pend: &str, eur: &str, causale: &str, voci: String, doc: &str| {
+        format!(
+            "GESTIONALE,{pend},{ORG_C},,TARI,,{causale},2026,,,,,{eur},,2030-12-31,,F,RSSMRA80A01H501U,Mario Rossi,Via Roma,1,60100,Ancona,AN,IT,,,{voci},{doc}"
+        )
+    };
+    let lines = [
+        header.to_string(),
+        row(
+            "GP-1",
+            "120.00",
+            "\"TARI 2026, acconto\"",
+            format!("{},{empty_voce}", voce("V1", "120.00", "TARI")),
+            ",,,,",
+        ),
+        row(
+            "GP-2",
+            "100.00",
+            "Canone",
+            format!(
+                "{},{}",
+                voce("V1", "70.00", "Quota 1"),
+                voce("V2", "30.00", "Quota 2")
+            ),
+            ",,,,",
+        ),
+        row(
+            "GP-3",
+            "90.00",
+            "Retta",
+            format!("{},{empty_voce}", voce("V1", "90.00", "Retta")),
+            ",DOC-1,Retta 2026,,",
+        ),
+        row(
+            "GP-3-1",
+            "45.00",
+            "Retta rata 1",
+            format!("{},{empty_voce}", voce("V1", "45.00", "Retta")),
+            ",DOC-1,Retta 2026,1,",
+        ),
+        row(
+            "GP-3-2",
+            "45.00",
+            "Retta rata 2",
+            format!("{},{empty_voce}", voce("V1", "45.00", "Retta")),
+            ",DOC-1,Retta 2026,2,",
+        ),
+        // a stamp voce: no IBAN
+        row(
+            "GP-4",
+            "16.00",
+            "Bollo",
+            "B1,16.00,Bollo,,,,,,01,6Uh9j7P6PGFQxX6O2IdHaM/RtBaNjgsmFG+MmDzbcgg=,AN,,,,,,,,,,,"
+                .to_string(),
+            ",,,,",
+        ),
+        // GovPay's cancellation: importo 0
+        row(
+            "GP-1",
+            "0",
+            "TARI",
+            format!("{},{empty_voce}", voce("V1", "0", "TARI")),
+            ",,,,",
+        ),
+    ];
+    let file = lines.join("\r\n") + "\r\n";
+    let r = upload_raw(
+        &app,
+        ORG_C,
+        KEY_C,
+        "c_x000-GOVPAY1-govpay.csv",
+        file.into_bytes(),
+        "",
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let v = wait_done(&app, ORG_C, KEY_C, "GOVPAY1").await;
+    assert_eq!(v["status"], "DONE", "{v}");
+    let report = download(&app, ORG_C, KEY_C, "GOVPAY1", "report").await;
+    let got = summary(&report);
+    let ok: Vec<&Line> = got.iter().filter(|l| l.1 == "OK").collect();
+    assert_eq!(ok.len(), 5, "{report}");
+    assert_eq!(got.len(), 7, "{report}");
+    let codes: Vec<&str> = got.iter().map(|l| l.3.as_str()).collect();
+    assert_eq!(codes[5], "ROW_BAD_BENEFICIARY", "{report}");
+    // the cancellation row: refused (amount rule of the tracciato), see docs/GOVPAY-CSV.md
+    assert_eq!(got[6].1, "KO", "{report}");
+    assert!(codes[6].starts_with("ROW_"), "{report}");
+    // the positions, as the PU 2.0 equivalents
+    let org = OrgFiscalCode::parse_unchecked(ORG_C).unwrap();
+    let p1 = app.store.ledger.get(&org, "GP-1").unwrap().expect("GP-1");
+    assert_eq!(p1.payment_options.len(), 1);
+    assert_eq!(p1.payment_options[0].amount.cents(), 12_000);
+    assert_eq!(p1.payment_options[0].description, "TARI 2026, acconto");
+    assert!(p1.payment_options[0].nav.as_str().starts_with("301"));
+    let p2 = app.store.ledger.get(&org, "GP-2").unwrap().expect("GP-2");
+    let t: Vec<i64> = p2.payment_options[0]
+        .transfers
+        .iter()
+        .map(|t| t.amount.cents())
+        .collect();
+    assert_eq!(t, vec![7_000, 3_000]);
+    let doc = app.store.ledger.get(&org, "DOC-1").unwrap().expect("DOC-1");
+    assert_eq!(doc.payment_options.len(), 3, "{doc:?}");
+    assert_eq!(
+        doc.payment_options
+            .iter()
+            .filter(|o| o.is_partial_payment)
+            .count(),
+        2
+    );
+    assert!(doc
+        .payment_options
+        .iter()
+        .all(|o| o.status == OptionStatus::PoUnpaid));
+    assert!(matches!(
+        doc.status,
+        PositionStatus::Valid | PositionStatus::Published
+    ));
+}

@@ -20,6 +20,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub mod catalogue;
+pub use catalogue::{Catalogue, OrgEntry, StationEntry, StationRelation};
+
 use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -63,8 +66,12 @@ pub struct Settings {
     pub http: HttpSettings,
     /// REST API limits.
     pub api: ApiSettings,
-    /// The intermediary (broker PA).
+    /// The intermediary (broker PA) — the first broker; more in `[[brokers]]`.
     pub broker: BrokerSettings,
+    /// Further brokers hosted on this platform (Enti that are their own intermediary and use
+    /// the platform as technology partner). Their stations name them in `stations[].broker`.
+    #[serde(default)]
+    pub brokers: Vec<BrokerSettings>,
     /// The pagoPA station endpoint.
     pub station: StationEndpointSettings,
     /// Timed jobs.
@@ -275,14 +282,46 @@ pub struct WatchdogSettings {
     pub interval_ms: u64,
 }
 
-/// `[[stations]]`: a station of the broker (idStation) and the organizations on it.
+/// `[[stations]]`: a station of a broker (idStation) and the organizations on it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StationSettings {
     /// idStation, e.g. `01987654322_01` (stText35).
     pub id: String,
+    /// Fiscal code of the broker owning the station; default `[broker] fiscal_code`.
+    #[serde(default)]
+    pub broker: Option<String>,
     /// Fiscal codes of the organizations served by this station.
+    #[serde(default)]
     pub organizations: Vec<String>,
+}
+
+/// `[[organizations.notice_codes]]`: a further segregation code (aux 3) or application code
+/// (aux 0) of an organization (one per back-office system issuing notices), with the station
+/// pagoPA routes its notices to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeCodeSettings {
+    /// Segregation code (aux digit 3), 0..=99.
+    #[serde(default)]
+    pub segregation_code: Option<u8>,
+    /// Application code (aux digit 0), 0..=99.
+    #[serde(default)]
+    pub application_code: Option<u8>,
+    /// idStation serving the notices of this code; default: the organization's stations.
+    #[serde(default)]
+    pub station: Option<String>,
+}
+
+impl NoticeCodeSettings {
+    /// The layout of this code.
+    pub fn layout(&self) -> Result<NoticeLayout, String> {
+        match (self.segregation_code, self.application_code) {
+            (Some(segregation_code), None) => Ok(NoticeLayout::Aux3 { segregation_code }),
+            (None, Some(application_code)) => Ok(NoticeLayout::Aux0 { application_code }),
+            _ => Err("give exactly one of segregation_code and application_code".into()),
+        }
+    }
 }
 
 /// MPay legacy codes of an organization (INTERFACES.md §1).
@@ -347,6 +386,15 @@ pub struct OrganizationSettings {
     /// Due date of feed installments without one (`YYYY-MM-DD`; default 2099-12-31).
     #[serde(default)]
     pub feed_default_due_date: Option<String>,
+    /// Further segregation/application codes of the organization, each optionally mapped to a
+    /// station. Notices of every code are recognised; new notices use the default code
+    /// (`segregation_code`/`application_code` above) unless the service names another.
+    #[serde(default)]
+    pub notice_codes: Vec<NoticeCodeSettings>,
+    /// Stations the organization was moved away from (station migration): receipts and
+    /// verifies still arriving there are accepted with a warning in the journal.
+    #[serde(default)]
+    pub previous_stations: Vec<String>,
 }
 
 impl OrganizationSettings {
@@ -420,6 +468,13 @@ pub struct ServiceSettings {
     /// Feed rows of this type may have an anonymous debtor (`ANONIMO`).
     #[serde(default)]
     pub anonymous_allowed: bool,
+    /// Segregation code (aux 3) of the notices generated for this service; default the
+    /// organization's. Must be one of the organization's codes.
+    #[serde(default)]
+    pub segregation_code: Option<u8>,
+    /// Application code (aux 0) of the notices generated for this service.
+    #[serde(default)]
+    pub application_code: Option<u8>,
 }
 
 /// Where the settings come from.
@@ -465,6 +520,7 @@ impl Settings {
         }
         let settings: Settings = b.build()?.try_deserialize()?;
         settings.validate()?;
+        Catalogue::build(&settings)?;
         Ok(settings)
     }
 
@@ -499,6 +555,10 @@ impl Settings {
         if !self.broker.fiscal_code.is_empty() {
             OrgFiscalCode::parse_unchecked(&self.broker.fiscal_code)
                 .map_err(|e| invalid("broker.fiscal_code", e.to_string()))?;
+        }
+        for (i, b) in self.brokers.iter().enumerate() {
+            OrgFiscalCode::parse_unchecked(&b.fiscal_code)
+                .map_err(|e| invalid(format!("brokers[{i}].fiscal_code"), e.to_string()))?;
         }
         let mut seen = HashSet::new();
         for (i, org) in self.organizations.iter().enumerate() {

@@ -16,8 +16,11 @@ pub mod archivio;
 pub mod domain;
 pub mod feeds;
 pub mod ids;
+pub mod intermediary;
 pub mod journal;
 pub mod position;
+pub mod receipt_check;
+pub mod text;
 pub mod time;
 pub mod wire;
 

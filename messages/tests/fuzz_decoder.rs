@@ -247,12 +247,18 @@ fn check_decode(bytes: &[u8]) -> Option<(Operation, Request)> {
     }
     match res {
         Ok((op, r)) => {
-            // re-encode canonically and decode again: same request
-            let again = write_request(op, &r);
-            let (op2, r2) = decode_request(again.as_bytes(), None)
-                .unwrap_or_else(|e| panic!("re-encoded request refused: {e:?}\n{again}"));
-            assert_eq!(op, op2);
-            assert_eq!(r, r2, "round trip changed the request\n{again}");
+            // a receipt read despite XSD departures (collected money is never refused) is not
+            // canonical: the round trip applies to schema-valid requests
+            let departed =
+                matches!(&r, Request::SendRt { departures, .. } if !departures.is_empty());
+            if !departed {
+                // re-encode canonically and decode again: same request
+                let again = write_request(op, &r);
+                let (op2, r2) = decode_request(again.as_bytes(), None)
+                    .unwrap_or_else(|e| panic!("re-encoded request refused: {e:?}\n{again}"));
+                assert_eq!(op, op2);
+                assert_eq!(r, r2, "round trip changed the request\n{again}");
+            }
             // a fault answer for it is schema-valid
             let fault = Fault {
                 code: FaultCode::PagamentoSconosciuto,

@@ -22,6 +22,7 @@ pub mod feeds;
 pub mod feeds_output;
 pub mod journal;
 pub mod ledger;
+pub mod receipt_queries;
 pub mod receipts;
 
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use ledger::{
     LedgerError, ListOrder, Page, PositionFilter, PositionRepository, SledLedger, TimerKind,
     VerifyReport,
 };
+pub use receipt_queries::{Acknowledgement, AnomalyRecord, AnomalyState, ReceiptFilter};
 pub use receipts::{Anomaly, AnomalyKind, ReceiptDisposition, ReceiptRepository, StoredReceipt};
 
 /// A storage-level failure (I/O, corrupt record).

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use mpay_messages::position::DebtPosition;
+use mpay_messages::receipt_check::ReceiptFlag;
 use mpay_messages::wire::pafornode::Receipt;
 use mpay_messages::{NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
@@ -26,9 +27,10 @@ const STRIPES: usize = 64;
 
 /// The receipt trees (owned by the ledger so one transaction spans both).
 pub struct ReceiptTrees {
-    receipts: sled::Tree,
-    by_notice: sled::Tree,
-    anomalies: sled::Tree,
+    pub(crate) receipts: sled::Tree,
+    pub(crate) by_notice: sled::Tree,
+    pub(crate) anomalies: sled::Tree,
+    pub(crate) acks: sled::Tree,
     stripes: Vec<Mutex<()>>,
 }
 
@@ -38,6 +40,7 @@ impl ReceiptTrees {
             receipts: db.open_tree("receipts")?,
             by_notice: db.open_tree("receipts_by_notice")?,
             anomalies: db.open_tree("anomalies")?,
+            acks: db.open_tree("anomaly_acks")?,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
@@ -71,9 +74,18 @@ pub struct StoredReceipt {
     pub raw_xml: String,
     /// The decoded receipt.
     pub receipt: Receipt,
+    /// Departures flagged by the acceptance rule ([`mpay_messages::receipt_check::decide`]);
+    /// stored with the receipt and raised as anomalies.
+    #[serde(default)]
+    pub flags: Vec<ReceiptFlag>,
 }
 
 pub use mpay_messages::domain::AnomalyKind;
+
+/// The anomalies a receipt's flags raise: the domain's rule.
+fn flag_anomalies(s: &StoredReceipt) -> Vec<AnomalyKind> {
+    mpay_messages::domain::receipt::flag_anomalies(&s.flags)
+}
 
 /// An anomaly for operators (reconciliation, refunds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,10 +194,13 @@ impl ReceiptRepository for SledLedger {
                 // orphan: store with its anomaly
                 stored.disposition = ReceiptDisposition::Orphan;
                 stored.iupd = None;
-                let an = vec![(
+                let mut an = vec![(
                     self.db.generate_id()?,
                     anomaly(AnomalyKind::OrphanReceipt, true, &stored),
                 )];
+                for kind in flag_anomalies(&stored) {
+                    an.push((self.db.generate_id()?, anomaly(kind, false, &stored)));
+                }
                 (&rt.receipts, &rt.by_notice, &rt.anomalies, &self.by_notice)
                     .transaction(|(r, n, a, bn)| {
                         if bn.get(position_key(&org, &nav))?.is_some() {
@@ -232,6 +247,9 @@ impl ReceiptRepository for SledLedger {
             }
             let new = effect.position;
             stored.disposition = disposition;
+            for kind in flag_anomalies(&stored) {
+                anomalies.push(anomaly(kind, false, &stored));
+            }
             let ids: Vec<(u64, Anomaly)> = anomalies
                 .into_iter()
                 .map(|a| Ok((self.db.generate_id()?, a)))

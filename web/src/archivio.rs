@@ -819,7 +819,7 @@ fn supplied(
     if !n.check_digit_ok() {
         tracing::warn!(notice = %nav_text, "supplied notice number fails the check digit (accepted)");
     }
-    if n.layout() != org.layout {
+    if !org.recognises(&n.layout()) {
         return Err(v(format!(
             "{path}/numeroBollettinoPagoPA {nav_text}: aux digit o codice di segregazione/applicazione diverso da quello dell'ente"
         )));

@@ -57,7 +57,8 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             .service(
                 web::scope("/api/v1")
                     .configure(api::positions::configure)
-                    .configure(api::feeds::configure),
+                    .configure(api::feeds::configure)
+                    .configure(api::receipts::configure),
             )
             .service(
                 SwaggerUi::new("/api/docs/{_:.*}")

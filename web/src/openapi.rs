@@ -7,6 +7,10 @@ use utoipa::{Modify, OpenApi};
 use crate::api::feeds::{self, FeedChecksumModel, FeedErrorModel, FeedModel, FeedProgressModel};
 use crate::api::model::*;
 use crate::api::positions;
+use crate::api::receipts::{
+    self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
+    ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,
+};
 use crate::problem::{FieldError, Problem};
 
 struct Security;
@@ -47,16 +51,23 @@ impl Modify for Security {
         feeds::iuv_file,
         feeds::result_zip,
         feeds::confirm,
-        feeds::reject
+        feeds::reject,
+        receipts::list_receipts,
+        receipts::get_receipt,
+        receipts::list_anomalies,
+        receipts::acknowledge
     ),
     components(schemas(
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
         MultiplePaymentPositionModel, PaymentPositionResponse, PaymentOptionResponse,
         TransferResponse, PageInfo, PaymentPositionsInfo, MultiplePaymentPositionResponse,
-        Problem, FieldError, FeedModel, FeedProgressModel, FeedErrorModel, FeedChecksumModel
+        Problem, FieldError, FeedModel, FeedProgressModel, FeedErrorModel, FeedChecksumModel,
+        ReceiptsPage, ReceiptRecordModel, ReceiptModel, ReceiptTransferModel, SubjectModel,
+        MapEntry, AnomaliesPage, AnomalyModel, AcknowledgeModel
     )),
     modifiers(&Security),
     tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
+         (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action"),
          (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))
 )]
 pub struct ApiDoc;

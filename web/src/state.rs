@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use mpay_actors::{ActorHandle, HealthRegistry, JournalWriter};
-use mpay_config::{OrganizationSettings, Settings};
+use mpay_config::{Catalogue, OrgEntry, OrganizationSettings, Settings};
 use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
 use mpay_storage::Store;
 
@@ -16,12 +16,27 @@ pub struct OrgContext {
     pub fiscal_code: OrgFiscalCode,
     /// Name.
     pub name: String,
-    /// Notice layout (aux digit and segregation/application code).
+    /// Notice layout of generated notices by default (aux digit and segregation/application
+    /// code).
     pub layout: NoticeLayout,
+    /// Every code of the organization, its stations and per-service codes (from the catalogue).
+    pub entry: OrgEntry,
     /// Registered bank and postal IBANs (normalised).
     pub ibans: Vec<Iban>,
     /// The raw settings.
     pub settings: OrganizationSettings,
+}
+
+impl OrgContext {
+    /// Is a notice of this layout one of the organization's (any of its codes)?
+    pub fn recognises(&self, layout: &NoticeLayout) -> bool {
+        self.entry.recognises(layout)
+    }
+
+    /// The layout of notices generated for `service` (its code, else the default).
+    pub fn layout_for_service(&self, service: Option<&str>) -> NoticeLayout {
+        self.entry.layout_for_service(service)
+    }
 }
 
 /// Everything a handler needs. Cloned into each worker (cheap: Arcs).
@@ -39,8 +54,8 @@ pub struct AppState {
     pub health: HealthRegistry,
     /// The journal writer (replaced by the watchdog after a restart).
     pub journal: Option<ActorHandle<JournalWriter>>,
-    /// idStation → fiscal codes of the organizations it serves.
-    pub stations: Arc<HashMap<String, std::collections::HashSet<String>>>,
+    /// Brokers, stations and organizations (built once from the settings).
+    pub catalogue: Arc<Catalogue>,
     /// Bulk feed loads (REST `/feeds`); `None` = feeds not enabled on this node.
     pub feeds: Option<mpay_actors::feed_loader::FeedLauncher>,
 }
@@ -65,6 +80,10 @@ impl AppState {
         journal: Option<ActorHandle<JournalWriter>>,
         extra_keys: &[(String, String)],
     ) -> Result<Self, StateError> {
+        let catalogue = Catalogue::build(&settings).map_err(|e| StateError {
+            fiscal_code: "-".into(),
+            reason: e.to_string(),
+        })?;
         let mut orgs = HashMap::new();
         let mut api_keys = HashMap::new();
         let mut mpay_codes = HashMap::new();
@@ -89,23 +108,19 @@ impl AppState {
                     )));
                 }
             }
-            let fiscal_code =
-                OrgFiscalCode::parse_unchecked(&o.fiscal_code).map_err(|e| err(e.to_string()))?;
+            let Some(entry) = catalogue.organization(&o.fiscal_code) else {
+                return Err(err("missing from the catalogue".into()));
+            };
+            let fiscal_code = entry.fiscal_code.clone();
             if !fiscal_code.check_digit_ok() {
                 tracing::warn!(organization = %fiscal_code, "organization fiscal code fails the check digit (accepted)");
             }
-            let layout = o.layout().map_err(err)?;
-            let ibans = o
-                .ibans
-                .iter()
-                .chain(&o.postal_ibans)
-                .map(|i| Iban::parse_unchecked(i).map_err(|e| err(e.to_string())))
-                .collect::<Result<Vec<_>, _>>()?;
             let ctx = Arc::new(OrgContext {
                 fiscal_code,
                 name: o.name.clone(),
-                layout,
-                ibans,
+                layout: entry.default_layout,
+                ibans: entry.ibans.clone(),
+                entry: entry.clone(),
                 settings: o.clone(),
             });
             for h in &o.api_key_hashes {
@@ -118,13 +133,8 @@ impl AppState {
                 api_keys.insert(hash.to_ascii_lowercase(), ctx.clone());
             }
         }
-        let stations = settings
-            .stations
-            .iter()
-            .map(|st| (st.id.clone(), st.organizations.iter().cloned().collect()))
-            .collect();
         Ok(AppState {
-            stations: Arc::new(stations),
+            catalogue: Arc::new(catalogue),
             settings: Arc::new(settings),
             store,
             orgs: Arc::new(orgs),

@@ -11,16 +11,18 @@ use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
 use futures_util::StreamExt;
+use mpay_messages::intermediary::{Route, StationRelation};
 use mpay_messages::journal::JournalEntry;
 use mpay_messages::position::{
     DebtPosition, Debtor, DebtorType, Destination, Origin, PaymentOption, Transfer,
 };
+use mpay_messages::receipt_check::{self, Decision, Expected, ExpectedTransfer, ReceiptFacts};
 use mpay_messages::wire::faults::{Fault, FaultCode};
 use mpay_messages::wire::pafornode::{
     self as pf, Account, NoticeDescription, Operation, OptionDescription, PaymentData,
     PaymentTransfer, QrCode, Request, Response, StationIds, Subject, TransferType,
 };
-use mpay_messages::{Amount, FiscalCode, Iban, NoticeNumber};
+use mpay_messages::{Amount, FiscalCode, Iban, NoticeLayout, NoticeNumber};
 use mpay_storage::{
     DurabilityPoint, LedgerError, PositionRepository, ReceiptDisposition, ReceiptRepository,
     StoredReceipt,
@@ -42,6 +44,8 @@ struct Outcome {
     key: Option<String>,
     code: String,
     note: Option<String>,
+    /// A Stand-In probe: counted in a metric, not journaled.
+    probe: bool,
 }
 
 fn ko(op: Operation, code: FaultCode, id: &str, description: impl Into<String>) -> Outcome {
@@ -58,6 +62,7 @@ fn ko(op: Operation, code: FaultCode, id: &str, description: impl Into<String>) 
         key: None,
         code: code.code().to_string(),
         note: None,
+        probe: false,
     }
 }
 
@@ -77,6 +82,7 @@ fn ok(op: Operation, response: &Response) -> Outcome {
         key: None,
         code: "OK".into(),
         note: None,
+        probe: false,
     }
 }
 
@@ -129,6 +135,14 @@ pub async fn handle(
         .increment(1);
     metrics::histogram!("mpay_station_request_seconds", "operation" => op_name)
         .record(latency.as_secs_f64());
+    if outcome.probe {
+        // Stand-In probes come every few seconds per station: a metric, not the journal
+        let mut res = HttpResponse::Ok();
+        return res.content_type(ContentType(mime_xml())).body(outcome.body);
+    }
+    if let Some(note) = &outcome.note {
+        tracing::warn!(operation = op_name, organization = ?outcome.org, key = ?outcome.key, "{note}");
+    }
     let entry = JournalEntry {
         at,
         channel: "soap".into(),
@@ -166,10 +180,13 @@ fn rejected(
     code: FaultCode,
     description: String,
 ) -> Outcome {
+    // SPEC §5.7: `id` = the EC's fiscal code, i.e. the idPA received (ours or not); the
+    // broker's only when the request carries none
     let id = id_pa
-        .filter(|id| state.orgs.contains_key(*id))
+        .filter(|id| !id.trim().is_empty())
         .map(str::to_string)
-        .unwrap_or_else(|| state.settings.broker.fiscal_code.clone());
+        .or_else(|| state.catalogue.brokers().next().map(str::to_string))
+        .unwrap_or_else(|| "-".into());
     match op {
         Some(op) => {
             let mut o = ko(op, code, &id, description);
@@ -184,6 +201,7 @@ fn rejected(
             key: None,
             code: code.code().to_string(),
             note: None,
+            probe: false,
         },
     }
 }
@@ -209,7 +227,12 @@ async fn process(state: &web::Data<AppState>, body: &[u8], action: Option<&str>)
             transfer_type,
             ..
         } => get_payment(state, op, &ids, &qr, transfer_type),
-        Request::SendRt { ids, receipt, .. } => send_rt(state, op, &ids, *receipt, body).await,
+        Request::SendRt {
+            ids,
+            receipt,
+            departures,
+            ..
+        } => send_rt(state, op, &ids, *receipt, &departures, body).await,
         Request::Demand {
             ids,
             id_servizio,
@@ -221,59 +244,74 @@ async fn process(state: &web::Data<AppState>, body: &[u8], action: Option<&str>)
     outcome
 }
 
-/// Broker → station → organization checks (SPEC §5.7 order). `org_fc` is the organization the
-/// request is about (qrCode.fiscalCode or receipt.fiscalCode). Returns the organization and
-/// whether it is associated with the station.
+/// Broker → station → organization (SPEC §5.7 order). `org_fc` is the organization the
+/// request is about (qrCode.fiscalCode or receipt.fiscalCode); `layout` the notice's, when
+/// the request names one (codes may be routed to different stations).
+fn route(state: &AppState, ids: &StationIds, org_fc: &str, layout: Option<&NoticeLayout>) -> Route {
+    let cat = &state.catalogue;
+    if !cat.is_broker(&ids.id_broker_pa) {
+        return Route::ForeignBroker;
+    }
+    let Some(station) = cat.station(&ids.id_station) else {
+        return Route::UnknownStation;
+    };
+    if station.broker.as_str() != ids.id_broker_pa {
+        return Route::StationOfAnotherBroker {
+            owner: station.broker.to_string(),
+        };
+    }
+    for fc in [org_fc, ids.id_pa.as_str()] {
+        if !state.orgs.contains_key(fc) {
+            return Route::UnknownOrganization {
+                fiscal_code: fc.to_string(),
+            };
+        }
+    }
+    Route::Ours(
+        cat.relation(org_fc, &ids.id_station, layout)
+            .unwrap_or(StationRelation::Unrelated),
+    )
+}
+
+/// [`route`] for operations other than receipts: a route that is not ours is refused with the
+/// code of [`Route::refusal`], `id` = the idPA received (SPEC §5.7).
 fn authorise<'a>(
     state: &'a AppState,
     op: Operation,
     ids: &StationIds,
     org_fc: &str,
-) -> Result<(&'a std::sync::Arc<OrgContext>, bool), Box<Outcome>> {
-    let ours = |id: &str| state.orgs.contains_key(id);
-    let fault_id = if ours(&ids.id_pa) {
-        ids.id_pa.clone()
-    } else {
-        state.settings.broker.fiscal_code.clone()
-    };
-    if state.settings.broker.fiscal_code.is_empty()
-        || ids.id_broker_pa != state.settings.broker.fiscal_code
-    {
-        return Err(Box::new(ko(
-            op,
-            FaultCode::IdIntermediarioErrato,
-            &fault_id,
-            format!("idBrokerPA {} is not this intermediary", ids.id_broker_pa),
-        )));
+    layout: Option<&NoticeLayout>,
+) -> Result<(&'a std::sync::Arc<OrgContext>, StationRelation), Box<Outcome>> {
+    let r = route(state, ids, org_fc, layout);
+    if let Some((code, why)) = r.refusal(&ids.id_broker_pa, &ids.id_station) {
+        return Err(Box::new(ko(op, code, &ids.id_pa, why)));
     }
-    let Some(station_orgs) = state.stations.get(&ids.id_station) else {
-        return Err(Box::new(ko(
-            op,
-            FaultCode::StazioneIntErrata,
-            &fault_id,
-            format!(
-                "idStation {} is not a station of this intermediary",
-                ids.id_station
-            ),
-        )));
-    };
-    let Some(org) = state.orgs.get(org_fc) else {
-        return Err(Box::new(ko(
+    match (r, state.orgs.get(org_fc)) {
+        (Route::Ours(relation), Some(org)) => Ok((org, relation)),
+        _ => Err(Box::new(ko(
             op,
             FaultCode::IdDominioErrato,
-            &fault_id,
-            format!("organization {org_fc} is not served by this intermediary"),
-        )));
-    };
-    if !ours(&ids.id_pa) {
-        return Err(Box::new(ko(
-            op,
-            FaultCode::IdDominioErrato,
-            &fault_id,
-            format!("idPA {} is not served by this intermediary", ids.id_pa),
-        )));
+            &ids.id_pa,
+            format!("organization {org_fc} is not served by this platform"),
+        ))),
     }
-    Ok((org, station_orgs.contains(org_fc)))
+}
+
+/// The journal warning for a request served on a station that is not the organization's
+/// current one for it (`None` when it is).
+fn station_note(relation: &StationRelation, station: &str, org: &str) -> Option<String> {
+    match relation {
+        StationRelation::Current => None,
+        StationRelation::Previous => Some(format!(
+            "served on previous station {station} of organization {org} (station migration)"
+        )),
+        StationRelation::OtherCodeStation { expected } => Some(format!(
+            "served on station {station}; the notice's code of organization {org} is routed to {expected}"
+        )),
+        StationRelation::Unrelated => Some(format!(
+            "served on station {station}, which does not serve organization {org}"
+        )),
+    }
 }
 
 fn with_keys(mut o: Outcome, org: &str, key: &str) -> Outcome {
@@ -294,15 +332,23 @@ fn payable<'p>(
 
 /// Looks up the notice for verify/getPayment (read-only; on the worker thread: one index read
 /// and one record read from sled's page cache).
+/// The organization, the position and the journal warning for a station that is not the
+/// organization's current one.
+type Found<'a> = (&'a std::sync::Arc<OrgContext>, DebtPosition, Option<String>);
+
+/// Returns the organization, the position and the journal warning for a station that is not the
+/// organization's current one (previous station, or another code's station: served).
 fn lookup<'a>(
     state: &'a AppState,
     op: Operation,
     ids: &StationIds,
     qr: &QrCode,
-) -> Result<(&'a std::sync::Arc<OrgContext>, DebtPosition), Box<Outcome>> {
-    let (org, on_station) = authorise(state, op, ids, &qr.fiscal_code)?;
+) -> Result<Found<'a>, Box<Outcome>> {
+    let parsed = NoticeNumber::parse_unchecked(&qr.notice_number);
+    let layout = parsed.as_ref().ok().map(|n| n.layout());
+    let (org, relation) = authorise(state, op, ids, &qr.fiscal_code, layout.as_ref())?;
     let id = org.fiscal_code.as_str();
-    if !on_station {
+    if relation == StationRelation::Unrelated {
         return Err(Box::new(ko(
             op,
             FaultCode::StazioneIntErrata,
@@ -313,10 +359,11 @@ fn lookup<'a>(
             ),
         )));
     }
-    let nav = NoticeNumber::parse_unchecked(&qr.notice_number)
-        .map_err(|e| Box::new(ko(op, FaultCode::PagamentoSconosciuto, id, e.to_string())))?;
+    let note = station_note(&relation, &ids.id_station, id);
+    let nav =
+        parsed.map_err(|e| Box::new(ko(op, FaultCode::PagamentoSconosciuto, id, e.to_string())))?;
     match state.store.ledger.find_by_notice(&org.fiscal_code, &nav) {
-        Ok(Some(p)) => Ok((org, p)),
+        Ok(Some(p)) => Ok((org, p, note)),
         Ok(None) => Err(Box::new(ko(
             op,
             FaultCode::PagamentoSconosciuto,
@@ -386,16 +433,41 @@ fn describe(p: &DebtPosition, o: &PaymentOption) -> NoticeDescription {
     }
 }
 
+/// The notice number pagoPA's Stand-In manager probes stations with.
+pub const STAND_IN_PROBE_NOTICE: &str = "000000000000000000";
+
 fn verify(state: &AppState, op: Operation, ids: &StationIds, qr: &QrCode) -> Outcome {
-    let (org, p) = match lookup(state, op, ids, qr) {
+    if qr.notice_number == STAND_IN_PROBE_NOTICE {
+        return stand_in_probe(state, op, ids, qr);
+    }
+    let (org, p, note) = match lookup(state, op, ids, qr) {
         Ok(x) => x,
         Err(o) => return with_keys(*o, &qr.fiscal_code, &qr.notice_number),
     };
-    let out = match payable(&p, &qr.notice_number) {
+    let mut out = match payable(&p, &qr.notice_number) {
         Ok(o) => ok(op, &Response::Verify(describe(&p, o))),
         Err((code, why)) => ko(op, code, org.fiscal_code.as_str(), why),
     };
+    out.note = note;
     with_keys(out, &qr.fiscal_code, &qr.notice_number)
+}
+
+/// The Stand-In manager's health probe: HTTP 200 with PAA_PAGAMENTO_SCONOSCIUTO for any
+/// organization we serve on any of our stations; no ledger access, no journal entry (a metric).
+fn stand_in_probe(state: &AppState, op: Operation, ids: &StationIds, qr: &QrCode) -> Outcome {
+    let mut out = match authorise(state, op, ids, &qr.fiscal_code, None) {
+        Ok((org, _)) => ko(
+            op,
+            FaultCode::PagamentoSconosciuto,
+            org.fiscal_code.as_str(),
+            "Stand-In probe: no such notice",
+        ),
+        Err(o) => return with_keys(*o, &qr.fiscal_code, &qr.notice_number),
+    };
+    metrics::counter!("mpay_station_standin_probes_total", "station" => ids.id_station.clone())
+        .increment(1);
+    out.probe = true;
+    out
 }
 
 fn get_payment(
@@ -405,7 +477,7 @@ fn get_payment(
     qr: &QrCode,
     transfer_type: Option<TransferType>,
 ) -> Outcome {
-    let (org, p) = match lookup(state, op, ids, qr) {
+    let (org, p, note) = match lookup(state, op, ids, qr) {
         Ok(x) => x,
         Err(o) => return with_keys(*o, &qr.fiscal_code, &qr.notice_number),
     };
@@ -485,11 +557,39 @@ fn get_payment(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
-    with_keys(
-        ok(op, &Response::GetPayment(Box::new(data))),
-        &qr.fiscal_code,
-        &qr.notice_number,
-    )
+    let mut out = ok(op, &Response::GetPayment(Box::new(data)));
+    out.note = note;
+    with_keys(out, &qr.fiscal_code, &qr.notice_number)
+}
+
+/// What we sent for a notice (its option's transfers, as getPayment numbers them), to compare
+/// a receipt with.
+fn expected_of(p: &DebtPosition, nav: &str) -> Option<Expected> {
+    let o = p.payment_options.iter().find(|o| o.nav.as_str() == nav)?;
+    Some(Expected {
+        transfers: o
+            .transfers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ExpectedTransfer {
+                id_transfer: u8::try_from(i + 1).unwrap_or(u8::MAX),
+                amount: t.amount,
+                fiscal_code: t
+                    .organization_fiscal_code
+                    .as_ref()
+                    .unwrap_or(&p.organization_fiscal_code)
+                    .to_string(),
+                remittance_information: t.remittance_information.clone(),
+                ibans: match &t.destination {
+                    Destination::Iban { iban, postal_iban } => std::iter::once(iban.to_string())
+                        .chain(postal_iban.iter().map(|x| x.to_string()))
+                        .collect(),
+                    Destination::PostalIban { postal_iban } => vec![postal_iban.to_string()],
+                    Destination::Stamp(_) => vec![],
+                },
+            })
+            .collect(),
+    })
 }
 
 async fn send_rt(
@@ -497,31 +597,63 @@ async fn send_rt(
     op: Operation,
     ids: &StationIds,
     receipt: pf::Receipt,
+    departures: &[String],
     raw: &[u8],
 ) -> Outcome {
     let org_fc = receipt.fiscal_code.clone();
     let nav = receipt.notice_number.clone();
     let keys = |o: Outcome| with_keys(o, &org_fc, &nav);
-    let (org, on_station) = match authorise(state, op, ids, &org_fc) {
-        Ok(x) => x,
-        Err(o) => return keys(*o),
+    let parsed_nav = NoticeNumber::parse_unchecked(nav.trim()).ok();
+    let layout = parsed_nav.as_ref().map(|n| n.layout());
+    let route = route(state, ids, &org_fc, layout.as_ref());
+    let org = state.orgs.get(&org_fc);
+    // what we sent, when the notice is ours (a read outside the receipt's transaction: it
+    // only feeds the flags)
+    let expected = match (&route, org, &parsed_nav) {
+        (Route::Ours(_), Some(org), Some(n)) => state
+            .store
+            .ledger
+            .find_by_notice(&org.fiscal_code, n)
+            .ok()
+            .flatten()
+            .and_then(|p| expected_of(&p, n.as_str())),
+        _ => None,
     };
-    let id = org.fiscal_code.as_str().to_string();
-    let note = (!on_station).then(|| {
-        tracing::warn!(organization = %id, station = %ids.id_station, "receipt accepted on a station not associated with the organization (station migration?)");
-        format!(
-            "receipt accepted on station {} which does not serve organization {id}",
-            ids.id_station
-        )
+    let decision = receipt_check::decide(&ReceiptFacts {
+        route: &route,
+        id_broker_pa: &ids.id_broker_pa,
+        station: &ids.id_station,
+        receipt: &receipt,
+        departures,
+        expected: expected.as_ref(),
     });
-    if receipt.outcome != "OK" {
+    let flags = match decision {
+        Decision::Refuse { code, reason } => return keys(ko(op, code, &ids.id_pa, reason)),
+        Decision::Accept { flags } => flags,
+    };
+    let Some(org) = org else {
         return keys(ko(
             op,
-            FaultCode::Semantica,
-            &id,
-            "only receipts with outcome OK are expected",
+            FaultCode::IdDominioErrato,
+            &ids.id_pa,
+            "organization not served",
         ));
-    }
+    };
+    let id = org.fiscal_code.as_str().to_string();
+    let note = {
+        let station = match &route {
+            Route::Ours(relation) => station_note(relation, &ids.id_station, &id),
+            _ => None,
+        };
+        let departures = flags.iter().filter(|f| !f.is_station()).count();
+        let departures = (departures > 0)
+            .then_some(departures)
+            .map(|n| format!("receipt accepted with {n} departure(s) flagged for an operator"));
+        match (station, departures) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        }
+    };
     let stored = StoredReceipt {
         receipt_id: receipt.receipt_id.clone(),
         organization: org_fc.clone(),
@@ -534,6 +666,7 @@ async fn send_rt(
         disposition: ReceiptDisposition::Applied,
         raw_xml: String::from_utf8_lossy(raw).into_owned(),
         receipt,
+        flags,
     };
     let ledger = state.store.ledger.clone();
     let result = web::block(move || ledger.apply_receipt(stored)).await;
@@ -564,12 +697,8 @@ async fn send_rt(
                 ok(op, &Response::SendRt)
             }
         }
-        ReceiptDisposition::DoublePayment => ko(
-            op,
-            FaultCode::ReceiptDuplicata,
-            &id,
-            "the notice was already paid with another receipt; this receipt is stored for refund",
-        ),
+        // collected money is never refused: stored with a double-payment anomaly for refund
+        ReceiptDisposition::DoublePayment => ok(op, &Response::SendRt),
     };
     out.note = note.or_else(|| match disposition {
         ReceiptDisposition::Orphan => Some("orphan receipt: no position for this notice".into()),
@@ -596,13 +725,13 @@ async fn demand(
     service_data: &[u8],
 ) -> Outcome {
     let org_fc = ids.id_pa.clone();
-    let (org, on_station) = match authorise(state, op, ids, &org_fc) {
+    let (org, relation) = match authorise(state, op, ids, &org_fc, None) {
         Ok(x) => x,
         Err(o) => return with_keys(*o, &org_fc, id_servizio),
     };
     let id = org.fiscal_code.as_str().to_string();
     let keys = |o: Outcome| with_keys(o, &id, id_servizio);
-    if !on_station {
+    if relation != StationRelation::Current {
         return keys(ko(
             op,
             FaultCode::StazioneIntErrata,
@@ -674,7 +803,7 @@ async fn demand(
     let category = service.category.clone();
     let code = service.code.clone();
     let created = web::block(move || -> Result<DebtPosition, LedgerError> {
-        let nav = ledger.next_notice(&org2.fiscal_code, &org2.layout)?;
+        let nav = ledger.next_notice(&org2.fiscal_code, &org2.layout_for_service(Some(&code)))?;
         let mut position = DebtPosition::new(
             org2.fiscal_code.clone(),
             format!("PSP-{}-{}", code, nav),

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Amount;
+use crate::intermediary::StationRelation;
 use crate::position::{DebtPosition, OptionStatus, PositionStatus};
+use crate::receipt_check::ReceiptFlag;
 
 /// What happened to a receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,39 @@ pub enum AnomalyKind {
         /// Its status then.
         status: PositionStatus,
     },
+    /// Arrived on a station that is not the organization's current one for the notice
+    /// (station migration): accepted.
+    StationMismatch {
+        /// The station it arrived on.
+        station: String,
+        /// How that station relates to the organization.
+        relation: StationRelation,
+    },
+    /// Departs from the XSD or from what we sent in ways that do not change who paid what:
+    /// accepted, stored byte-exact.
+    ReceiptDeparture {
+        /// What departs.
+        flags: Vec<ReceiptFlag>,
+    },
+}
+
+/// The anomalies a receipt's acceptance flags ([`crate::receipt_check::decide`]) raise: one
+/// per station mismatch, and one for all the content departures together.
+pub fn flag_anomalies(flags: &[ReceiptFlag]) -> Vec<AnomalyKind> {
+    let mut out = Vec::new();
+    for f in flags {
+        if let ReceiptFlag::StationMismatch { station, relation } = f {
+            out.push(AnomalyKind::StationMismatch {
+                station: station.clone(),
+                relation: relation.clone(),
+            });
+        }
+    }
+    let departures: Vec<ReceiptFlag> = flags.iter().filter(|f| !f.is_station()).cloned().collect();
+    if !departures.is_empty() {
+        out.push(AnomalyKind::ReceiptDeparture { flags: departures });
+    }
+    out
 }
 
 /// The effect of one receipt on its position.

@@ -62,7 +62,7 @@ impl FeedFileName {
             return Err(bad("idFlusso deve essere [A-Za-z0-9_.]{1,50}"));
         }
         let version = FeedVersion::from_token(token)
-            .ok_or_else(|| bad("versione non tra 1_0 1_1 1_2 1_3 1_4 2_0 2_0_eng"))?;
+            .ok_or_else(|| bad("versione non tra 1_0 1_1 1_2 1_3 1_4 2_0 2_0_eng govpay"))?;
         Ok(Self {
             ipa_code: (*ipa).to_string(),
             flow_id: (*flow).to_string(),

@@ -12,6 +12,7 @@
 pub mod checksum;
 pub mod compat;
 mod container;
+pub mod govpay;
 mod reader;
 mod record;
 mod report;
@@ -71,6 +72,8 @@ impl FeedVersion {
             "1_4" => Self::V1_4,
             "2_0" => Self::V2_0,
             "2_0_eng" => Self::V2_0Eng,
+            // GovPay's CSV is read as the equivalent 2.0 file (`govpay`)
+            "govpay" => Self::V2_0,
             _ => return None,
         })
     }

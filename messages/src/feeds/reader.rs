@@ -420,7 +420,7 @@ const V2_REQUIRED: [&str; 10] = [
 /// and yields one [`FeedRow`] per data row. `Err` items are file-level failures
 /// (`FILE_ENCODING`): the caller must stop and reject the whole file.
 pub struct FeedReader<R: Read> {
-    csv: csv::Reader<QuoteEscapes<R>>,
+    csv: csv::Reader<QuoteEscapes<Source<R>>>,
     version: FeedVersion,
     binding: Binding,
     header: Vec<String>,
@@ -474,6 +474,9 @@ impl<R: Read> FeedReader<R> {
     /// `FILE_ENCODING` (not UTF-8, UTF-16), `FILE_VERSION_UNKNOWN` (empty file, unknown header,
     /// wrong separator), `FILE_VERSION_MISMATCH` (header vs file-name token).
     pub fn new(input: R, opts: ReadOptions) -> Result<Self, FeedFileError> {
+        let input = Source::sniff(input).map_err(|e| {
+            FeedFileError::new(ErrorCode::FileEncoding, format!("file illeggibile: {e}"))
+        })?;
         let mut csv = csv::ReaderBuilder::new()
             .delimiter(b';')
             .quote(b'"')
@@ -653,6 +656,50 @@ impl<R: Read> Iterator for FeedReader<R> {
             self.failed = true;
         }
         item
+    }
+}
+
+type Head<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
+/// The input as the reader sees it: the file itself, or a GovPay CSV rewritten as the
+/// equivalent PU 2.0 file ([`super::govpay`]), told apart by the first line.
+pub(crate) enum Source<R: Read> {
+    Plain(Head<R>),
+    GovPay(Box<super::govpay::GovPayToPu<Head<R>>>),
+}
+
+impl<R: Read> Source<R> {
+    /// Reads the first line (at most 64 KiB) to tell a GovPay file, then replays it.
+    fn sniff(mut input: R) -> std::io::Result<Self> {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.contains(&b'\n') && head.len() < 64 * 1024 {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+        let first = head
+            .split(|b| *b == b'\n')
+            .next()
+            .unwrap_or_default()
+            .to_vec();
+        let replay = std::io::Cursor::new(head).chain(input);
+        Ok(if super::govpay::is_govpay_header(&first) {
+            Source::GovPay(Box::new(super::govpay::GovPayToPu::new(replay)))
+        } else {
+            Source::Plain(replay)
+        })
+    }
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::Plain(r) => r.read(buf),
+            Source::GovPay(r) => r.read(buf),
+        }
     }
 }
 

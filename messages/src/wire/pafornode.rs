@@ -318,6 +318,10 @@ pub enum Request {
         receipt: Box<Receipt>,
         /// V2?
         v2: bool,
+        /// How the request departs from the XSD (empty for a schema-valid receipt). A receipt
+        /// is read even when it departs, as long as it can be attributed (collected money is
+        /// never refused); [`crate::receipt_check::decide`] flags the departures.
+        departures: Vec<String>,
     },
     /// paDemandPaymentNotice.
     Demand {
@@ -497,10 +501,21 @@ pub fn decode_request(
             )),
         ));
     }
-    schema::validate(op_el, op.request_model())
-        .map_err(|e| reject(Some(op), id_pa.clone(), DecodeError::Xsd(e.to_string())))?;
-    let request = read_request(op, op_el)
-        .map_err(|e| reject(Some(op), id_pa.clone(), DecodeError::Xsd(e)))?;
+    let mut departures = Vec::new();
+    if let Err(e) = schema::validate(op_el, op.request_model()) {
+        // a receipt is read anyway when it can be attributed: the departure is flagged
+        if !matches!(op, Operation::SendRt | Operation::SendRtV2) {
+            return Err(reject(Some(op), id_pa, DecodeError::Xsd(e.to_string())));
+        }
+        departures.push(e.to_string());
+    }
+    let request = read_request(op, op_el, &mut departures).map_err(|why| {
+        let error = departures
+            .first()
+            .map(|d| format!("{d}; {why}"))
+            .unwrap_or(why);
+        reject(Some(op), id_pa.clone(), DecodeError::Xsd(error))
+    })?;
     Ok((op, request))
 }
 
@@ -529,9 +544,10 @@ fn collapse(s: &str) -> String {
 /// Cents of a schema-valid `\d+\.\d{2}` text (leading zeros and surrounding blanks allowed).
 pub fn amount_of(raw: &str) -> Result<Amount, String> {
     let v = collapse(raw);
-    let (i, f) = v
-        .split_once('.')
-        .ok_or_else(|| format!("{v:?} is not an amount"))?;
+    let (i, f) = v.split_once('.').unwrap_or((v.as_str(), "00"));
+    if f.is_empty() || f.len() > 2 || !f.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{v:?} is not an amount"));
+    }
     let i = i.trim_start_matches('0');
     let int: i64 = if i.is_empty() {
         0
@@ -539,6 +555,7 @@ pub fn amount_of(raw: &str) -> Result<Amount, String> {
         i.parse().map_err(|_| format!("{v:?} is not an amount"))?
     };
     let frac: i64 = f.parse().map_err(|_| format!("{v:?} is not an amount"))?;
+    let frac = if f.len() == 1 { frac * 10 } else { frac };
     Amount::from_cents(int.saturating_mul(100).saturating_add(frac)).map_err(|e| e.to_string())
 }
 
@@ -635,10 +652,31 @@ pub fn read_marca_da_bollo(b64: &str) -> Result<MarcaDaBollo, String> {
     })
 }
 
-fn receipt(e: &Element) -> Result<Receipt, String> {
-    let list = req(e, "transferList")?;
+/// A text the receipt reader tolerates missing (reported in `departures`).
+fn soft(e: &Element, name: &str, path: &str, departures: &mut Vec<String>) -> String {
+    match e.child(name) {
+        Some(c) => c.text.clone(),
+        None => {
+            departures.push(format!("{path}{name}: missing"));
+            String::new()
+        }
+    }
+}
+
+/// Reads a receipt. Fields that identify the payment (receiptId, noticeNumber, fiscalCode,
+/// outcome, paymentAmount) are required: without them the receipt cannot be attributed. Every
+/// other field that is missing or unreadable is filled with a neutral value and reported in
+/// `departures` (the acceptance rule, [`crate::receipt_check`], flags them).
+fn receipt(e: &Element, departures: &mut Vec<String>) -> Result<Receipt, String> {
     let mut transfers = Vec::new();
-    for t in list.children_named("transfer") {
+    let list = e.child("transferList");
+    for (i, t) in list
+        .map(|l| l.children_named("transfer").collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("receipt.transferList.transfer[{i}].");
         let mbd = opt_text(t, "MBDAttachment");
         let (marca, marca_err) = match &mbd {
             Some(b) => match read_marca_da_bollo(b) {
@@ -647,49 +685,70 @@ fn receipt(e: &Element) -> Result<Receipt, String> {
             },
             None => (None, None),
         };
+        let id_raw = soft(t, "idTransfer", &path, departures);
+        let id_transfer = collapse(&id_raw)
+            .trim_start_matches('+')
+            .parse()
+            .unwrap_or_else(|_| u8::try_from(i + 1).unwrap_or(u8::MAX));
+        let amount_raw = soft(t, "transferAmount", &path, departures);
+        let amount = amount_of(&amount_raw).unwrap_or(Amount::ZERO);
+        let fiscal_code_pa = soft(t, "fiscalCodePA", &path, departures);
+        let remittance_information = soft(t, "remittanceInformation", &path, departures);
+        let transfer_category = soft(t, "transferCategory", &path, departures);
         transfers.push(ReceiptTransfer {
-            id_transfer: collapse(&text(t, "idTransfer")?)
-                .trim_start_matches('+')
-                .parse()
-                .map_err(|_| "bad idTransfer".to_string())?,
-            amount: amount_of(&text(t, "transferAmount")?)?,
-            fiscal_code_pa: text(t, "fiscalCodePA")?,
+            id_transfer,
+            amount,
+            fiscal_code_pa,
             company_name: opt_text(t, "companyName"),
             iban: opt_text(t, "IBAN"),
             mbd_attachment: mbd,
             marca_da_bollo: marca,
             marca_da_bollo_error: marca_err,
-            remittance_information: text(t, "remittanceInformation")?,
-            transfer_category: text(t, "transferCategory")?,
+            remittance_information,
+            transfer_category,
             metadata: metadata(t),
         });
     }
-    let amount_opt = |name: &str| -> Result<Option<Amount>, String> {
-        e.child(name).map(|c| amount_of(&c.text)).transpose()
+    if list.is_none() {
+        departures.push("receipt.transferList: missing".into());
+    }
+    let amount_opt =
+        |name: &str| -> Option<Amount> { e.child(name).and_then(|c| amount_of(&c.text).ok()) };
+    let debtor = match e.child("debtor").map(subject) {
+        Some(Ok(d)) => d,
+        Some(Err(why)) => {
+            departures.push(format!("receipt.debtor: {why}"));
+            Subject::default()
+        }
+        None => {
+            departures.push("receipt.debtor: missing".into());
+            Subject::default()
+        }
     };
+    let path = "receipt.";
     Ok(Receipt {
         receipt_id: text(e, "receiptId")?,
         notice_number: text(e, "noticeNumber")?,
         fiscal_code: text(e, "fiscalCode")?,
         outcome: text(e, "outcome")?,
-        creditor_reference_id: text(e, "creditorReferenceId")?,
+        creditor_reference_id: soft(e, "creditorReferenceId", path, departures),
         payment_amount: amount_of(&text(e, "paymentAmount")?)?,
-        description: text(e, "description")?,
-        company_name: text(e, "companyName")?,
+        description: soft(e, "description", path, departures),
+        company_name: soft(e, "companyName", path, departures),
         office_name: opt_text(e, "officeName"),
-        debtor: subject(req(e, "debtor")?)?,
+        debtor,
         transfers,
-        id_psp: text(e, "idPSP")?,
+        id_psp: soft(e, "idPSP", path, departures),
         psp_fiscal_code: opt_text(e, "pspFiscalCode"),
         psp_partita_iva: opt_text(e, "pspPartitaIVA"),
-        psp_company_name: text(e, "PSPCompanyName")?,
-        id_channel: text(e, "idChannel")?,
-        channel_description: text(e, "channelDescription")?,
-        payer: e.child("payer").map(subject).transpose()?,
+        psp_company_name: soft(e, "PSPCompanyName", path, departures),
+        id_channel: soft(e, "idChannel", path, departures),
+        channel_description: soft(e, "channelDescription", path, departures),
+        payer: e.child("payer").and_then(|p| subject(p).ok()),
         payment_method: opt_text(e, "paymentMethod"),
         payment_note: opt_text(e, "paymentNote"),
-        fee: amount_opt("fee")?,
-        primary_ci_incurred_fee: amount_opt("primaryCiIncurredFee")?,
+        fee: amount_opt("fee"),
+        primary_ci_incurred_fee: amount_opt("primaryCiIncurredFee"),
         id_bundle: opt_text(e, "idBundle"),
         id_ci_bundle: opt_text(e, "idCiBundle"),
         payment_date_time: opt_text(e, "paymentDateTime").map(|s| collapse(&s)),
@@ -700,7 +759,11 @@ fn receipt(e: &Element) -> Result<Receipt, String> {
     })
 }
 
-fn read_request(op: Operation, e: &Element) -> Result<Request, String> {
+fn read_request(
+    op: Operation,
+    e: &Element,
+    departures: &mut Vec<String>,
+) -> Result<Request, String> {
     Ok(match op {
         Operation::VerifyPaymentNotice => Request::Verify {
             ids: ids(e)?,
@@ -722,8 +785,9 @@ fn read_request(op: Operation, e: &Element) -> Result<Request, String> {
         },
         Operation::SendRt | Operation::SendRtV2 => Request::SendRt {
             ids: ids(e)?,
-            receipt: Box::new(receipt(req(e, "receipt")?)?),
+            receipt: Box::new(receipt(req(e, "receipt")?, departures)?),
             v2: op == Operation::SendRtV2,
+            departures: std::mem::take(departures),
         },
         Operation::DemandPaymentNotice => {
             let raw = text(e, "datiSpecificiServizioRequest")?;
@@ -843,16 +907,11 @@ pub enum Response {
     Demand(QrCode, NoticeDescription),
 }
 
-/// Removes control characters (and U+FFFE/U+FFFF), trims, and cuts to `max` characters; never empty for required
+/// Text hygiene towards the Node ([`crate::text::normalise`]): control characters and runs of
+/// whitespace become one space, ends trimmed, cut to `max` characters; never empty for required
 /// fields (falls back to `-`).
 pub fn clean(s: &str, max: usize) -> String {
-    // control characters, and the noncharacters U+FFFE/U+FFFF that XML 1.0 also forbids
-    let t: String = s
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
-        .collect();
-    let t: String = t.trim().chars().take(max).collect();
-    let t = t.trim_end().to_string();
+    let (t, _) = crate::text::normalise(s, max);
     if t.is_empty() {
         "-".into()
     } else {
@@ -1108,7 +1167,8 @@ mod tests {
 
     #[test]
     fn clean_removes_what_xml_cannot_carry() {
-        assert_eq!(clean(" a\u{1}b\u{FFFE}\u{FFFF}c ", 10), "abc");
+        assert_eq!(clean(" a\u{1}b\u{FFFE}\u{FFFF}c ", 10), "a b c");
+        assert_eq!(clean("Comune\n\ndi   Prova", 140), "Comune di Prova");
         assert_eq!(clean("\u{0}", 10), "-");
         let xml = encode_fault(
             Operation::SendRt,

@@ -3,3 +3,5 @@
 pub mod feeds;
 pub mod model;
 pub mod positions;
+pub mod receipts;
+pub mod warnings;

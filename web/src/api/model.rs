@@ -495,6 +495,8 @@ impl From<&DebtPosition> for PaymentPositionResponse {
 pub struct Errors {
     /// Errors so far.
     pub list: Vec<FieldError>,
+    /// Texts normalised (not refused): reported in the answer's `warnings`.
+    pub warnings: Vec<FieldError>,
 }
 
 impl Errors {
@@ -506,22 +508,34 @@ impl Errors {
     }
 }
 
+/// A text towards the Node: normalised (control characters and runs of whitespace → one
+/// space, trimmed, cut to `max` characters) with a warning when that changed it; refused only
+/// when nothing is left of a required text.
 fn text(errs: &mut Errors, path: &str, value: &str, min: usize, max: usize) -> Option<String> {
-    let n = value.chars().count();
-    if n < min || n > max {
+    let (clean, changed) = mpay_messages::text::normalise(value, max);
+    let n = clean.chars().count();
+    if n < min {
         errs.push(path, format!("must be {min}..{max} characters, got {n}"));
         return None;
     }
-    if value.chars().any(char::is_control) {
-        errs.push(path, "must not contain control characters");
-        return None;
+    if changed {
+        let what = if value.chars().count() > max && value.trim().chars().count() > max {
+            format!("cut to {max} characters")
+        } else {
+            "control characters, repeated or surrounding blanks replaced".to_string()
+        };
+        errs.warnings.push(FieldError {
+            field: path.to_string(),
+            message: format!("text normalised ({what}): {clean:?}"),
+        });
     }
-    Some(value.to_string())
+    Some(clean)
 }
 
 fn opt_text(errs: &mut Errors, path: &str, value: &Option<String>, max: usize) -> Option<String> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => None,
+    match value.as_deref() {
+        None => None,
+        Some(v) if mpay_messages::text::normalise(v, max).0.is_empty() => None,
         Some(v) => text(errs, path, v, 1, max),
     }
 }
@@ -595,8 +609,8 @@ pub fn to_domain(
             None
         }
     };
-    let full_name = text(&mut errs, &f("fullName"), m.full_name.trim(), 1, 70);
-    let company_name = text(&mut errs, &f("companyName"), m.company_name.trim(), 1, 140);
+    let full_name = text(&mut errs, &f("fullName"), &m.full_name, 1, 70);
+    let company_name = text(&mut errs, &f("companyName"), &m.company_name, 1, 140);
     let office_name = opt_text(&mut errs, &f("officeName"), &m.office_name, 140);
     let street_name = opt_text(&mut errs, &f("streetName"), &m.street_name, 70);
     let civic_number = opt_text(&mut errs, &f("civicNumber"), &m.civic_number, 16);
@@ -679,6 +693,7 @@ pub fn to_domain(
     if !errs.list.is_empty() {
         return Err(errs.list);
     }
+    let warnings = std::mem::take(&mut errs.warnings);
     let (Some(kind), Some(fiscal_code), Some(full_name), Some(company_name)) =
         (kind, fiscal_code, full_name, company_name)
     else {
@@ -718,6 +733,7 @@ pub fn to_domain(
             origin: mpay_messages::position::Origin::Rest,
         },
         options,
+        warnings,
     })
 }
 
@@ -727,6 +743,8 @@ pub struct Draft {
     pub position: DebtPosition,
     /// The options.
     pub options: Vec<DraftOption>,
+    /// Texts normalised on the way in (field + what was done), for the answer's `warnings`.
+    pub warnings: Vec<FieldError>,
 }
 
 /// A validated option; `nav`/`iuv` are `None` when the platform must generate them.
@@ -786,7 +804,7 @@ fn option(
             None
         }
     };
-    let description = text(errs, &f("description"), o.description.trim(), 1, 140);
+    let description = text(errs, &f("description"), &o.description, 1, 140);
     let due_date = match parse_api_datetime(&o.due_date) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -901,9 +919,15 @@ fn notice(
                     return None;
                 }
             };
-            match NoticeNumber::from_iuv(&iuv, &org.layout) {
-                Ok(nav) => nav,
-                Err(e) => {
+            // the default code first, then the organization's other codes
+            let other = org
+                .entry
+                .codes
+                .iter()
+                .find_map(|(l, _)| NoticeNumber::from_iuv(&iuv, l).ok());
+            match NoticeNumber::from_iuv(&iuv, &org.layout).map_err(|e| (e, other)) {
+                Ok(nav) | Err((_, Some(nav))) => nav,
+                Err((e, None)) => {
                     errs.push(
                         format!("{p}iuv"),
                         format!(
@@ -916,13 +940,14 @@ fn notice(
             }
         }
     };
-    if nav.layout() != org.layout {
+    if !org.recognises(&nav.layout()) {
+        let codes: Vec<String> = org.entry.codes.iter().map(|(l, _)| l.to_string()).collect();
         errs.push(
             format!("{p}nav"),
             format!(
                 "notice number {nav} has layout \"{}\" but the organization uses \"{}\"",
                 nav.layout(),
-                org.layout
+                codes.join("\", \"")
             ),
         );
         return None;
@@ -965,7 +990,7 @@ fn transfer(errs: &mut Errors, p: &str, t: &TransferModel, org: &OrgContext) -> 
     let remittance = text(
         errs,
         &f("remittanceInformation"),
-        t.remittance_information.trim(),
+        &t.remittance_information,
         1,
         140,
     );

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::model::*;
+use super::warnings::json_with_warnings;
 use crate::auth::OrgAuth;
 use crate::problem::{FieldError, Problem};
 use crate::state::{AppState, OrgContext};
@@ -295,7 +296,10 @@ fn materialise(
     for o in draft.options {
         let nav = match &o.nav {
             Some(n) => n.clone(),
-            None => ledger.next_notice(&org.fiscal_code, &org.layout)?,
+            None => ledger.next_notice(
+                &org.fiscal_code,
+                &org.layout_for_service(p.service_code.as_deref()),
+            )?,
         };
         p.payment_options.push(o.finish(nav));
     }
@@ -358,6 +362,7 @@ pub async fn create(
     let model: PaymentPositionModel = decode(&body)?;
     check_service(&state, &auth.org, &model, "")?;
     let draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
+    let warnings = draft.warnings.clone();
     let org = auth.org.clone();
     let publish = flag.to_publish;
     let created = ledger(&state, move |l| {
@@ -366,7 +371,11 @@ pub async fn create(
     })
     .await?;
     durable(&state).await?;
-    Ok(HttpResponse::Created().json(PaymentPositionResponse::from(&created)))
+    Ok(json_with_warnings(
+        StatusCode::CREATED,
+        &PaymentPositionResponse::from(&created),
+        &warnings,
+    ))
 }
 
 /// `POST .../debtpositions/bulk[?toPublish=true]`: creates up to `api.bulk_limit` positions, all
@@ -414,6 +423,7 @@ pub async fn create_bulk(
     let mut drafts = Vec::new();
     let mut errors: Vec<FieldError> = Vec::new();
     let mut iupds = std::collections::HashSet::new();
+    let mut warnings: Vec<FieldError> = Vec::new();
     for (i, m) in model.payment_positions.iter().enumerate() {
         let prefix = format!("paymentPositions[{i}].");
         if !iupds.insert(m.iupd.clone()) {
@@ -426,7 +436,10 @@ pub async fn create_bulk(
             errors.extend(p.errors);
         }
         match to_domain(m, &auth.org, &prefix, now) {
-            Ok(d) => drafts.push(d),
+            Ok(d) => {
+                warnings.extend(d.warnings.iter().cloned());
+                drafts.push(d)
+            }
             Err(e) => errors.extend(e),
         }
     }
@@ -444,11 +457,13 @@ pub async fn create_bulk(
     })
     .await?;
     durable(&state).await?;
-    Ok(
-        HttpResponse::Created().json(MultiplePaymentPositionResponse {
+    Ok(json_with_warnings(
+        StatusCode::CREATED,
+        &MultiplePaymentPositionResponse {
             payment_positions: created.iter().map(PaymentPositionResponse::from).collect(),
-        }),
-    )
+        },
+        &warnings,
+    ))
 }
 
 fn iupd_param(iupd: &str) -> Result<String, Problem> {
@@ -650,6 +665,7 @@ pub async fn update(
     }
     check_service(&state, &auth.org, &model, "")?;
     let draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
+    let warnings = draft.warnings.clone();
     let org = auth.org.clone();
     let publish = flag.to_publish;
     let store = state.store.clone();
@@ -670,7 +686,11 @@ pub async fn update(
     })
     .await?;
     durable(&state).await?;
-    Ok(HttpResponse::Ok().json(PaymentPositionResponse::from(&updated)))
+    Ok(json_with_warnings(
+        StatusCode::OK,
+        &PaymentPositionResponse::from(&updated),
+        &warnings,
+    ))
 }
 
 /// `DELETE .../debtpositions/{iupd}`: removes a DRAFT position (409 otherwise: invalidate a
