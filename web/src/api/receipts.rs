@@ -410,6 +410,7 @@ pub struct AnomaliesPage {
 /// Body of the acknowledge action (optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"note": "refunded to the payer, bank transfer of 2026-12-05"}))]
 pub struct AcknowledgeModel {
     /// Free note (e.g. the refund reference), up to 500 characters.
     pub note: Option<String>,
