@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use chrono::NaiveDate;
 use mpay_actors::feed_loader::FeedLauncher;
 use mpay_actors::HealthRegistry;
 use mpay_config::{OrganizationSettings, Settings};
@@ -51,10 +50,7 @@ pub fn feed_org(settings: &Settings, o: &OrganizationSettings) -> anyhow::Result
         Some(m) if m == "PU" => Mb14AmountMode::Pu,
         _ => Mb14AmountMode::Mypay,
     };
-    let default_due_date = o
-        .feed_default_due_date
-        .as_deref()
-        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let default_due_date = o.feed_default_due_date;
     Ok(FeedOrg {
         fiscal_code,
         name: o.name.clone(),

@@ -646,11 +646,10 @@ async fn collected_money_is_never_refused_and_every_departure_is_flagged() {
     let a = n.anomalies_of("rt-orphan").await;
     assert!(a.iter().any(|x| x["kind"] == "ORPHAN_RECEIPT"), "{a:?}");
 
-    // refused: a foreign broker, a station of another broker, an organization not ours
+    // refused: a foreign broker, an organization not ours
     let stored = n.store.ledger.receipt_count();
     for (broker, station, org, code) in [
         ("12345678903", ST1, ORG, "PAA_ID_INTERMEDIARIO_ERRATO"),
-        (BROKER2, ST1, ORG, "PAA_STAZIONE_INT_ERRATA"),
         (BROKER, ST1, "12345678903", "PAA_ID_DOMINIO_ERRATO"),
     ] {
         let body = send_rt(&Rt {
@@ -857,6 +856,22 @@ async fn collected_money_is_never_refused_and_every_departure_is_flagged() {
             "{p} missing from the OpenAPI"
         );
     }
+    // a station of another of our brokers, for our organization: the money is ours, so it is
+    // accepted and flagged (only what is not ours is refused)
+    let body = send_rt(&Rt {
+        org: ORG,
+        broker: BROKER2,
+        station: ST1,
+        receipt_id: "rt-other-broker-station",
+        nav: &navs[4],
+        cents: 5_000,
+        description: "TARI",
+        transfer: good.clone(),
+    });
+    let answer = n.soap(&body).await;
+    assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
+    let a = n.anomalies_of("rt-other-broker-station").await;
+    assert!(a.iter().any(|x| x["kind"] == "STATION_MISMATCH"), "{a:?}");
 }
 
 #[actix_web::test]

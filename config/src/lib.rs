@@ -383,9 +383,10 @@ pub struct OrganizationSettings {
     /// 1.4 multi-beneficiary amount mode for feeds: `MYPAY` (default) or `PU` (FORMAT.md §5.4).
     #[serde(default)]
     pub mb14_amount_mode: Option<String>,
-    /// Due date of feed installments without one (`YYYY-MM-DD`; default 2099-12-31).
+    /// Due date of feed installments without one (`YYYY-MM-DD`, a real calendar day between
+    /// 2000 and 2099; default 2099-12-31). Parsed once here: `2025-02-30` stops start-up.
     #[serde(default)]
-    pub feed_default_due_date: Option<String>,
+    pub feed_default_due_date: Option<chrono::NaiveDate>,
     /// Further segregation/application codes of the organization, each optionally mapped to a
     /// station. Notices of every code are recognised; new notices use the default code
     /// (`segregation_code`/`application_code` above) unless the service names another.
@@ -673,17 +674,15 @@ impl Settings {
                     return Err(invalid(key("mb14_amount_mode"), "must be MYPAY or PU"));
                 }
             }
-            if let Some(d) = &org.feed_default_due_date {
-                let ok = d.len() == 10
-                    && d.bytes().enumerate().all(|(j, b)| {
-                        if j == 4 || j == 7 {
-                            b == b'-'
-                        } else {
-                            b.is_ascii_digit()
-                        }
-                    });
-                if !ok {
-                    return Err(invalid(key("feed_default_due_date"), "must be YYYY-MM-DD"));
+            if let Some(d) = org.feed_default_due_date {
+                use chrono::Datelike;
+                if !(2000..=2099).contains(&d.year()) {
+                    return Err(invalid(
+                        key("feed_default_due_date"),
+                        format!(
+                            "{d} is out of range: a due date between 2000-01-01 and 2099-12-31"
+                        ),
+                    ));
                 }
             }
         }
@@ -819,6 +818,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("body_limit_bytes"), "{e}");
+
+        // an impossible calendar day stops start-up (it used to be dropped silently)
+        let org = "[[organizations]]\nfiscal_code = \"80001234568\"\nname = \"x\"\naux_digit = 3\nsegregation_code = 1\n";
+        let e = with_file(&format!("{org}feed_default_due_date = \"2025-02-30\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feed_default_due_date"), "{e}");
+        let e = with_file(&format!("{org}feed_default_due_date = \"0000-01-01\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feed_default_due_date"), "{e}");
+        let ok = with_file(&format!("{org}feed_default_due_date = \"2027-02-28\"\n")).unwrap();
+        assert_eq!(
+            ok.organizations[0].feed_default_due_date,
+            chrono::NaiveDate::from_ymd_opt(2027, 2, 28)
+        );
 
         let e = with_file("[http]\nbindd = \"x\"\n")
             .unwrap_err()

@@ -44,6 +44,20 @@ pub enum Route {
 }
 
 impl Route {
+    /// The route of a receipt: collected money is refused only when it is not ours. Once the
+    /// broker and the organization are ours, a station missing from the configuration or
+    /// belonging to another of our brokers is accepted as [`StationRelation::Unrelated`] (and
+    /// flagged); a foreign broker or organization stays refused. `organization_served`: the
+    /// receipt's organization and `idPA` are both served here.
+    pub fn for_receipt(self, organization_served: bool) -> Route {
+        match self {
+            Route::UnknownStation | Route::StationOfAnotherBroker { .. } if organization_served => {
+                Route::Ours(StationRelation::Unrelated)
+            }
+            other => other,
+        }
+    }
+
     /// The refusal for a route that is not ours (one table for every operation), or `None`
     /// for [`Route::Ours`]. `ids` = (idBrokerPA, idStation) as received.
     pub fn refusal(&self, id_broker_pa: &str, id_station: &str) -> Option<(FaultCode, String)> {

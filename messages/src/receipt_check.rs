@@ -154,6 +154,13 @@ pub fn decide(f: &ReceiptFacts<'_>) -> Decision {
             "only receipts with outcome OK record a payment".into(),
         );
     }
+    if r.payment_amount.cents() <= 0 {
+        // no money was collected (the XSD's stAmountNotZero): nothing to keep
+        return refuse(
+            FaultCode::SintassiXsd,
+            "paymentAmount must be greater than 0.00".into(),
+        );
+    }
     let mut flags: Vec<ReceiptFlag> = f
         .departures
         .iter()
@@ -388,6 +395,40 @@ mod tests {
             vec![]
         );
         assert_eq!(flags(run(&OURS, &receipt(), &[], None)), vec![]);
+    }
+
+    #[test]
+    fn a_zero_amount_records_no_payment_and_is_refused() {
+        let mut r = receipt();
+        r.payment_amount = cents(0);
+        assert!(matches!(
+            run(&OURS, &r, &[], None),
+            Decision::Refuse {
+                code: FaultCode::SintassiXsd,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_station_of_ours_missing_from_the_configuration_does_not_refuse_money() {
+        for route in [
+            Route::UnknownStation,
+            Route::StationOfAnotherBroker {
+                owner: "88888888888".into(),
+            },
+        ] {
+            // our broker and organization: accepted, flagged as a station mismatch
+            let r = route.clone().for_receipt(true);
+            assert_eq!(r, Route::Ours(StationRelation::Unrelated));
+            assert!(matches!(
+                run(&r, &receipt(), &[], None),
+                Decision::Accept { .. }
+            ));
+            // an organization we do not serve: still refused
+            assert_eq!(route.clone().for_receipt(false), route);
+        }
+        assert_eq!(Route::ForeignBroker.for_receipt(true), Route::ForeignBroker);
     }
 
     #[test]

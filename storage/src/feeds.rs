@@ -867,6 +867,13 @@ fn strip(o: &PaymentOption) -> PaymentOption {
 /// Whether every option of the position was written by a feed (FORMAT.md §5.6 FULL scope:
 /// "positions whose origin is a bulk feed").
 fn is_feed_position(p: &DebtPosition) -> bool {
+    use mpay_messages::position::Origin;
+    match p.origin {
+        Origin::Feed { .. } => return true,
+        Origin::Unrecorded => {}
+        _ => return false, // REST, archive, PSP demand, portal: never a feed's to cancel
+    }
+    // recorded before origins were: every option carries a feed's IUD
     !p.payment_options.is_empty()
         && p.payment_options
             .iter()

@@ -249,18 +249,20 @@ async fn process(state: &web::Data<AppState>, body: &[u8], action: Option<&str>)
 /// the request names one (codes may be routed to different stations).
 fn route(state: &AppState, ids: &StationIds, org_fc: &str, layout: Option<&NoticeLayout>) -> Route {
     let cat = &state.catalogue;
-    if !cat.is_broker(&ids.id_broker_pa) {
+    // identifiers are matched trimmed (a receipt read with departures may carry blanks)
+    let (broker, station_id) = (ids.id_broker_pa.trim(), ids.id_station.trim());
+    if !cat.is_broker(broker) {
         return Route::ForeignBroker;
     }
-    let Some(station) = cat.station(&ids.id_station) else {
+    let Some(station) = cat.station(station_id) else {
         return Route::UnknownStation;
     };
-    if station.broker.as_str() != ids.id_broker_pa {
+    if station.broker.as_str() != broker {
         return Route::StationOfAnotherBroker {
             owner: station.broker.to_string(),
         };
     }
-    for fc in [org_fc, ids.id_pa.as_str()] {
+    for fc in [org_fc.trim(), ids.id_pa.trim()] {
         if !state.orgs.contains_key(fc) {
             return Route::UnknownOrganization {
                 fiscal_code: fc.to_string(),
@@ -268,7 +270,7 @@ fn route(state: &AppState, ids: &StationIds, org_fc: &str, layout: Option<&Notic
         }
     }
     Route::Ours(
-        cat.relation(org_fc, &ids.id_station, layout)
+        cat.relation(org_fc.trim(), station_id, layout)
             .unwrap_or(StationRelation::Unrelated),
     )
 }
@@ -605,7 +607,9 @@ async fn send_rt(
     let keys = |o: Outcome| with_keys(o, &org_fc, &nav);
     let parsed_nav = NoticeNumber::parse_unchecked(nav.trim()).ok();
     let layout = parsed_nav.as_ref().map(|n| n.layout());
-    let route = route(state, ids, &org_fc, layout.as_ref());
+    let served =
+        state.orgs.contains_key(org_fc.trim()) && state.orgs.contains_key(ids.id_pa.trim());
+    let route = route(state, ids, &org_fc, layout.as_ref()).for_receipt(served);
     let org = state.orgs.get(&org_fc);
     // what we sent, when the notice is ours (a read outside the receipt's transaction: it
     // only feeds the flags)

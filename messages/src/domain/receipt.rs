@@ -152,10 +152,9 @@ impl DebtPosition {
             o.status = OptionStatus::PoPaid;
             o.payment_date = Some(now);
         }
-        if !matches!(
-            self.status,
-            PositionStatus::Valid | PositionStatus::PartiallyPaid
-        ) {
+        // the same rule the station answered with (cancelled, expired, draft, not yet valid,
+        // past its due day with switchToExpired)
+        if self.payable(nav, now).is_err() {
             anomalies.push(AnomalyKind::PaidWhileNotPayable {
                 status: self.status,
             });

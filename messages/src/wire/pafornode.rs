@@ -530,6 +530,17 @@ fn text(e: &Element, name: &str) -> Result<String, String> {
     Ok(req(e, name)?.text.clone())
 }
 
+/// An identifier of a receipt read trimmed (a padded one is a departure, still attributable);
+/// one of blanks only is kept as it came.
+fn identifier(s: String) -> String {
+    let t = s.trim();
+    if t.is_empty() || t.len() == s.len() {
+        s
+    } else {
+        t.to_string()
+    }
+}
+
 fn opt_text(e: &Element, name: &str) -> Option<String> {
     e.child(name).map(|c| c.text.clone())
 }
@@ -727,10 +738,12 @@ fn receipt(e: &Element, departures: &mut Vec<String>) -> Result<Receipt, String>
     };
     let path = "receipt.";
     Ok(Receipt {
-        receipt_id: text(e, "receiptId")?,
-        notice_number: text(e, "noticeNumber")?,
-        fiscal_code: text(e, "fiscalCode")?,
-        outcome: text(e, "outcome")?,
+        // identifiers are read trimmed: a padded notice number or fiscal code (read on as a
+        // departure) must still find its position and organization
+        receipt_id: identifier(text(e, "receiptId")?),
+        notice_number: identifier(text(e, "noticeNumber")?),
+        fiscal_code: identifier(text(e, "fiscalCode")?),
+        outcome: identifier(text(e, "outcome")?),
         creditor_reference_id: soft(e, "creditorReferenceId", path, departures),
         payment_amount: amount_of(&text(e, "paymentAmount")?)?,
         description: soft(e, "description", path, departures),
