@@ -27,6 +27,11 @@ pub fn feed_org(settings: &Settings, o: &OrganizationSettings) -> anyhow::Result
     let fiscal_code = OrgFiscalCode::parse_unchecked(&o.fiscal_code)
         .with_context(|| format!("organization {}", o.fiscal_code))?;
     let layout = o.layout().map_err(anyhow::Error::msg)?;
+    let other_layouts = o
+        .notice_codes
+        .iter()
+        .map(|c| c.layout().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let ibans = o
         .ibans
         .iter()
@@ -56,6 +61,7 @@ pub fn feed_org(settings: &Settings, o: &OrganizationSettings) -> anyhow::Result
         name: o.name.clone(),
         ipa_code: o.ipa_code.clone(),
         layout,
+        other_layouts,
         ibans,
         services,
         mb14_amount_mode,

@@ -116,6 +116,10 @@ pub struct FeedOrg {
     /// Notice layout (aux digit, segregation / application code): Tipo A IUVs must fit it,
     /// Tipo B IUVs are generated with it (FORMAT.md §5.5).
     pub layout: NoticeLayout,
+    /// The organization's further notice codes (`notice_codes`): Tipo A IUVs of any of them are
+    /// recognised as well.
+    #[serde(default)]
+    pub other_layouts: Vec<NoticeLayout>,
     /// Registered IBANs: an explicit primary transfer to the Ente must use one of them.
     pub ibans: Vec<Iban>,
     /// Debt types enabled for feeds.
@@ -1511,7 +1515,10 @@ impl Ctx<'_> {
             }
         }
         if let NoticeRequest::Supplied { iuv, nav } = &r.notice {
-            match NoticeNumber::from_iuv(iuv, &self.org.layout) {
+            let recognised = std::iter::once(&self.org.layout)
+                .chain(&self.org.other_layouts)
+                .find_map(|l| NoticeNumber::from_iuv(iuv, l).ok());
+            match recognised.ok_or(()) {
                 Err(_) => w.issues.push(issue(
                     ErrorCode::RowBadIuv,
                     format!(

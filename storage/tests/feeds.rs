@@ -55,6 +55,7 @@ fn org() -> FeedOrg {
         layout: NoticeLayout::Aux3 {
             segregation_code: 1,
         },
+        other_layouts: vec![],
         ibans: vec![Iban::parse(IBAN).unwrap()],
         services: ["TARI", "CDS", "RETTA", "LICENZA_TEST"]
             .into_iter()
@@ -534,6 +535,53 @@ fn sample_pu_2_0_eng() {
         .unwrap()
         .unwrap();
     assert_eq!(p.payment_options[0].iuv.as_str(), "01000000000101232");
+}
+
+/// Tipo A IUVs of any of the organization's notice codes are recognised (issue 10: an
+/// organization with several segregation codes); other codes stay refused.
+#[test]
+fn tipo_a_iuvs_of_every_notice_code_are_recognised() {
+    let (_d, store) = tmp();
+    let mut o = org();
+    o.other_layouts = vec![NoticeLayout::Aux3 {
+        segregation_code: 2,
+    }];
+    let csv = format!(
+        "{H13}{}{}",
+        row13(
+            "S-1",
+            "02000000000100161",
+            "TSTPRV80A01H501A",
+            "2025-06-30",
+            "5.00",
+            "I"
+        ),
+        row13(
+            "S-2",
+            "03000000000100101",
+            "TSTPRV80A01H501A",
+            "2025-06-30",
+            "5.00",
+            "I"
+        ),
+    );
+    load_feed(
+        &store,
+        &o,
+        &BytesSource(csv.into_bytes()),
+        &LoadOptions::new("c_x000-SEG2-1_3.csv"),
+        &mut |_| ProgressControl::Continue,
+    )
+    .unwrap();
+    assert_eq!(
+        summary(&store, "SEG2"),
+        vec![
+            s(1, "OK", "INSERITO", "OK"),
+            s(2, "KO", "SCARTATO", "ROW_BAD_IUV")
+        ]
+    );
+    let p = store.ledger.get(&org_fc(), "S-1").unwrap().unwrap();
+    assert_eq!(p.payment_options[0].nav.as_str(), "302000000000100161");
 }
 
 #[test]
