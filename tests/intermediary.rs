@@ -770,6 +770,17 @@ async fn collected_money_is_never_refused_and_every_departure_is_flagged() {
         )
         .await;
     assert_eq!(s, 400, "{bad}");
+    // an unknown filter is refused, naming it (not silently ignored)
+    for path in ["receipts", "anomalies"] {
+        let (s, bad) = n
+            .get(
+                Some(KEY),
+                &format!("/api/v1/organizations/{ORG}/{path}?fiscalCode=RSSMRA80A01H501U"),
+            )
+            .await;
+        assert_eq!(s, 400, "{path}: {bad}");
+        assert!(bad.to_string().contains("fiscalCode"), "{path}: {bad}");
+    }
 
     // anomalies: acknowledge, filter by state
     let first = n.anomalies_of("rt-no-category").await[0].clone();

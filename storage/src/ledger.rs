@@ -487,6 +487,9 @@ pub(crate) fn tx_err(e: TransactionError<LedgerError>) -> LedgerError {
     }
 }
 
+/// [`SledLedger`]'s count before it was first needed.
+const COUNT_UNKNOWN: u64 = u64::MAX;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -494,7 +497,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl SledLedger {
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StorageError> {
         let positions = db.open_tree(POSITIONS)?;
-        let count = positions.len() as u64;
         Ok(SledLedger {
             db: db.clone(),
             positions,
@@ -504,7 +506,9 @@ impl SledLedger {
             by_due: db.open_tree("by_due")?,
             timers: db.open_tree("timers")?,
             counters: db.open_tree("counters")?,
-            count: AtomicU64::new(count),
+            // counted on first use: `Tree::len` reads every record (seconds on a large store),
+            // which made start-up wait for it
+            count: AtomicU64::new(COUNT_UNKNOWN),
             blocks: Mutex::new(HashMap::new()),
             receipts: crate::receipts::ReceiptTrees::open(db)?,
         })
@@ -594,7 +598,17 @@ impl SledLedger {
     /// Accounts for positions a bulk writer (feeds, archive) created inside its own transaction with
     /// [`apply`] (the count is kept in memory, see [`PositionRepository::count`]).
     pub(crate) fn note_created(&self, n: u64) {
-        self.count.fetch_add(n, Ordering::Relaxed);
+        self.adjust_count(|c| c.saturating_add(n));
+    }
+
+    /// Applies a change to the in-memory count once it is known (before that, the first
+    /// [`PositionRepository::count`] reads the tree, which includes the change).
+    fn adjust_count(&self, f: impl Fn(u64) -> u64) {
+        let _ = self
+            .count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                (c != COUNT_UNKNOWN).then(|| f(c))
+            });
     }
 
     /// The next number of an organization's IUV sequence and its notice number, **not**
@@ -795,7 +809,7 @@ impl PositionRepository for SledLedger {
             });
             match result {
                 Ok(()) => {
-                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    self.adjust_count(|c| c.saturating_sub(1));
                     return Ok(old);
                 }
                 Err(TransactionError::Abort(LedgerError::Contended))
@@ -910,7 +924,20 @@ impl PositionRepository for SledLedger {
     }
 
     fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        let c = self.count.load(Ordering::SeqCst);
+        if c != COUNT_UNKNOWN {
+            return c;
+        }
+        let counted = self.positions.len() as u64;
+        match self.count.compare_exchange(
+            COUNT_UNKNOWN,
+            counted,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => counted,
+            Err(current) => current,
+        }
     }
 
     fn verify(&self) -> Result<VerifyReport, LedgerError> {
@@ -1053,8 +1080,7 @@ impl SledLedger {
                 Ok(())
             })
             .map_err(tx_err)?;
-        self.count
-            .fetch_add(positions.len() as u64, Ordering::Relaxed);
+        self.note_created(positions.len() as u64);
         Ok(())
     }
 }

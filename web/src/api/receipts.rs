@@ -416,9 +416,9 @@ pub struct AcknowledgeModel {
     pub note: Option<String>,
 }
 
-/// Filters of `GET …/receipts`.
+/// Filters of `GET …/receipts`. Any other parameter is refused (400 naming it).
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReceiptQuery {
     /// Received on or after: a day `YYYY-MM-DD` (Europe/Rome, from 00:00) or a date-time.
@@ -435,10 +435,14 @@ pub struct ReceiptQuery {
     pub page: Option<usize>,
     /// Page size (1..max_page_limit, default 10).
     pub limit: Option<usize>,
+    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
+    #[serde(default, rename = "subscription-key")]
+    pub subscription_key: Option<String>,
 }
 
-/// Filters of `GET …/anomalies`.
+/// Filters of `GET …/anomalies`. Any other parameter is refused (400 naming it).
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AnomalyQuery {
     /// OPEN or ACKNOWLEDGED (default: both).
@@ -447,6 +451,9 @@ pub struct AnomalyQuery {
     pub page: Option<usize>,
     /// Page size (1..max_page_limit, default 10).
     pub limit: Option<usize>,
+    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
+    #[serde(default, rename = "subscription-key")]
+    pub subscription_key: Option<String>,
 }
 
 fn paging(
