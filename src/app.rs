@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use actix::{Actor, Supervisor};
 use anyhow::Context as _;
+use mpay_actors::cart::CartRegistry;
+use mpay_actors::node_channel::{CheckoutSettings, CheckoutVersion, NodeChannel};
 use mpay_actors::{
     ActorHandle, FlushJournal, HealthRegistry, JournalWriter, Scheduler, SchedulerConfig, Tick,
     Watchdog,
 };
 use mpay_config::Settings;
+use mpay_messages::domain::cart::CartTimers;
+use mpay_storage::carts::CartStore;
 use mpay_storage::{JournalStore, PositionRepository, Store};
 use mpay_web::AppState;
 
@@ -55,6 +59,30 @@ pub fn demo_api_key(data_dir: &Path) -> anyhow::Result<String> {
     Ok(key)
 }
 
+fn settings_portal_enabled(state: &AppState) -> bool {
+    state.settings.portal.enabled
+}
+
+/// The NodeChannel's view of `[checkout]`.
+pub fn checkout_settings(settings: &Settings) -> CheckoutSettings {
+    use secrecy::ExposeSecret as _;
+    let c = &settings.checkout;
+    CheckoutSettings {
+        base_url: c.base_url.clone(),
+        version: if c.api_version == 1 {
+            CheckoutVersion::V1
+        } else {
+            CheckoutVersion::V2
+        },
+        subscription_key: c
+            .subscription_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_string()),
+        timeout: Duration::from_millis(c.timeout_ms.max(1)),
+        connect_retries: c.connect_retries,
+    }
+}
+
 /// A started node (actors running, HTTP bound but not yet served until
 /// [`Application::run_until_stopped`]).
 pub struct Application {
@@ -82,6 +110,24 @@ impl Application {
     /// Errors: the store cannot be opened (locked by another process, permissions), the address
     /// cannot be bound, the organizations' settings are unusable.
     pub async fn build(settings: Settings, demo: bool) -> anyhow::Result<Self> {
+        // --- portal addition: with --demo and no [checkout] base_url, the simulated pagoPA
+        // Checkout runs embedded on a second port
+        let mut settings = settings;
+        let checkout_sim = if demo && settings.checkout.base_url.trim().is_empty() {
+            let host = settings
+                .http
+                .bind
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let l = TcpListener::bind(format!("{host}:0"))
+                .context("cannot bind the simulated Checkout")?;
+            settings.checkout.base_url = format!("http://{}/checkout/ec/v2", l.local_addr()?);
+            Some(l)
+        } else {
+            None
+        };
+        // --- end portal addition
         let dir = settings.store_dir();
         let store =
             Store::open_with_cache(&dir, settings.node.cache_mb.saturating_mul(1024 * 1024))
@@ -137,6 +183,14 @@ impl Application {
             );
             Supervisor::start(move |_| Scheduler::new(l, j, r, c))
         });
+        // --- portal addition: NodeChannel (outbound to pagoPA Checkout) under the watchdog
+        let checkout = checkout_settings(&settings);
+        let (reg, cs) = (health.clone(), checkout.clone());
+        let node_channel = watchdog.watch("NodeChannel", "main", move || {
+            let (reg, cs) = (reg.clone(), cs.clone());
+            Supervisor::start(move |_| NodeChannel::new(cs, reg))
+        });
+        // --- end portal addition
         watchdog.start();
 
         // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder
@@ -159,10 +213,51 @@ impl Application {
             }
         }
 
+        // --- portal addition: cart sessions (resumed from their store) and the portal
+        let portal = if settings.portal.enabled {
+            let carts_dir = settings.node.data_dir.join("carts-v1");
+            let cart_store = CartStore::open(&carts_dir).with_context(|| {
+                format!("cannot open the cart store in {}", carts_dir.display())
+            })?;
+            let p = &settings.portal;
+            let carts = CartRegistry::new(
+                cart_store,
+                CartTimers {
+                    idle: chrono::Duration::minutes(i64::from(p.cart_idle_minutes)),
+                    checkout_window: chrono::Duration::minutes(i64::from(
+                        p.checkout_window_minutes,
+                    )),
+                },
+                Duration::from_secs(p.cart_tick_secs.max(1)),
+                state.health.clone(),
+                node_channel.clone(),
+            );
+            let resumed = carts.resume_all().map_err(|e| anyhow::anyhow!("{e}"))?;
+            if resumed > 0 {
+                tracing::info!(carts = resumed, "cart sessions resumed");
+            }
+            Some(mpay_web::portal::Portal::new(carts, &checkout.base_url)?)
+        } else {
+            None
+        };
+        // --- end portal addition
+
         let listener = TcpListener::bind(&settings.http.bind)
             .with_context(|| format!("cannot bind {}", settings.http.bind))?;
         let addr = listener.local_addr()?;
-        let server = mpay_web::server(state.clone(), listener)?;
+        let server = mpay_web::server_with_portal(state.clone(), listener, portal)?;
+        if let Some(l) = checkout_sim {
+            let cfg = pagopa_sim::checkout::CheckoutSimConfig {
+                station_url: format!("http://{addr}/pagopa/paForNode"),
+                broker: settings.broker.fiscal_code.clone(),
+                station: settings
+                    .stations
+                    .first()
+                    .map(|s| s.id.clone())
+                    .unwrap_or_default(),
+            };
+            actix_rt::spawn(pagopa_sim::checkout::serve(cfg, l)?);
+        }
         Ok(Application {
             addr,
             store,
@@ -180,6 +275,9 @@ impl Application {
         use std::io::Write as _;
         let base = format!("http://{}", self.addr);
         println!("mpay {} listening on {base}", env!("CARGO_PKG_VERSION"));
+        if settings_portal_enabled(&self.state) {
+            println!("  citizen portal: {base}/");
+        }
         println!("  API docs:   {base}/api/docs/");
         println!("  OpenAPI:    {base}/api/openapi.json");
         println!("  health:     {base}/health/ready  {base}/health/actors  {base}/metrics");
@@ -188,6 +286,9 @@ impl Application {
             "  MPay Archivio Carichi (SOAP, POST):  {base}/ArchivioCarichiService/integraecdifferito   (WSDL: ?wsdl)"
         );
         let settings = &self.state.settings;
+        if settings.portal.enabled && !settings.checkout.base_url.is_empty() {
+            println!("  pagoPA Checkout (carts): {}", settings.checkout.base_url);
+        }
         let data_dir = std::path::absolute(&settings.node.data_dir)
             .unwrap_or_else(|_| settings.node.data_dir.clone());
         println!("  data dir:   {}", data_dir.display());
@@ -211,6 +312,14 @@ impl Application {
                 );
             }
             println!("  demo API key (header Ocp-Apim-Subscription-Key): {key}");
+            if settings.portal.enabled {
+                if let Some(o) = settings.organization(cf) {
+                    println!(
+                        "  extern.do link: {base}/mpay/pagonet/extern.do?formName=formExtern&payerTipoBollettino=SPOM&payerCodiceUtente={}&payerTipologiaServizio=AOC&payerCodiceEnte={}&payerImporto=15&payerImportoCent=32&payerCausale=CONCESSIONE+LOCULO",
+                        o.mpay.codice_utente, o.mpay.codice_ente
+                    );
+                }
+            }
             println!("  try: curl -H 'Ocp-Apim-Subscription-Key: {key}' {base}/api/v1/organizations/{cf}/debtpositions");
         }
         let _ = std::io::stdout().flush();

@@ -1,84 +1,36 @@
 //! Bulk feeds on a node: the organizations' feed configuration ([`feed_orgs`]), and the file
 //! channels around the core — the FTP server ([`ftp`]) and the drop folder ([`drop`]). The
 //! REST transport lives in `mpay-web` (`api::feeds`), the CLI in `feeds_cli`; all of them go
-//! through one [`FeedLauncher`].
+//! through one `mpay_feeds::FeedService` (the asynchronous ones through the
+//! [`FeedLauncher`]'s actors).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use mpay_actors::feed_loader::FeedLauncher;
 use mpay_actors::HealthRegistry;
-use mpay_config::{OrganizationSettings, Settings};
-use mpay_messages::feeds::Mb14AmountMode;
-use mpay_messages::{Iban, OrgFiscalCode};
-use mpay_storage::feeds::{FeedOrg, FeedService};
+use mpay_config::Settings;
+use mpay_feeds::FeedService;
 use mpay_storage::Store;
 
 pub mod drop;
 pub mod ftp;
 
-/// The feed view of one configured organization (FORMAT.md §5.4, §5.5): IPA code, layout,
-/// IBANs and the services usable as `tipoDovuto`.
-///
-/// # Errors
-/// Unusable organization settings (they were validated at load: only a bug gets here).
-pub fn feed_org(settings: &Settings, o: &OrganizationSettings) -> anyhow::Result<FeedOrg> {
-    let fiscal_code = OrgFiscalCode::parse_unchecked(&o.fiscal_code)
-        .with_context(|| format!("organization {}", o.fiscal_code))?;
-    let layout = o.layout().map_err(anyhow::Error::msg)?;
-    let other_layouts = o
-        .notice_codes
-        .iter()
-        .map(|c| c.layout().map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let ibans = o
-        .ibans
-        .iter()
-        .chain(&o.postal_ibans)
-        .map(|i| Iban::parse_unchecked(i).map_err(|e| anyhow::anyhow!("{e}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let services = settings
-        .services
-        .iter()
-        .filter(|s| s.organization == o.fiscal_code)
-        .map(|s| FeedService {
-            code: s.code.clone(),
-            iban: Iban::parse_unchecked(&s.iban).ok(),
-            category: Some(s.category.clone()),
-            due_date_required: s.due_date_required,
-            active: s.feeds_enabled,
-            anonymous_allowed: s.anonymous_allowed,
-        })
-        .collect();
-    let mb14_amount_mode = match o.mb14_amount_mode.as_deref().map(str::to_ascii_uppercase) {
-        Some(m) if m == "PU" => Mb14AmountMode::Pu,
-        _ => Mb14AmountMode::Mypay,
-    };
-    let default_due_date = o.feed_default_due_date;
-    Ok(FeedOrg {
-        fiscal_code,
-        name: o.name.clone(),
-        ipa_code: o.ipa_code.clone(),
-        layout,
-        other_layouts,
-        ibans,
-        services,
-        mb14_amount_mode,
-        default_due_date,
-    })
-}
+pub use mpay_feeds::{feed_org, feed_orgs};
 
-/// Every configured organization's [`FeedOrg`], by fiscal code.
+/// The feed service of a node or of the CLI (organizations, spool, zip limits from `settings`).
 ///
 /// # Errors
-/// As [`feed_org`].
-pub fn feed_orgs(settings: &Settings) -> anyhow::Result<HashMap<String, FeedOrg>> {
-    settings
-        .organizations
-        .iter()
-        .map(|o| Ok((o.fiscal_code.clone(), feed_org(settings, o)?)))
-        .collect()
+/// Unusable settings; the spool folder cannot be created.
+pub fn feed_service(settings: &Settings, store: &Store) -> anyhow::Result<FeedService> {
+    let spool = spool_dir(&settings.node.data_dir);
+    FeedService::new(
+        store.clone(),
+        feed_orgs(settings)?,
+        spool.clone(),
+        mpay_feeds::zip_limits(settings),
+    )
+    .with_context(|| format!("cannot create the feed spool {}", spool.display()))
 }
 
 /// Where uploads wait while they load (`<data_dir>/feeds`).
@@ -108,10 +60,7 @@ impl FeedServices {
         store: &Store,
         health: &HealthRegistry,
     ) -> anyhow::Result<Self> {
-        let orgs = feed_orgs(settings)?;
-        let spool = spool_dir(&settings.node.data_dir);
-        let launcher = FeedLauncher::new(store.clone(), health.clone(), orgs, spool.clone())
-            .with_context(|| format!("cannot create the feed spool {}", spool.display()))?;
+        let launcher = FeedLauncher::new(feed_service(settings, store)?, health.clone());
         match launcher.resume_interrupted(settings.feeds.resume_interrupted) {
             Ok(v) if !v.is_empty() => {
                 tracing::info!(

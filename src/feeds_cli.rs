@@ -6,25 +6,16 @@
 //! status of loads; and two hidden helpers for `ops/bench/feeds` (synthetic file generator,
 //! parse-only baseline).
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use mpay_actors::feed_loader::flow_id_for;
 use mpay_config::Settings;
-use mpay_messages::feeds::checksum::{
-    digest, mismatch_error, sidecar_names, ChecksumAlgorithm, ExpectedChecksum, MAX_SIDECAR_BYTES,
-};
-use mpay_messages::feeds::{
-    extract_zip, FeedFileName, FeedMode, FeedReader, ReadOptions, ZipLimits,
-};
+use mpay_feeds::{FeedJob, Intent};
+use mpay_messages::feeds::checksum::{sidecar_names, ExpectedChecksum, MAX_SIDECAR_BYTES};
+use mpay_messages::feeds::{FeedFileName, FeedMode, FeedReader, ReadOptions};
 use mpay_messages::OrgFiscalCode;
 use mpay_storage::feeds::{
-    get_feed, list_feeds, load_feed, reject_file, write_iuv_exchange, write_outcome_report,
-    FeedLoadRecord, FeedProgress, FeedSource, FeedStatus, FileSource, LoadOptions, ProgressControl,
-};
-use mpay_storage::feeds_output::{
-    output_plan, put_file_info, write_iuv_copy, write_rejects_copy, write_result_zip, FeedFileInfo,
+    get_feed, list_feeds, FeedLoadRecord, FeedProgress, FeedStatus, ProgressControl,
 };
 use mpay_storage::Store;
 
@@ -75,98 +66,57 @@ fn print_record(r: &FeedLoadRecord) {
     }
 }
 
-/// `mpay feed load`. Exit code 0 when DONE, 1 when FAILED, 2 when held by the FULL guard.
+/// `mpay feed load`: the file goes through the node's one pipeline
+/// ([`mpay_feeds::FeedService::submit`]: spooled, checksums, zip with the configured limits,
+/// load, outputs next to the file). Exit code 0 when DONE, 1 when FAILED, 2 when held by the
+/// FULL guard.
 ///
 /// # Errors
 /// Unknown organization, unreadable file, store errors, duplicate flow id.
 pub fn load(settings: &Settings, store: &Store, args: &LoadArgs) -> anyhow::Result<u8> {
-    let o = settings
+    settings
         .organization(&args.org)
         .with_context(|| format!("organization {} is not configured", args.org))?;
-    let org = crate::feeds::feed_org(settings, o)?;
+    let service = crate::feeds::feed_service(settings, store)?;
     let file_name = args
         .file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .context("FILE must name a file")?;
-    let mut opts = LoadOptions::new(file_name.clone());
-    opts.flow_id = Some(
-        args.flow_id
-            .clone()
-            .unwrap_or_else(|| flow_id_for(&file_name)),
-    );
-    opts.dry_run = args.dry_run;
-    opts.resume = args.resume;
-    opts.confirm_guard = args.confirm;
-    if let Some(mode) = cli_mode(args.mode.as_deref())? {
-        opts.mode = mode;
+    if !args.file.is_file() {
+        bail!("cannot open {}", args.file.display());
     }
-    let flow_id = opts.flow_id.clone().unwrap_or_default();
-    let mut magic = [0u8; 4];
-    {
-        use std::io::Read as _;
-        let mut f = std::fs::File::open(&args.file)
-            .with_context(|| format!("cannot open {}", args.file.display()))?;
-        let _ = f.read(&mut magic)?;
+    let mut job = FeedJob::new(args.org.clone(), file_name);
+    if let Some(flow) = &args.flow_id {
+        job.flow_id = flow.clone();
     }
-    let zipped = magic == *b"PK\x03\x04";
-    // a new load (not a duplicate, which load_feed refuses below without touching anything)
-    let fresh = !args.resume
-        && !args.confirm
-        && get_feed(store, &org.fiscal_code, &flow_id)?
-            .is_none_or(|r| r.status == FeedStatus::Failed && r.groups_committed == 0);
-    if fresh {
-        // integrity (FORMAT.md §5.2): our SHA-256, and the sidecars next to the file
-        let expected = read_sidecars(&args.file);
-        let with_md5 = expected
-            .iter()
-            .any(|c| c.algorithm == ChecksumAlgorithm::Md5);
-        let digests = digest(
-            std::io::BufReader::new(std::fs::File::open(&args.file)?),
-            with_md5,
-        )?;
-        let info = FeedFileInfo::new(&file_name, digests, &expected);
-        put_file_info(store, &org.fiscal_code, &flow_id, &info)?;
-        let failed: Vec<_> = info
-            .failed()
-            .map(|c| (&c.expected, c.actual.as_deref()))
-            .collect();
-        if !failed.is_empty() {
-            let rec = reject_file(
-                store,
-                &org.fiscal_code,
-                &flow_id,
-                &opts,
-                mismatch_error(&failed),
-            )?;
-            store.flush_blocking()?;
-            print_record(&rec);
-            let csv = (!zipped).then(|| args.file.clone());
-            let report = args.report.as_deref();
-            write_outputs(store, &org.fiscal_code, &rec, &args.file, csv, report)?;
-            return Ok(1);
+    job.mode = cli_mode(args.mode.as_deref())?;
+    job.dry_run = args.dry_run;
+    // integrity (FORMAT.md §5.2): the sidecars next to the file (read, left in place)
+    job.checksums = read_sidecars(&args.file);
+    let dir = args
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    match &args.report {
+        Some(report) => {
+            job.out_dir = Some(
+                report
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from(".")),
+            );
+            job.report_name = report.file_name().map(|n| n.to_string_lossy().to_string());
         }
+        None => job.out_dir = Some(dir),
     }
-    let mut tmp = None;
-    let source = if zipped {
-        let t = tempfile_in(&settings.node.data_dir)?;
-        let mut out = BufWriter::new(std::fs::File::create(&t)?);
-        let f = std::fs::File::open(&args.file)?;
-        let contents = extract_zip(std::io::BufReader::new(f), &mut out, ZipLimits::default())
-            .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.message))?;
-        out.flush()?;
-        if let Some(m) = &contents.manifest {
-            opts = opts.with_manifest(m);
-            opts.dry_run |= args.dry_run;
-        }
-        tmp = Some(t.clone());
-        FileSource(t)
-    } else {
-        FileSource(args.file.clone())
+    let intent = match (args.resume, args.confirm) {
+        (true, _) => Intent::Resume,
+        (false, true) => Intent::Confirm,
+        (false, false) => Intent::Fresh,
     };
-    if let Some(mode) = cli_mode(args.mode.as_deref())? {
-        opts.mode = mode;
-    }
     let bar = if args.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -179,7 +129,7 @@ pub fn load(settings: &Settings, store: &Store, args: &LoadArgs) -> anyhow::Resu
         );
         b
     };
-    let result = load_feed(store, &org, &source, &opts, &mut |p: &FeedProgress| {
+    let result = service.submit(&job, &args.file, intent, &mut |p: &FeedProgress| {
         bar.set_length(p.rows_total);
         bar.set_position(p.rows_read);
         bar.set_message(format!(
@@ -189,30 +139,11 @@ pub fn load(settings: &Settings, store: &Store, args: &LoadArgs) -> anyhow::Resu
         ProgressControl::Continue
     });
     bar.finish_and_clear();
-    let rec = match result {
-        Ok(r) => r.record,
-        Err(e) => {
-            if let Some(t) = tmp {
-                let _ = std::fs::remove_file(t);
-            }
-            return Err(e.into());
-        }
-    };
-    store.flush_blocking()?;
+    let (rec, written) = result?;
     print_record(&rec);
-    let csv = tmp.clone().or_else(|| Some(args.file.clone()));
-    let written = write_outputs(
-        store,
-        &org.fiscal_code,
-        &rec,
-        &args.file,
-        csv,
-        args.report.as_deref(),
-    );
-    if let Some(t) = tmp {
-        let _ = std::fs::remove_file(t);
+    for path in &written {
+        println!("output: {}", path.display());
     }
-    written?;
     Ok(match rec.status {
         FeedStatus::Done => 0,
         FeedStatus::AwaitingConfirmation => 2,
@@ -245,76 +176,6 @@ fn read_sidecars(file: &Path) -> Vec<ExpectedChecksum> {
             Some(ExpectedChecksum::from_sidecar(alg, &sidecar, &content))
         })
         .collect()
-}
-
-/// Writes the outputs next to the report (default: next to the file): `-ESITO.csv`, and when
-/// they have lines `-IUV-EXCHANGE.csv` and the compatibility copies, then `-RESULT.zip`.
-fn write_outputs(
-    store: &Store,
-    org: &OrgFiscalCode,
-    rec: &FeedLoadRecord,
-    file: &Path,
-    csv: Option<PathBuf>,
-    report: Option<&Path>,
-) -> anyhow::Result<()> {
-    let dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let flow = rec.flow_id.as_str();
-    let csv = csv.map(FileSource);
-    let src = csv.as_ref().map(|c| c as &dyn FeedSource);
-    let plan = output_plan(store, org, flow, &rec.file_name, src)?;
-    let report = report
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join(&plan.outcome));
-    write_file(&report, |w| write_outcome_report(store, org, flow, w))?;
-    println!("report: {}", report.display());
-    let out_dir = report.parent().map(Path::to_path_buf).unwrap_or_default();
-    if let Some(name) = &plan.iuv_exchange {
-        let path = out_dir.join(name);
-        let n = write_file(&path, |w| write_iuv_exchange(store, org, flow, w))?;
-        println!("IUV exchange: {} ({n} lines)", path.display());
-    }
-    if let Some(name) = &plan.rejects {
-        let path = out_dir.join(name);
-        let n = write_file(&path, |w| {
-            write_rejects_copy(store, org, flow, plan.flavour, src, w)
-        })?;
-        println!(
-            "rejected rows (compatibility copy): {} ({n} lines)",
-            path.display()
-        );
-    }
-    if let (Some(name), Some(src)) = (&plan.iuv_copy, src) {
-        let path = out_dir.join(name);
-        let n = write_file(&path, |w| write_iuv_copy(store, org, flow, src, w))?;
-        println!("IUV (compatibility copy): {} ({n} lines)", path.display());
-    }
-    let path = out_dir.join(&plan.result_zip);
-    write_file(&path, |w| {
-        write_result_zip(store, org, flow, &rec.file_name, src, w).map(|(_, e)| e.len() as u64)
-    })?;
-    println!("all outputs: {}", path.display());
-    Ok(())
-}
-
-fn tempfile_in(data_dir: &Path) -> anyhow::Result<PathBuf> {
-    let dir = crate::feeds::spool_dir(data_dir).join("tmp");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir.join(format!("cli-{}.csv", std::process::id())))
-}
-
-fn write_file(
-    path: &Path,
-    f: impl FnOnce(&mut dyn Write) -> Result<u64, mpay_storage::feeds::FeedError>,
-) -> anyhow::Result<u64> {
-    let mut w = BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
-    );
-    let n = f(&mut w)?;
-    w.flush()?;
-    Ok(n)
 }
 
 /// `mpay feed list`.
@@ -385,12 +246,14 @@ pub fn parse_only(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hidden `mpay feed gen`: a synthetic feed in our 2.0 format (FORMAT.md §5.8): Tipo B (no
+#[cfg(feature = "test-tools")]
+/// Hidden `mpay feed gen` (feature `test-tools`: tests and `ops/bench/feeds`): a synthetic feed in our 2.0 format (FORMAT.md §5.8): Tipo B (no
 /// IUV), ~10 % positions with two installments, ~5 % with a second beneficiary.
 ///
 /// # Errors
 /// I/O errors.
 pub fn generate(out: &Path, rows: u64, tipo_dovuto: &str, iban2: &str) -> anyhow::Result<()> {
+    use std::io::{BufWriter, Write};
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     write!(w, "IUPD;descrizionePosizioneDebitoria;indiceOpzionePagamento;tipoOpzionePagamento;descrizioneOpzionePagamento;IUD;codIuv;tipoIdentificativoUnivoco;codiceIdentificativoUnivoco;anagraficaPagatore;mailPagatore;dataEsecuzionePagamento;importoDovuto;tipoDovuto;causaleVersamento;datiSpecificiRiscossione;flgGeneraIuv;flagPagamentoPu;flagMultiBeneficiario;numeroBeneficiari;codiceFiscaleEnte_2;denominazioneEnte_2;ibanAccreditoEnte_2;causaleVersamentoEnte_2;importoVersamentoEnte_2;codiceTassonomiaEnte_2;azione\r\n")?;
     let (mut written, mut p) = (0u64, 0u64);

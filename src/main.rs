@@ -15,6 +15,7 @@ use mpay_storage::{PositionRepository, Store};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[cfg(feature = "test-tools")]
 mod stress;
 
 /// mpay — regional pagoPA payments platform.
@@ -128,7 +129,8 @@ enum FeedCommand {
         /// The CSV.
         file: PathBuf,
     },
-    /// Benchmark helper: writes a synthetic Tipo B feed.
+    /// Benchmark and test helper: writes a synthetic Tipo B feed (feature `test-tools`).
+    #[cfg(feature = "test-tools")]
     #[command(hide = true)]
     Gen {
         /// Output CSV.
@@ -186,6 +188,7 @@ enum StoreCommand {
         file: PathBuf,
     },
     /// Test helper: writes positions into DIR and prints `ACK <iupd>` after each durable write.
+    #[cfg(feature = "test-tools")]
     #[command(hide = true)]
     StressWriter {
         /// Store directory.
@@ -439,6 +442,7 @@ fn store_command(command: StoreCommand) -> anyhow::Result<std::process::ExitCode
             println!("imported {n} records");
             Ok(std::process::ExitCode::SUCCESS)
         }
+        #[cfg(feature = "test-tools")]
         StoreCommand::StressWriter { dir, prefix } => {
             stress::run(&dir, &prefix)?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -494,6 +498,7 @@ fn feed_command(command: FeedCommand) -> anyhow::Result<std::process::ExitCode> 
             feeds_cli::parse_only(&file)?;
             0
         }
+        #[cfg(feature = "test-tools")]
         FeedCommand::Gen {
             out,
             rows,

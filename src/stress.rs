@@ -80,6 +80,7 @@ fn position(
                 metadata: vec![],
             }],
             metadata: vec![],
+            details: Default::default(),
         }],
         revision: 0,
         origin: mpay_messages::position::Origin::Rest,

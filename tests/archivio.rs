@@ -1,6 +1,12 @@
 //! MPay Archivio Carichi SOAP (`/ArchivioCarichiService/integraecdifferito`, INTERFACES.md §5.1)
 //! against the real node: every operation, every `codiceEsito` we raise, authentication, the
 //! station paying what the archive created, and concurrent inserts of the same document.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -433,6 +439,48 @@ async fn validation_and_configuration_errors_store_nothing() {
         .text_of("messaggioEsito")
         .contains("documento/annoEmissione"));
     assert_eq!(a.text_of("codiceEnte"), "05671");
+}
+
+#[actix_rt::test]
+async fn generated_numbers_use_the_code_chosen_in_configurazione_iuv() {
+    // an organization with two segregation codes (12 default, 47 for another back office)
+    let app = spawn_app_edited(|c| {
+        c.replacen(
+            "[organizations.mpay]\ncodice_utente = \"000RM\"\ncodice_ente = \"05671\"",
+            "[[organizations.notice_codes]]\nsegregation_code = 47\n[organizations.mpay]\ncodice_utente = \"000RM\"\ncodice_ente = \"05671\"",
+            1,
+        )
+    })
+    .await;
+    let conf = |seg: &str| {
+        format!("<dat:configurazioneIUV><dat:identificativoDominio>{ORG_A}</dat:identificativoDominio><dat:auxDigit>3</dat:auxDigit><dat:segregationCode>{seg}</dat:segregationCode></dat:configurazioneIUV>")
+    };
+    let c47 = conf("47");
+    let mut d = Doc::new("SEG-47", "G-47", "10.00");
+    d.extra_conf = &c47;
+    let a = send(&app, &d).await;
+    a.assert_esito("00");
+    let nav = a.text_of("numeroBollettinoPagoPA");
+    assert!(nav.starts_with("347"), "generated with code 47: {nav}");
+    // without configurazioneIUV: the default code
+    let a = send(&app, &Doc::new("SEG-DEF", "G-DEF", "10.00")).await;
+    a.assert_esito("00");
+    assert!(a.text_of("numeroBollettinoPagoPA").starts_with("312"));
+    // a code the organization does not have: 02, naming the configured ones, nothing stored
+    let c13 = conf("13");
+    let mut d = Doc::new("SEG-13", "G-13", "10.00");
+    d.extra_conf = &c13;
+    let a = send(&app, &d).await;
+    a.assert_esito("02");
+    let msg = a.text_of("messaggioEsito");
+    assert!(
+        msg.contains("codice 12") && msg.contains("codice 47"),
+        "{msg}"
+    );
+    assert!(app.store.ledger.get(&org_a(), "SEG-13").unwrap().is_none());
+    // the notice generated with code 47 is the station's to answer
+    let p = app.store.ledger.get(&org_a(), "SEG-47").unwrap().unwrap();
+    assert_eq!(p.payment_options[0].nav.as_str(), nav);
 }
 
 #[actix_rt::test]

@@ -20,6 +20,12 @@
 //!
 //! The schemas are read from `$PAGOPA_SCHEMAS` or `<workspace>/../shared/pagopa/schemas`; when
 //! absent the test prints a loud `SKIPPED:` line and returns.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;

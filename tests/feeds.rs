@@ -6,6 +6,12 @@
 //! manifest and the cancel guard, FTP (suppaftp: outputs in `out/`, jail), explicit FTPS with a
 //! self-signed certificate (plain login refused), drop folder, CLI, and a SIGKILL during a CLI
 //! load followed by a resume.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -1660,4 +1666,250 @@ async fn a_govpay_csv_loads_like_the_pu_files() {
         doc.status,
         PositionStatus::Valid | PositionStatus::Published
     ));
+}
+
+/// Generated IUVs / notice numbers replaced by their order of appearance: the numbers come from
+/// durable blocks reserved per process (a CLI run starts a new block, a server continues its
+/// own), so only their order and uniqueness are the same whatever the transport.
+fn number_tokens(lines: Vec<String>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    lines
+        .into_iter()
+        .map(|l| {
+            let (mut out, mut run) = (String::new(), String::new());
+            let mut flush = |run: &mut String, out: &mut String| {
+                let key = match run.len() {
+                    18 if run.starts_with('3') => Some(run[1..].to_string()),
+                    17 => Some(run.clone()),
+                    _ => None,
+                };
+                match key {
+                    Some(k) => {
+                        let i = seen.iter().position(|s| *s == k).unwrap_or_else(|| {
+                            seen.push(k);
+                            seen.len() - 1
+                        });
+                        out.push_str(&format!("#{}{i}", if run.len() == 18 { "N" } else { "I" }));
+                    }
+                    None => out.push_str(run),
+                }
+                run.clear();
+            };
+            for c in l.chars() {
+                if c.is_ascii_digit() {
+                    run.push(c);
+                } else {
+                    flush(&mut run, &mut out);
+                    out.push(c);
+                }
+            }
+            flush(&mut run, &mut out);
+            out
+        })
+        .collect()
+}
+
+/// What a load left in a store: its record (status, counts, file-level code), every outcome
+/// line, and every position it touched (status, notice numbers, amounts).
+fn snapshot(store: &mpay_storage::Store, flows: &[&str]) -> Vec<String> {
+    let cf = OrgFiscalCode::parse(ORG_C).unwrap();
+    let mut out = Vec::new();
+    for flow in flows {
+        let r = mpay_storage::feeds::get_feed(store, &cf, flow)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no record of {flow}"));
+        out.push(format!(
+            "{flow}: {:?} {:?} total {} loaded {} rejected {} warned {} error {:?}",
+            r.status,
+            r.mode,
+            r.rows_total,
+            r.rows_loaded,
+            r.rows_rejected,
+            r.rows_warned,
+            r.error
+                .as_ref()
+                .map(|e| (e.code.as_str(), e.message.clone()))
+        ));
+        let mut iupds = std::collections::BTreeSet::new();
+        for o in mpay_storage::feeds::outcomes(store, &cf, flow).unwrap() {
+            let o = o.unwrap();
+            iupds.insert(o.line.iupd.clone());
+            out.push(format!("{flow}: {:?} {:?}", o.line, o.iuv));
+        }
+        for iupd in iupds {
+            if let Some(p) = store.ledger.get(&cf, &iupd).unwrap() {
+                let options: Vec<String> = p
+                    .payment_options
+                    .iter()
+                    .map(|o| format!("{} {} {:?}", o.nav, o.amount.to_decimal_string(), o.status))
+                    .collect();
+                out.push(format!("{flow}: {iupd} {:?} {options:?}", p.status));
+            }
+        }
+    }
+    number_tokens(out)
+}
+
+/// Issue 8: the same files give the same load records, outcomes and positions through the CLI,
+/// the REST upload, FTP and the drop folder — a good file, one with row errors, a zip that is
+/// not a zip and a zip over the configured limits (both recorded FAILED with their code).
+#[actix_rt::test]
+async fn the_same_files_give_the_same_result_through_every_transport() {
+    let root = tempfile::tempdir().unwrap();
+    let good_path = root.path().join("gen.csv");
+    let out = mpay(&[
+        "feed",
+        "gen",
+        "--out",
+        good_path.to_str().unwrap(),
+        "--rows",
+        "60",
+        "--tipo-dovuto",
+        "TARI",
+        "--iban2",
+        IBAN_C,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = std::fs::read(&good_path).unwrap();
+    // rows with errors: an unknown tipoDovuto on some positions, a bad amount on another
+    let text = String::from_utf8(good.clone()).unwrap();
+    let mut rows: Vec<String> = text.split("\r\n").map(str::to_string).collect();
+    for i in [3usize, 10, 20] {
+        rows[i] = rows[i].replace(";TARI;", ";NOPE;");
+    }
+    rows[30] = rows[30].replacen(";2030-06-30;", ";2030-06-30;abc", 1);
+    let row_errors = rows.join("\r\n").replace("BENCH-", "ERR-").into_bytes();
+    let bad_zip = b"PK\x03\x04 this is not a zip archive".to_vec();
+    let big_zip = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.start_file("c_x000-BIGZIP-2_0.csv", deflated).unwrap();
+        w.write_all(text.replace("BENCH-", "BIG-").as_bytes())
+            .unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    assert!(
+        good.len() > 4096,
+        "the test CSV must exceed the configured limit"
+    );
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("c_x000-GOOD-2_0.csv".into(), good),
+        ("c_x000-ROWERR-2_0.csv".into(), row_errors),
+        ("c_x000-BADZIP-2_0.zip".into(), bad_zip),
+        ("c_x000-BIGZIP-2_0.zip".into(), big_zip),
+    ];
+    let flows = ["GOOD", "ROWERR", "BADZIP", "BIGZIP"];
+    // a CSV size the zipped file exceeds: the configured limit must apply everywhere
+    let limit =
+        |text: String, _: &Path| text.replace("[feeds]\n", "[feeds]\nzip_max_csv_bytes = 4096\n");
+
+    // CLI
+    let cfg = cli_config(root.path());
+    std::fs::write(
+        &cfg,
+        limit(std::fs::read_to_string(&cfg).unwrap(), root.path()),
+    )
+    .unwrap();
+    let cli_dir = root.path().join("cli");
+    std::fs::create_dir_all(&cli_dir).unwrap();
+    for (name, bytes) in &files {
+        let path = cli_dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = mpay(&[
+            "feed",
+            "load",
+            "--org",
+            ORG_C,
+            path.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert!(
+            out.status.code() == Some(0) || out.status.code() == Some(1),
+            "{name}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let base = name.rsplit_once('.').unwrap().0;
+        assert!(cli_dir.join(format!("{base}-ESITO.csv")).exists(), "{name}");
+    }
+    let cli = {
+        let store = mpay_storage::Store::open(&root.path().join("data/store-v1")).unwrap();
+        snapshot(&store, &flows)
+    };
+    assert!(
+        cli[0].contains("Done") && cli[0].contains("loaded 60"),
+        "{}",
+        cli[0]
+    );
+    assert!(
+        cli.iter()
+            .any(|l| l.starts_with("ROWERR: Done") && !l.contains("rejected 0")),
+        "{cli:?}"
+    );
+    assert!(
+        cli.iter().any(|l| l.starts_with("BADZIP: Failed")),
+        "{cli:?}"
+    );
+    assert!(
+        cli.iter().any(|l| l.starts_with("BIGZIP: Failed")),
+        "{cli:?}"
+    );
+
+    // REST (one file after the other, like the CLI: generated numbers follow the load order)
+    let app = spawn_feeds_app_with(free_port(), 30500, limit).await;
+    for ((name, bytes), flow) in files.iter().zip(flows) {
+        let r = upload_raw(&app, ORG_C, KEY_C, name, bytes.clone(), "").await;
+        assert_eq!(r.status().as_u16(), 202, "{name}");
+        wait_done(&app, ORG_C, KEY_C, flow).await;
+    }
+    assert_eq!(
+        snapshot(&app.store, &flows),
+        cli,
+        "REST differs from the CLI"
+    );
+
+    // FTP
+    let port = free_port();
+    let app = spawn_feeds_app_with(port, 30600, limit).await;
+    let out_dir = app.dir.path().join("data/ftp").join(ORG_C).join("out");
+    for ((name, bytes), flow) in files.iter().zip(flows) {
+        let (addr, file) = (
+            format!("127.0.0.1:{port}"),
+            vec![(name.clone(), bytes.clone())],
+        );
+        actix_rt::task::spawn_blocking(move || ftp_put(&addr, "ente_c", FTP_PASSWORD_C, file))
+            .await
+            .unwrap();
+        let base = name.rsplit_once('.').unwrap().0;
+        wait_file(&out_dir.join(format!("{base}-ESITO.csv"))).await;
+        wait_done(&app, ORG_C, KEY_C, flow).await;
+    }
+    assert_eq!(
+        snapshot(&app.store, &flows),
+        cli,
+        "FTP differs from the CLI"
+    );
+
+    // drop folder
+    let app = spawn_feeds_app_with(free_port(), 30700, limit).await;
+    let drop = app.dir.path().join("data/drop").join(ORG_C);
+    for ((name, bytes), flow) in files.iter().zip(flows) {
+        std::fs::write(drop.join(format!(".{name}.part")), bytes).unwrap();
+        std::fs::rename(drop.join(format!(".{name}.part")), drop.join(name)).unwrap();
+        let base = name.rsplit_once('.').unwrap().0;
+        wait_file(&drop.join("out").join(format!("{base}-ESITO.csv"))).await;
+        wait_done(&app, ORG_C, KEY_C, flow).await;
+    }
+    assert_eq!(
+        snapshot(&app.store, &flows),
+        cli,
+        "the drop folder differs from the CLI"
+    );
 }

@@ -4,6 +4,12 @@
 //! receipts that depart from the XSD or from what we sent accepted, stored byte-exact and
 //! flagged, read back through the receipts and anomalies APIs; text hygiene towards the Node;
 //! the fault `id` for an organization we do not serve.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

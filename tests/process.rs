@@ -1,5 +1,11 @@
 //! Tests of the `mpay` binary as a process: `serve --demo` on a fresh directory, restart,
 //! SIGTERM, the CLI tools, a bad configuration, and the SIGKILL crash test of the store.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

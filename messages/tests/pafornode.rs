@@ -1,5 +1,11 @@
 //! The station codec on the spec pack's example messages (read at run time from
 //! `../shared/pagopa/examples`; skipped loudly when absent) and on hand-made edge cases.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 

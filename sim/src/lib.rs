@@ -11,13 +11,18 @@
 
 pub mod amount;
 pub mod build;
+pub mod checkout;
+#[cfg(feature = "xsd")]
 pub mod client;
 pub mod config;
 pub mod model;
 pub mod nav;
+#[cfg(feature = "xsd")]
 pub mod psp;
+#[cfg(feature = "xsd")]
 pub mod replay;
 pub mod rest;
 pub mod stats;
+#[cfg(feature = "xsd")]
 pub mod validate;
 pub mod xml;

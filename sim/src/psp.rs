@@ -648,7 +648,7 @@ pub async fn run_jobs(runner: Arc<Runner>, jobs: Vec<Job>, concurrency: usize) -
 
 /// Description of the plan for the summary.
 pub fn plan_json(jobs: &[Job]) -> serde_json::Value {
-    let mut pay = [0u64; 2];
+    let mut pay = (0u64, 0u64);
     let (mut si, mut unk, mut fault, mut dup, mut rv, mut rg, mut si_diff) = (0, 0, 0, 0, 0, 0, 0);
     for j in jobs {
         match &j.kind {
@@ -658,7 +658,11 @@ pub fn plan_json(jobs: &[Job]) -> serde_json::Value {
                 retry_get_payment,
                 duplicate,
             } => {
-                pay[usize::from(*version == Version::V2)] += 1;
+                if *version == Version::V2 {
+                    pay.1 += 1;
+                } else {
+                    pay.0 += 1;
+                }
                 rv += u64::from(*retry_verify);
                 rg += u64::from(*retry_get_payment);
                 dup += u64::from(*duplicate);
@@ -677,7 +681,7 @@ pub fn plan_json(jobs: &[Job]) -> serde_json::Value {
         }
     }
     json!({
-        "payments_v1": pay[0], "payments_v2": pay[1], "stand_in": si, "stand_in_different_amount": si_diff,
+        "payments_v1": pay.0, "payments_v2": pay.1, "stand_in": si, "stand_in_different_amount": si_diff,
         "unknown_probes": unk, "expected_fault_notices": fault, "duplicate_receipts": dup,
         "retry_verify": rv, "retry_get_payment": rg,
     })

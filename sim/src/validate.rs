@@ -63,6 +63,7 @@ pub fn schemas_dir_for_tests(test: &str) -> Option<PathBuf> {
 /// skipped test is visible in a plain `cargo test` run. A message starting with `SKIPPED`
 /// fails the test instead when `MPAY_REQUIRE_SHARED=1` (CI: the reference material must be
 /// there).
+#[allow(clippy::panic)] // the point: it fails the test that called it
 pub fn loud(msg: &str) {
     if msg.trim_start().starts_with("SKIPPED") && require_shared() {
         panic!(

@@ -1,4 +1,10 @@
 //! The sample configuration loads, and the job plan honours the shares.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::Path;
 

@@ -3,6 +3,12 @@
 //! The schemas and examples are read at run time from `$PAGOPA_SCHEMAS` (examples: its sibling
 //! `examples/`) or `<workspace>/../shared/pagopa/`; when absent each test prints a loud
 //! `SKIPPED:` line and returns.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -189,6 +189,7 @@ pub fn submit_file(launcher: &FeedLauncher, organization: &str, file: &Path, out
         dry_run: false,
         out_dir: Some(out_dir.to_path_buf()),
         checksums,
+        report_name: None,
     };
     match launcher.submit(job, file) {
         Ok(id) => tracing::info!(feed = %id, file = %name, "feed file accepted"),
@@ -287,7 +288,10 @@ impl FtpServer {
         let mut builder = libunftp::ServerBuilder::with_authenticator(
             Box::new(move || {
                 let _ = std::fs::create_dir_all(&fs_root);
-                Filesystem::new(fs_root.clone()).expect("the FTP root folder must exist")
+                // libunftp's factory cannot return an error; the root was created at start-up
+                #[allow(clippy::expect_used)]
+                let fs = Filesystem::new(fs_root.clone()).expect("the FTP root folder must exist");
+                fs
             }),
             accounts.clone(),
         )

@@ -11,17 +11,22 @@
 //! - `archive_flows`: `org ++ 0x00 ++ identificativoFlusso` → [`FlowRecord`]: a flow id is
 //!   accepted once per organization.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use mpay_messages::archivio::ArchivedDocument;
 use mpay_messages::position::DebtPosition;
 use mpay_messages::OrgFiscalCode;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{IVec, Transactional};
+use sled::transaction::ConflictableTransactionError;
+use sled::IVec;
 
 use crate::codec::{decode, encode};
-use crate::ledger::{apply, position_key, LedgerError, SledLedger};
-use crate::{StorageError, Store};
+use crate::error::LedgerError;
+use crate::error::StorageError;
+use crate::keys::position_key;
+use crate::ledger::SledLedger;
+use crate::tx::{transact, write_position, LedgerTx};
 
 const DOCUMENTS: &str = "archive_documents";
 const FLOWS: &str = "archive_flows";
@@ -61,6 +66,12 @@ impl From<StorageError> for ArchiveError {
     }
 }
 
+impl From<tokio::task::JoinError> for ArchiveError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ArchiveError::Ledger(e.into())
+    }
+}
+
 impl From<sled::Error> for ArchiveError {
     fn from(e: sled::Error) -> Self {
         ArchiveError::Ledger(e.into())
@@ -94,46 +105,50 @@ fn doc_key(org: &OrgFiscalCode, id: &str) -> Vec<u8> {
     k
 }
 
-struct Trees {
+/// The Archivio Carichi aggregate: documents with their positions, flow ids. Blocking calls
+/// (the async forms are on [`Store`]).
+pub trait ArchiveRepository: Send + Sync {
+    /// Reads a document and the position with the same `iupd`.
+    fn read(&self, org: &OrgFiscalCode, numero_documento: &str) -> Result<Snapshot, ArchiveError>;
+    /// Writes a document and its position in one unit of work (see [`write`]).
+    fn write(
+        &self,
+        base: &Snapshot,
+        flow: Option<(&str, &FlowRecord)>,
+        document: &ArchivedDocument,
+        position: &DebtPosition,
+    ) -> Result<(), ArchiveError>;
+    /// Whether a flow id was already used by the organization.
+    fn flow_exists(&self, org: &OrgFiscalCode, id: &str) -> Result<bool, ArchiveError>;
+}
+
+/// The sled implementation of [`ArchiveRepository`]: owns `archive_documents` and
+/// `archive_flows`, writes positions through the ledger's unit of work.
+pub struct SledArchive {
+    ledger: Arc<SledLedger>,
     documents: sled::Tree,
     flows: sled::Tree,
 }
 
-fn trees(store: &Store) -> Result<Trees, ArchiveError> {
-    let db = &store.ledger.db;
-    Ok(Trees {
-        documents: db.open_tree(DOCUMENTS)?,
-        flows: db.open_tree(FLOWS)?,
-    })
+impl SledArchive {
+    pub(crate) fn open(db: &sled::Db, ledger: Arc<SledLedger>) -> Result<Self, StorageError> {
+        Ok(SledArchive {
+            ledger,
+            documents: db.open_tree(DOCUMENTS)?,
+            flows: db.open_tree(FLOWS)?,
+        })
+    }
 }
 
 /// Reads a document and the position with the same `iupd`. Blocking (sled).
 ///
 /// Errors: [`ArchiveError::Ledger`] on I/O or a corrupt record.
-pub fn read(
-    store: &Store,
+pub fn read<S: AsRef<SledArchive>>(
+    store: &S,
     org: &OrgFiscalCode,
     numero_documento: &str,
 ) -> Result<Snapshot, ArchiveError> {
-    let t = trees(store)?;
-    let dk = doc_key(org, numero_documento);
-    let doc_bytes = t.documents.get(&dk)?;
-    let document = doc_bytes
-        .as_ref()
-        .map(|b| decode::<ArchivedDocument>(DOCUMENTS, &dk, b))
-        .transpose()?;
-    let pk = position_key(org.as_str(), numero_documento);
-    let pos_bytes = store.ledger.positions.get(&pk)?;
-    let position = pos_bytes
-        .as_ref()
-        .map(|b| SledLedger::decode_position(&pk, b))
-        .transpose()?;
-    Ok(Snapshot {
-        document,
-        position,
-        doc_bytes,
-        pos_bytes,
-    })
+    store.as_ref().read(org, numero_documento)
 }
 
 /// Writes `document` and `position` (same organization, `position.iupd` = the document number)
@@ -143,79 +158,108 @@ pub fn read(
 ///
 /// Errors: [`ArchiveError::Contended`] (re-read and retry), [`ArchiveError::FlowDuplicate`],
 /// [`ArchiveError::Ledger`] with `NoticeInUse` / `IuvInUse` / storage errors.
-pub fn write(
-    store: &Store,
+pub fn write<S: AsRef<SledArchive>>(
+    store: &S,
     base: &Snapshot,
     flow: Option<(&str, &FlowRecord)>,
     document: &ArchivedDocument,
     position: &DebtPosition,
 ) -> Result<(), ArchiveError> {
-    let t = trees(store)?;
-    let org = &position.organization_fiscal_code;
-    let dk = doc_key(org, &position.iupd);
-    let pk = position_key(org.as_str(), &position.iupd);
-    let doc_bytes = encode(document)?;
-    let flow_entry = match flow {
-        Some((id, rec)) => Some((doc_key(org, id), id.to_string(), encode(rec)?)),
-        None => None,
-    };
-    let l = &store.ledger;
-    let result = (
-        &l.positions,
-        &l.by_notice,
-        &l.by_iuv,
-        &l.by_debtor,
-        &l.by_due,
-        &l.timers,
-        &t.documents,
-        &t.flows,
-    )
-        .transaction(|(p, n, i, d, due, tm, docs, flows)| {
-            if docs.get(&dk)?.as_ref() != base.doc_bytes.as_ref()
-                || p.get(&pk)?.as_ref() != base.pos_bytes.as_ref()
-            {
-                return Err(ConflictableTransactionError::Abort(ArchiveError::Contended));
-            }
-            if let Some((k, id, v)) = &flow_entry {
-                if flows.get(k.as_slice())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(
-                        ArchiveError::FlowDuplicate(id.clone()),
-                    ));
-                }
-                flows.insert(k.as_slice(), v.as_slice())?;
-            }
-            apply(
-                &[p, n, i, d, due, tm],
-                base.position.as_ref(),
-                Some(position),
-            )
-            .map_err(|e| match e {
-                ConflictableTransactionError::Abort(l) => {
-                    ConflictableTransactionError::Abort(ArchiveError::Ledger(l))
-                }
-                ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
-                ConflictableTransactionError::Storage(s) => {
-                    ConflictableTransactionError::Storage(s)
-                }
-            })?;
-            docs.insert(dk.as_slice(), doc_bytes.as_slice())?;
-            Ok(())
-        });
-    match result {
-        Ok(()) => {
-            if base.position.is_none() {
-                l.note_created(1);
-            }
-            Ok(())
-        }
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(e.into()),
-    }
+    store.as_ref().write(base, flow, document, position)
 }
 
 /// Whether a flow id was already used by the organization.
 ///
 /// Errors: storage.
-pub fn flow_exists(store: &Store, org: &OrgFiscalCode, id: &str) -> Result<bool, ArchiveError> {
-    Ok(trees(store)?.flows.contains_key(doc_key(org, id))?)
+pub fn flow_exists<S: AsRef<SledArchive>>(
+    store: &S,
+    org: &OrgFiscalCode,
+    id: &str,
+) -> Result<bool, ArchiveError> {
+    store.as_ref().flow_exists(org, id)
+}
+
+impl ArchiveRepository for SledArchive {
+    fn read(&self, org: &OrgFiscalCode, numero_documento: &str) -> Result<Snapshot, ArchiveError> {
+        let t = self;
+        let dk = doc_key(org, numero_documento);
+        let doc_bytes = t.documents.get(&dk)?;
+        let document = doc_bytes
+            .as_ref()
+            .map(|b| decode::<ArchivedDocument>(DOCUMENTS, &dk, b))
+            .transpose()?;
+        let pk = position_key(org.as_str(), numero_documento);
+        let pos_bytes = self.ledger.positions.get(&pk)?;
+        let position = pos_bytes
+            .as_ref()
+            .map(|b| SledLedger::decode_position(&pk, b))
+            .transpose()?;
+        Ok(Snapshot {
+            document,
+            position,
+            doc_bytes,
+            pos_bytes,
+        })
+    }
+
+    fn write(
+        &self,
+        base: &Snapshot,
+        flow: Option<(&str, &FlowRecord)>,
+        document: &ArchivedDocument,
+        position: &DebtPosition,
+    ) -> Result<(), ArchiveError> {
+        let org = &position.organization_fiscal_code;
+        let dk = doc_key(org, &position.iupd);
+        let pk = position_key(org.as_str(), &position.iupd);
+        let doc_bytes = encode(document)?;
+        let flow_entry = match flow {
+            Some((id, rec)) => Some((doc_key(org, id), id.to_string(), encode(rec)?)),
+            None => None,
+        };
+        let abort = ConflictableTransactionError::Abort;
+        transact(
+            self.ledger.ledger_trees(),
+            &[&self.documents, &self.flows],
+            |tx: &LedgerTx<'_>, extra| {
+                let [docs, flows] = extra else {
+                    return Err(ConflictableTransactionError::Storage(
+                        sled::Error::ReportableBug("an archive unit of work lost its trees".into()),
+                    ));
+                };
+                if docs.get(&dk)?.as_ref() != base.doc_bytes.as_ref()
+                    || tx.positions.get(&pk)?.as_ref() != base.pos_bytes.as_ref()
+                {
+                    return Err(abort(ArchiveError::Contended));
+                }
+                if let Some((k, id, v)) = &flow_entry {
+                    if flows.get(k.as_slice())?.is_some() {
+                        return Err(abort(ArchiveError::FlowDuplicate(id.clone())));
+                    }
+                    flows.insert(k.as_slice(), v.as_slice())?;
+                }
+                write_position(tx, base.position.as_ref(), Some(position)).map_err(
+                    |e| match e {
+                        ConflictableTransactionError::Abort(l) => abort(ArchiveError::Ledger(l)),
+                        ConflictableTransactionError::Conflict => {
+                            ConflictableTransactionError::Conflict
+                        }
+                        ConflictableTransactionError::Storage(s) => {
+                            ConflictableTransactionError::Storage(s)
+                        }
+                    },
+                )?;
+                docs.insert(dk.as_slice(), doc_bytes.as_slice())?;
+                Ok(())
+            },
+        )?;
+        if base.position.is_none() {
+            self.ledger.note_created(1);
+        }
+        Ok(())
+    }
+
+    fn flow_exists(&self, org: &OrgFiscalCode, id: &str) -> Result<bool, ArchiveError> {
+        Ok(self.flows.contains_key(doc_key(org, id))?)
+    }
 }

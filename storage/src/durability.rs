@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Mutex};
 
-use crate::StorageError;
+use crate::error::StorageError;
 
 /// Where in the product a durable acknowledgement is given (metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,9 +85,7 @@ impl Durability {
             let target = self.inner.tickets.load(Ordering::SeqCst);
             let db = self.inner.db.clone();
             let started = std::time::Instant::now();
-            tokio::task::spawn_blocking(move || db.flush())
-                .await
-                .map_err(|e| StorageError::Io(e.to_string()))??;
+            tokio::task::spawn_blocking(move || db.flush()).await??;
             metrics::histogram!("mpay_flush_seconds").record(started.elapsed().as_secs_f64());
             self.inner.flushes.fetch_add(1, Ordering::Relaxed);
             self.inner.flushed_tx.send_replace(target);

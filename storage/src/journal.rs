@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mpay_messages::journal::JournalEntry;
 
 use crate::codec::{decode, encode};
-use crate::StorageError;
+use crate::error::StorageError;
 
 /// A journal search.
 #[derive(Debug, Clone, Default)]

@@ -16,66 +16,28 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::codec::decode_record;
+use crate::error::StorageError;
+use crate::keys::{index_entries, timer_from_byte, Index, IndexEntry};
+use crate::trees::ReceiptTrees;
+use crate::tx::{transact, write_position, LedgerTx, POSITIONS};
 use chrono::{DateTime, NaiveDate, Utc};
 use mpay_messages::position::{DebtPosition, PositionStatus};
 use mpay_messages::{NoticeLayout, NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
 
-use crate::codec::{decode, encode};
-use crate::StorageError;
+pub use crate::error::LedgerError;
+pub use crate::keys::position_key;
+pub use crate::tx::{
+    apply, apply_prepared, claim_conflict, prepare, unique_claims, unique_releases, Abort,
+    PreparedWrite,
+};
 
 /// Compare-and-swap attempts before [`LedgerError::Contended`].
 const MAX_CAS_ATTEMPTS: u32 = 1000;
 
 /// IUV sequence numbers reserved (and flushed) at a time.
 pub const IUV_BLOCK: u64 = 1000;
-
-/// Why a ledger operation was refused or failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LedgerError {
-    /// No position with that key.
-    #[error("debt position not found")]
-    NotFound,
-    /// The iupd is taken.
-    #[error("a debt position with iupd {0:?} already exists")]
-    AlreadyExists(String),
-    /// The notice number belongs to another position.
-    #[error("notice number {nav} is already used by debt position {iupd:?}")]
-    NoticeInUse {
-        /// The notice number.
-        nav: String,
-        /// Who holds it.
-        iupd: String,
-    },
-    /// The IUV belongs to another position.
-    #[error("IUV {iuv} is already used by debt position {iupd:?}")]
-    IuvInUse {
-        /// The IUV.
-        iuv: String,
-        /// Who holds it.
-        iupd: String,
-    },
-    /// A rule of the domain refuses the change (status, origin).
-    #[error(transparent)]
-    Rule(#[from] mpay_messages::domain::PositionError),
-    /// The organization's IUV sequence is exhausted for its layout.
-    #[error("IUV sequence exhausted for organization {0}")]
-    SequenceExhausted(String),
-    /// Too many concurrent updates of the same position; try again.
-    #[error("the debt position is being changed concurrently; retry")]
-    Contended,
-    /// Storage failure.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-impl From<sled::Error> for LedgerError {
-    fn from(e: sled::Error) -> Self {
-        LedgerError::Storage(e.into())
-    }
-}
 
 /// Filters of the list endpoint (GPD `GET .../debtpositions` query parameters).
 #[derive(Debug, Clone, Default)]
@@ -130,22 +92,6 @@ pub struct Page<T> {
 }
 
 pub use mpay_messages::domain::TimerKind;
-
-/// The byte of a timer kind in `timers` keys.
-fn timer_byte(kind: TimerKind) -> u8 {
-    match kind {
-        TimerKind::Validate => b'V',
-        TimerKind::Expire => b'E',
-    }
-}
-
-fn timer_from_byte(b: u8) -> Option<TimerKind> {
-    match b {
-        b'V' => Some(TimerKind::Validate),
-        b'E' => Some(TimerKind::Expire),
-        _ => None,
-    }
-}
 
 /// Result of [`PositionRepository::verify`]: the indexes checked against the ledger.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -258,234 +204,10 @@ pub struct SledLedger {
     counters: sled::Tree,
     count: AtomicU64,
     blocks: Mutex<HashMap<String, (u64, u64)>>,
-    pub(crate) receipts: crate::receipts::ReceiptTrees,
-}
-
-const POSITIONS: &str = "positions";
-
-pub(crate) fn position_key(org: &str, iupd: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(org.len() + iupd.len());
-    k.extend_from_slice(org.as_bytes());
-    k.extend_from_slice(iupd.as_bytes());
-    k
-}
-
-/// All index entries a position implies: (tree index, key, value).
-fn index_entries(p: &DebtPosition) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
-    let org = p.organization_fiscal_code.as_str();
-    let iupd = p.iupd.as_bytes();
-    let mut out = Vec::with_capacity(2 * p.payment_options.len() + 3);
-    for o in &p.payment_options {
-        out.push((0, position_key(org, o.nav.as_str()), iupd.to_vec()));
-        out.push((1, position_key(org, o.iuv.as_str()), iupd.to_vec()));
-    }
-    let mut d = p.debtor.fiscal_code.to_string().into_bytes();
-    d.push(0);
-    d.extend_from_slice(&position_key(org, &p.iupd));
-    out.push((2, d, Vec::new()));
-    if let Some(day) = p.last_due_day() {
-        let mut k = day.format("%Y%m%d").to_string().into_bytes();
-        k.extend_from_slice(&position_key(org, &p.iupd));
-        out.push((3, k, Vec::new()));
-    }
-    for (at, kind) in timers_of(p) {
-        let mut k = at.timestamp_millis().to_be_bytes().to_vec();
-        k.push(timer_byte(kind));
-        k.extend_from_slice(&position_key(org, &p.iupd));
-        out.push((4, k, Vec::new()));
-    }
-    out
-}
-
-/// When a position must change by itself: the domain's rule ([`DebtPosition::timers`]).
-fn timers_of(p: &DebtPosition) -> Vec<(DateTime<Utc>, TimerKind)> {
-    p.timers()
+    pub(crate) receipts: ReceiptTrees,
 }
 
 pub use mpay_messages::domain::position::expiry_instant;
-
-pub(crate) type Abort = ConflictableTransactionError<LedgerError>;
-
-/// Rewrites one position inside a transaction: removes `old`'s index entries that `new` does not
-/// have, checks uniqueness of `new`'s notice numbers and IUVs, writes `new`'s entries.
-pub(crate) fn apply(
-    trees: &[&TransactionalTree; 6],
-    old: Option<&DebtPosition>,
-    new: Option<&DebtPosition>,
-) -> Result<(), Abort> {
-    let [positions, by_notice, by_iuv, by_debtor, by_due, timers] = trees;
-    let idx = [by_notice, by_iuv, by_debtor, by_due, timers];
-    let old_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = old
-        .map(index_entries)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let new_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = new
-        .map(index_entries)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for (t, k, _) in old_entries.difference(&new_entries) {
-        if let Some(tree) = idx.get(*t) {
-            tree.remove(k.as_slice())?;
-        }
-    }
-    if let Some(p) = new {
-        for (t, k, v) in new_entries.difference(&old_entries) {
-            let Some(tree) = idx.get(*t) else { continue };
-            if *t <= 1 {
-                if let Some(holder) = tree.get(k.as_slice())? {
-                    if holder.as_ref() != p.iupd.as_bytes() {
-                        return Err(Abort::Abort(claim_conflict(*t, k, &holder)));
-                    }
-                }
-            }
-            tree.insert(k.as_slice(), v.as_slice())?;
-        }
-        let key = position_key(p.organization_fiscal_code.as_str(), &p.iupd);
-        positions.insert(key, encode(p).map_err(|e| Abort::Abort(e.into()))?)?;
-    } else if let Some(p) = old {
-        positions.remove(position_key(p.organization_fiscal_code.as_str(), &p.iupd))?;
-    }
-    Ok(())
-}
-
-/// A position write prepared outside a transaction — record encoded, index entries to drop
-/// and to add computed — so that a bulk writer's transaction (which holds sled's global
-/// transaction lock, blocking every reader) does only the tree operations.
-pub(crate) struct PreparedWrite {
-    key: Vec<u8>,
-    iupd: Vec<u8>,
-    bytes: Vec<u8>,
-    removes: Vec<(usize, Vec<u8>)>,
-    inserts: Vec<(usize, Vec<u8>, Vec<u8>)>,
-}
-
-/// Prepares writing `new` over `old` (`None` = created): the same changes as [`apply`].
-pub(crate) fn prepare(
-    old: Option<&DebtPosition>,
-    new: &DebtPosition,
-) -> Result<PreparedWrite, StorageError> {
-    let old_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = old
-        .map(index_entries)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let new_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = index_entries(new).into_iter().collect();
-    Ok(PreparedWrite {
-        key: position_key(new.organization_fiscal_code.as_str(), &new.iupd),
-        iupd: new.iupd.as_bytes().to_vec(),
-        bytes: encode(new)?,
-        removes: old_entries
-            .difference(&new_entries)
-            .map(|(t, k, _)| (*t, k.clone()))
-            .collect(),
-        inserts: new_entries.difference(&old_entries).cloned().collect(),
-    })
-}
-
-impl PreparedWrite {
-    /// Key of the position in the `positions` tree.
-    pub(crate) fn key(&self) -> &[u8] {
-        &self.key
-    }
-
-    /// Bytes it adds to the store's log (about).
-    pub(crate) fn size(&self) -> usize {
-        self.key.len()
-            + self.bytes.len()
-            + self
-                .inserts
-                .iter()
-                .map(|(_, k, v)| k.len() + v.len())
-                .sum::<usize>()
-    }
-}
-
-/// [`apply`] of a [`PreparedWrite`]: drops and adds its index entries (refusing notice numbers
-/// and IUVs held by another position), writes the record.
-pub(crate) fn apply_prepared(
-    trees: &[&TransactionalTree; 6],
-    w: &PreparedWrite,
-) -> Result<(), Abort> {
-    let [positions, by_notice, by_iuv, by_debtor, by_due, timers] = trees;
-    let idx = [by_notice, by_iuv, by_debtor, by_due, timers];
-    for (t, k) in &w.removes {
-        if let Some(tree) = idx.get(*t) {
-            tree.remove(k.as_slice())?;
-        }
-    }
-    for (t, k, v) in &w.inserts {
-        let Some(tree) = idx.get(*t) else { continue };
-        if *t <= 1 {
-            if let Some(holder) = tree.get(k.as_slice())? {
-                if holder.as_ref() != w.iupd.as_slice() {
-                    return Err(Abort::Abort(claim_conflict(*t, k, &holder)));
-                }
-            }
-        }
-        tree.insert(k.as_slice(), v.as_slice())?;
-    }
-    positions.insert(w.key.as_slice(), w.bytes.as_slice())?;
-    Ok(())
-}
-
-/// The notice-number (tree 0) and IUV (tree 1) index keys that writing `new` over `old` would
-/// claim: exactly the keys [`apply`] checks for another holder. Lets a bulk writer (feeds) decide
-/// uniqueness before its transaction, so that one conflicting position is rejected on its own
-/// instead of aborting a whole batch.
-pub(crate) fn unique_claims(
-    old: Option<&DebtPosition>,
-    new: &DebtPosition,
-) -> Vec<(usize, Vec<u8>)> {
-    let old_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = old
-        .map(index_entries)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(t, _, _)| *t <= 1)
-        .collect();
-    index_entries(new)
-        .into_iter()
-        .filter(|e| e.0 <= 1 && !old_entries.contains(e))
-        .map(|(t, k, _)| (t, k))
-        .collect()
-}
-
-/// The notice-number (tree 0) and IUV (tree 1) index keys that writing `new` over `old` would
-/// release (held by `old`, not by `new`).
-pub(crate) fn unique_releases(
-    old: Option<&DebtPosition>,
-    new: &DebtPosition,
-) -> Vec<(usize, Vec<u8>)> {
-    let Some(old) = old else { return Vec::new() };
-    let new_entries: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = index_entries(new)
-        .into_iter()
-        .filter(|(t, _, _)| *t <= 1)
-        .collect();
-    index_entries(old)
-        .into_iter()
-        .filter(|e| e.0 <= 1 && !new_entries.contains(e))
-        .map(|(t, k, _)| (t, k))
-        .collect()
-}
-
-/// The error [`apply`] gives when `key` of index `tree` (0 notice, 1 IUV) is held by `holder`.
-pub(crate) fn claim_conflict(tree: usize, key: &[u8], holder: &[u8]) -> LedgerError {
-    let code = String::from_utf8_lossy(key.get(11..).unwrap_or_default()).into_owned();
-    let iupd = String::from_utf8_lossy(holder).into_owned();
-    if tree == 0 {
-        LedgerError::NoticeInUse { nav: code, iupd }
-    } else {
-        LedgerError::IuvInUse { iuv: code, iupd }
-    }
-}
-
-pub(crate) fn tx_err(e: TransactionError<LedgerError>) -> LedgerError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => e.into(),
-    }
-}
 
 /// [`SledLedger`]'s count before it was first needed.
 const COUNT_UNKNOWN: u64 = u64::MAX;
@@ -510,28 +232,31 @@ impl SledLedger {
             // which made start-up wait for it
             count: AtomicU64::new(COUNT_UNKNOWN),
             blocks: Mutex::new(HashMap::new()),
-            receipts: crate::receipts::ReceiptTrees::open(db)?,
+            receipts: ReceiptTrees::open(db)?,
         })
     }
 
-    fn trees(
-        &self,
-    ) -> (
-        &sled::Tree,
-        &sled::Tree,
-        &sled::Tree,
-        &sled::Tree,
-        &sled::Tree,
-        &sled::Tree,
-    ) {
-        (
+    /// The ledger's six trees in unit-of-work order (see [`crate::tx::transact`]).
+    pub(crate) fn ledger_trees(&self) -> [&sled::Tree; 6] {
+        [
             &self.positions,
             &self.by_notice,
             &self.by_iuv,
             &self.by_debtor,
             &self.by_due,
             &self.timers,
-        )
+        ]
+    }
+
+    /// The tree of an index.
+    pub(crate) fn index_tree(&self, i: Index) -> &sled::Tree {
+        match i {
+            Index::Notice => &self.by_notice,
+            Index::Iuv => &self.by_iuv,
+            Index::Debtor => &self.by_debtor,
+            Index::Due => &self.by_due,
+            Index::Timer => &self.timers,
+        }
     }
 
     /// The positions of `org` a list must look at: the most selective index the filter allows
@@ -582,17 +307,7 @@ impl SledLedger {
     }
 
     pub(crate) fn decode_position(key: &[u8], bytes: &[u8]) -> Result<DebtPosition, LedgerError> {
-        Ok(decode(POSITIONS, key, bytes)?)
-    }
-
-    fn index_trees(&self) -> [(&'static str, &sled::Tree); 5] {
-        [
-            ("by_notice", &self.by_notice),
-            ("by_iuv", &self.by_iuv),
-            ("by_debtor", &self.by_debtor),
-            ("by_due", &self.by_due),
-            ("timers", &self.timers),
-        ]
+        Ok(decode_record(POSITIONS, key, bytes)?)
     }
 
     /// Accounts for positions a bulk writer (feeds, archive) created inside its own transaction with
@@ -768,22 +483,14 @@ impl PositionRepository for SledLedger {
             new.iupd = old.iupd.clone();
             new.revision = old.revision.saturating_add(1);
             new.last_updated_date = Utc::now();
-            let result = self.trees().transaction(|(p, n, i, d, due, t)| {
-                if p.get(&key)?.as_deref() != Some(old_bytes.as_ref()) {
-                    return Err(Abort::Abort(LedgerError::Contended));
-                }
-                apply(&[p, n, i, d, due, t], Some(&old), Some(&new))?;
-                Ok(())
-            });
+            let result = self.swap(&key, &old_bytes, Some(&old), Some(&new));
             match result {
                 Ok(()) => return Ok(new),
-                Err(TransactionError::Abort(LedgerError::Contended))
-                    if attempt < MAX_CAS_ATTEMPTS =>
-                {
+                Err(LedgerError::Contended) if attempt < MAX_CAS_ATTEMPTS => {
                     metrics::counter!("mpay_ledger_cas_retries_total").increment(1);
                     continue;
                 }
-                Err(e) => return Err(tx_err(e)),
+                Err(e) => return Err(e),
             }
         }
         Err(LedgerError::Contended)
@@ -800,24 +507,14 @@ impl PositionRepository for SledLedger {
             let old_bytes = self.positions.get(&key)?.ok_or(LedgerError::NotFound)?;
             let old = Self::decode_position(&key, &old_bytes)?;
             check(&old)?;
-            let result = self.trees().transaction(|(p, n, i, d, due, t)| {
-                if p.get(&key)?.as_deref() != Some(old_bytes.as_ref()) {
-                    return Err(Abort::Abort(LedgerError::Contended));
-                }
-                apply(&[p, n, i, d, due, t], Some(&old), None)?;
-                Ok(())
-            });
+            let result = self.swap(&key, &old_bytes, Some(&old), None);
             match result {
                 Ok(()) => {
                     self.adjust_count(|c| c.saturating_sub(1));
                     return Ok(old);
                 }
-                Err(TransactionError::Abort(LedgerError::Contended))
-                    if attempt < MAX_CAS_ATTEMPTS =>
-                {
-                    continue
-                }
-                Err(e) => return Err(tx_err(e)),
+                Err(LedgerError::Contended) if attempt < MAX_CAS_ATTEMPTS => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(LedgerError::Contended)
@@ -942,8 +639,7 @@ impl PositionRepository for SledLedger {
 
     fn verify(&self) -> Result<VerifyReport, LedgerError> {
         let mut report = VerifyReport::default();
-        let names = ["by_notice", "by_iuv", "by_debtor", "by_due", "timers"];
-        let mut expected: BTreeSet<(usize, Vec<u8>, Vec<u8>)> = BTreeSet::new();
+        let mut expected: BTreeSet<(Index, Vec<u8>, Vec<u8>)> = BTreeSet::new();
         for item in self.positions.iter() {
             let (k, v) = item?;
             report.positions += 1;
@@ -955,32 +651,33 @@ impl PositionRepository for SledLedger {
                             String::from_utf8_lossy(&k)
                         ));
                     }
-                    expected.extend(index_entries(&p));
+                    expected.extend(
+                        index_entries(&p)
+                            .into_iter()
+                            .map(|e: IndexEntry| (e.index, e.key, e.value)),
+                    );
                 }
                 Err(e) => report.corrupt.push(e.to_string()),
             }
         }
-        for (t, k, v) in &expected {
-            let tree = self.index_trees().get(*t).map(|x| x.1);
-            let found = match tree {
-                Some(tree) => tree.get(k)?,
-                None => None,
-            };
+        for (index, k, v) in &expected {
+            let found = self.index_tree(*index).get(k)?;
             if found.as_deref() != Some(v.as_slice()) {
                 report.missing.push(format!(
                     "{}/{}",
-                    names.get(*t).unwrap_or(&"?"),
+                    index.tree_name(),
                     String::from_utf8_lossy(k).escape_debug()
                 ));
             }
         }
-        for (t, (name, tree)) in self.index_trees().into_iter().enumerate() {
-            for item in tree.iter() {
+        for index in Index::ALL {
+            for item in self.index_tree(index).iter() {
                 let (k, v) = item?;
                 report.index_entries += 1;
-                if !expected.contains(&(t, k.to_vec(), v.to_vec())) {
+                if !expected.contains(&(index, k.to_vec(), v.to_vec())) {
                     report.dangling.push(format!(
-                        "{name}/{}",
+                        "{}/{}",
+                        index.tree_name(),
                         String::from_utf8_lossy(&k).escape_debug()
                     ));
                 }
@@ -990,7 +687,14 @@ impl PositionRepository for SledLedger {
     }
 
     fn export(&self, out: &mut dyn Write) -> Result<u64, LedgerError> {
-        let io = |e: std::io::Error| LedgerError::Storage(StorageError::Io(e.to_string()));
+        let io =
+            |e: std::io::Error| LedgerError::Storage(StorageError::file("writing the export", e));
+        let json = |e: serde_json::Error| {
+            LedgerError::Storage(StorageError::Encode {
+                tree: "export",
+                source: std::sync::Arc::new(e),
+            })
+        };
         let mut n = 0;
         for item in self.counters.iter() {
             let (k, v) = item?;
@@ -1001,16 +705,14 @@ impl PositionRepository for SledLedger {
                 key: String::from_utf8_lossy(&k).into_owned(),
                 value,
             };
-            serde_json::to_writer(&mut *out, &line)
-                .map_err(|e| LedgerError::Storage(StorageError::Io(e.to_string())))?;
+            serde_json::to_writer(&mut *out, &line).map_err(json)?;
             out.write_all(b"\n").map_err(io)?;
             n += 1;
         }
         for item in self.positions.iter() {
             let (k, v) = item?;
             let position = Box::new(Self::decode_position(&k, &v)?);
-            serde_json::to_writer(&mut *out, &ExportLine::Position { position })
-                .map_err(|e| LedgerError::Storage(StorageError::Io(e.to_string())))?;
+            serde_json::to_writer(&mut *out, &ExportLine::Position { position }).map_err(json)?;
             out.write_all(b"\n").map_err(io)?;
             n += 1;
         }
@@ -1022,7 +724,8 @@ impl PositionRepository for SledLedger {
         let mut n = 0;
         let mut batch = Vec::new();
         for (lineno, line) in input.lines().enumerate() {
-            let line = line.map_err(|e| LedgerError::Storage(StorageError::Io(e.to_string())))?;
+            let line = line
+                .map_err(|e| LedgerError::Storage(StorageError::file("reading the import", e)))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -1062,24 +765,39 @@ impl PositionRepository for SledLedger {
 }
 
 impl SledLedger {
+    /// Writes `new` over `old` (`None`: deleted) provided the stored record still has the bytes
+    /// `old` was read from (compare-and-swap). Errors: `Contended` when it changed meanwhile,
+    /// uniqueness errors, `Storage`.
+    fn swap(
+        &self,
+        key: &[u8],
+        old_bytes: &[u8],
+        old: Option<&DebtPosition>,
+        new: Option<&DebtPosition>,
+    ) -> Result<(), LedgerError> {
+        transact(self.ledger_trees(), &[], |tx: &LedgerTx<'_>, _| {
+            if tx.positions.get(key)?.as_deref() != Some(old_bytes) {
+                return Err(Abort::Abort(LedgerError::Contended));
+            }
+            write_position(tx, old, new)
+        })
+    }
+
     /// Inserts positions that must not exist yet, with their indexes, in one transaction.
     fn insert_new(&self, positions: &[DebtPosition]) -> Result<(), LedgerError> {
         if positions.is_empty() {
             return Ok(());
         }
-        self.trees()
-            .transaction(|(p, n, i, d, due, t)| {
-                let trees = [p, n, i, d, due, t];
-                for pos in positions {
-                    let key = position_key(pos.organization_fiscal_code.as_str(), &pos.iupd);
-                    if p.get(&key)?.is_some() {
-                        return Err(Abort::Abort(LedgerError::AlreadyExists(pos.iupd.clone())));
-                    }
-                    apply(&trees, None, Some(pos))?;
+        transact(self.ledger_trees(), &[], |tx: &LedgerTx<'_>, _| {
+            for pos in positions {
+                let key = position_key(pos.organization_fiscal_code.as_str(), &pos.iupd);
+                if tx.positions.get(&key)?.is_some() {
+                    return Err(Abort::Abort(LedgerError::AlreadyExists(pos.iupd.clone())));
                 }
-                Ok(())
-            })
-            .map_err(tx_err)?;
+                write_position(tx, None, Some(pos))?;
+            }
+            Ok(())
+        })?;
         self.note_created(positions.len() as u64);
         Ok(())
     }
@@ -1157,6 +875,7 @@ mod tests {
                 payment_date: None,
                 transfers: vec![t],
                 metadata: vec![],
+                details: Default::default(),
             }],
             revision: 0,
             origin: mpay_messages::position::Origin::Rest,
@@ -1172,8 +891,9 @@ mod tests {
         let ledger = SledLedger::open(&db).unwrap();
         let p = ledger.create(sample(&ledger)).unwrap();
         let key = position_key("80001234568", &p.iupd);
-        let mut json: serde_json::Value =
-            serde_json::from_slice(&ledger.positions.get(&key).unwrap().unwrap()[1..]).unwrap();
+        let stored = ledger.positions.get(&key).unwrap().unwrap();
+        assert_eq!(stored[0], 2, "new records are compact (schema 2)");
+        let mut json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["origin"], "REST");
         json.as_object_mut().unwrap().remove("origin");
         let mut old = vec![1u8];
@@ -1197,6 +917,40 @@ mod tests {
             .unwrap();
         assert_eq!(changed.company_name, "Comune nuovo");
         assert_eq!(changed.origin, mpay_messages::position::Origin::Unrecorded);
+    }
+
+    /// The compact record (schema 2) reads back equal, and is much smaller than the JSON the
+    /// previous build wrote.
+    #[test]
+    fn compact_records_round_trip_and_are_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let ledger = SledLedger::open(&db).unwrap();
+        let mut p = sample(&ledger);
+        p.payment_options[0].metadata = vec![MapEntry {
+            key: "k".into(),
+            value: "v".into(),
+        }];
+        p.origin = Origin::Feed {
+            flow_id: "F1".into(),
+        };
+        let p = ledger.create(p).unwrap();
+        let key = position_key("80001234568", &p.iupd);
+        let compact = ledger.positions.get(&key).unwrap().unwrap();
+        let json = crate::codec::encode(&p).unwrap();
+        assert_eq!(SledLedger::decode_position(&key, &compact).unwrap(), p);
+        assert_eq!(SledLedger::decode_position(&key, &json).unwrap(), p);
+        println!(
+            "position record: JSON {} bytes, compact {} bytes",
+            json.len(),
+            compact.len()
+        );
+        assert!(
+            compact.len() * 2 < json.len(),
+            "{} vs {}",
+            compact.len(),
+            json.len()
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Reading receipts and anomalies per organization (REST `…/receipts`, `…/anomalies`) and the
 //! operator's acknowledgement of an anomaly.
 //!
-//! Receipts are found through `receipts_by_notice` (keys start with the organization's fiscal
-//! code), anomalies by a scan of `anomalies` filtered by organization (they are few); both are
-//! sorted newest first and paged in memory. Acknowledgements live in their own tree
-//! `anomaly_acks` (anomaly id → [`Acknowledgement`]) so the anomaly record stays as raised.
+//! Receipts are paged through `receipts_by_org` (organization, arrival): the date range is a
+//! key range, the total is counted on keys, only the page's receipts are decoded (a filter on
+//! IUV or debtor decodes the receipts of the range; a notice number goes through
+//! `receipts_by_notice`). Anomalies are paged through `anomalies_by_org`, the state filter
+//! reads `anomaly_acks` keys only. Acknowledgements live in their own tree `anomaly_acks`
+//! (anomaly id → [`Acknowledgement`]) so the anomaly record stays as raised.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{decode, encode};
 use crate::ledger::{LedgerError, Page, SledLedger};
 use crate::receipts::{Anomaly, StoredReceipt};
+use crate::trees::{instant_bytes, org_prefix};
 
 /// Filters of the receipts list (all optional, combined with AND).
 #[derive(Debug, Clone, Default)]
@@ -103,7 +106,8 @@ fn page_of<T>(mut all: Vec<T>, page: usize, limit: usize) -> Page<T> {
 }
 
 impl SledLedger {
-    /// Receipts of an organization matching `filter`, newest first, one page.
+    /// Receipts of an organization matching `filter`, newest first (ties: receipt id), one
+    /// page.
     pub fn list_receipts(
         &self,
         org: &str,
@@ -111,26 +115,85 @@ impl SledLedger {
         page: usize,
         limit: usize,
     ) -> Result<Page<StoredReceipt>, LedgerError> {
-        let mut all = Vec::new();
-        for item in self.receipts.by_notice.scan_prefix(org.as_bytes()) {
-            let (k, _) = item?;
-            let Some(sep) = k.iter().rposition(|b| *b == 0) else {
-                continue;
-            };
-            let id = k.get(sep + 1..).unwrap_or_default();
-            if let Some(b) = self.receipts.receipts.get(id)? {
-                let r: StoredReceipt = decode("receipts", id, &b)?;
-                if r.organization == org && filter.matches(&r) {
-                    all.push(r);
+        let rt = &self.receipts;
+        let read = |id: &[u8]| -> Result<Option<StoredReceipt>, LedgerError> {
+            match rt.receipts.get(id)? {
+                Some(b) => Ok(Some(decode("receipts", id, &b)?)),
+                None => Ok(None),
+            }
+        };
+        if let Some(nav) = &filter.notice_number {
+            // few receipts per notice: read them all
+            let mut prefix = crate::keys::position_key(org, nav);
+            prefix.push(0);
+            let mut all = Vec::new();
+            for item in rt.by_notice.scan_prefix(&prefix) {
+                let (k, _) = item?;
+                let id = k.get(prefix.len()..).unwrap_or_default();
+                if let Some(r) = read(id)? {
+                    if r.organization == org && filter.matches(&r) {
+                        all.push(r);
+                    }
                 }
             }
+            all.sort_by(|a, b| {
+                b.received_at
+                    .cmp(&a.received_at)
+                    .then_with(|| a.receipt_id.cmp(&b.receipt_id))
+            });
+            return Ok(page_of(all, page, limit));
         }
-        all.sort_by(|a, b| {
-            b.received_at
-                .cmp(&a.received_at)
-                .then_with(|| a.receipt_id.cmp(&b.receipt_id))
-        });
-        Ok(page_of(all, page, limit))
+        let prefix = org_prefix(org);
+        let key_at = |t: Option<DateTime<Utc>>, end: bool| {
+            let mut k = prefix.clone();
+            match t {
+                Some(t) => k.extend_from_slice(&instant_bytes(t)),
+                None if end => k.extend_from_slice(&[0xff; 9]),
+                None => {}
+            }
+            k
+        };
+        let range = key_at(filter.from, false)..key_at(filter.to, true);
+        let decode_all = filter.iuv.is_some() || filter.debtor.is_some();
+        // (time bytes, receipt id) newest first; equal times keep the id order ascending
+        let mut keys: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut decoded: Vec<StoredReceipt> = Vec::new();
+        for item in rt.by_org.range(range).rev() {
+            let (k, _) = item?;
+            let time = k.get(prefix.len()..prefix.len() + 8).unwrap_or_default();
+            let id = k.get(prefix.len() + 8..).unwrap_or_default();
+            if decode_all {
+                if let Some(r) = read(id)? {
+                    if filter.matches(&r) {
+                        decoded.push(r);
+                    }
+                }
+            } else {
+                keys.push((time.to_vec(), id.to_vec()));
+            }
+        }
+        if decode_all {
+            decoded.sort_by(|a, b| {
+                b.received_at
+                    .cmp(&a.received_at)
+                    .then_with(|| a.receipt_id.cmp(&b.receipt_id))
+            });
+            return Ok(page_of(decoded, page, limit));
+        }
+        keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let total_items = keys.len();
+        let mut items = Vec::new();
+        for (_, id) in keys.iter().skip(page.saturating_mul(limit)).take(limit) {
+            if let Some(r) = read(id)? {
+                items.push(r);
+            }
+        }
+        Ok(Page {
+            items,
+            page,
+            limit,
+            total_items,
+        })
     }
 
     /// A receipt of an organization (`None` if absent or another organization's).
@@ -156,31 +219,48 @@ impl SledLedger {
         page: usize,
         limit: usize,
     ) -> Result<Page<AnomalyRecord>, LedgerError> {
-        let mut all = Vec::new();
-        for item in self.receipts.anomalies.iter().rev() {
-            let (k, v) = item?;
-            let anomaly: Anomaly = decode("anomalies", &k, &v)?;
-            if anomaly.organization != org {
-                continue;
-            }
-            let Ok(bytes) = <[u8; 8]>::try_from(k.as_ref()) else {
+        let rt = &self.receipts;
+        let prefix = org_prefix(org);
+        let mut ids = Vec::new();
+        for item in rt.anomalies_by_org.scan_prefix(&prefix).rev() {
+            let (k, _) = item?;
+            let Some(Ok(id)) = k.get(prefix.len()..).map(<[u8; 8]>::try_from) else {
                 continue;
             };
-            let id = u64::from_be_bytes(bytes);
-            let acknowledgement = match self.receipts.acks.get(k)? {
-                Some(b) => Some(decode("anomaly_acks", &bytes, &b)?),
-                None => None,
+            let wanted = match state {
+                None => true,
+                Some(s) => {
+                    let acked = rt.acks.contains_key(id)?;
+                    (s == AnomalyState::Acknowledged) == acked
+                }
             };
-            let rec = AnomalyRecord {
-                id,
-                anomaly,
-                acknowledgement,
-            };
-            if state.is_none_or(|s| rec.state() == s) {
-                all.push(rec);
+            if wanted {
+                ids.push(id);
             }
         }
-        Ok(page_of(all, page, limit))
+        let total_items = ids.len();
+        let mut items = Vec::new();
+        for key in ids.iter().skip(page.saturating_mul(limit)).take(limit) {
+            let Some(v) = rt.anomalies.get(key)? else {
+                continue;
+            };
+            let anomaly: Anomaly = decode("anomalies", key, &v)?;
+            let acknowledgement = match rt.acks.get(key)? {
+                Some(b) => Some(decode("anomaly_acks", key, &b)?),
+                None => None,
+            };
+            items.push(AnomalyRecord {
+                id: u64::from_be_bytes(*key),
+                anomaly,
+                acknowledgement,
+            });
+        }
+        Ok(Page {
+            items,
+            page,
+            limit,
+            total_items,
+        })
     }
 
     /// Acknowledges an anomaly of `org` (idempotent: the first acknowledgement is kept).

@@ -6,45 +6,29 @@
 //! ([`ReceiptDisposition::Duplicate`]), also under concurrency (writers of the same receipt id
 //! are serialised by a striped lock, the position by compare-and-swap).
 //!
-//! Trees: `receipts` (receiptId → [`StoredReceipt`]), `receipts_by_notice`
-//! (org ++ nav ++ 0x00 ++ receiptId → ∅), `anomalies` (u64 BE id → [`Anomaly`]).
-
-use std::sync::Mutex;
+//! Trees and keys: see [`crate::trees`]. Receipts and anomalies are also indexed by
+//! organization (`receipts_by_org` by arrival, `anomalies_by_org`), written in the same unit of
+//! work; a store of the previous build gets these indexes built once when it is opened
+//! ([`upgrade`]).
 
 use chrono::{DateTime, Utc};
+use mpay_messages::domain::PaymentFacts;
 use mpay_messages::position::DebtPosition;
 use mpay_messages::receipt_check::ReceiptFlag;
 use mpay_messages::wire::pafornode::Receipt;
 use mpay_messages::{NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
+use sled::transaction::TransactionalTree;
 
 use crate::codec::{decode, encode};
-use crate::ledger::{apply, position_key, tx_err, Abort, LedgerError, SledLedger};
-use crate::StorageError;
-
-const STRIPES: usize = 64;
-
-/// The receipt trees (owned by the ledger so one transaction spans both).
-pub struct ReceiptTrees {
-    pub(crate) receipts: sled::Tree,
-    pub(crate) by_notice: sled::Tree,
-    pub(crate) anomalies: sled::Tree,
-    pub(crate) acks: sled::Tree,
-    stripes: Vec<Mutex<()>>,
-}
-
-impl ReceiptTrees {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        Ok(ReceiptTrees {
-            receipts: db.open_tree("receipts")?,
-            by_notice: db.open_tree("receipts_by_notice")?,
-            anomalies: db.open_tree("anomalies")?,
-            acks: db.open_tree("anomaly_acks")?,
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-        })
-    }
-}
+use crate::error::LedgerError;
+use crate::error::StorageError;
+use crate::keys::{position_key, Index};
+use crate::ledger::SledLedger;
+use crate::trees::{
+    anomaly_org_key, notice_key, receipt_org_key, upgrade_once, ReceiptTrees, STRIPES,
+};
+use crate::tx::{transact, write_position, Abort, LedgerTx};
 
 pub use mpay_messages::domain::ReceiptDisposition;
 
@@ -124,47 +108,91 @@ pub trait ReceiptRepository: Send + Sync {
     fn receipt_count(&self) -> usize;
 }
 
-fn notice_key(org: &str, nav: &str, receipt_id: &str) -> Vec<u8> {
-    let mut k = position_key(org, nav);
-    k.push(0);
-    k.extend_from_slice(receipt_id.as_bytes());
-    k
-}
-
 fn stripe(id: &str) -> usize {
     id.bytes()
         .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
         % STRIPES
 }
 
-impl SledLedger {
-    fn insert_receipt_tx(
-        r: &sled::transaction::TransactionalTree,
-        n: &sled::transaction::TransactionalTree,
-        a: &sled::transaction::TransactionalTree,
-        receipt: &StoredReceipt,
-        anomalies: &[(u64, Anomaly)],
-    ) -> Result<(), Abort> {
-        r.insert(
-            receipt.receipt_id.as_bytes(),
-            encode(receipt).map_err(|e| Abort::Abort(e.into()))?,
-        )?;
-        n.insert(
-            notice_key(
-                &receipt.organization,
-                &receipt.notice_number,
-                &receipt.receipt_id,
-            ),
-            &[][..],
-        )?;
-        for (id, an) in anomalies {
-            a.insert(
-                &id.to_be_bytes(),
-                encode(an).map_err(|e| Abort::Abort(e.into()))?,
-            )?;
-        }
-        Ok(())
+/// Writes a receipt, its index entries and its anomalies inside a unit of work; `t` are the
+/// trees of [`ReceiptTrees::write_trees`].
+fn insert_receipt_tx(
+    t: &[TransactionalTree],
+    receipt: &StoredReceipt,
+    anomalies: &[(u64, Anomaly)],
+) -> Result<(), Abort> {
+    let [r, by_notice, by_org, a, a_by_org] = t else {
+        return Err(Abort::Storage(sled::Error::ReportableBug(
+            "a receipt unit of work lost its trees".into(),
+        )));
+    };
+    let encoded = |e: StorageError| Abort::Abort(e.into());
+    r.insert(
+        receipt.receipt_id.as_bytes(),
+        encode(receipt).map_err(encoded)?,
+    )?;
+    by_notice.insert(
+        notice_key(
+            &receipt.organization,
+            &receipt.notice_number,
+            &receipt.receipt_id,
+        ),
+        &[][..],
+    )?;
+    by_org.insert(
+        receipt_org_key(
+            &receipt.organization,
+            receipt.received_at,
+            &receipt.receipt_id,
+        ),
+        &[][..],
+    )?;
+    for (id, an) in anomalies {
+        a.insert(&id.to_be_bytes(), encode(an).map_err(encoded)?)?;
+        a_by_org.insert(anomaly_org_key(&an.organization, *id), &[][..])?;
     }
+    Ok(())
+}
+
+/// Builds, once per store, the organization indexes of receipts and anomalies that a store of
+/// the previous build lacks. Idempotent (safe to run again after a crash).
+pub(crate) fn upgrade(db: &sled::Db, t: &ReceiptTrees) -> Result<(), StorageError> {
+    upgrade_once(db, "receipts_by_org", || {
+        let mut n = 0;
+        let mut batch = sled::Batch::default();
+        for item in t.receipts.iter() {
+            let (k, v) = item?;
+            let r: StoredReceipt = decode("receipts", &k, &v)?;
+            batch.insert(
+                receipt_org_key(&r.organization, r.received_at, &r.receipt_id),
+                &[][..],
+            );
+            n += 1;
+            if n % 10_000 == 0 {
+                t.by_org.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        t.by_org.apply_batch(batch)?;
+        Ok(n)
+    })?;
+    upgrade_once(db, "anomalies_by_org", || {
+        let mut n = 0;
+        let mut batch = sled::Batch::default();
+        for item in t.anomalies.iter() {
+            let (k, v) = item?;
+            let a: Anomaly = decode("anomalies", &k, &v)?;
+            let Ok(id) = <[u8; 8]>::try_from(k.as_ref()) else {
+                continue;
+            };
+            batch.insert(
+                anomaly_org_key(&a.organization, u64::from_be_bytes(id)),
+                &[][..],
+            );
+            n += 1;
+        }
+        t.anomalies_by_org.apply_batch(batch)?;
+        Ok(n)
+    })
 }
 
 impl ReceiptRepository for SledLedger {
@@ -201,18 +229,21 @@ impl ReceiptRepository for SledLedger {
                 for kind in flag_anomalies(&stored) {
                     an.push((self.db.generate_id()?, anomaly(kind, false, &stored)));
                 }
-                (&rt.receipts, &rt.by_notice, &rt.anomalies, &self.by_notice)
-                    .transaction(|(r, n, a, bn)| {
-                        if bn.get(position_key(&org, &nav))?.is_some() {
+                let notice = position_key(&org, &nav);
+                transact(
+                    self.ledger_trees(),
+                    &rt.write_trees(),
+                    |tx: &LedgerTx<'_>, t| {
+                        if tx.index_tree(Index::Notice).get(&notice)?.is_some() {
                             return Err(Abort::Abort(LedgerError::Contended));
                         }
-                        Self::insert_receipt_tx(r, n, a, &stored, &an)
-                    })
-                    .map_err(tx_err)
-                    .or_else(|e| match e {
-                        LedgerError::Contended => Ok(()),
-                        other => Err(other),
-                    })?;
+                        insert_receipt_tx(t, &stored, &an)
+                    },
+                )
+                .or_else(|e| match e {
+                    LedgerError::Contended => Ok(()),
+                    other => Err(other),
+                })?;
                 if self.by_notice.contains_key(position_key(&org, &nav))?
                     && !rt.receipts.contains_key(stored.receipt_id.as_bytes())?
                 {
@@ -227,8 +258,12 @@ impl ReceiptRepository for SledLedger {
                 continue;
             };
             let old = Self::decode_position(&pkey, &old_bytes)?;
-            let Some(effect) = old.apply_payment(&nav, stored.receipt.payment_amount, Utc::now())
-            else {
+            let Some(effect) = old.apply_payment_with(
+                &nav,
+                stored.receipt.payment_amount,
+                &PaymentFacts::of_receipt(&stored.receipt),
+                Utc::now(),
+            ) else {
                 continue; // the index named a position that no longer holds the notice
             };
             stored.iupd = Some(iupd.clone());
@@ -254,26 +289,19 @@ impl ReceiptRepository for SledLedger {
                 .into_iter()
                 .map(|a| Ok((self.db.generate_id()?, a)))
                 .collect::<Result<_, sled::Error>>()?;
-            let result = (
-                &self.positions,
-                &self.by_notice,
-                &self.by_iuv,
-                &self.by_debtor,
-                &self.by_due,
-                &self.timers,
-                &rt.receipts,
-                &rt.by_notice,
-                &rt.anomalies,
-            )
-                .transaction(|(p, n, i, d, due, t, r, rn, a)| {
-                    if p.get(&pkey)?.as_deref() != Some(old_bytes.as_ref()) {
+            let result = transact(
+                self.ledger_trees(),
+                &rt.write_trees(),
+                |tx: &LedgerTx<'_>, t| {
+                    if tx.positions.get(&pkey)?.as_deref() != Some(old_bytes.as_ref()) {
                         return Err(Abort::Abort(LedgerError::Contended));
                     }
                     if let Some(new) = &new {
-                        apply(&[p, n, i, d, due, t], Some(&old), Some(new))?;
+                        write_position(tx, Some(&old), Some(new))?;
                     }
-                    Self::insert_receipt_tx(r, rn, a, &stored, &ids)
-                });
+                    insert_receipt_tx(t, &stored, &ids)
+                },
+            );
             match result {
                 Ok(()) => {
                     let label = match disposition {
@@ -283,10 +311,8 @@ impl ReceiptRepository for SledLedger {
                     metrics::counter!("mpay_receipts_total", "disposition" => label).increment(1);
                     return Ok(disposition);
                 }
-                Err(e) => match tx_err(e) {
-                    LedgerError::Contended => continue,
-                    other => return Err(other),
-                },
+                Err(LedgerError::Contended) => continue,
+                Err(other) => return Err(other),
             }
         }
         Err(LedgerError::Contended)

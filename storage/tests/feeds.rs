@@ -2,6 +2,12 @@
 //! `shared/feeds/samples` with its expected per-row outcome (byte-compared with the
 //! `-ESITO` / `-IUV-EXCHANGE` samples), each version and mode, Tipo A / B, rejections, FULL-mode
 //! cancellation never touching paid positions, duplicate flow id, resume after a stop.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 
@@ -47,6 +53,7 @@ fn org() -> FeedOrg {
         due_date_required: false,
         active: true,
         anonymous_allowed: false,
+        layout: None,
     };
     FeedOrg {
         fiscal_code: OrgFiscalCode::parse(ORG).unwrap(),
@@ -1331,4 +1338,58 @@ fn sigkill_mid_batch_leaves_exactly_the_committed_batches() {
         "no IUV handed out twice across the crash"
     );
     assert!(store.ledger.verify().unwrap().is_consistent());
+}
+
+/// Issue 10: Tipo B numbers are generated with the notice code of the row's service (its
+/// back-office system), the organization's default otherwise — both in one batch, each from
+/// its own sequence and free-number window.
+#[test]
+fn tipo_b_numbers_use_the_notice_code_of_the_service() {
+    let (_d, store) = tmp();
+    let mut o = org();
+    o.other_layouts = vec![NoticeLayout::Aux3 {
+        segregation_code: 47,
+    }];
+    if let Some(s) = o.services.iter_mut().find(|s| s.code == "CDS") {
+        s.layout = Some(NoticeLayout::Aux3 {
+            segregation_code: 47,
+        });
+    }
+    let header = "IUPD;descrizionePosizioneDebitoria;indiceOpzionePagamento;tipoOpzionePagamento;descrizioneOpzionePagamento;IUD;codIuv;tipoIdentificativoUnivoco;codiceIdentificativoUnivoco;anagraficaPagatore;mailPagatore;dataEsecuzionePagamento;importoDovuto;tipoDovuto;causaleVersamento;datiSpecificiRiscossione;flgGeneraIuv;flagPagamentoPu;flagMultiBeneficiario;numeroBeneficiari;codiceFiscaleEnte_2;denominazioneEnte_2;ibanAccreditoEnte_2;causaleVersamentoEnte_2;importoVersamentoEnte_2;codiceTassonomiaEnte_2;azione\r\n";
+    let row = |iupd: &str, tipo: &str| {
+        format!("{iupd};Posizione;1;SINGLE_INSTALLMENT;Rata unica;{iupd}-U;;F;TSTPRV80A01H501A;Persona Prova;;2030-06-30;10.00;{tipo};Rata unica;9/0101101IM/;true;true;false;1;;;;;;;I\r\n")
+    };
+    let csv = format!(
+        "{header}{}{}{}{}",
+        row("B-1", "TARI"),
+        row("B-2", "CDS"),
+        row("B-3", "TARI"),
+        row("B-4", "CDS")
+    );
+    load_feed(
+        &store,
+        &o,
+        &BytesSource(csv.into_bytes()),
+        &LoadOptions::new("c_x000-SEGB-2_0.csv"),
+        &mut |_| ProgressControl::Continue,
+    )
+    .unwrap();
+    let got: Vec<(String, String)> = lines(&store, "SEGB")
+        .into_iter()
+        .map(|o| (o.line.iupd, o.line.nav))
+        .collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    for (iupd, nav) in &got {
+        let want = if iupd == "B-2" || iupd == "B-4" {
+            "347"
+        } else {
+            "301"
+        };
+        assert!(nav.starts_with(want), "{iupd}: {nav}");
+        let p = store.ledger.get(&org_fc(), iupd).unwrap().unwrap();
+        assert_eq!(p.payment_options[0].nav.as_str(), nav);
+    }
+    let mut navs: Vec<&String> = got.iter().map(|(_, n)| n).collect();
+    navs.dedup();
+    assert_eq!(navs.len(), 4, "{got:?}");
 }

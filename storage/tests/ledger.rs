@@ -1,4 +1,10 @@
 //! Ledger behaviour on a real sled store in a temp dir.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use mpay_messages::domain::{Action, PositionError};
 use std::collections::HashSet;
@@ -80,6 +86,7 @@ fn position_with(org_cf: &str, iupd: &str, cents: i64, nav: NoticeNumber) -> Deb
                 metadata: vec![],
             }],
             metadata: vec![],
+            details: Default::default(),
         }],
         revision: 0,
         origin: mpay_messages::position::Origin::Rest,
@@ -579,4 +586,244 @@ fn list_filters_by_debtor_notice_iuv_iupd_prefix_and_service() {
         .is_empty(),
         "filters combine: TARI-1 is not of that debtor"
     );
+}
+
+/// Writes `value` as the previous build did: schema byte 1, then JSON.
+fn old_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![1u8];
+    out.extend(serde_json::to_vec(value).unwrap());
+    out
+}
+
+/// A store written by the previous build (every record schema 1 JSON, no organization indexes
+/// of receipts and anomalies, no `meta` tree) opens with this build, and every position,
+/// receipt, anomaly and index serves; a change then writes the compact encoding beside the old
+/// records.
+#[test]
+fn a_store_of_the_previous_build_opens_and_serves() {
+    let (_g, gen) = open();
+    let positions: Vec<DebtPosition> = (0..3)
+        .map(|i| position(&gen, ORG, &format!("OLD-{i}"), 100 + i))
+        .map(|mut p| {
+            p.revision = 1;
+            p
+        })
+        .collect();
+    let nav0 = positions[0].payment_options[0].nav.clone();
+    let received = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+    let receipt_json = serde_json::json!({
+        "receiptId": "R-OLD-1",
+        "organization": ORG,
+        "idPa": ORG,
+        "idStation": "77777777777_01",
+        "noticeNumber": nav0.as_str(),
+        "iupd": "OLD-0",
+        "operation": "paSendRTV2",
+        "receivedAt": received,
+        "disposition": "APPLIED",
+        "rawXml": "<soapenv:Envelope>  byte-exact </soapenv:Envelope>",
+        "receipt": {
+            "receiptId": "R-OLD-1",
+            "noticeNumber": nav0.as_str(),
+            "fiscalCode": ORG,
+            "outcome": "OK",
+            "creditorReferenceId": nav0.iuv().as_str(),
+            "paymentAmount": 100,
+            "description": "TARI 2026",
+            "companyName": "Comune di Borgo Demo",
+            "debtor": {"kind": "F", "idValue": "RSSMRA80A01H501U", "fullName": "Mario Rossi"},
+            "transfers": [{
+                "idTransfer": 1, "amount": 100, "fiscalCodePa": ORG,
+                "iban": "IT47D0103002600000061234567",
+                "remittanceInformation": "TARI 2026", "transferCategory": "9/0101108TS/",
+                "metadata": []
+            }],
+            "idPsp": "PSP1", "pspCompanyName": "PSP", "idChannel": "CH1",
+            "channelDescription": "app", "metadata": [], "standIn": false
+        }
+    });
+    let anomaly_json = serde_json::json!({
+        "kind": {"kind": "ORPHAN_RECEIPT"},
+        "organization": ORG,
+        "noticeNumber": "399000000000000000",
+        "receiptId": "R-ORPHAN",
+        "at": received,
+        "receipt": null
+    });
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = |name: &str| db.open_tree(name).unwrap();
+        for p in &positions {
+            let mut key = ORG.as_bytes().to_vec();
+            key.extend_from_slice(p.iupd.as_bytes());
+            tree("positions").insert(key, old_bytes(p)).unwrap();
+            for e in mpay_storage::keys::index_entries(p) {
+                tree(e.index.tree_name()).insert(e.key, e.value).unwrap();
+            }
+        }
+        tree("receipts")
+            .insert("R-OLD-1", old_bytes(&receipt_json))
+            .unwrap();
+        let mut nk = ORG.as_bytes().to_vec();
+        nk.extend_from_slice(nav0.as_str().as_bytes());
+        nk.push(0);
+        nk.extend_from_slice(b"R-OLD-1");
+        tree("receipts_by_notice").insert(nk, &b""[..]).unwrap();
+        tree("anomalies")
+            .insert(7u64.to_be_bytes(), old_bytes(&anomaly_json))
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    let store = Store::open(dir.path()).unwrap();
+    let o = org(ORG);
+    for p in &positions {
+        assert_eq!(store.ledger.get(&o, &p.iupd).unwrap().as_ref(), Some(p));
+        let nav = &p.payment_options[0].nav;
+        assert_eq!(
+            store.ledger.find_by_notice(&o, nav).unwrap().as_ref(),
+            Some(p)
+        );
+        let by_iuv = PositionFilter {
+            iuv: Some(p.payment_options[0].iuv.to_string()),
+            ..Default::default()
+        };
+        let page = store
+            .ledger
+            .list(&o, &by_iuv, ListOrder::IupdAsc, 0, 10)
+            .unwrap();
+        assert_eq!(page.items, vec![p.clone()]);
+    }
+    let all = store
+        .ledger
+        .list(&o, &PositionFilter::default(), ListOrder::IupdAsc, 0, 10)
+        .unwrap();
+    assert_eq!(all.total_items, 3);
+    assert_eq!(store.ledger.by_debtor("RSSMRA80A01H501U").unwrap().len(), 3);
+    assert!(store.ledger.verify().unwrap().is_consistent());
+
+    // receipts: by id, by notice, and through the organization index built at open
+    use mpay_storage::{AnomalyState, ReceiptFilter, ReceiptRepository};
+    let r = store.ledger.receipt("R-OLD-1").unwrap().unwrap();
+    assert_eq!(
+        r.raw_xml,
+        "<soapenv:Envelope>  byte-exact </soapenv:Envelope>"
+    );
+    assert_eq!(
+        store.ledger.receipts_for_notice(&o, &nav0).unwrap(),
+        vec![r.clone()]
+    );
+    let listed = store
+        .ledger
+        .list_receipts(ORG, &ReceiptFilter::default(), 0, 10)
+        .unwrap();
+    assert_eq!((listed.total_items, listed.items), (1, vec![r.clone()]));
+    let in_range = ReceiptFilter {
+        from: Some(received),
+        to: Some(received + Duration::seconds(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .ledger
+            .list_receipts(ORG, &in_range, 0, 10)
+            .unwrap()
+            .total_items,
+        1
+    );
+    let after = ReceiptFilter {
+        from: Some(received + Duration::nanoseconds(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .ledger
+            .list_receipts(ORG, &after, 0, 10)
+            .unwrap()
+            .total_items,
+        0
+    );
+    assert_eq!(
+        store
+            .ledger
+            .list_receipts(OTHER, &ReceiptFilter::default(), 0, 10)
+            .unwrap()
+            .total_items,
+        0
+    );
+    let anomalies = store.ledger.list_anomalies(ORG, None, 0, 10).unwrap();
+    assert_eq!(anomalies.total_items, 1);
+    assert_eq!(anomalies.items[0].id, 7);
+    assert_eq!(anomalies.items[0].anomaly.receipt_id, "R-ORPHAN");
+    let open_ones = store
+        .ledger
+        .list_anomalies(ORG, Some(AnomalyState::Open), 0, 10)
+        .unwrap();
+    assert_eq!(open_ones.total_items, 1);
+    assert_eq!(
+        store
+            .ledger
+            .list_anomalies(OTHER, None, 0, 10)
+            .unwrap()
+            .total_items,
+        0
+    );
+
+    // a change writes the new encoding; old and new records live side by side
+    let changed = store
+        .ledger
+        .modify(&o, "OLD-1", &mut |p| {
+            p.company_name = "Comune nuovo".into();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.ledger.get(&o, "OLD-1").unwrap(), Some(changed));
+    assert!(store.ledger.verify().unwrap().is_consistent());
+    drop(store);
+
+    // the indexes were built once and recorded: a second open finds them and serves the same
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store
+            .ledger
+            .list_receipts(ORG, &ReceiptFilter::default(), 0, 10)
+            .unwrap()
+            .total_items,
+        1
+    );
+    assert_eq!(
+        store
+            .ledger
+            .list_anomalies(ORG, None, 0, 10)
+            .unwrap()
+            .total_items,
+        1
+    );
+}
+
+/// Bytes on disk per position after a load (printed; the figure of the table).
+#[test]
+fn store_bytes_per_position() {
+    let (dir, store) = open();
+    let n = 5_000;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.push(position(&store, ORG, &format!("B-{i:06}"), 100 + i));
+        if batch.len() == 500 {
+            store
+                .ledger
+                .create_many(std::mem::take(&mut batch))
+                .unwrap();
+        }
+    }
+    store.flush_blocking().unwrap();
+    let bytes = store.size_on_disk();
+    println!(
+        "store on disk: {} bytes for {n} positions = {} bytes per position",
+        bytes,
+        bytes / n as u64
+    );
+    assert!(bytes > 0);
+    drop(dir);
 }

@@ -135,6 +135,25 @@ pub async fn spawn_app() -> TestApp {
     start(dir, cfg).await
 }
 
+/// [`spawn_app`] with `extra` appended to the configuration text.
+pub async fn spawn_app_with(extra: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mpay.toml");
+    let text = format!("{}{extra}", config_text(&dir.path().join("data")));
+    std::fs::write(&cfg, text).unwrap();
+    start(dir, cfg).await
+}
+
+/// [`spawn_app`] with the configuration text changed by `edit` (e.g. a key added to one
+/// organization, which appending cannot do).
+#[allow(dead_code)]
+pub async fn spawn_app_edited(edit: impl FnOnce(String) -> String) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mpay.toml");
+    std::fs::write(&cfg, edit(config_text(&dir.path().join("data")))).unwrap();
+    start(dir, cfg).await
+}
+
 impl TestApp {
     pub fn positions_url(&self, org: &str) -> String {
         format!("{}/api/v1/organizations/{org}/debtpositions", self.base)

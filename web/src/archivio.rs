@@ -38,7 +38,9 @@ use mpay_messages::position::{
     PositionStatus, Transfer,
 };
 use mpay_messages::time::rome_local_to_utc;
-use mpay_messages::{Amount, FiscalCode, Iban, Iuv, NoticeNumber, OrgFiscalCode, PersonFiscalCode};
+use mpay_messages::{
+    Amount, FiscalCode, Iban, Iuv, NoticeLayout, NoticeNumber, OrgFiscalCode, PersonFiscalCode,
+};
 use mpay_storage::archive::{self, ArchiveError, FlowRecord, Snapshot};
 use mpay_storage::{DurabilityPoint, LedgerError, PositionRepository};
 
@@ -508,11 +510,10 @@ fn upsert(
             ))
         }
     };
-    check_iuv_configuration(org, &req)?;
+    let layout = iuv_layout(org, &req)?;
     // Everything is validated before numbers are handed out (a generated number is never
     // reused, so a request refused afterwards would waste it).
-    let placeholder = org
-        .layout
+    let placeholder = layout
         .generate(1)
         .map_err(|e| fail(Esito::Configurazione, e.to_string()))?;
     let now = Utc::now();
@@ -564,7 +565,7 @@ fn upsert(
             let ledger = state.store.ledger.clone();
             fill_numbers(&mut numbered, &mut || {
                 ledger
-                    .next_notice(&org.fiscal_code, &org.layout)
+                    .next_notice(&org.fiscal_code, &layout)
                     .map_err(|e| match e {
                         LedgerError::SequenceExhausted(_) => {
                             fail(Esito::Configurazione, "sequenza IUV esaurita per l'ente")
@@ -672,11 +673,13 @@ fn flow_duplicate(flow: &str) -> Fail {
     )
 }
 
-/// `configurazioneIUV`, when sent, must agree with the organization's configuration
-/// (`02` otherwise): same domain, aux digit, application code (aux 0) or segregation code (aux 3).
-fn check_iuv_configuration(org: &OrgContext, req: &DocumentRequest) -> Result<(), Fail> {
+/// The layout of the numbers generated for a document: the one `configurazioneIUV` chooses
+/// when it is sent — any of the organization's codes (an organization with several segregation
+/// or application codes picks one per back office) — else the organization's default. A domain,
+/// aux digit or code the organization does not have is refused (`02`).
+fn iuv_layout(org: &OrgContext, req: &DocumentRequest) -> Result<NoticeLayout, Fail> {
     let Some(c) = &req.configurazione.configurazione_iuv else {
-        return Ok(());
+        return Ok(org.layout);
     };
     let conf = |m: String| fail(Esito::Configurazione, m);
     if !c.identificativo_dominio.is_empty()
@@ -687,31 +690,50 @@ fn check_iuv_configuration(org: &OrgContext, req: &DocumentRequest) -> Result<()
             c.identificativo_dominio, org.fiscal_code
         )));
     }
-    let aux = org.layout.aux_digit().as_u8();
-    if c.aux_digit.trim() != aux.to_string() {
-        return Err(conf(format!(
-            "auxDigit {} diverso da quello configurato per l'ente ({aux})",
-            c.aux_digit
-        )));
-    }
     let two = |v: &Option<String>| {
         v.as_deref()
             .map(str::trim)
             .and_then(|s| s.parse::<u8>().ok())
     };
-    match aux {
-        0 if two(&c.application_code) != org.layout.code() => Err(conf(format!(
-            "applicationCode {} diverso da quello configurato per l'ente ({:02})",
-            c.application_code.as_deref().unwrap_or(""),
-            org.layout.code().unwrap_or(0)
-        ))),
-        3 if two(&c.segregation_code) != org.layout.code() => Err(conf(format!(
-            "segregationCode {} diverso da quello configurato per l'ente ({:02})",
-            c.segregation_code.as_deref().unwrap_or(""),
-            org.layout.code().unwrap_or(0)
-        ))),
-        _ => Ok(()),
-    }
+    let aux = c.aux_digit.trim().parse::<u8>().ok();
+    let code = match aux {
+        Some(0) => two(&c.application_code),
+        Some(3) => two(&c.segregation_code),
+        _ => None,
+    };
+    let configured = || {
+        org.entry
+            .codes
+            .iter()
+            .map(|(l, _)| match l.code() {
+                Some(code) => format!("auxDigit {} codice {code:02}", l.aux_digit().as_u8()),
+                None => format!("auxDigit {}", l.aux_digit().as_u8()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    org.entry
+        .codes
+        .iter()
+        .map(|(l, _)| *l)
+        .find(|l| Some(l.aux_digit().as_u8()) == aux && (l.code().is_none() || l.code() == code))
+        .ok_or_else(|| {
+            let what = match aux {
+                Some(0) => format!(
+                    "auxDigit 0, applicationCode {}",
+                    c.application_code.as_deref().unwrap_or("")
+                ),
+                Some(3) => format!(
+                    "auxDigit 3, segregationCode {}",
+                    c.segregation_code.as_deref().unwrap_or("")
+                ),
+                _ => format!("auxDigit {}", c.aux_digit.trim()),
+            };
+            conf(format!(
+                "configurazioneIUV ({what}) diversa da quelle configurate per l'ente ({})",
+                configured()
+            ))
+        })
 }
 
 /// Generated numbers: one for the document (single solution); one per rata when there is more
@@ -1349,6 +1371,7 @@ fn position_of(
             payment_date: None,
             transfers,
             metadata,
+            details: Default::default(),
         })
     };
     let mut options = Vec::new();

@@ -1,11 +1,18 @@
-//! Per-organization API keys (GPD-style `Ocp-Apim-Subscription-Key` header, or the
-//! `subscription-key` query parameter). Keys are configured as SHA-256 hashes; a key opens only
-//! its own organization's resources.
+//! API keys of the REST API (GPD-style `Ocp-Apim-Subscription-Key` header, or the
+//! `subscription-key` query parameter). Keys are configured as SHA-256 hashes.
+//!
+//! - An organization key opens only its own organization's resources.
+//! - A broker key (`[[broker.api_keys]]`) opens every organization served by a station of that
+//!   broker, optionally only the notices of some segregation codes.
+//! - As with GPD's API management, a `segregationCodes` query parameter (comma-separated
+//!   2-digit codes) narrows any key further.
+//!
+//! A notice outside the allowed segregation codes is refused with 403, as GPD does.
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
-use mpay_messages::OrgFiscalCode;
+use mpay_messages::{NoticeLayout, NoticeNumber, OrgFiscalCode};
 use std::future::{ready, Ready};
 
 use crate::problem::Problem;
@@ -15,18 +22,81 @@ use std::sync::Arc;
 /// Header carrying the API key.
 pub const API_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
 
+/// Query parameter naming the segregation codes a call is limited to (GPD).
+pub const SEGREGATION_CODES_PARAMETER: &str = "segregationCodes";
+
 /// An authenticated caller acting on the organization named in the path
-/// (`{organizationfiscalcode}`). Errors: 401 without or with an unknown key, 403 when the key
-/// belongs to another organization (also when the path's organization does not exist).
+/// (`{organizationfiscalcode}`). Errors: 401 without or with an
+/// unknown key, 403 when the key does not open that organization (also when the path's
+/// organization does not exist), 400 for a malformed `segregationCodes`.
 pub struct OrgAuth {
     /// The organization, as configured.
     pub org: Arc<OrgContext>,
+    /// The segregation codes the caller may act on; `None` = every notice of the organization.
+    pub segregation_codes: Option<Vec<u8>>,
 }
 
 impl OrgAuth {
     /// The organization's fiscal code.
     pub fn fiscal_code(&self) -> &OrgFiscalCode {
         &self.org.fiscal_code
+    }
+
+    /// Whether the caller may act on notice `nav` (its segregation code is allowed; a notice
+    /// that has no segregation code — aux digit 0, 1, 2 — is outside any restriction).
+    pub fn allows(&self, nav: &NoticeNumber) -> bool {
+        match &self.segregation_codes {
+            None => true,
+            Some(codes) => match nav.layout() {
+                NoticeLayout::Aux3 { segregation_code } => codes.contains(&segregation_code),
+                _ => false,
+            },
+        }
+    }
+
+    /// Whether notices generated with `layout` fall within the caller's segregation codes.
+    pub fn allows_layout(&self, layout: &NoticeLayout) -> bool {
+        match (&self.segregation_codes, layout) {
+            (None, _) => true,
+            (Some(codes), NoticeLayout::Aux3 { segregation_code }) => {
+                codes.contains(segregation_code)
+            }
+            (Some(_), _) => false,
+        }
+    }
+
+    /// 403 for a position holding a notice outside the caller's segregation codes.
+    pub fn check_position(&self, p: &mpay_messages::position::DebtPosition) -> Result<(), Problem> {
+        self.check_notices(p.payment_options.iter().map(|o| &o.nav))
+    }
+
+    /// 403 naming the first notice outside the caller's segregation codes.
+    pub fn check_notices<'a>(
+        &self,
+        navs: impl IntoIterator<Item = &'a NoticeNumber>,
+    ) -> Result<(), Problem> {
+        match navs.into_iter().find(|n| !self.allows(n)) {
+            None => Ok(()),
+            Some(n) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "notice {n} is outside the segregation codes this call may act on ({})",
+                    self.codes_text()
+                ),
+            )
+            .with_code("SEGREGATION_CODE_NOT_ALLOWED")),
+        }
+    }
+
+    fn codes_text(&self) -> String {
+        self.segregation_codes
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!("{c:02}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -37,6 +107,39 @@ fn presented_key(req: &HttpRequest) -> Option<String> {
     let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()?;
     q.get("subscription-key").cloned()
+}
+
+/// Reads `segregationCodes=47,97` (repeated parameters are merged). `None` when absent.
+fn query_codes(req: &HttpRequest) -> Result<Option<Vec<u8>>, Problem> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let mut codes: Option<Vec<u8>> = None;
+    for (_, v) in pairs
+        .iter()
+        .filter(|(n, _)| n == SEGREGATION_CODES_PARAMETER)
+    {
+        let list = codes.get_or_insert_with(Vec::new);
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.parse::<u8>() {
+                Ok(c) if c <= 99 && part.len() <= 2 => list.push(c),
+                _ => {
+                    return Err(Problem::field(
+                        SEGREGATION_CODES_PARAMETER,
+                        format!(
+                            "must be 2-digit segregation codes separated by commas, got {part:?}"
+                        ),
+                    )
+                    .with_code("INVALID_QUERY"))
+                }
+            }
+        }
+    }
+    Ok(codes)
+}
+
+fn path_org(req: &HttpRequest) -> &str {
+    req.match_info().get("organizationfiscalcode").unwrap_or("")
 }
 
 fn authenticate(req: &HttpRequest) -> Result<OrgAuth, Problem> {
@@ -52,18 +155,43 @@ fn authenticate(req: &HttpRequest) -> Result<OrgAuth, Problem> {
                 format!("missing API key: send it in the {API_KEY_HEADER} header"),
             )
         })?;
-    let owner = state
-        .org_for_key(&key)
-        .ok_or_else(|| Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", "unknown API key"))?;
-    let path_org = req.match_info().get("organizationfiscalcode").unwrap_or("");
-    if owner.fiscal_code.as_str() != path_org {
-        return Err(Problem::new(
+    let path_org = path_org(req);
+    let forbidden = || {
+        Problem::new(
             StatusCode::FORBIDDEN,
             "Forbidden",
             format!("this API key does not give access to organization {path_org}"),
+        )
+    };
+    let (org, key_codes) = if let Some(owner) = state.org_for_key(&key) {
+        if owner.fiscal_code.as_str() != path_org {
+            return Err(forbidden());
+        }
+        (owner, None)
+    } else if let Some(broker) = state.broker_for_key(&key) {
+        if !broker.organizations.contains(path_org) {
+            return Err(forbidden());
+        }
+        let org = state.orgs.get(path_org).cloned().ok_or_else(forbidden)?;
+        let codes =
+            (!broker.segregation_codes.is_empty()).then(|| broker.segregation_codes.clone());
+        (org, codes)
+    } else {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "unknown API key",
         ));
-    }
-    Ok(OrgAuth { org: owner })
+    };
+    let segregation_codes = match (key_codes, query_codes(req)?) {
+        (None, q) => q,
+        (Some(k), None) => Some(k),
+        (Some(k), Some(q)) => Some(q.into_iter().filter(|c| k.contains(c)).collect()),
+    };
+    Ok(OrgAuth {
+        org,
+        segregation_codes,
+    })
 }
 
 impl FromRequest for OrgAuth {

@@ -1,15 +1,6 @@
 //! `mpay-web`: the actix-web application — REST API (`/api/v1`, GPD-compatible), OpenAPI and
 //! Swagger UI, operator endpoints. Handlers stay thin: decode → one repository call → encode;
 //! errors are mapped once to RFC 7807 problem JSON.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 pub mod api;
 pub mod archivio;
@@ -18,6 +9,7 @@ pub mod demo;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod portal;
 pub mod problem;
 pub mod state;
 pub mod station;
@@ -54,12 +46,16 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             .configure(station::configure)
             .configure(archivio::configure)
             .configure(wsdl::configure)
+            .route("/api/info", web::get().to(api::gpd::info))
             .service(
                 web::scope("/api/v1")
                     .configure(api::positions::configure)
+                    .configure(api::gpd::configure)
                     .configure(api::feeds::configure)
                     .configure(api::receipts::configure),
             )
+            .service(web::scope("/api/v2").configure(api::gpd::configure_v2))
+            .service(web::scope("/api/v3").configure(api::v3::configure))
             .service(
                 SwaggerUi::new("/api/docs/{_:.*}")
                     .url("/api/openapi.json", openapi::ApiDoc::openapi()),
@@ -71,8 +67,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
                         .insert_header(("Location", "/api/docs/"))
                         .finish()
                 }),
-            )
-            .route("/", web::get().to(home));
+            );
     }
 }
 
@@ -89,6 +84,15 @@ async fn home() -> HttpResponse {
 /// gracefully on SIGTERM/SIGINT: it stops accepting, lets in-flight requests finish (up to 30 s)
 /// and then resolves.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    server_with_portal(state, listener, None)
+}
+
+/// [`server`] with the citizen portal at `/` (without it, `/` is a page of links for operators).
+pub fn server_with_portal(
+    state: AppState,
+    listener: TcpListener,
+    portal: Option<portal::Portal>,
+) -> std::io::Result<Server> {
     let _ = ops::prometheus();
     let workers = match state.settings.http.workers {
         0 => std::thread::available_parallelism()
@@ -108,6 +112,12 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
                 ))
             }))
             .configure(routes.clone())
+            .configure(|cfg| match &portal {
+                Some(p) => portal::configure(p.clone())(cfg),
+                None => {
+                    cfg.route("/", web::get().to(home));
+                }
+            })
     })
     .workers(workers)
     .shutdown_timeout(30)

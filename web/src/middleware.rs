@@ -100,9 +100,12 @@ pub async fn observe(
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    // the SANP payment-options API answers its own error body (application/json)
+    let own_errors = route.starts_with("/api/v1/payment-options/");
     let mut res = if (route.starts_with("/api/") || route == "unmatched")
         && res.status().as_u16() >= 400
         && !is_problem
+        && !own_errors
     {
         let status = res.status();
         let detail = match status.as_u16() {

@@ -5,11 +5,20 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::feeds::{self, FeedChecksumModel, FeedErrorModel, FeedModel, FeedProgressModel};
+use crate::api::gpd::{
+    self, AppInfo, ErrorResponse, IbanChangeModel, IbanChangeResponse, InstallmentOption,
+    MultipleIupdModel, NotificationFeeModel, OptionWithPosition, PaidModel, PaymentOptionGroup,
+    PaymentOptionsResponse,
+};
 use crate::api::model::*;
 use crate::api::positions;
 use crate::api::receipts::{
     self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
     ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,
+};
+use crate::api::v3::{
+    self, DebtorModel, InstallmentModel, PaymentOptionModelV3, PaymentOptionResponseV3,
+    PaymentPositionModelV3, PaymentPositionResponseV3, PaymentPositionsInfoV3,
 };
 use crate::problem::{FieldError, Problem};
 
@@ -32,7 +41,7 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "mpay — debt positions API",
-        description = "GPD-compatible debt positions of an organization (Ente Creditore). Amounts are integer euro cents. Authenticate with the organization's API key in the Ocp-Apim-Subscription-Key header.",
+        description = "GPD-compatible debt positions of an organization (Ente Creditore). Amounts are integer euro cents. Authenticate with the organization's API key (or a broker-level key, optionally limited to segregation codes) in the Ocp-Apim-Subscription-Key header. v1 (`/api/v1`), v3 (`/api/v3`: alternatives as plans of installments), the v2 bulk API (`/api/v2`) and the EC-side payment-options API of SANP 3.9+ (`/api/v1/payment-options`) share one position model.",
         version = "1.0.0"
     ),
     paths(
@@ -44,6 +53,24 @@ impl Modify for Security {
         positions::delete,
         positions::publish,
         positions::invalidate,
+        gpd::change_iban,
+        gpd::get_option,
+        gpd::get_position,
+        gpd::paid_outside,
+        gpd::pay,
+        gpd::report,
+        gpd::notification_fee,
+        gpd::update_bulk,
+        gpd::delete_bulk,
+        gpd::payment_options,
+        gpd::info,
+        v3::create,
+        v3::list,
+        v3::get,
+        v3::update,
+        v3::delete,
+        v3::publish,
+        v3::invalidate,
         feeds::upload,
         feeds::list,
         feeds::status,
@@ -63,10 +90,18 @@ impl Modify for Security {
         TransferResponse, PageInfo, PaymentPositionsInfo, MultiplePaymentPositionResponse,
         Problem, FieldError, FeedModel, FeedProgressModel, FeedErrorModel, FeedChecksumModel,
         ReceiptsPage, ReceiptRecordModel, ReceiptModel, ReceiptTransferModel, SubjectModel,
-        MapEntry, AnomaliesPage, AnomalyModel, AcknowledgeModel
+        MapEntry, AnomaliesPage, AnomalyModel, AcknowledgeModel, TransferStatus, AppInfo,
+        ErrorResponse, IbanChangeModel, IbanChangeResponse, InstallmentOption, MultipleIupdModel,
+        NotificationFeeModel, OptionWithPosition, PaidModel, PaymentOptionGroup,
+        PaymentOptionsResponse, DebtorModel, InstallmentModel, PaymentOptionModelV3,
+        PaymentOptionResponseV3, PaymentPositionModelV3, PaymentPositionResponseV3,
+        PaymentPositionsInfoV3
     )),
     modifiers(&Security),
     tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
+         (name = "debt positions v3", description = "The same positions in GPD's v3 representation: each payment option is a single solution or a plan of installments"),
+         (name = "payment options", description = "Payment options by IUV or notice number, paid outside pagoPA, reported transfers, notification fee, and the payment-options API of SANP 3.9+"),
+         (name = "GPD compatibility", description = "GPD's info endpoint"),
          (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action"),
          (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))
 )]

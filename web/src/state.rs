@@ -50,6 +50,8 @@ pub struct AppState {
     pub orgs: Arc<HashMap<String, Arc<OrgContext>>>,
     /// API key hash (hex SHA-256) → organization.
     pub api_keys: Arc<HashMap<String, Arc<OrgContext>>>,
+    /// Broker-level API key hash (hex SHA-256) → what it opens.
+    pub broker_keys: Arc<HashMap<String, Arc<BrokerKey>>>,
     /// Actor health.
     pub health: HealthRegistry,
     /// The journal writer (replaced by the watchdog after a restart).
@@ -58,6 +60,18 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     /// Bulk feed loads (REST `/feeds`); `None` = feeds not enabled on this node.
     pub feeds: Option<mpay_actors::feed_loader::FeedLauncher>,
+}
+
+/// A broker-level API key: acts for every organization served by a station of the broker,
+/// optionally only on some segregation codes.
+#[derive(Debug, Clone)]
+pub struct BrokerKey {
+    /// The broker (idBrokerPA).
+    pub broker: String,
+    /// Fiscal codes of the organizations it opens (those on the broker's stations).
+    pub organizations: std::collections::HashSet<String>,
+    /// Segregation codes it is limited to; empty = no limit.
+    pub segregation_codes: Vec<u8>,
 }
 
 /// A configuration that cannot serve (bad organization settings).
@@ -133,7 +147,27 @@ impl AppState {
                 api_keys.insert(hash.to_ascii_lowercase(), ctx.clone());
             }
         }
+        let mut broker_keys = HashMap::new();
+        let brokers = std::iter::once(&settings.broker).chain(settings.brokers.iter());
+        for b in brokers.filter(|b| !b.fiscal_code.is_empty()) {
+            let organizations: std::collections::HashSet<String> = catalogue
+                .stations()
+                .filter(|st| st.broker.as_str() == b.fiscal_code)
+                .flat_map(|st| st.organizations.iter().cloned())
+                .collect();
+            for k in &b.api_keys {
+                broker_keys.insert(
+                    k.hash.to_ascii_lowercase(),
+                    Arc::new(BrokerKey {
+                        broker: b.fiscal_code.clone(),
+                        organizations: organizations.clone(),
+                        segregation_codes: k.segregation_codes.clone(),
+                    }),
+                );
+            }
+        }
         Ok(AppState {
+            broker_keys: Arc::new(broker_keys),
             catalogue: Arc::new(catalogue),
             settings: Arc::new(settings),
             store,
@@ -154,6 +188,13 @@ impl AppState {
     /// The organization an API key opens.
     pub fn org_for_key(&self, key: &str) -> Option<Arc<OrgContext>> {
         self.api_keys.get(&mpay_config::hash_api_key(key)).cloned()
+    }
+
+    /// The broker-level key an API key is, if it is one.
+    pub fn broker_for_key(&self, key: &str) -> Option<Arc<BrokerKey>> {
+        self.broker_keys
+            .get(&mpay_config::hash_api_key(key))
+            .cloned()
     }
 
     /// Sends one exchange to the journal, with the request body (first 256 KiB) as payload when

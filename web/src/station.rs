@@ -24,8 +24,7 @@ use mpay_messages::wire::pafornode::{
 };
 use mpay_messages::{Amount, FiscalCode, Iban, NoticeLayout, NoticeNumber};
 use mpay_storage::{
-    DurabilityPoint, LedgerError, PositionRepository, ReceiptDisposition, ReceiptRepository,
-    StoredReceipt,
+    DurabilityPoint, LedgerError, PositionRepository, ReceiptDisposition, StoredReceipt,
 };
 
 use crate::state::{AppState, OrgContext};
@@ -672,12 +671,9 @@ async fn send_rt(
         receipt,
         flags,
     };
-    let ledger = state.store.ledger.clone();
-    let result = web::block(move || ledger.apply_receipt(stored)).await;
-    let disposition = match result {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => return keys(system_error(op, &id, "receipt not stored", &e)),
-        Err(e) => return keys(system_error(op, &id, "receipt worker failed", &e)),
+    let disposition = match state.store.apply_receipt(stored).await {
+        Ok(d) => d,
+        Err(e) => return keys(system_error(op, &id, "receipt not stored", &e)),
     };
     if let Err(e) = state
         .store

@@ -11,8 +11,12 @@
 //! [`NotPayable`] once each (station → `PAA_*` fault in [`crate::wire::faults`], REST → problem
 //! JSON in the web crate).
 
+pub mod cart;
 pub mod position;
 pub mod receipt;
 
-pub use position::{Action, NotPayable, PositionError, TimerKind};
+pub use position::{
+    Action, FeeError, NotPayable, NoticeStatus, PaidOutsideError, PaymentFacts, PositionError,
+    ReportError, TimerKind,
+};
 pub use receipt::{AnomalyKind, ReceiptDisposition, ReceiptEffect};

@@ -14,8 +14,11 @@ use crate::time::{rome_date, rome_local_to_utc};
 pub enum Action {
     /// Replace its content (PUT).
     Update,
-    /// Remove it.
+    /// Remove it: mpay's rule, DRAFT only (withdraw a published one with `Invalidate`).
     Delete,
+    /// Remove it under GPD's rule: any position on which no money was collected (DRAFT,
+    /// PUBLISHED, VALID, EXPIRED, INVALID). Per organization (`gpd_compat.delete_unpaid`).
+    DeleteUnpaid,
     /// DRAFT → PUBLISHED/VALID.
     Publish,
     /// Cancel it (→ INVALID).
@@ -27,7 +30,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Update => "update",
-            Self::Delete => "delete",
+            Self::Delete | Self::DeleteUnpaid => "delete",
             Self::Publish => "publish",
             Self::Invalidate => "invalidate",
         }
@@ -70,6 +73,7 @@ fn state_hint(action: Action, status: PositionStatus) -> &'static str {
         }
         (Action::Update, S::Invalid) => "it is cancelled",
         (Action::Update, _) => "it cannot change any more",
+        (Action::DeleteUnpaid, _) => "money has been collected on it",
     }
 }
 
@@ -141,6 +145,101 @@ impl NotPayable {
     }
 }
 
+/// The status of one notice as the organization's side shows it (GPD payment-options API
+/// `POI_*`/`PO_*`), from [`DebtPosition::notice_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeStatus {
+    /// Payable.
+    Unpaid,
+    /// Paid.
+    Paid,
+    /// Past its due day and no longer payable (`switchToExpired`, or the position EXPIRED).
+    ExpiredNotPayable,
+    /// Past its due day and still payable.
+    ExpiredUnpaid,
+    /// Cancelled, or another option/plan was paid instead.
+    Invalid,
+}
+
+/// What is known of a payment beyond its amount (a receipt, or what an organization declares
+/// of a payment made outside pagoPA). Empty fields are left as they were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFacts {
+    /// When the citizen paid (receipt `paymentDateTime`); `None` = when it was processed.
+    pub payment_date: Option<DateTime<Utc>>,
+    /// Payment method.
+    pub payment_method: Option<String>,
+    /// PSP name.
+    pub psp_company: Option<String>,
+    /// Receipt id.
+    pub id_receipt: Option<String>,
+    /// Fee paid by the citizen, cents.
+    pub fee: Option<crate::Amount>,
+}
+
+impl PaymentFacts {
+    /// The facts a pagoPA receipt carries: `paymentDateTime` (an xs:dateTime, read in
+    /// Europe/Rome when it has no offset; unreadable = unknown, the receipt is still applied),
+    /// `paymentMethod`, `PSPCompanyName`, `receiptId`, `fee`.
+    pub fn of_receipt(r: &crate::wire::pafornode::Receipt) -> Self {
+        PaymentFacts {
+            payment_date: r
+                .payment_date_time
+                .as_deref()
+                .and_then(|t| crate::time::parse_api_datetime(t).ok()),
+            payment_method: r.payment_method.clone(),
+            psp_company: Some(r.psp_company_name.clone()).filter(|s| !s.trim().is_empty()),
+            id_receipt: Some(r.receipt_id.trim().to_string()),
+            fee: r.fee,
+        }
+    }
+}
+
+/// Why an option cannot be marked paid outside pagoPA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PaidOutsideError {
+    /// No option with that notice number.
+    #[error("no payment option with this notice number")]
+    UnknownNotice,
+    /// The option (or the position) is already paid.
+    #[error("the payment option is already paid")]
+    AlreadyPaid,
+    /// Cancelled, or another option or plan was paid.
+    #[error("the payment option cannot be paid (position {}): cancelled, or another option or plan was paid", .0.as_str())]
+    NotPayable(PositionStatus),
+}
+
+/// Why a transfer cannot be marked reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// No option with that IUV or notice number.
+    #[error("no payment option with this IUV")]
+    UnknownNotice,
+    /// No transfer with that id.
+    #[error("the payment option has no transfer with this idTransfer")]
+    UnknownTransfer,
+    /// The option is not paid.
+    #[error("the payment option is not paid: only a paid transfer can be reported")]
+    NotPaid,
+}
+
+/// Why a notification fee cannot be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FeeError {
+    /// No option with that IUV or notice number.
+    #[error("no payment option with this IUV")]
+    UnknownNotice,
+    /// Paid or cancelled.
+    #[error("the notification fee cannot change: the option or its position (status {}) is paid or cancelled", .0.as_str())]
+    NotChangeable(PositionStatus),
+    /// No transfer to the organization itself to carry the fee.
+    #[error("the payment option has no transfer to the organization itself to carry the fee")]
+    NoOwnTransfer,
+    /// The amount would overflow or go negative.
+    #[error("the notification fee makes an amount out of range")]
+    Amount,
+}
+
 /// The first instant after the business day `day` (00:00 of the next day, Europe/Rome): a
 /// notice due today is payable all day (SPEC §6 rule 6, trap list). `None` past year 262143.
 pub fn expiry_instant(day: NaiveDate) -> Option<DateTime<Utc>> {
@@ -168,6 +267,7 @@ impl DebtPosition {
         let allowed = match action {
             Action::Update => !(self.status.has_payments() || self.status == S::Invalid),
             Action::Delete | Action::Publish => self.status == S::Draft,
+            Action::DeleteUnpaid => !self.status.has_payments(),
             Action::Invalidate => matches!(self.status, S::Published | S::Valid | S::Expired),
         };
         if allowed {
@@ -282,6 +382,7 @@ impl DebtPosition {
             S::Expired => return Err(NotPayable::Expired),
             S::Paid | S::Reported => return Err(NotPayable::PositionPaid),
             S::PartiallyPaid if !o.is_partial_payment => return Err(NotPayable::InstallmentPaid),
+            S::PartiallyPaid if self.other_plan_paid(o) => return Err(NotPayable::InstallmentPaid),
             S::Published | S::Valid | S::PartiallyPaid => {}
         }
         if o.status != OptionStatus::PoUnpaid {
@@ -291,6 +392,223 @@ impl DebtPosition {
             return Err(NotPayable::PastDueDate);
         }
         Ok(o)
+    }
+
+    /// Whether an installment of a plan other than `o`'s has been paid (the debtor chose that
+    /// plan: `o` is no longer payable).
+    pub fn other_plan_paid(&self, o: &PaymentOption) -> bool {
+        let own = o.plan_key();
+        self.payment_options.iter().any(|x| {
+            x.is_partial_payment && x.status != OptionStatus::PoUnpaid && x.plan_key() != own
+        })
+    }
+
+    /// Whether option `o` was set aside because the debtor paid another option or plan: the
+    /// single solution once an installment is paid (position PARTIALLY_PAID), or an installment
+    /// of a plan other than the one paid ([`Self::other_plan_paid`]). GPD answers 404 for it.
+    pub fn superseded(&self, o: &PaymentOption) -> bool {
+        (self.status == PositionStatus::PartiallyPaid && !o.is_partial_payment)
+            || self.other_plan_paid(o)
+    }
+
+    /// The status of notice `nav` as the organization's side shows it (GPD payment-options API,
+    /// REST): derived from [`Self::payable`], the station's rule, so that the two always agree.
+    /// `None` when no option has that notice number or the position is still a DRAFT (not
+    /// visible outside the organization).
+    pub fn notice_status(&self, nav: &str, now: DateTime<Utc>) -> Option<NoticeStatus> {
+        let o = self
+            .payment_options
+            .iter()
+            .find(|o| o.nav.as_str() == nav)?;
+        if o.status != OptionStatus::PoUnpaid {
+            return Some(NoticeStatus::Paid);
+        }
+        Some(match self.payable(nav, now) {
+            Ok(_) if day_is_over(o.due_day(), now) => NoticeStatus::ExpiredUnpaid,
+            Ok(_) | Err(NotPayable::NotYetValid) => NoticeStatus::Unpaid,
+            Err(NotPayable::NotPublished | NotPayable::UnknownNotice) => return None,
+            Err(NotPayable::Expired | NotPayable::PastDueDate) => NoticeStatus::ExpiredNotPayable,
+            Err(NotPayable::NoticePaid) => NoticeStatus::Paid,
+            Err(NotPayable::Cancelled | NotPayable::PositionPaid | NotPayable::InstallmentPaid) => {
+                NoticeStatus::Invalid
+            }
+        })
+    }
+
+    /// Marks option `nav` paid outside pagoPA (declared by the organization: a payment at its
+    /// counter, MPay's "discarico"), with what the organization says of it. The position becomes
+    /// PAID or PARTIALLY_PAID as with a receipt ([`Self::apply_payment_with`]).
+    ///
+    /// Errors: [`PaidOutsideError::UnknownNotice`]; [`PaidOutsideError::AlreadyPaid`] when the
+    /// option or the position is already settled; [`PaidOutsideError::NotPayable`] when the
+    /// position is cancelled or another plan was chosen.
+    pub fn pay_outside(
+        &mut self,
+        nav: &str,
+        payment: PaymentFacts,
+        now: DateTime<Utc>,
+    ) -> Result<(), PaidOutsideError> {
+        let o = self
+            .payment_options
+            .iter()
+            .find(|o| o.nav.as_str() == nav)
+            .ok_or(PaidOutsideError::UnknownNotice)?;
+        if o.status != OptionStatus::PoUnpaid
+            || matches!(self.status, PositionStatus::Paid | PositionStatus::Reported)
+        {
+            return Err(PaidOutsideError::AlreadyPaid);
+        }
+        let superseded = (self.status == PositionStatus::PartiallyPaid && !o.is_partial_payment)
+            || self.other_plan_paid(o);
+        if self.status == PositionStatus::Invalid || superseded {
+            return Err(PaidOutsideError::NotPayable(self.status));
+        }
+        let amount = o.amount;
+        let effect = self
+            .apply_payment_with(nav, amount, &payment, now)
+            .ok_or(PaidOutsideError::UnknownNotice)?;
+        if let Some(mut p) = effect.position {
+            if let Some(o) = p.payment_options.iter_mut().find(|o| o.nav.as_str() == nav) {
+                o.details.paid_outside = true;
+            }
+            p.revision = self.revision;
+            *self = p;
+        }
+        Ok(())
+    }
+
+    /// Marks transfer `id_transfer` of the option with IUV or notice number `iuv_or_nav` as
+    /// reported (found in a reporting flow); when every transfer of a paid option is reported
+    /// the option becomes `PO_REPORTED`, and when every paid option is, the position `REPORTED`.
+    ///
+    /// Errors: [`ReportError::UnknownNotice`], [`ReportError::UnknownTransfer`],
+    /// [`ReportError::NotPaid`] (only a paid option can be reported).
+    pub fn report_transfer(
+        &mut self,
+        iuv_or_nav: &str,
+        id_transfer: u8,
+        flow: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ReportError> {
+        let o = self
+            .payment_options
+            .iter_mut()
+            .find(|o| o.iuv.as_str() == iuv_or_nav || o.nav.as_str() == iuv_or_nav)
+            .ok_or(ReportError::UnknownNotice)?;
+        if !o.transfers.iter().any(|t| t.id_transfer == id_transfer) {
+            return Err(ReportError::UnknownTransfer);
+        }
+        if o.status == OptionStatus::PoUnpaid {
+            return Err(ReportError::NotPaid);
+        }
+        if !o.details.reported_transfers.contains(&id_transfer) {
+            o.details.reported_transfers.push(id_transfer);
+        }
+        o.details.reporting_date = Some(now);
+        o.details.last_updated_date = Some(now);
+        if let Some(f) = flow {
+            o.details.id_flow_reporting = Some(f.to_string());
+        }
+        let all = o
+            .transfers
+            .iter()
+            .all(|t| o.details.reported_transfers.contains(&t.id_transfer));
+        o.status = if all {
+            OptionStatus::PoReported
+        } else {
+            OptionStatus::PoPartiallyReported
+        };
+        let every_paid_reported = self
+            .payment_options
+            .iter()
+            .filter(|o| o.status != OptionStatus::PoUnpaid)
+            .all(|o| o.status == OptionStatus::PoReported);
+        if self.status == PositionStatus::Paid && every_paid_reported {
+            self.status = PositionStatus::Reported;
+        }
+        self.last_updated_date = now;
+        Ok(())
+    }
+
+    /// Sets the notification fee of option `iuv_or_nav` (GPD `PUT …/notificationfee`): the fee
+    /// is added to the option's amount and to its first transfer to the organization itself.
+    /// Only an unpaid option of a position without payments can change.
+    ///
+    /// Errors: [`FeeError::UnknownNotice`], [`FeeError::NotChangeable`] (paid, cancelled),
+    /// [`FeeError::NoOwnTransfer`], [`FeeError::Amount`] (negative or overflowing).
+    pub fn set_notification_fee(
+        &mut self,
+        iuv_or_nav: &str,
+        fee: crate::Amount,
+        now: DateTime<Utc>,
+    ) -> Result<(), FeeError> {
+        if self.status.has_payments() || self.status == PositionStatus::Invalid {
+            return Err(FeeError::NotChangeable(self.status));
+        }
+        let o = self
+            .payment_options
+            .iter_mut()
+            .find(|o| o.iuv.as_str() == iuv_or_nav || o.nav.as_str() == iuv_or_nav)
+            .ok_or(FeeError::UnknownNotice)?;
+        if o.status != OptionStatus::PoUnpaid {
+            return Err(FeeError::NotChangeable(self.status));
+        }
+        let old = o.notification_fee;
+        let t = o
+            .transfers
+            .iter_mut()
+            .find(|t| t.organization_fiscal_code.is_none())
+            .ok_or(FeeError::NoOwnTransfer)?;
+        let shift = |a: crate::Amount| {
+            a.checked_sub(old)
+                .and_then(|b| b.checked_add(fee))
+                .ok_or(FeeError::Amount)
+        };
+        t.amount = shift(t.amount)?;
+        o.amount = shift(o.amount)?;
+        o.notification_fee = fee;
+        o.details.notification_fee_date = Some(now);
+        o.details.last_updated_date = Some(now);
+        self.last_updated_date = now;
+        Ok(())
+    }
+
+    /// Replaces `old` by `new` as the bank IBAN of every transfer to the organization itself
+    /// in options not yet paid, if the position can still change; answers how many transfers
+    /// changed (GPD `PATCH …/debtpositions/transfers?oldIban=`).
+    pub fn replace_iban(
+        &mut self,
+        old: &crate::Iban,
+        new: &crate::Iban,
+        now: DateTime<Utc>,
+    ) -> usize {
+        if self.may(Action::Update).is_err() {
+            return 0;
+        }
+        let mut changed = 0;
+        for o in self
+            .payment_options
+            .iter_mut()
+            .filter(|o| o.status == OptionStatus::PoUnpaid)
+        {
+            for t in o
+                .transfers
+                .iter_mut()
+                .filter(|t| t.organization_fiscal_code.is_none())
+            {
+                if let crate::position::Destination::Iban { iban, .. } = &mut t.destination {
+                    if iban == old {
+                        *iban = new.clone();
+                        changed += 1;
+                        o.details.last_updated_date = Some(now);
+                    }
+                }
+            }
+        }
+        if changed > 0 {
+            self.last_updated_date = now;
+        }
+        changed
     }
 
     /// The metadata of an option that may be sent to the Node (paGetPayment): the Ente's own.
@@ -487,6 +805,25 @@ mod tests {
             NotPayable::NoticePaid
         );
         assert!(p.payable("312202600000000373", now).is_ok());
+    }
+
+    #[test]
+    fn an_installment_paid_supersedes_the_single_solution_and_other_plans() {
+        let mut p = installments();
+        assert!(p.payment_options.iter().all(|o| !p.superseded(o)));
+        // a third installment in another plan
+        let mut other = p.payment_options[2].clone();
+        other.nav = NoticeNumber::parse("312202600000000474").unwrap();
+        other.details.plan = Some("B".into());
+        p.payment_options.push(other);
+        p.status = PositionStatus::PartiallyPaid;
+        p.payment_options[1].status = OptionStatus::PoPaid;
+        assert!(p.superseded(&p.payment_options[0]), "the single solution");
+        assert!(
+            !p.superseded(&p.payment_options[2]),
+            "same plan: still payable"
+        );
+        assert!(p.superseded(&p.payment_options[3]), "another plan");
     }
 
     #[test]

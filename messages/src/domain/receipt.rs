@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::PaymentFacts;
 use crate::ids::Amount;
 use crate::intermediary::StationRelation;
 use crate::position::{DebtPosition, OptionStatus, PositionStatus};
@@ -123,6 +124,20 @@ impl DebtPosition {
         paid: Amount,
         now: DateTime<Utc>,
     ) -> Option<ReceiptEffect> {
+        self.apply_payment_with(nav, paid, &PaymentFacts::default(), now)
+    }
+
+    /// [`Self::apply_payment`] with what the receipt says besides the amount: the option keeps
+    /// when the citizen paid (`payment_date`, else `now`), the method, the PSP, the receipt id
+    /// and the fee. Installments of one plan (GPD v3 `paymentOption`) pay the position when all
+    /// of that plan are paid.
+    pub fn apply_payment_with(
+        &self,
+        nav: &str,
+        paid: Amount,
+        facts: &PaymentFacts,
+        now: DateTime<Utc>,
+    ) -> Option<ReceiptEffect> {
         let idx = self
             .payment_options
             .iter()
@@ -150,7 +165,20 @@ impl DebtPosition {
                 });
             }
             o.status = OptionStatus::PoPaid;
-            o.payment_date = Some(now);
+            o.payment_date = Some(facts.payment_date.unwrap_or(now));
+            o.details.last_updated_date = Some(now);
+            if facts.payment_method.is_some() {
+                o.details.payment_method = facts.payment_method.clone();
+            }
+            if facts.psp_company.is_some() {
+                o.details.psp_company = facts.psp_company.clone();
+            }
+            if facts.id_receipt.is_some() {
+                o.details.id_receipt = facts.id_receipt.clone();
+            }
+            if let Some(fee) = facts.fee {
+                o.fee = fee;
+            }
         }
         // the same rule the station answered with (cancelled, expired, draft, not yet valid,
         // past its due day with switchToExpired)
@@ -159,14 +187,15 @@ impl DebtPosition {
                 status: self.status,
             });
         }
+        let plan = option.plan_key();
         let all_installments_paid = new
             .payment_options
             .iter()
-            .filter(|o| o.is_partial_payment)
+            .filter(|o| o.is_partial_payment && o.plan_key() == plan)
             .all(|o| o.status != OptionStatus::PoUnpaid);
         if single || all_installments_paid {
             new.status = PositionStatus::Paid;
-            new.payment_date = Some(now);
+            new.payment_date = Some(facts.payment_date.unwrap_or(now));
         } else {
             new.status = PositionStatus::PartiallyPaid;
         }
@@ -311,5 +340,129 @@ mod tests {
             ReceiptEffect::orphan().disposition,
             ReceiptDisposition::Orphan
         );
+    }
+
+    /// Single solution + plan "1" (A1, A2) + plan "2" (B1, B2), published.
+    fn two_plans() -> DebtPosition {
+        let mut p = plan();
+        p.payment_options.truncate(1);
+        for (nav, plan) in [
+            ("347000000000000011", "1"),
+            ("347000000000000012", "1"),
+            ("347000000000000013", "2"),
+            ("347000000000000014", "2"),
+        ] {
+            let mut o = PaymentOption::new(
+                NoticeNumber::parse_unchecked(nav).unwrap(),
+                cents(50),
+                "rata",
+                at("2030-01-01T22:59:59Z"),
+            );
+            o.is_partial_payment = true;
+            o.details.plan = Some(plan.into());
+            o.transfers.push(crate::position::Transfer::to_iban(
+                1,
+                cents(50),
+                crate::Iban::parse_unchecked("mockIban").unwrap(),
+                "r",
+                "9/0101108TS/",
+            ));
+            p.payment_options.push(o);
+        }
+        p
+    }
+
+    #[test]
+    fn paying_an_installment_of_one_plan_sets_the_others_aside() {
+        use crate::domain::{NotPayable, NoticeStatus, PaidOutsideError, PaymentFacts};
+        let now = at("2026-03-01T10:00:00Z");
+        let paid_at = at("2026-02-28T09:00:00Z");
+        let facts = PaymentFacts {
+            payment_date: Some(paid_at),
+            payment_method: Some("CONTANTI".into()),
+            ..Default::default()
+        };
+        let p = two_plans();
+        let mut p = p
+            .apply_payment_with("347000000000000011", cents(50), &facts, now)
+            .unwrap()
+            .position
+            .unwrap();
+        assert_eq!(p.status, PositionStatus::PartiallyPaid);
+        let a1 = &p.payment_options[1];
+        assert_eq!(a1.payment_date, Some(paid_at));
+        assert_eq!(a1.details.payment_method.as_deref(), Some("CONTANTI"));
+        // the station's rule and the organization's view agree
+        for (nav, payable, status) in [
+            ("347000000000000012", true, NoticeStatus::Unpaid),
+            ("347000000000000013", false, NoticeStatus::Invalid),
+            (SINGLE, false, NoticeStatus::Invalid),
+            ("347000000000000011", false, NoticeStatus::Paid),
+        ] {
+            assert_eq!(p.payable(nav, now).is_ok(), payable, "{nav}");
+            assert_eq!(p.notice_status(nav, now), Some(status), "{nav}");
+        }
+        assert_eq!(
+            p.payable("347000000000000013", now).unwrap_err(),
+            NotPayable::InstallmentPaid
+        );
+        // the other plan cannot be declared paid outside pagoPA either
+        assert!(matches!(
+            p.pay_outside("347000000000000013", PaymentFacts::default(), now),
+            Err(PaidOutsideError::NotPayable(_))
+        ));
+        // the rest of plan 1 pays the position
+        p.pay_outside("347000000000000012", PaymentFacts::default(), now)
+            .unwrap();
+        assert_eq!(p.status, PositionStatus::Paid);
+        assert!(p.payment_options[2].details.paid_outside);
+        assert_eq!(
+            p.pay_outside("347000000000000012", PaymentFacts::default(), now),
+            Err(PaidOutsideError::AlreadyPaid)
+        );
+        // reporting every paid transfer reports the position
+        p.report_transfer("47000000000000011", 1, Some("FLOW-1"), now)
+            .unwrap();
+        assert_eq!(p.status, PositionStatus::Paid);
+        p.report_transfer("347000000000000012", 1, None, now)
+            .unwrap();
+        assert_eq!(p.status, PositionStatus::Reported);
+        assert_eq!(p.payment_options[1].status, OptionStatus::PoReported);
+        assert_eq!(
+            p.payment_options[1].details.id_flow_reporting.as_deref(),
+            Some("FLOW-1")
+        );
+    }
+
+    #[test]
+    fn gpd_delete_rule_allows_any_position_without_payments() {
+        use crate::domain::Action;
+        let now = at("2026-03-01T10:00:00Z");
+        let p = two_plans();
+        assert!(p.may(Action::DeleteUnpaid).is_ok());
+        assert!(p.may(Action::Delete).is_err());
+        let paid = p
+            .apply_payment("347000000000000011", cents(50), now)
+            .unwrap()
+            .position
+            .unwrap();
+        assert!(paid.may(Action::DeleteUnpaid).is_err());
+    }
+
+    #[test]
+    fn notification_fee_moves_the_amount_and_iban_changes_only_unpaid_own_transfers() {
+        let now = at("2026-03-01T10:00:00Z");
+        let mut p = two_plans();
+        p.set_notification_fee("47000000000000013", cents(150), now)
+            .unwrap();
+        p.set_notification_fee("47000000000000013", cents(100), now)
+            .unwrap();
+        let o = &p.payment_options[3];
+        assert_eq!((o.amount, o.transfers[0].amount), (cents(150), cents(150)));
+        assert_eq!(o.notification_fee, cents(100));
+        let old = crate::Iban::parse_unchecked("mockIban").unwrap();
+        let new = crate::Iban::parse_unchecked("newIban").unwrap();
+        assert_eq!(p.replace_iban(&old, &new, now), 4);
+        assert_eq!(p.replace_iban(&old, &new, now), 0);
     }
 }

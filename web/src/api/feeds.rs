@@ -442,7 +442,7 @@ pub async fn upload(
         .get(FILE_NAME_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim().to_string());
-    let tmp = launcher.temp_upload_path();
+    let tmp = launcher.temp_upload_path().map_err(Problem::internal)?;
     let limit = state.settings.feeds.max_upload_bytes;
     let received = receive(&req, payload, &tmp, limit).await;
     let multipart_name = match received {
@@ -484,6 +484,7 @@ pub async fn upload(
         dry_run: query.dry_run,
         out_dir: None,
         checksums,
+        report_name: None,
     };
     let (l2, t2) = (launcher.clone(), tmp.clone());
     let file_name = job.file_name.clone();

@@ -1,7 +1,9 @@
 //! The REST API for Ente systems (`/api/v1`).
 
 pub mod feeds;
+pub mod gpd;
 pub mod model;
 pub mod positions;
 pub mod receipts;
+pub mod v3;
 pub mod warnings;

@@ -12,7 +12,7 @@ use mpay_messages::position::{
     PositionStatus, Stamp, Transfer, MAX_TRANSFERS,
 };
 use mpay_messages::time::parse_api_datetime;
-use mpay_messages::{Amount, FiscalCode, Iban, Iuv, NoticeNumber, OrgFiscalCode};
+use mpay_messages::{Amount, FiscalCode, Iban, Iuv, NoticeLayout, NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -215,31 +215,22 @@ pub struct PaymentPositionResponse {
     /// Debtor name.
     pub full_name: String,
     /// Street.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub street_name: Option<String>,
     /// Civic number.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub civic_number: Option<String>,
     /// Postal code.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
     /// City.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// Province.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub province: Option<String>,
     /// Region.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Country.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// E-mail.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Phone.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     /// Expires after the last due date.
     pub switch_to_expired: bool,
@@ -248,10 +239,8 @@ pub struct PaymentPositionResponse {
     /// Organization name.
     pub company_name: String,
     /// Office.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub office_name: Option<String>,
     /// Service code.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub service_code: Option<String>,
     /// Created.
     pub inserted_date: DateTime<Utc>,
@@ -294,8 +283,24 @@ pub struct PaymentOptionResponse {
     pub due_date: DateTime<Utc>,
     /// Retention date.
     pub retention_date: Option<DateTime<Utc>>,
-    /// Paid at.
+    /// When the citizen paid (null when unpaid).
     pub payment_date: Option<DateTime<Utc>>,
+    /// When it was reported (null until then).
+    pub reporting_date: Option<DateTime<Utc>>,
+    /// Created.
+    pub inserted_date: DateTime<Utc>,
+    /// Last change.
+    pub last_updated_date: DateTime<Utc>,
+    /// Last change of the notification fee (null when never set).
+    pub last_updated_date_notification_fee: Option<DateTime<Utc>>,
+    /// Payment method (null when unpaid or unknown).
+    pub payment_method: Option<String>,
+    /// PSP (null when unpaid or unknown).
+    pub psp_company: Option<String>,
+    /// Receipt id (null when unpaid).
+    pub id_receipt: Option<String>,
+    /// Reporting flow (null until reported).
+    pub id_flow_reporting: Option<String>,
     /// Fee, cents.
     #[schema(example = 0)]
     pub fee: i64,
@@ -327,19 +332,21 @@ pub struct TransferResponse {
     /// Taxonomy.
     pub category: String,
     /// Bank IBAN.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iban: Option<String>,
     /// Postal IBAN.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub postal_iban: Option<String>,
     /// Stamp.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stamp: Option<StampModel>,
     /// Beneficiary name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub company_name: Option<String>,
     /// Metadata.
     pub transfer_metadata: Vec<MapEntryModel>,
+    /// Reporting state.
+    pub status: TransferStatus,
+    /// Created.
+    pub inserted_date: DateTime<Utc>,
+    /// Last change.
+    pub last_updated_date: DateTime<Utc>,
 }
 
 /// GPD PageInfo.
@@ -429,65 +436,100 @@ impl From<&DebtPosition> for PaymentPositionResponse {
             payment_option: p
                 .payment_options
                 .iter()
-                .map(|o| PaymentOptionResponse {
-                    nav: o.nav.to_string(),
-                    iuv: o.iuv.to_string(),
-                    organization_fiscal_code: org.clone(),
-                    amount: o.amount.cents(),
-                    description: o.description.clone(),
-                    is_partial_payment: o.is_partial_payment,
-                    due_date: o.due_date,
-                    retention_date: o.retention_date,
-                    payment_date: o.payment_date,
-                    fee: o.fee.cents(),
-                    notification_fee: o.notification_fee.cents(),
-                    status: o.status,
-                    payment_option_metadata: entries(&o.metadata),
-                    transfer: o
-                        .transfers
-                        .iter()
-                        .map(|t| {
-                            let (iban, postal_iban, stamp) = match &t.destination {
-                                Destination::Iban { iban, postal_iban } => (
-                                    Some(iban.to_string()),
-                                    postal_iban.as_ref().map(|i| i.to_string()),
-                                    None,
-                                ),
-                                Destination::PostalIban { postal_iban } => {
-                                    (None, Some(postal_iban.to_string()), None)
-                                }
-                                Destination::Stamp(s) => (
-                                    None,
-                                    None,
-                                    Some(StampModel {
-                                        hash_document: s.hash_document.clone(),
-                                        stamp_type: s.stamp_type.clone(),
-                                        provincial_residence: s.provincial_residence.clone(),
-                                    }),
-                                ),
-                            };
-                            TransferResponse {
-                                id_transfer: t.id_transfer.to_string(),
-                                amount: t.amount.cents(),
-                                organization_fiscal_code: t
-                                    .organization_fiscal_code
-                                    .as_ref()
-                                    .map(|o| o.to_string())
-                                    .unwrap_or_else(|| org.clone()),
-                                remittance_information: t.remittance_information.clone(),
-                                category: t.category.clone(),
-                                iban,
-                                postal_iban,
-                                stamp,
-                                company_name: t.company_name.clone(),
-                                transfer_metadata: entries(&t.metadata),
-                            }
-                        })
-                        .collect(),
+                .map(|o| PaymentOptionResponse::of(p, o))
+                .collect(),
+        }
+    }
+}
+
+impl PaymentOptionResponse {
+    /// The answer for option `o` of position `p`.
+    pub fn of(p: &DebtPosition, o: &PaymentOption) -> Self {
+        let org = p.organization_fiscal_code.to_string();
+        let d = &o.details;
+        PaymentOptionResponse {
+            nav: o.nav.to_string(),
+            iuv: o.iuv.to_string(),
+            organization_fiscal_code: org.clone(),
+            amount: o.amount.cents(),
+            description: o.description.clone(),
+            is_partial_payment: o.is_partial_payment,
+            due_date: o.due_date,
+            retention_date: o.retention_date,
+            payment_date: o.payment_date,
+            reporting_date: d.reporting_date,
+            inserted_date: d.inserted_date.unwrap_or(p.inserted_date),
+            last_updated_date: d.last_updated_date.unwrap_or(p.last_updated_date),
+            last_updated_date_notification_fee: d.notification_fee_date,
+            payment_method: d.payment_method.clone(),
+            psp_company: d.psp_company.clone(),
+            id_receipt: d.id_receipt.clone(),
+            id_flow_reporting: d.id_flow_reporting.clone(),
+            fee: o.fee.cents(),
+            notification_fee: o.notification_fee.cents(),
+            status: o.status,
+            payment_option_metadata: entries(&o.metadata),
+            transfer: o
+                .transfers
+                .iter()
+                .map(|t| {
+                    let (iban, postal_iban, stamp) = match &t.destination {
+                        Destination::Iban { iban, postal_iban } => (
+                            Some(iban.to_string()),
+                            postal_iban.as_ref().map(|i| i.to_string()),
+                            None,
+                        ),
+                        Destination::PostalIban { postal_iban } => {
+                            (None, Some(postal_iban.to_string()), None)
+                        }
+                        Destination::Stamp(s) => (
+                            None,
+                            None,
+                            Some(StampModel {
+                                hash_document: s.hash_document.clone(),
+                                stamp_type: s.stamp_type.clone(),
+                                provincial_residence: s.provincial_residence.clone(),
+                            }),
+                        ),
+                    };
+                    let reported = d.reported_transfers.contains(&t.id_transfer);
+                    TransferResponse {
+                        id_transfer: t.id_transfer.to_string(),
+                        amount: t.amount.cents(),
+                        organization_fiscal_code: t
+                            .organization_fiscal_code
+                            .as_ref()
+                            .map(|o| o.to_string())
+                            .unwrap_or_else(|| org.clone()),
+                        remittance_information: t.remittance_information.clone(),
+                        category: t.category.clone(),
+                        iban,
+                        postal_iban,
+                        stamp,
+                        company_name: t.company_name.clone(),
+                        transfer_metadata: entries(&t.metadata),
+                        status: if reported {
+                            TransferStatus::TReported
+                        } else {
+                            TransferStatus::TUnreported
+                        },
+                        inserted_date: d.inserted_date.unwrap_or(p.inserted_date),
+                        last_updated_date: d.last_updated_date.unwrap_or(p.last_updated_date),
+                    }
                 })
                 .collect(),
         }
     }
+}
+
+/// Reporting state of a transfer (GPD TransferModelResponse.status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransferStatus {
+    /// Not yet found in a reporting flow.
+    TUnreported,
+    /// Found in a reporting flow.
+    TReported,
 }
 
 /// Collects field errors with their JSON paths.
@@ -765,6 +807,8 @@ pub struct DraftOption {
     pub transfers: Vec<Transfer>,
     /// Metadata.
     pub metadata: Vec<MapEntry>,
+    /// Plan and dates (filled by the v3 API and at creation).
+    pub details: mpay_messages::position::OptionDetails,
 }
 
 impl DraftOption {
@@ -784,6 +828,7 @@ impl DraftOption {
             payment_date: None,
             transfers: self.transfers,
             metadata: self.metadata,
+            details: self.details,
         }
     }
 }
@@ -875,6 +920,7 @@ fn option(
         retention_date,
         transfers,
         metadata,
+        details: Default::default(),
     })
 }
 
@@ -919,6 +965,22 @@ fn notice(
                     return None;
                 }
             };
+            if org.settings.gpd_compat.any_iuv_prefix {
+                // GPD: any IUV; the notice number is the aux digit + the IUV
+                let layout = match (org.layout, iuv.as_str().get(..2).map(str::parse::<u8>)) {
+                    (NoticeLayout::Aux3 { .. }, Some(Ok(segregation_code))) => {
+                        NoticeLayout::Aux3 { segregation_code }
+                    }
+                    (l, _) => l,
+                };
+                return match NoticeNumber::from_iuv(&iuv, &layout) {
+                    Ok(nav) => Some(nav),
+                    Err(e) => {
+                        errs.push(format!("{p}iuv"), e.to_string());
+                        None
+                    }
+                };
+            }
             // the default code first, then the organization's other codes
             let other = org
                 .entry
@@ -940,7 +1002,7 @@ fn notice(
             }
         }
     };
-    if !org.recognises(&nav.layout()) {
+    if !org.recognises(&nav.layout()) && !org.settings.gpd_compat.any_iuv_prefix {
         let codes: Vec<String> = org.entry.codes.iter().map(|(l, _)| l.to_string()).collect();
         errs.push(
             format!("{p}nav"),
@@ -1004,9 +1066,15 @@ fn transfer(errs: &mut Errors, p: &str, t: &TransferModel, org: &OrgContext) -> 
     let (iban_in, postal_in) = (present(&t.iban), present(&t.postal_iban));
     let mut iban_of = |field: &str, v: &Option<String>| -> Option<Iban> {
         let v = v.as_deref()?;
-        match Iban::parse(v) {
+        let loose = org.settings.gpd_compat.iban_format_only;
+        let parsed = if loose {
+            Iban::parse_unchecked(v)
+        } else {
+            Iban::parse(v)
+        };
+        match parsed {
             Ok(i) => {
-                if own && !org.ibans.is_empty() && !org.ibans.contains(&i) {
+                if !loose && own && !org.ibans.is_empty() && !org.ibans.contains(&i) {
                     errs.push(
                         f(field),
                         format!("{i} is not registered for organization {}", org.fiscal_code),

@@ -36,6 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(not_allowed()),
             )
             .service(
+                web::resource("/transfers")
+                    .route(web::patch().to(super::gpd::change_iban))
+                    .default_service(not_allowed()),
+            )
+            .service(
                 web::resource("/{iupd}")
                     .route(web::get().to(get))
                     .route(web::put().to(update))
@@ -71,12 +76,16 @@ async fn only_known_query(
     let method = req.method().clone();
     let own_checks = path.ends_with("/debtpositions")
         || path.ends_with("/debtpositions/bulk")
+        || path.ends_with("/debtpositions/transfers")
         || method == actix_web::http::Method::PUT;
     if !own_checks && !req.query_string().is_empty() {
         let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .unwrap_or_default();
-        if let Some((name, _)) = pairs.iter().find(|(n, _)| n != KEY_PARAMETER) {
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(n, _)| n != KEY_PARAMETER && n != crate::auth::SEGREGATION_CODES_PARAMETER)
+        {
             let problem = Problem::field(
                 name.clone(),
                 "unknown query parameter: this operation takes none",
@@ -118,12 +127,35 @@ async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishFlag {
-    /// Publish right away (VALID, or PUBLISHED until `validityDate`).
-    #[serde(default)]
+    /// Publish right away (VALID, or PUBLISHED until `validityDate`). `true`, `True`, `TRUE`
+    /// and `1` are true; `false`, `False`, `FALSE` and `0` false (as GPD reads it).
+    #[serde(default, deserialize_with = "lenient_bool")]
+    #[param(value_type = bool)]
     pub to_publish: bool,
+    /// Segregation codes the call is limited to (GPD API management; see `auth`).
+    #[serde(default, rename = "segregationCodes")]
+    pub segregation_codes: Option<String>,
     /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
     #[serde(default, rename = "subscription-key")]
     pub subscription_key: Option<String>,
+}
+
+/// A boolean query value as GPD (Spring) reads it: `true/True/TRUE/1`, `false/False/FALSE/0`.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim() {
+        "true" | "True" | "TRUE" | "1" => Some(true),
+        "false" | "False" | "FALSE" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let v = String::deserialize(d)?;
+    parse_bool(&v).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "toPublish must be true, True, TRUE, 1, false, False, FALSE or 0, got {v:?}"
+        ))
+    })
 }
 
 /// List filters: every GPD query parameter, plus lookups by debtor, notice number, IUV, iupd
@@ -185,6 +217,7 @@ const LIST_PARAMETERS: &[&str] = &[
     "iuv",
     "iupdPrefix",
     "serviceCode",
+    crate::auth::SEGREGATION_CODES_PARAMETER,
     KEY_PARAMETER,
 ];
 
@@ -224,7 +257,7 @@ impl ListQuery {
                 "iuv" => q.iuv = text,
                 "iupdPrefix" => q.iupd_prefix = text,
                 "serviceCode" => q.service_code = text,
-                KEY_PARAMETER => {}
+                KEY_PARAMETER | crate::auth::SEGREGATION_CODES_PARAMETER => {}
                 other => {
                     return Err(Problem::field(
                         other,
@@ -241,12 +274,12 @@ impl ListQuery {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(Problem::from_json_error)
 }
 
-async fn ledger<T: Send + 'static>(
+pub(crate) async fn ledger<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn PositionRepository) -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, Problem> {
@@ -260,7 +293,11 @@ async fn ledger<T: Send + 'static>(
 /// Whether `action` is allowed on `p`: the domain's rule ([`DebtPosition::may`]). Positions
 /// stored before origins were recorded ([`Origin::Unrecorded`]) are Archivio Carichi
 /// documents when the archive holds a live document for them (its own record).
-fn may(store: &mpay_storage::Store, p: &DebtPosition, action: Action) -> Result<(), LedgerError> {
+pub(crate) fn may(
+    store: &mpay_storage::Store,
+    p: &DebtPosition,
+    action: Action,
+) -> Result<(), LedgerError> {
     if p.origin == Origin::Unrecorded {
         let managed = mpay_storage::archive::read(store, &p.organization_fiscal_code, &p.iupd)
             .map_err(|e| match e {
@@ -276,7 +313,7 @@ fn may(store: &mpay_storage::Store, p: &DebtPosition, action: Action) -> Result<
     p.may(action).map_err(LedgerError::from)
 }
 
-async fn durable(state: &AppState) -> Result<(), Problem> {
+pub(crate) async fn durable(state: &AppState) -> Result<(), Problem> {
     state
         .store
         .durability
@@ -301,12 +338,39 @@ fn materialise(
                 &org.layout_for_service(p.service_code.as_deref()),
             )?,
         };
-        p.payment_options.push(o.finish(nav));
+        let mut o = o.finish(nav);
+        o.details.inserted_date.get_or_insert(p.inserted_date);
+        o.details.last_updated_date = Some(p.last_updated_date);
+        p.payment_options.push(o);
     }
     if publish {
         p.mark_published(Utc::now());
     }
     Ok(p)
+}
+
+/// 403 when an option's notice (given, or to be generated with the organization's layout) is
+/// outside the caller's segregation codes.
+pub(crate) fn check_draft(auth: &OrgAuth, draft: &Draft) -> Result<(), Problem> {
+    for o in &draft.options {
+        match &o.nav {
+            Some(n) => auth.check_notices([n])?,
+            None => {
+                let layout = auth
+                    .org
+                    .layout_for_service(draft.position.service_code.as_deref());
+                if !auth.allows_layout(&layout) {
+                    return Err(Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        format!("notices generated with layout {layout} are outside the segregation codes this call may act on"),
+                    )
+                    .with_code("SEGREGATION_CODE_NOT_ALLOWED"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_service(
@@ -360,22 +424,37 @@ pub async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     let model: PaymentPositionModel = decode(&body)?;
-    check_service(&state, &auth.org, &model, "")?;
-    let draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
-    let warnings = draft.warnings.clone();
-    let org = auth.org.clone();
-    let publish = flag.to_publish;
-    let created = ledger(&state, move |l| {
-        let p = materialise(l, &org, draft, publish)?;
-        l.create(p)
-    })
-    .await?;
-    durable(&state).await?;
+    let (created, warnings) =
+        create_position(&state, &auth, &model, flag.to_publish, |_| {}).await?;
     Ok(json_with_warnings(
         StatusCode::CREATED,
         &PaymentPositionResponse::from(&created),
         &warnings,
     ))
+}
+
+/// Validates, stores durably and answers a new position; `shape` adjusts the validated draft
+/// (the v3 API sets the plans). Shared by v1 and v3.
+pub(crate) async fn create_position(
+    state: &AppState,
+    auth: &OrgAuth,
+    model: &PaymentPositionModel,
+    publish: bool,
+    shape: impl FnOnce(&mut Draft),
+) -> Result<(DebtPosition, Vec<FieldError>), Problem> {
+    check_service(state, &auth.org, model, "")?;
+    let mut draft = to_domain(model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
+    shape(&mut draft);
+    check_draft(auth, &draft)?;
+    let warnings = draft.warnings.clone();
+    let org = auth.org.clone();
+    let created = ledger(state, move |l| {
+        let p = materialise(l, &org, draft, publish)?;
+        l.create(p)
+    })
+    .await?;
+    durable(state).await?;
+    Ok((created, warnings))
 }
 
 /// `POST .../debtpositions/bulk[?toPublish=true]`: creates up to `api.bulk_limit` positions, all
@@ -437,6 +516,7 @@ pub async fn create_bulk(
         }
         match to_domain(m, &auth.org, &prefix, now) {
             Ok(d) => {
+                check_draft(&auth, &d)?;
                 warnings.extend(d.warnings.iter().cloned());
                 drafts.push(d)
             }
@@ -466,7 +546,7 @@ pub async fn create_bulk(
     ))
 }
 
-fn iupd_param(iupd: &str) -> Result<String, Problem> {
+pub(crate) fn iupd_param(iupd: &str) -> Result<String, Problem> {
     validate_iupd(iupd).map_err(|e| Problem::field("iupd", e))?;
     Ok(iupd.to_string())
 }
@@ -488,15 +568,37 @@ pub async fn get(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let iupd = iupd_param(&path.1)?;
+    let p = read_own(&state, &auth, &iupd).await?;
+    Ok(HttpResponse::Ok().json(PaymentPositionResponse::from(&p)))
+}
+
+/// Reads a position of the caller's organization: 404 when absent, 403 when it holds a notice
+/// outside the caller's segregation codes.
+pub(crate) async fn read_own(
+    state: &AppState,
+    auth: &OrgAuth,
+    iupd: &str,
+) -> Result<DebtPosition, Problem> {
     let org = auth.fiscal_code().clone();
-    let found = ledger(&state, move |l| l.get(&org, &iupd)).await?;
-    match found {
-        Some(p) => Ok(HttpResponse::Ok().json(PaymentPositionResponse::from(&p))),
-        None => Err(Problem::not_found(format!(
-            "no debt position {:?} for organization {}",
-            path.1,
+    let key = iupd.to_string();
+    let found = ledger(state, move |l| l.get(&org, &key)).await?;
+    let p = found.ok_or_else(|| {
+        Problem::not_found(format!(
+            "no debt position {iupd:?} for organization {}",
             auth.fiscal_code()
-        ))),
+        ))
+    })?;
+    auth.check_position(&p)?;
+    Ok(p)
+}
+
+/// The delete rule of the organization: GPD's (any position without payments) when
+/// `gpd_compat.delete_unpaid`, else mpay's (DRAFT only).
+pub(crate) fn delete_action(org: &OrgContext) -> Action {
+    if org.settings.gpd_compat.delete_unpaid {
+        Action::DeleteUnpaid
+    } else {
+        Action::Delete
     }
 }
 
@@ -547,7 +649,34 @@ pub async fn list(
     auth: OrgAuth,
     req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, Problem> {
-    let query = ListQuery::parse(req.query_string())?;
+    let page = list_positions(&state, &auth, req.query_string()).await?;
+    Ok(HttpResponse::Ok().json(PaymentPositionsInfo {
+        page_info: page_info(&page),
+        payment_position_list: page
+            .items
+            .iter()
+            .map(PaymentPositionResponse::from)
+            .collect(),
+    }))
+}
+
+/// GPD PageInfo of a page.
+pub(crate) fn page_info<T>(page: &mpay_storage::Page<T>) -> PageInfo {
+    PageInfo {
+        page: page.page,
+        limit: page.limit,
+        items_found: page.items.len(),
+        total_pages: page.total_items.div_ceil(page.limit.max(1)),
+    }
+}
+
+/// One page of the organization's positions for a list query string (v1 and v3).
+pub(crate) async fn list_positions(
+    state: &AppState,
+    auth: &OrgAuth,
+    query: &str,
+) -> Result<mpay_storage::Page<DebtPosition>, Problem> {
+    let query = ListQuery::parse(query)?;
     let max = state.settings.api.max_page_limit;
     let limit = query.limit.unwrap_or(10.min(max));
     if limit == 0 || limit > max {
@@ -566,6 +695,33 @@ pub async fn list(
             )
         })?),
     };
+    let present = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    let groups = [
+        (
+            "due_date_from/due_date_to",
+            present(&query.due_date_from) || present(&query.due_date_to),
+        ),
+        (
+            "payment_date_from/payment_date_to",
+            present(&query.payment_date_from) || present(&query.payment_date_to),
+        ),
+        (
+            "payment_date_time_from/payment_date_time_to",
+            present(&query.payment_date_time_from) || present(&query.payment_date_time_to),
+        ),
+    ];
+    let used: Vec<&str> = groups
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+    if used.len() > 1 {
+        return Err(Problem::field(
+            used.join(", "),
+            "these filters exclude each other (as in GPD): filter by due date, by payment date or by payment date-time, one group at a time",
+        )
+        .with_code("EXCLUSIVE_FILTERS"));
+    }
     let due_from = day_param("due_date_from", &query.due_date_from)?;
     let due_to = day_param("due_date_to", &query.due_date_to)?;
     let paid_from = day_param("payment_date_from", &query.payment_date_from)?
@@ -590,15 +746,17 @@ pub async fn list(
             ))
         }
     };
-    let order = match (query.orderby.as_deref().unwrap_or("INSERTED_DATE"), desc) {
-        ("INSERTED_DATE", true) => ListOrder::InsertedDesc,
-        ("INSERTED_DATE", false) => ListOrder::InsertedAsc,
-        ("IUPD", true) => ListOrder::IupdDesc,
-        ("IUPD", false) => ListOrder::IupdAsc,
+    let (order, by) = match (query.orderby.as_deref().unwrap_or("INSERTED_DATE"), desc) {
+        ("INSERTED_DATE", true) => (ListOrder::InsertedDesc, None),
+        ("INSERTED_DATE", false) => (ListOrder::InsertedAsc, None),
+        ("IUPD", true) => (ListOrder::IupdDesc, None),
+        ("IUPD", false) => (ListOrder::IupdAsc, None),
+        ("COMPANY_NAME", _) => (ListOrder::InsertedAsc, Some(SortBy::CompanyName)),
+        ("STATUS", _) => (ListOrder::InsertedAsc, Some(SortBy::Status)),
         (other, _) => {
             return Err(Problem::field(
                 "orderby",
-                format!("must be INSERTED_DATE or IUPD, got {other:?}"),
+                format!("must be INSERTED_DATE, IUPD, COMPANY_NAME or STATUS, got {other:?}"),
             ))
         }
     };
@@ -616,20 +774,50 @@ pub async fn list(
         service_code: text_param(&query.service_code),
     };
     let org = auth.fiscal_code().clone();
-    let page = ledger(&state, move |l| l.list(&org, &filter, order, page, limit)).await?;
-    Ok(HttpResponse::Ok().json(PaymentPositionsInfo {
-        page_info: PageInfo {
-            page: page.page,
-            limit: page.limit,
-            items_found: page.items.len(),
-            total_pages: page.total_items.div_ceil(page.limit.max(1)),
-        },
-        payment_position_list: page
-            .items
-            .iter()
-            .map(PaymentPositionResponse::from)
-            .collect(),
-    }))
+    let page = match (by, auth.segregation_codes.clone()) {
+        (None, None) => ledger(state, move |l| l.list(&org, &filter, order, page, limit)).await?,
+        (by, codes) => {
+            let all = ledger(state, move |l| l.list(&org, &filter, order, 0, usize::MAX)).await?;
+            let mut items: Vec<DebtPosition> = all
+                .items
+                .into_iter()
+                .filter(|p| {
+                    codes.is_none() || p.payment_options.iter().all(|o| auth.allows(&o.nav))
+                })
+                .collect();
+            match by {
+                Some(SortBy::CompanyName) => {
+                    items.sort_by(|a, b| a.company_name.cmp(&b.company_name))
+                }
+                Some(SortBy::Status) => {
+                    items.sort_by(|a, b| a.status.as_str().cmp(b.status.as_str()))
+                }
+                None => {}
+            }
+            if by.is_some() && desc {
+                items.reverse();
+            }
+            let total_items = items.len();
+            mpay_storage::Page {
+                items: items
+                    .into_iter()
+                    .skip(page.saturating_mul(limit))
+                    .take(limit)
+                    .collect(),
+                page,
+                limit,
+                total_items,
+            }
+        }
+    };
+    Ok(page)
+}
+
+/// Orders the ledger does not keep (sorted here, stable over the insertion order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SortBy {
+    CompanyName,
+    Status,
 }
 
 /// `PUT .../debtpositions/{iupd}[?toPublish=true]`: replaces a position that has no payment
@@ -655,21 +843,42 @@ pub async fn update(
     flag: web::Query<PublishFlag>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let iupd = iupd_param(&path.1)?;
-    let mut model: PaymentPositionModel = decode(&body)?;
+    let model: PaymentPositionModel = decode(&body)?;
+    let (updated, warnings) =
+        update_position(&state, &auth, &path.1, model, flag.to_publish, |_| {}).await?;
+    Ok(json_with_warnings(
+        StatusCode::OK,
+        &PaymentPositionResponse::from(&updated),
+        &warnings,
+    ))
+}
+
+/// Replaces a position (PUT): validated, checked against the change rule inside the
+/// compare-and-swap, stored durably. Shared by v1, v3 and the v2 bulk update.
+pub(crate) async fn update_position(
+    state: &AppState,
+    auth: &OrgAuth,
+    iupd: &str,
+    mut model: PaymentPositionModel,
+    publish: bool,
+    shape: impl FnOnce(&mut Draft),
+) -> Result<(DebtPosition, Vec<FieldError>), Problem> {
+    let iupd = iupd_param(iupd)?;
     if model.iupd.is_empty() {
         model.iupd = iupd.clone();
     }
     if model.iupd != iupd {
         return Err(Problem::field("iupd", "must match the iupd in the path"));
     }
-    check_service(&state, &auth.org, &model, "")?;
-    let draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
+    check_service(state, &auth.org, &model, "")?;
+    let mut draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
+    shape(&mut draft);
+    check_draft(auth, &draft)?;
     let warnings = draft.warnings.clone();
     let org = auth.org.clone();
-    let publish = flag.to_publish;
     let store = state.store.clone();
-    let updated = ledger(&state, move |l| {
+    read_own(state, auth, &iupd).await?;
+    let updated = ledger(state, move |l| {
         let current = l
             .get(&org.fiscal_code, &iupd)?
             .ok_or(LedgerError::NotFound)?;
@@ -685,12 +894,8 @@ pub async fn update(
         })
     })
     .await?;
-    durable(&state).await?;
-    Ok(json_with_warnings(
-        StatusCode::OK,
-        &PaymentPositionResponse::from(&updated),
-        &warnings,
-    ))
+    durable(state).await?;
+    Ok((updated, warnings))
 }
 
 /// `DELETE .../debtpositions/{iupd}`: removes a DRAFT position (409 otherwise: invalidate a
@@ -698,8 +903,8 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/organizations/{organizationfiscalcode}/debtpositions/{iupd}",
-    summary = "Delete a draft debt position",
-    description = "Only a DRAFT position can be deleted; withdraw a published one with `invalidate`.",
+    summary = "Delete a debt position",
+    description = "By default only a DRAFT position can be deleted (withdraw a published one with `invalidate`); an organization with `gpd_compat.delete_unpaid` deletes, as GPD, any position on which nothing was paid.",
     params(("organizationfiscalcode" = String, Path), ("iupd" = String, Path)),
     responses((status = 200, description = "deleted"), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
@@ -712,10 +917,12 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let iupd = iupd_param(&path.1)?;
+    read_own(&state, &auth, &iupd).await?;
     let org = auth.fiscal_code().clone();
     let store = state.store.clone();
+    let action = delete_action(&auth.org);
     ledger(&state, move |l| {
-        l.delete(&org, &iupd, &|p| may(&store, p, Action::Delete))
+        l.delete(&org, &iupd, &|p| may(&store, p, action))
     })
     .await?;
     durable(&state).await?;
@@ -772,6 +979,7 @@ async fn transition(
     action: Action,
 ) -> Result<HttpResponse, Problem> {
     let iupd = iupd_param(iupd)?;
+    read_own(&state, &auth, &iupd).await?;
     let org = auth.fiscal_code().clone();
     let store = state.store.clone();
     let p = ledger(&state, move |l| {
@@ -781,7 +989,7 @@ async fn transition(
             match action {
                 Action::Publish => p.publish(now)?,
                 Action::Invalidate => p.invalidate(now)?,
-                Action::Update | Action::Delete => p.may(action)?,
+                Action::Update | Action::Delete | Action::DeleteUnpaid => p.may(action)?,
             }
             Ok(())
         })

@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mpay_messages::time::rome_local_to_utc;
 use mpay_messages::wire::pafornode::{Receipt, ReceiptTransfer, Subject};
-use mpay_storage::{AnomalyRecord, AnomalyState, LedgerError, ReceiptFilter, StoredReceipt};
+use mpay_storage::{AnomalyRecord, AnomalyState, ReceiptFilter, StoredReceipt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -502,17 +502,6 @@ fn page_info<T>(p: &mpay_storage::Page<T>) -> PageInfo {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&mpay_storage::SledLedger) -> Result<T, LedgerError> + Send + 'static,
-) -> Result<T, Problem> {
-    let ledger = state.store.ledger.clone();
-    web::block(move || f(ledger.as_ref()))
-        .await
-        .map_err(Problem::internal)?
-        .map_err(Problem::from)
-}
-
 /// `GET …/receipts`: the organization's receipts, newest first, filtered and paged.
 #[utoipa::path(
     get,
@@ -543,7 +532,7 @@ pub async fn list_receipts(
         debtor: trimmed(&query.debtor),
     };
     let org = auth.fiscal_code().to_string();
-    let p = blocking(&state, move |l| l.list_receipts(&org, &filter, page, limit)).await?;
+    let p = state.store.list_receipts(org, filter, page, limit).await?;
     Ok(HttpResponse::Ok().json(ReceiptsPage {
         page_info: page_info(&p),
         receipts: p
@@ -571,7 +560,7 @@ pub async fn get_receipt(
 ) -> Result<HttpResponse, Problem> {
     let org = auth.fiscal_code().to_string();
     let id = path.1.clone();
-    let found = blocking(&state, move |l| l.organization_receipt(&org, &id)).await?;
+    let found = state.store.organization_receipt(org, id).await?;
     match found {
         Some(r) => Ok(HttpResponse::Ok().json(ReceiptRecordModel::of(&r, true))),
         None => Err(Problem::not_found(format!(
@@ -606,7 +595,7 @@ pub async fn list_anomalies(
         Some(_) => return Err(Problem::field("state", "must be OPEN or ACKNOWLEDGED")),
     };
     let org = auth.fiscal_code().to_string();
-    let p = blocking(&state, move |l| l.list_anomalies(&org, filter, page, limit)).await?;
+    let p = state.store.list_anomalies(org, filter, page, limit).await?;
     Ok(HttpResponse::Ok().json(AnomaliesPage {
         page_info: page_info(&p),
         anomalies: p.items.iter().map(AnomalyModel::from).collect(),
@@ -651,11 +640,11 @@ pub async fn acknowledge(
         .map(|n| mpay_messages::text::normalise(&n, 500).0)
         .filter(|n| !n.is_empty());
     let org = auth.fiscal_code().to_string();
-    let rec = blocking(&state, move |l| {
-        l.acknowledge_anomaly(&org, id, note, Utc::now())
-    })
-    .await?
-    .ok_or_else(not_found)?;
+    let rec = state
+        .store
+        .acknowledge_anomaly(org, id, note, Utc::now())
+        .await?
+        .ok_or_else(not_found)?;
     state
         .store
         .durability

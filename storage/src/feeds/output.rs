@@ -22,11 +22,10 @@ use mpay_messages::feeds::{
 use mpay_messages::OrgFiscalCode;
 use serde::{Deserialize, Serialize};
 
+use super::outcomes::{outcomes, write_iuv_exchange, write_outcome_report};
+use super::records::get_feed;
+use super::types::{FeedError, FeedLoadRecord, FeedSource};
 use crate::codec::{decode, encode};
-use crate::feeds::{
-    get_feed, outcomes, write_iuv_exchange, write_outcome_report, FeedError, FeedLoadRecord,
-    FeedSource,
-};
 use crate::Store;
 
 /// One declared checksum and what was found (FORMAT.md §5.2).
