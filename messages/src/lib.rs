@@ -5,6 +5,7 @@
 
 pub mod archivio;
 pub mod domain;
+pub mod fdr;
 pub mod feeds;
 pub mod ids;
 pub mod intermediary;

@@ -5,7 +5,9 @@
 //! - [`position`]: lifecycle transitions (publish, invalidate), what may change and who may
 //!   change it, timers (validity, expiry), [`NotPayable`] — whether a notice can be paid now;
 //! - [`receipt`]: what a receipt does to a position ([`ReceiptEffect`]: disposition, new state,
-//!   anomalies).
+//!   anomalies);
+//! - [`reconcile`]: which receipt a reporting-flow row reports, how far bank credits settle a
+//!   flow, and the label of every payment, row and credit.
 //!
 //! The records themselves live in [`crate::position`]; edges map [`PositionError`] and
 //! [`NotPayable`] once each (station → `PAA_*` fault in [`crate::wire::faults`], REST → problem
@@ -14,6 +16,7 @@
 pub mod cart;
 pub mod position;
 pub mod receipt;
+pub mod reconcile;
 
 pub use position::{
     Action, FeeError, NotPayable, NoticeStatus, PaidOutsideError, PaymentFacts, PositionError,
