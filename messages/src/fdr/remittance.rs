@@ -82,22 +82,67 @@ fn token_end(cs: &[char], mut i: usize) -> usize {
     i
 }
 
-/// Reads the reference of a remittance text, if it has one.
+/// The anchor `L ?GPE ?- ?(RIVERSAMENTO|INTEGRAZIONE)` at `i` (single spaces tolerated, any
+/// case): the index after it and whether it is an integration.
+fn anchor_at(cs: &[char], i: usize) -> Option<(usize, bool)> {
+    let space = |j: usize| if cs.get(j) == Some(&' ') { j + 1 } else { j };
+    if !word_at(cs, i, "L") {
+        return None;
+    }
+    let mut j = space(i + 1);
+    if !word_at(cs, j, "GPE") {
+        return None;
+    }
+    j = space(j + 3);
+    if cs.get(j) != Some(&'-') {
+        return None;
+    }
+    j = space(j + 1);
+    if word_at(cs, j, "RIVERSAMENTO") {
+        Some((j + "RIVERSAMENTO".len(), false))
+    } else if word_at(cs, j, "INTEGRAZIONE") {
+        Some((j + "INTEGRAZIONE".len(), true))
+    } else {
+        None
+    }
+}
+
+/// Reads the reference of a remittance text, if it has one. Whitespace runs (newlines, tabs,
+/// pretty-printing) count as one space. When the text names a flow more than once (banks
+/// repeat it, once broken), the candidates of every occurrence are kept, in order.
 pub fn parse(text: &str) -> Option<Reference> {
-    let cs: Vec<char> = text.chars().collect();
-    for start in 0..cs.len() {
-        let integration = if word_at(&cs, start, "LGPE-RIVERSAMENTO") {
-            false
-        } else if word_at(&cs, start, "LGPE-INTEGRAZIONE") {
-            true
+    let mut cs: Vec<char> = Vec::with_capacity(text.len());
+    for c in text.trim().chars() {
+        if c.is_whitespace() {
+            if cs.last() != Some(&' ') {
+                cs.push(' ');
+            }
         } else {
-            continue;
-        };
-        if let Some(r) = flow_after(&cs, start + "LGPE-RIVERSAMENTO".len(), integration) {
-            return Some(r);
+            cs.push(c);
         }
     }
-    single_payment(&cs)
+    let mut found: Option<Reference> = None;
+    for start in 0..cs.len() {
+        let Some((end, integration)) = anchor_at(&cs, start) else {
+            continue;
+        };
+        if let Some(Reference::Flow {
+            candidates: more, ..
+        }) = flow_after(&cs, end, integration)
+        {
+            match &mut found {
+                Some(Reference::Flow { candidates, .. }) => {
+                    for c in more {
+                        if !candidates.contains(&c) {
+                            candidates.push(c);
+                        }
+                    }
+                }
+                _ => found = flow_after(&cs, end, integration),
+            }
+        }
+    }
+    found.or_else(|| single_payment(&cs))
 }
 
 fn flow_after(cs: &[char], from: usize, integration: bool) -> Option<Reference> {
@@ -200,6 +245,10 @@ mod tests {
             "/pur/lgpe-riversamento/uri/2026-07-0388888888888-S0000001",
             "/PUR/LGPE-RIVERSAMENTO/URI/2026-07-03 88888888888-S0000001",
             "/PUR/LGPE-RIVERSAMENTO/URI/2026-07-0388888 888888-S00 00001",
+            "LGPE - RIVERSAMENTO/URI/2026-07-0388888888888-S0000001",
+            "L GPE-RIVERSAMENTO/URI/2026-07-0388888888888-S0000001",
+            "YYY17032021 RI1/PUR/LGPE-RIVERSAMENTO/URI/20 26-07-0388888888888-S0000001 BONIFICO A VOSTRO FAVORE PER /PUR/LGPE-RIVERSAMENTO/URI/2026-07-0388888888888-S0000001",
+            "/PUR/LGPE-RIVERSAMENTO/URI/2026-0\n   7-0388888888888-S0000001\tACCREDITO",
         ] {
             assert_eq!(id_of(text).as_deref(), Some(ID), "{text}");
         }
