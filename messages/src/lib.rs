@@ -4,6 +4,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod archivio;
+pub mod bank;
 pub mod domain;
 pub mod fdr;
 pub mod feeds;
