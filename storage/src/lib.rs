@@ -26,6 +26,7 @@ pub mod keys;
 pub mod ledger;
 pub mod receipt_queries;
 pub mod receipts;
+pub mod reconciliation;
 mod records;
 mod store;
 mod trees;

@@ -26,6 +26,8 @@ pub struct Store {
     pub archive: Arc<SledArchive>,
     /// Journal of exchanges.
     pub journal: Arc<SledJournal>,
+    /// Reporting flows, bank credits and rejected files (reconciliation).
+    pub reconciliation: Arc<crate::reconciliation::SledReconciliation>,
     /// Group commit.
     pub durability: Durability,
     cache_bytes: u64,
@@ -55,12 +57,14 @@ impl Store {
         crate::receipts::upgrade(&db, &ledger.receipts)?;
         let archive = Arc::new(SledArchive::open(&db, ledger.clone())?);
         let journal = Arc::new(SledJournal::open(&db)?);
+        let reconciliation = Arc::new(crate::reconciliation::SledReconciliation::open(&db)?);
         let durability = Durability::new(db.clone());
         Ok(Store {
             db,
             ledger,
             archive,
             journal,
+            reconciliation,
             durability,
             cache_bytes,
         })

@@ -29,6 +29,7 @@ pub enum Format {
 
 /// Money received (or a reversal of money received earlier).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Credit {
     /// The account credited: IBAN (camt) or `conto_evidenza` (OPI).
     pub account: String,
@@ -55,6 +56,7 @@ pub struct Credit {
 
 /// A statement's credits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Statement {
     /// Format read.
     pub format: Format,

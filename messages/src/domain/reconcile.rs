@@ -15,7 +15,7 @@ use crate::fdr::FlowRow;
 
 /// A stored receipt's transfer, as reconciliation sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceiptTransfer {
+pub struct PaidTransfer {
     /// The transfer's beneficiary (the organization whose flow reports it).
     pub organization: String,
     /// IUV of the notice.
@@ -63,7 +63,7 @@ pub struct RowMatch {
 }
 
 /// Matches a flow's rows to receipt transfers of its receiving organization.
-pub fn match_rows(receiver: &str, rows: &[FlowRow], receipts: &[ReceiptTransfer]) -> Vec<RowMatch> {
+pub fn match_rows(receiver: &str, rows: &[FlowRow], receipts: &[PaidTransfer]) -> Vec<RowMatch> {
     let mut by_key: HashMap<(&str, &str, u8), usize> = HashMap::new();
     let mut by_iuv: HashMap<(&str, u8), Vec<usize>> = HashMap::new();
     for (i, r) in receipts.iter().enumerate() {
@@ -202,7 +202,7 @@ impl Label {
 
 /// The label of a receipt transfer: `reported_in` = the settlement of the flow whose row
 /// reports it, if any.
-pub fn label_payment(transfer: &ReceiptTransfer, reported_in: Option<Settlement>) -> Label {
+pub fn label_payment(transfer: &PaidTransfer, reported_in: Option<Settlement>) -> Label {
     match reported_in {
         None if transfer.stamp => Label::RtNoIufBollo,
         None => Label::RtNoIuf,
@@ -255,8 +255,8 @@ mod tests {
         }
     }
 
-    fn rt(org: &str, iuv: &str, id: &str, idx: u8, cents: i64) -> ReceiptTransfer {
-        ReceiptTransfer {
+    fn rt(org: &str, iuv: &str, id: &str, idx: u8, cents: i64) -> PaidTransfer {
+        PaidTransfer {
             organization: org.into(),
             iuv: iuv.into(),
             receipt_id: id.into(),
@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(label_payment(&t, None), Label::RtNoIuf);
         assert_eq!(
             label_payment(
-                &ReceiptTransfer {
+                &PaidTransfer {
                     stamp: true,
                     ..t.clone()
                 },

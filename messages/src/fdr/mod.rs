@@ -124,6 +124,7 @@ impl SenderKind {
 
 /// The header of a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlowHeader {
     /// `identificativoFlusso` / `fdr`: an opaque key (its date prefix is not relied on).
     pub flow_id: String,
@@ -179,6 +180,7 @@ pub enum RowProblem {
 
 /// One payment (one transfer of a receipt) in a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlowRow {
     /// 1-based position in the flow.
     pub number: usize,
@@ -245,6 +247,7 @@ pub enum FlowFlag {
 
 /// A reporting flow: header, every row as sent, and what is odd about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Flow {
     /// Header.
     pub header: FlowHeader,

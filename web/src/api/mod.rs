@@ -5,5 +5,6 @@ pub mod gpd;
 pub mod model;
 pub mod positions;
 pub mod receipts;
+pub mod reconciliation;
 pub mod v3;
 pub mod warnings;

@@ -1,0 +1,513 @@
+//! Reporting flows and bank credits of each organization, and the reconciliation over them and
+//! the stored receipts (SPEC §9.5 layers 2 and 3; the rules are
+//! [`mpay_messages::domain::reconcile`]).
+//!
+//! Trees (JSON records behind the schema byte):
+//! - `fdr_flows`: `org ++ 0x00 ++ flowId ++ 0x00 ++ sender ++ 0x00 ++ revision (u32 BE)` →
+//!   [`StoredFlow`]. Every revision is kept; reconciliation uses the highest of each
+//!   (flow id, sender). An XML file has no revision: it is revision 0.
+//! - `bank_credits`: `org ++ 0x00 ++ account ++ 0x00 ++ bank reference or content key ++
+//!   0x00 ++ reversal` → [`StoredCredit`]: importing the same statement twice changes nothing.
+//! - `fdr_rejects`: `org ++ 0x00 ++ instant` → [`RejectedFile`]: files that are not flows or
+//!   statements, kept for inspection.
+//!
+//! The run reads the organization's flows, credits and every receipt transfer paid to it
+//! (including transfers of other organizations' notices, for which it scans the receipts):
+//! a first version for one Ente's volumes; an incremental index is the next step.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use mpay_messages::bank::Credit;
+use mpay_messages::domain::reconcile::{
+    label_credit, label_payment, label_row, match_rows, settlement, Label, MatchWarning,
+    PaidTransfer, Settlement,
+};
+use mpay_messages::fdr::{remittance, Flow, FlowFlag, PayStatus};
+
+use crate::codec::{decode, encode};
+use crate::error::StorageError;
+use crate::receipts::StoredReceipt;
+use crate::trees::{instant_bytes, org_prefix};
+
+/// A flow as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredFlow {
+    /// The organization it was acquired for.
+    pub organization: String,
+    /// The flow.
+    pub flow: Flow,
+    /// Where it came from (file name, `fdr-rest`).
+    pub source: String,
+    /// When it was acquired.
+    pub acquired_at: DateTime<Utc>,
+}
+
+impl StoredFlow {
+    /// The revision (0 for an XML file).
+    pub fn revision(&self) -> u32 {
+        self.flow.header.revision.unwrap_or(0)
+    }
+
+    fn sender(&self) -> &str {
+        self.flow
+            .header
+            .psp_id
+            .as_deref()
+            .unwrap_or(&self.flow.header.sender_id)
+    }
+}
+
+/// What storing a flow did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FlowImport {
+    /// A flow not seen before.
+    New,
+    /// A higher revision of a flow seen before: it supersedes the earlier ones.
+    Revision,
+    /// The same flow and revision again: nothing changed.
+    Unchanged,
+    /// The same flow and revision with other content (a corrected file): replaced.
+    Replaced,
+}
+
+/// A bank credit as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredCredit {
+    /// The organization.
+    pub organization: String,
+    /// The credit.
+    pub credit: Credit,
+    /// The file it came from.
+    pub source: String,
+    /// When it was imported.
+    pub imported_at: DateTime<Utc>,
+}
+
+/// A file that could not be read as a flow or a statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedFile {
+    /// The organization it was meant for.
+    pub organization: String,
+    /// File name.
+    pub name: String,
+    /// Why.
+    pub error: String,
+    /// The bytes as received (lossy UTF-8).
+    pub content: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The flows, credits and rejected files of every organization.
+pub struct SledReconciliation {
+    flows: sled::Tree,
+    credits: sled::Tree,
+    rejects: sled::Tree,
+}
+
+fn flow_key(org: &str, flow_id: &str, sender: &str, revision: u32) -> Vec<u8> {
+    let mut k = org_prefix(org);
+    k.extend_from_slice(flow_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(sender.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&revision.to_be_bytes());
+    k
+}
+
+fn credit_key(org: &str, c: &Credit) -> Vec<u8> {
+    let mut k = org_prefix(org);
+    k.extend_from_slice(c.account.as_bytes());
+    k.push(0);
+    match &c.bank_ref {
+        Some(r) => {
+            k.extend_from_slice(b"R");
+            k.extend_from_slice(r.as_bytes());
+        }
+        None => {
+            let content = format!(
+                "C{}|{:?}|{:?}|{}|{}",
+                c.amount_cents,
+                c.booking_date,
+                c.end_to_end_id,
+                c.provisional.as_deref().unwrap_or_default(),
+                c.texts.first().map(String::as_str).unwrap_or_default()
+            );
+            k.extend_from_slice(content.as_bytes());
+        }
+    }
+    k.push(0);
+    k.push(u8::from(c.reversal));
+    k
+}
+
+impl SledReconciliation {
+    /// Opens the trees.
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        Ok(Self {
+            flows: db.open_tree("fdr_flows")?,
+            credits: db.open_tree("bank_credits")?,
+            rejects: db.open_tree("fdr_rejects")?,
+        })
+    }
+
+    /// Stores a flow for `org` (see [`FlowImport`]).
+    pub fn put_flow(&self, org: &str, stored: &StoredFlow) -> Result<FlowImport, StorageError> {
+        let h = &stored.flow.header;
+        let key = flow_key(org, &h.flow_id, stored.sender(), stored.revision());
+        let mut prefix = org_prefix(org);
+        prefix.extend_from_slice(h.flow_id.as_bytes());
+        prefix.push(0);
+        prefix.extend_from_slice(stored.sender().as_bytes());
+        prefix.push(0);
+        let earlier = self
+            .flows
+            .scan_prefix(&prefix)
+            .next()
+            .transpose()?
+            .is_some();
+        let outcome = match self.flows.get(&key)? {
+            Some(bytes) => {
+                let old: StoredFlow = decode("fdr_flows", &key, &bytes)?;
+                if old.flow == stored.flow {
+                    return Ok(FlowImport::Unchanged);
+                }
+                FlowImport::Replaced
+            }
+            None if earlier => FlowImport::Revision,
+            None => FlowImport::New,
+        };
+        self.flows.insert(key, encode(stored)?)?;
+        Ok(outcome)
+    }
+
+    /// The latest revision of each flow of `org`.
+    pub fn flows(&self, org: &str) -> Result<Vec<StoredFlow>, StorageError> {
+        let mut latest: BTreeMap<(String, String), StoredFlow> = BTreeMap::new();
+        for item in self.flows.scan_prefix(org_prefix(org)) {
+            let (k, v) = item?;
+            let f: StoredFlow = decode("fdr_flows", &k, &v)?;
+            let key = (f.flow.header.flow_id.clone(), f.sender().to_string());
+            // keys are ordered by revision: the last one read wins
+            latest.insert(key, f);
+        }
+        Ok(latest.into_values().collect())
+    }
+
+    /// Every revision of one flow of `org`, oldest first.
+    pub fn revisions(&self, org: &str, flow_id: &str) -> Result<Vec<StoredFlow>, StorageError> {
+        let mut prefix = org_prefix(org);
+        prefix.extend_from_slice(flow_id.as_bytes());
+        prefix.push(0);
+        self.flows
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                decode("fdr_flows", &k, &v)
+            })
+            .collect()
+    }
+
+    /// Stores the credits of a statement; returns (new, already known).
+    pub fn put_credits(
+        &self,
+        org: &str,
+        credits: &[Credit],
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, usize), StorageError> {
+        let (mut new, mut known) = (0, 0);
+        for c in credits {
+            let key = credit_key(org, c);
+            if self.credits.contains_key(&key)? {
+                known += 1;
+                continue;
+            }
+            let stored = StoredCredit {
+                organization: org.to_string(),
+                credit: c.clone(),
+                source: source.to_string(),
+                imported_at: now,
+            };
+            self.credits.insert(key, encode(&stored)?)?;
+            new += 1;
+        }
+        Ok((new, known))
+    }
+
+    /// Every credit of `org`.
+    pub fn credits(&self, org: &str) -> Result<Vec<StoredCredit>, StorageError> {
+        self.credits
+            .scan_prefix(org_prefix(org))
+            .map(|item| {
+                let (k, v) = item?;
+                decode("bank_credits", &k, &v)
+            })
+            .collect()
+    }
+
+    /// Keeps a file that could not be read.
+    pub fn reject(&self, file: &RejectedFile) -> Result<(), StorageError> {
+        let mut key = org_prefix(&file.organization);
+        key.extend_from_slice(&instant_bytes(file.at));
+        key.extend_from_slice(file.name.as_bytes());
+        self.rejects.insert(key, encode(file)?)?;
+        Ok(())
+    }
+
+    /// The files of `org` that could not be read, oldest first.
+    pub fn rejected(&self, org: &str) -> Result<Vec<RejectedFile>, StorageError> {
+        self.rejects
+            .scan_prefix(org_prefix(org))
+            .map(|item| {
+                let (k, v) = item?;
+                decode("fdr_rejects", &k, &v)
+            })
+            .collect()
+    }
+}
+
+/// One receipt transfer paid to the organization, labelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentLine {
+    /// Receipt id.
+    pub receipt_id: String,
+    /// IUV.
+    pub iuv: String,
+    /// Transfer index.
+    pub id_transfer: u8,
+    /// Amount, cents.
+    pub amount_cents: i64,
+    /// Label.
+    pub label: Label,
+    /// The flow that reports it.
+    pub flow_id: Option<String>,
+    /// What to look at.
+    pub warnings: Vec<MatchWarning>,
+}
+
+/// A flow row without a receipt (`IUV_NO_RT`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowLine {
+    /// Flow.
+    pub flow_id: String,
+    /// Row number.
+    pub row: usize,
+    /// IUV.
+    pub iuv: String,
+    /// IUR.
+    pub iur: String,
+    /// Amount, cents.
+    pub amount_cents: Option<i64>,
+    /// Outcome code.
+    pub status: PayStatus,
+    /// Label.
+    pub label: Label,
+}
+
+/// A credit, labelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditLine {
+    /// The credit.
+    pub credit: Credit,
+    /// The flow it settles.
+    pub flow_id: Option<String>,
+    /// Label.
+    pub label: Label,
+}
+
+/// A flow's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowLine {
+    /// Flow id.
+    pub flow_id: String,
+    /// Revision reconciled (the latest).
+    pub revision: u32,
+    /// Regulation date.
+    pub regulation_date: Option<NaiveDate>,
+    /// Sum of the counted rows, cents.
+    pub total_cents: i64,
+    /// Credited so far (reversals subtracted), cents.
+    pub credited_cents: i64,
+    /// Settlement.
+    pub settlement: Settlement,
+    /// Flags of the flow.
+    pub flags: Vec<FlowFlag>,
+}
+
+/// The reconciliation of one organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Organization.
+    pub organization: String,
+    /// Flows.
+    pub flows: Vec<FlowLine>,
+    /// Receipt transfers.
+    pub payments: Vec<PaymentLine>,
+    /// Reported rows without a receipt.
+    pub rows_without_receipt: Vec<RowLine>,
+    /// Credits.
+    pub credits: Vec<CreditLine>,
+    /// Count and cents per label (payments, rows without receipt and credits).
+    pub totals: BTreeMap<&'static str, (usize, i64)>,
+}
+
+/// Every receipt transfer paid to `org`: transfers of its own notices and of other
+/// organizations' notices that name it as beneficiary.
+fn paid_transfers(
+    receipts: &sled::Tree,
+    org: &str,
+) -> Result<Vec<(PaidTransfer, String)>, StorageError> {
+    let mut out = Vec::new();
+    for item in receipts.iter() {
+        let (k, v) = item?;
+        let r: StoredReceipt = decode("receipts", &k, &v)?;
+        for t in &r.receipt.transfers {
+            if t.fiscal_code_pa != org {
+                continue;
+            }
+            out.push((
+                PaidTransfer {
+                    organization: org.to_string(),
+                    iuv: r.receipt.creditor_reference_id.clone(),
+                    receipt_id: r.receipt_id.clone(),
+                    id_transfer: t.id_transfer,
+                    amount_cents: t.amount.cents(),
+                    stamp: t.iban.is_none() && t.mbd_attachment.is_some(),
+                },
+                r.receipt_id.clone(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Reconciles `org`: receipts ↔ latest flows ↔ credits, every line labelled.
+pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
+    let flows = store.reconciliation.flows(org)?;
+    let credits = store.reconciliation.credits(org)?;
+    let transfers: Vec<PaidTransfer> = paid_transfers(&store.ledger.receipts.receipts, org)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let known: HashSet<&str> = flows
+        .iter()
+        .map(|f| f.flow.header.flow_id.as_str())
+        .collect();
+    // credits → flows
+    let mut credited: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut credit_flow: Vec<Option<String>> = Vec::with_capacity(credits.len());
+    for c in &credits {
+        let id = c.credit.texts.iter().find_map(|t| {
+            remittance::parse(t)
+                .and_then(|r| r.flow_id(|id| known.contains(id)).map(str::to_string))
+        });
+        if let Some(id) = &id {
+            let signed = if c.credit.reversal {
+                -c.credit.amount_cents
+            } else {
+                c.credit.amount_cents
+            };
+            credited.entry(id.clone()).or_default().push(signed);
+        }
+        credit_flow.push(id);
+    }
+    let mut report = Report {
+        organization: org.to_string(),
+        flows: Vec::new(),
+        payments: Vec::new(),
+        rows_without_receipt: Vec::new(),
+        credits: Vec::new(),
+        totals: BTreeMap::new(),
+    };
+    let mut reported: HashMap<usize, (String, Settlement, Vec<MatchWarning>)> = HashMap::new();
+    let mut settlements: HashMap<String, Settlement> = HashMap::new();
+    for f in &flows {
+        let h = &f.flow.header;
+        let total = f.flow.counted_total_cents();
+        let amounts = credited.get(&h.flow_id).cloned().unwrap_or_default();
+        let s = settlement(total, &amounts);
+        settlements.insert(h.flow_id.clone(), s);
+        report.flows.push(FlowLine {
+            flow_id: h.flow_id.clone(),
+            revision: f.revision(),
+            regulation_date: h.regulation_date,
+            total_cents: total,
+            credited_cents: amounts.iter().sum(),
+            settlement: s,
+            flags: f.flow.flags.clone(),
+        });
+        for m in match_rows(org, &f.flow.rows, &transfers) {
+            let Some(row) = f.flow.rows.iter().find(|r| r.number == m.row) else {
+                continue;
+            };
+            match m.receipt {
+                Some(i) => {
+                    reported.insert(i, (h.flow_id.clone(), s, m.warnings));
+                }
+                None if !m.duplicate => report.rows_without_receipt.push(RowLine {
+                    flow_id: h.flow_id.clone(),
+                    row: row.number,
+                    iuv: row.iuv.clone(),
+                    iur: row.iur.clone(),
+                    amount_cents: row.amount_cents,
+                    status: row.status.clone(),
+                    label: label_row(false, s),
+                }),
+                None => {}
+            }
+        }
+    }
+    for (i, t) in transfers.iter().enumerate() {
+        let (flow_id, s, warnings) = match reported.remove(&i) {
+            Some((id, s, w)) => (Some(id), Some(s), w),
+            None => (None, None, Vec::new()),
+        };
+        report.payments.push(PaymentLine {
+            receipt_id: t.receipt_id.clone(),
+            iuv: t.iuv.clone(),
+            id_transfer: t.id_transfer,
+            amount_cents: t.amount_cents,
+            label: label_payment(t, s),
+            flow_id,
+            warnings,
+        });
+    }
+    for (c, flow_id) in credits.into_iter().zip(credit_flow) {
+        let s = flow_id.as_ref().and_then(|id| settlements.get(id).copied());
+        report.credits.push(CreditLine {
+            credit: c.credit,
+            label: label_credit(s),
+            flow_id,
+        });
+    }
+    let mut add = |label: Label, cents: i64| {
+        let e = report.totals.entry(label.code()).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += cents;
+    };
+    for p in &report.payments {
+        add(p.label, p.amount_cents);
+    }
+    for r in &report.rows_without_receipt {
+        add(r.label, r.amount_cents.unwrap_or(0));
+    }
+    for c in &report.credits {
+        if c.label == Label::TesNoIufOrIuv {
+            add(c.label, c.credit.amount_cents);
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,359 @@
+//! Reconciliation end to end (issue 14): positions created over REST, paid through the station
+//! as the Node does (paGetPaymentV2 + paSendRTV2, built by `pagopa-sim`), a reporting flow and
+//! a bank statement imported over REST, every payment labelled; then the faults: a row for an
+//! unknown IUV, a repeated row, an IUR that is not the receipt id, a credit that explains
+//! nothing, a partial settlement, a file that is not a flow, and importing twice.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{position_body, spawn_app, TestApp, IBAN_A, KEY_A, ORG_A, ORG_B};
+use pagopa_sim::amount::Cents;
+use pagopa_sim::build::{
+    get_payment_request, receipt_from_payment, send_rt_request, GetPaymentOpts, Op, PspInfo,
+    QrCode, ReceiptDates, ReceiptOpts, StationIds, Version,
+};
+use pagopa_sim::model::{parse_payment_data, parse_response};
+use serde_json::Value;
+
+struct Paid {
+    iuv: String,
+    receipt_id: String,
+    cents: i64,
+}
+
+async fn soap(app: &TestApp, op: Op, body: String) -> pagopa_sim::model::SoapResponse {
+    let text = app
+        .client
+        .post(format!("{}/pagopa/paForNode", app.base))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", op.name())
+        .timeout(Duration::from_secs(15))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    parse_response(&text).unwrap()
+}
+
+/// Creates a published position and pays it through the station; returns its IUV and receipt.
+async fn create_and_pay(app: &TestApp, iupd: &str, cents: i64) -> Paid {
+    let r = app
+        .post(ORG_A, KEY_A, "?toPublish=true", &position_body(iupd, cents))
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: Value = r.json().await.unwrap();
+    let nav = created["paymentOption"][0]["nav"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = StationIds {
+        id_pa: ORG_A.into(),
+        id_broker_pa: ORG_B.into(),
+        id_station: format!("{ORG_B}_01"),
+    };
+    let qr = QrCode {
+        fiscal_code: ORG_A.into(),
+        notice_number: nav,
+    };
+    let got = soap(
+        app,
+        Op::get_payment(Version::V2),
+        get_payment_request(Version::V2, &ids, &qr, &GetPaymentOpts::default()),
+    )
+    .await;
+    assert_eq!(got.label(), "OK");
+    let data = parse_payment_data(got.body.child("data").unwrap()).unwrap();
+    let psp = PspInfo {
+        id_psp: "88888888888".into(),
+        fiscal_code: Some("88888888888".into()),
+        partita_iva: None,
+        company_name: "PSP di Prova".into(),
+        id_channel: "88888888888_01".into(),
+        channel_description: "app".into(),
+        payment_method: Some("CP".into()),
+        fee: Some(Cents(100)),
+    };
+    let receipt = receipt_from_payment(
+        Version::V2,
+        &qr,
+        &data,
+        &psp,
+        &ReceiptDates::now(),
+        &ReceiptOpts::default(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let sent = soap(
+        app,
+        Op::send_rt(Version::V2),
+        send_rt_request(Version::V2, &ids, &receipt).unwrap(),
+    )
+    .await;
+    assert_eq!(sent.label(), "OK");
+    Paid {
+        iuv: receipt.creditor_reference_id.clone(),
+        receipt_id: receipt.receipt_id.clone(),
+        cents,
+    }
+}
+
+fn euros(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// A FlussoRiversamento (namespace prefix, CRLF) with rows `(iuv, iur, index, cents, code)`.
+fn flow_xml(id: &str, rows: &[(String, String, u8, i64, &str)]) -> String {
+    let total: i64 = rows.iter().map(|r| r.3).sum();
+    let mut x = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<pag:FlussoRiversamento xmlns:pag=\"http://www.digitpa.gov.it/schemas/2011/Pagamenti/\">\r\n\
+<pag:versioneOggetto>1.0</pag:versioneOggetto><pag:identificativoFlusso>{id}</pag:identificativoFlusso>\
+<pag:dataOraFlusso>2026-07-04T08:30:00</pag:dataOraFlusso><pag:identificativoUnivocoRegolamento>TRN-{id}</pag:identificativoUnivocoRegolamento>\
+<pag:dataRegolamento>2026-07-03</pag:dataRegolamento><pag:istitutoMittente><pag:identificativoUnivocoMittente>\
+<pag:tipoIdentificativoUnivoco>B</pag:tipoIdentificativoUnivoco><pag:codiceIdentificativoUnivoco>PSPXITXXXXX</pag:codiceIdentificativoUnivoco>\
+</pag:identificativoUnivocoMittente><pag:denominazioneMittente>PSP di Prova</pag:denominazioneMittente></pag:istitutoMittente>\
+<pag:istitutoRicevente><pag:identificativoUnivocoRicevente><pag:tipoIdentificativoUnivoco>G</pag:tipoIdentificativoUnivoco>\
+<pag:codiceIdentificativoUnivoco>{ORG_A}</pag:codiceIdentificativoUnivoco></pag:identificativoUnivocoRicevente></pag:istitutoRicevente>\r\n\
+<pag:numeroTotalePagamenti>{n}</pag:numeroTotalePagamenti><pag:importoTotalePagamenti>{t}</pag:importoTotalePagamenti>\r\n",
+        n = rows.len(),
+        t = euros(total)
+    );
+    for (iuv, iur, idx, cents, code) in rows {
+        x.push_str(&format!(
+            "<pag:datiSingoliPagamenti>\r\n\t<pag:identificativoUnivocoVersamento>{iuv}</pag:identificativoUnivocoVersamento>\
+<pag:identificativoUnivocoRiscossione>{iur}</pag:identificativoUnivocoRiscossione><pag:indiceDatiSingoloPagamento>{idx}</pag:indiceDatiSingoloPagamento>\
+<pag:singoloImportoPagato>{a}</pag:singoloImportoPagato><pag:codiceEsitoSingoloPagamento>{code}</pag:codiceEsitoSingoloPagamento>\
+<pag:dataEsitoSingoloPagamento>2026-07-02</pag:dataEsitoSingoloPagamento></pag:datiSingoliPagamenti>\r\n",
+            a = euros(*cents)
+        ));
+    }
+    x.push_str("</pag:FlussoRiversamento>\r\n");
+    x
+}
+
+/// A camt.053.001.02 with booked credits `(reference, cents, remittance)` on the Ente's IBAN.
+fn camt(credits: &[(&str, i64, String)]) -> String {
+    let mut x = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.053.001.02\"><BkToCstmrStmt>\
+<GrpHdr><MsgId>M1</MsgId><CreDtTm>2026-07-04T02:00:00</CreDtTm></GrpHdr><Stmt><Id>S1</Id><CreDtTm>2026-07-04T02:00:00</CreDtTm>",
+    );
+    x.push_str(&format!("<Acct><Id><IBAN>{IBAN_A}</IBAN></Id></Acct>"));
+    for (r, cents, text) in credits {
+        x.push_str(&format!(
+            "<Ntry><Amt Ccy=\"EUR\">{a}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts><BookgDt><Dt>2026-07-03</Dt></BookgDt>\
+<ValDt><Dt>2026-07-03</Dt></ValDt><AcctSvcrRef>{r}</AcctSvcrRef><NtryDtls><TxDtls><Refs><EndToEndId>E2E-{r}</EndToEndId></Refs>\
+<RltdPties><Dbtr><Nm>PSP di Prova Servizio pagoPA</Nm></Dbtr></RltdPties><RmtInf><Ustrd>{text}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>",
+            a = euros(*cents)
+        ));
+    }
+    x.push_str("</Stmt></BkToCstmrStmt></Document>");
+    x
+}
+
+async fn upload(app: &TestApp, what: &str, name: &str, body: String) -> reqwest::Response {
+    app.client
+        .post(format!("{}/api/v1/organizations/{ORG_A}/{what}", app.base))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .header("X-File-Name", name)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn report(app: &TestApp) -> Value {
+    app.client
+        .get(format!(
+            "{}/api/v1/organizations/{ORG_A}/reconciliation",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn label_of(report: &Value, receipt_id: &str) -> String {
+    report["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["receiptId"] == receipt_id)
+        .map(|p| p["label"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no payment line for {receipt_id}: {report}"))
+}
+
+#[actix_rt::test]
+async fn payments_flows_and_credits_are_labelled_and_faults_never_abort_a_flow() {
+    let app = spawn_app().await;
+    let a = create_and_pay(&app, "RECON-1", 12_000).await;
+    let b = create_and_pay(&app, "RECON-2", 1_029).await;
+    let c = create_and_pay(&app, "RECON-3", 500).await;
+    let d = create_and_pay(&app, "RECON-4", 700).await;
+
+    // nothing reported yet: every payment is RT_NO_IUF
+    let r = report(&app).await;
+    for p in [&a, &b, &c, &d] {
+        assert_eq!(label_of(&r, &p.receipt_id), "RT_NO_IUF");
+    }
+
+    // flow 1: a and b exactly, b's row repeated, a code-9 row for an unknown IUV first
+    let f1 = "2026-07-0388888888888-S0000001";
+    let rows = vec![
+        (
+            "99999999999999999".to_string(),
+            "NO-RT".to_string(),
+            1,
+            300,
+            "9",
+        ),
+        (a.iuv.clone(), a.receipt_id.clone(), 1, a.cents, "0"),
+        (b.iuv.clone(), b.receipt_id.clone(), 1, b.cents, "0"),
+        (b.iuv.clone(), b.receipt_id.clone(), 1, b.cents, "0"),
+    ];
+    let resp = upload(&app, "fdrs/import", "flow1.xml", flow_xml(f1, &rows)).await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let imported: Value = resp.json().await.unwrap();
+    assert_eq!(imported["rows"], 4);
+    assert_eq!(
+        imported["totalCents"],
+        300 + a.cents + b.cents,
+        "the repeated row counts once"
+    );
+    assert!(
+        imported["flags"].to_string().contains("DuplicateRows"),
+        "{imported}"
+    );
+    // the same file again changes nothing
+    let again = upload(&app, "fdrs/import", "flow1.xml", flow_xml(f1, &rows)).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["outcome"], "UNCHANGED");
+
+    // flow 2: c with the PSP's own IUR (matched by IUV, index and amount, with a warning)
+    let f2 = "2026-07-0388888888888-S0000002";
+    let rows2 = vec![(c.iuv.clone(), "PSP-OWN-IUR".to_string(), 1, c.cents, "0")];
+    let resp = upload(&app, "fdrs/import", "flow2.xml", flow_xml(f2, &rows2)).await;
+    assert_eq!(resp.status(), 201);
+
+    let r = report(&app).await;
+    assert_eq!(
+        label_of(&r, &a.receipt_id),
+        "RT_IUF",
+        "reported, money not yet there"
+    );
+    assert_eq!(label_of(&r, &c.receipt_id), "RT_IUF");
+    assert_eq!(label_of(&r, &d.receipt_id), "RT_NO_IUF");
+    let c_line = r["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["receiptId"] == c.receipt_id.as_str())
+        .unwrap();
+    assert!(
+        c_line["warnings"].to_string().contains("IurDiffers"),
+        "{c_line}"
+    );
+    let orphans = r["rowsWithoutReceipt"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{r}");
+    assert_eq!(orphans[0]["label"], "IUV_NO_RT");
+    assert_eq!(orphans[0]["iuv"], "99999999999999999");
+
+    // the bank: flow 1 settled in full by an ordinary credit (treasury spaces inside the id),
+    // flow 2 only in part, and a credit nobody can explain
+    let total1 = 300 + a.cents + b.cents;
+    let statement = camt(&[
+        (
+            "REF-1",
+            total1,
+            "/PUR/LGPE-RIVERSAMENTO/TXT/0/URI/2026-07-03 88888888888-S0000001".to_string(),
+        ),
+        (
+            "REF-2",
+            c.cents - 100,
+            format!("RI1/PUR/LGPE-RIVERSAMENTO/URI/{f2}"),
+        ),
+        ("REF-3", 4_242, "BONIFICO DA PRIVATO".to_string()),
+    ]);
+    let resp = upload(&app, "bank-statements", "stmt.xml", statement.clone()).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let s: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (s["credits"].as_i64(), s["new"].as_i64()),
+        (Some(3), Some(3))
+    );
+    let again: Value = upload(&app, "bank-statements", "stmt.xml", statement)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["alreadyKnown"], 3, "importing twice changes nothing");
+
+    let r = report(&app).await;
+    assert_eq!(label_of(&r, &a.receipt_id), "RT_IUF_TES");
+    assert_eq!(label_of(&r, &b.receipt_id), "RT_IUF_TES");
+    assert_eq!(label_of(&r, &c.receipt_id), "IUF_TES_DIV_IMP");
+    assert_eq!(label_of(&r, &d.receipt_id), "RT_NO_IUF");
+    let flow2 = r["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flowId"] == f2)
+        .unwrap();
+    assert_eq!(flow2["settlement"]["Partial"]["residual"], 100, "{flow2}");
+    let credits = r["credits"].as_array().unwrap();
+    let unexplained: Vec<&Value> = credits
+        .iter()
+        .filter(|c| c["label"] == "TES_NO_IUF_OR_IUV")
+        .collect();
+    assert_eq!(unexplained.len(), 1, "{r}");
+    assert_eq!(unexplained[0]["credit"]["amountCents"], 4_242);
+    assert_eq!(r["totals"]["RT_IUF_TES"][0], 2);
+
+    // a file that is not a flow: 422, kept for inspection; the flows stay as they were
+    let bad = upload(&app, "fdrs/import", "junk.xml", "<a>not a flow</a>".into()).await;
+    assert_eq!(bad.status(), 422);
+    let rejected = app.store.reconciliation.rejected(ORG_A).unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].name, "junk.xml");
+    let listed: Value = app
+        .client
+        .get(format!("{}/api/v1/organizations/{ORG_A}/fdrs", app.base))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["flows"].as_array().unwrap().len(), 2);
+
+    // another organization's key reads nothing of this one
+    let other = app
+        .client
+        .get(format!(
+            "{}/api/v1/organizations/{ORG_A}/reconciliation",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", common::KEY_B)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(other.status().as_u16(), 401 | 403),
+        "{}",
+        other.status()
+    );
+}

@@ -1,0 +1,245 @@
+//! Reporting flows, bank statements and reconciliation (issue 14), per organization:
+//!
+//! - `POST …/fdrs/import`: a FlussoRiversamento file (XML 1.0.4/1.0.5, base64 of it, or the
+//!   `nodoChiediFlussoRendicontazione` answer) → stored (every revision kept); a file that is
+//!   not a flow is kept for inspection and answered 422;
+//! - `GET …/fdrs`: the latest revision of each flow with its settlement and flags;
+//! - `POST …/bank-statements`: a camt.053/054 or OPI giornale di cassa → its credits stored
+//!   (importing the same statement twice changes nothing);
+//! - `GET …/reconciliation`: every payment, reported row and credit with its label.
+//!
+//! The body is the file itself (any content type).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::Serialize;
+
+use mpay_messages::{bank, fdr};
+use mpay_storage::reconciliation::{self, FlowImport, RejectedFile, StoredFlow};
+
+use crate::auth::OrgAuth;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Routes (under `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    const ORG: &str = "/organizations/{organizationfiscalcode}";
+    cfg.route(&format!("{ORG}/fdrs"), web::get().to(list_flows))
+        .route(&format!("{ORG}/fdrs/import"), web::post().to(import_flow))
+        .route(
+            &format!("{ORG}/bank-statements"),
+            web::post().to(import_statement),
+        )
+        .route(&format!("{ORG}/reconciliation"), web::get().to(report));
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FlowImported {
+    flow_id: String,
+    revision: u32,
+    outcome: FlowImport,
+    rows: usize,
+    total_cents: i64,
+    flags: Vec<fdr::FlowFlag>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatementImported {
+    format: bank::Format,
+    credits: usize,
+    new: usize,
+    already_known: usize,
+    skipped: usize,
+    problems: Vec<String>,
+}
+
+/// Reads the uploaded file, at most `feeds.max_upload_bytes` (flows and statements are files
+/// of the same size class as feeds).
+async fn read_file(state: &AppState, mut payload: web::Payload) -> Result<web::Bytes, Problem> {
+    use futures_util::StreamExt;
+    let limit = usize::try_from(state.settings.feeds.max_upload_bytes).unwrap_or(usize::MAX);
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Problem::field("body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Problem::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "File too large",
+                format!("the file is larger than {limit} bytes (feeds.max_upload_bytes)"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn file_name(req: &HttpRequest) -> String {
+    req.headers()
+        .get("X-File-Name")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| "upload".to_string())
+}
+
+fn unprocessable(detail: String) -> Problem {
+    Problem::new(
+        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "Unreadable file",
+        detail,
+    )
+    .with_code("UNREADABLE_FILE")
+}
+
+async fn keep_rejected(
+    state: &AppState,
+    org: &str,
+    name: String,
+    body: &web::Bytes,
+    error: String,
+) -> Result<(), Problem> {
+    let file = RejectedFile {
+        organization: org.to_string(),
+        name,
+        error,
+        content: String::from_utf8_lossy(body).into_owned(),
+        at: Utc::now(),
+    };
+    state
+        .store
+        .blocking(move |s| s.reconciliation.reject(&file))
+        .await
+        .map_err(Problem::internal)
+}
+
+/// `POST /api/v1/organizations/{cf}/fdrs/import`.
+pub async fn import_flow(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let body = read_file(&state, payload).await?;
+    let org = auth.fiscal_code().to_string();
+    let name = file_name(&req);
+    let flow = match fdr::xml::decode(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            let detail = e.to_string();
+            keep_rejected(&state, &org, name, &body, detail.clone()).await?;
+            return Err(unprocessable(detail));
+        }
+    };
+    if flow.header.receiver_id.trim() != org {
+        return Err(Problem::field(
+            "istitutoRicevente",
+            format!(
+                "the flow is for organization {}, not {org}",
+                flow.header.receiver_id
+            ),
+        ));
+    }
+    let stored = StoredFlow {
+        organization: org.clone(),
+        flow,
+        source: name,
+        acquired_at: Utc::now(),
+    };
+    let answer_of = |s: &StoredFlow, outcome| FlowImported {
+        flow_id: s.flow.header.flow_id.clone(),
+        revision: s.revision(),
+        outcome,
+        rows: s.flow.rows.len(),
+        total_cents: s.flow.counted_total_cents(),
+        flags: s.flow.flags.clone(),
+    };
+    let (stored, outcome) = state
+        .store
+        .blocking(move |s| {
+            s.reconciliation
+                .put_flow(&org, &stored)
+                .map(|o| (stored, o))
+        })
+        .await
+        .map_err(Problem::internal)?;
+    state
+        .store
+        .durability
+        .commit(mpay_storage::DurabilityPoint::RestWrite)
+        .await
+        .map_err(Problem::internal)?;
+    let answer = answer_of(&stored, outcome);
+    Ok(match outcome {
+        FlowImport::New | FlowImport::Revision => HttpResponse::Created().json(answer),
+        FlowImport::Unchanged | FlowImport::Replaced => HttpResponse::Ok().json(answer),
+    })
+}
+
+/// `POST /api/v1/organizations/{cf}/bank-statements`.
+pub async fn import_statement(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let body = read_file(&state, payload).await?;
+    let org = auth.fiscal_code().to_string();
+    let name = file_name(&req);
+    let statement = match bank::decode(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            let detail = e.to_string();
+            keep_rejected(&state, &org, name, &body, detail.clone()).await?;
+            return Err(unprocessable(detail));
+        }
+    };
+    let credits = statement.credits.clone();
+    let (new, known) = state
+        .store
+        .blocking(move |s| {
+            s.reconciliation
+                .put_credits(&org, &credits, &name, Utc::now())
+        })
+        .await
+        .map_err(Problem::internal)?;
+    state
+        .store
+        .durability
+        .commit(mpay_storage::DurabilityPoint::RestWrite)
+        .await
+        .map_err(Problem::internal)?;
+    Ok(HttpResponse::Ok().json(StatementImported {
+        format: statement.format,
+        credits: statement.credits.len(),
+        new,
+        already_known: known,
+        skipped: statement.skipped,
+        problems: statement.problems,
+    }))
+}
+
+/// `GET /api/v1/organizations/{cf}/fdrs`.
+pub async fn list_flows(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+) -> Result<HttpResponse, Problem> {
+    let org = auth.fiscal_code().to_string();
+    let report = state
+        .store
+        .blocking(move |s| reconciliation::reconcile(s, &org))
+        .await
+        .map_err(Problem::internal)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "flows": report.flows })))
+}
+
+/// `GET /api/v1/organizations/{cf}/reconciliation`.
+pub async fn report(state: web::Data<AppState>, auth: OrgAuth) -> Result<HttpResponse, Problem> {
+    let org = auth.fiscal_code().to_string();
+    let report = state
+        .store
+        .blocking(move |s| reconciliation::reconcile(s, &org))
+        .await
+        .map_err(Problem::internal)?;
+    Ok(HttpResponse::Ok().json(report))
+}
