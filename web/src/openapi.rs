@@ -16,6 +16,7 @@ use crate::api::receipts::{
     self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
     ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,
 };
+use crate::api::reconciliation;
 use crate::api::v3::{
     self, DebtorModel, InstallmentModel, PaymentOptionModelV3, PaymentOptionResponseV3,
     PaymentPositionModelV3, PaymentPositionResponseV3, PaymentPositionsInfoV3,
@@ -82,7 +83,11 @@ impl Modify for Security {
         receipts::list_receipts,
         receipts::get_receipt,
         receipts::list_anomalies,
-        receipts::acknowledge
+        receipts::acknowledge,
+        reconciliation::import_flow,
+        reconciliation::list_flows,
+        reconciliation::import_statement,
+        reconciliation::report
     ),
     components(schemas(
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
@@ -103,6 +108,7 @@ impl Modify for Security {
          (name = "payment options", description = "Payment options by IUV or notice number, paid outside pagoPA, reported transfers, notification fee, and the payment-options API of SANP 3.9+"),
          (name = "GPD compatibility", description = "GPD's info endpoint"),
          (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action"),
+         (name = "reconciliation", description = "Reporting flows (FdR) and bank statements (camt.053/054, OPI giornale di cassa) imported per organization, and the reconciliation of receipts, flows and credits with one label per line"),
          (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))
 )]
 pub struct ApiDoc;

@@ -114,6 +114,20 @@ async fn keep_rejected(
 }
 
 /// `POST /api/v1/organizations/{cf}/fdrs/import`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{organizationfiscalcode}/fdrs/import",
+    params(("organizationfiscalcode" = String, Path), ("X-File-Name" = Option<String>, Header, description = "the file's name, kept with the flow")),
+    request_body(content = String, content_type = "application/xml", description = "a FlussoRiversamento file (1.0.4 or 1.0.5, any namespace prefix), base64 of it, or a nodoChiediFlussoRendicontazione answer"),
+    responses((status = 201, description = "a new flow or a higher revision: flowId, revision, outcome, rows, totalCents, flags"),
+              (status = 200, description = "the same flow again (UNCHANGED) or corrected (REPLACED)"),
+              (status = 400, body = Problem, description = "the flow is for another organization"),
+              (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 413, body = Problem),
+              (status = 422, body = Problem, description = "not a flow: kept for inspection")),
+    security(("ApiKey" = [])),
+    tag = "reconciliation"
+)]
 pub async fn import_flow(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -177,6 +191,18 @@ pub async fn import_flow(
 }
 
 /// `POST /api/v1/organizations/{cf}/bank-statements`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{organizationfiscalcode}/bank-statements",
+    params(("organizationfiscalcode" = String, Path), ("X-File-Name" = Option<String>, Header, description = "the file's name")),
+    request_body(content = String, content_type = "application/xml", description = "an ISO 20022 camt.053 or camt.054 (001.02 to 001.08, bare or in CBI envelopes) or an OPI giornale di cassa (1.4 to 1.8)"),
+    responses((status = 200, description = "format, credits, new, alreadyKnown, skipped, problems"),
+              (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 413, body = Problem),
+              (status = 422, body = Problem, description = "not a statement: kept for inspection")),
+    security(("ApiKey" = [])),
+    tag = "reconciliation"
+)]
 pub async fn import_statement(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -220,6 +246,15 @@ pub async fn import_statement(
 }
 
 /// `GET /api/v1/organizations/{cf}/fdrs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{organizationfiscalcode}/fdrs",
+    params(("organizationfiscalcode" = String, Path)),
+    responses((status = 200, description = "the latest revision of each flow: flowId, revision, regulationDate, totalCents, creditedCents, settlement, flags"),
+              (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("ApiKey" = [])),
+    tag = "reconciliation"
+)]
 pub async fn list_flows(
     state: web::Data<AppState>,
     auth: OrgAuth,
@@ -234,6 +269,15 @@ pub async fn list_flows(
 }
 
 /// `GET /api/v1/organizations/{cf}/reconciliation`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{organizationfiscalcode}/reconciliation",
+    params(("organizationfiscalcode" = String, Path)),
+    responses((status = 200, description = "flows, payments (each receipt transfer with its label RT_IUF_TES, RT_IUF, RT_NO_IUF, IUF_TES_DIV_IMP or RT_NO_IUF_BOLLO), rowsWithoutReceipt (IUV_NO_RT), credits (TES_NO_IUF_OR_IUV when unexplained), totals per label"),
+              (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("ApiKey" = [])),
+    tag = "reconciliation"
+)]
 pub async fn report(state: web::Data<AppState>, auth: OrgAuth) -> Result<HttpResponse, Problem> {
     let org = auth.fiscal_code().to_string();
     let report = state
