@@ -4,3 +4,4 @@
 pub mod app;
 pub mod feeds;
 pub mod feeds_cli;
+pub mod recon_cli;

@@ -70,6 +70,76 @@ enum Command {
         #[command(subcommand)]
         command: FeedCommand,
     },
+    /// Reporting flows (FdR) of an organization (run while the server is stopped; the REST API
+    /// `…/fdrs` otherwise).
+    Fdr {
+        #[command(subcommand)]
+        command: FdrCommand,
+    },
+    /// Bank and treasury statements (run while the server is stopped).
+    Bank {
+        #[command(subcommand)]
+        command: BankCommand,
+    },
+    /// Reconciliation of receipts, flows and credits (run while the server is stopped).
+    Recon {
+        #[command(subcommand)]
+        command: ReconCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FdrCommand {
+    /// Imports FlussoRiversamento files (XML 1.0.4/1.0.5, base64 of it, or the old
+    /// nodoChiediFlussoRendicontazione answer); a file that is not a flow is kept for inspection.
+    Import {
+        /// The receiving organization's fiscal code.
+        #[arg(long)]
+        org: String,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Lists the organization's flows (latest revisions) with their settlement.
+    List {
+        /// Organization fiscal code.
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BankCommand {
+    /// Imports statements: camt.053/054 (001.02-001.08, CBI envelopes) or OPI giornale di cassa.
+    Import {
+        /// The organization whose account they are.
+        #[arg(long)]
+        org: String,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReconCommand {
+    /// Reconciles an organization and prints the totals per label and what needs a look.
+    Run {
+        /// Organization fiscal code.
+        #[arg(long)]
+        org: String,
+        /// Every line as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -328,6 +398,36 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         },
         Command::Store { command } => return store_command(command),
         Command::Feed { command } => return feed_command(command),
+        Command::Fdr { command } => {
+            use mpay::recon_cli::{import, list, Kind};
+            let (org, config) = match &command {
+                FdrCommand::Import { org, config, .. } | FdrCommand::List { org, config } => {
+                    (org.clone(), config.clone())
+                }
+            };
+            let settings = load_settings(&config)?;
+            configured_org(&settings, &config, &org)?;
+            let store = open_store(&settings)?;
+            return match command {
+                FdrCommand::Import { files, .. } => import(&store, &org, Kind::Flow, &files),
+                FdrCommand::List { .. } => list(&store, &org),
+            };
+        }
+        Command::Bank {
+            command: BankCommand::Import { org, files, config },
+        } => {
+            let settings = load_settings(&config)?;
+            configured_org(&settings, &config, &org)?;
+            let store = open_store(&settings)?;
+            return mpay::recon_cli::import(&store, &org, mpay::recon_cli::Kind::Statement, &files);
+        }
+        Command::Recon {
+            command: ReconCommand::Run { org, json, config },
+        } => {
+            let settings = load_settings(&config)?;
+            configured_org(&settings, &config, &org)?;
+            return mpay::recon_cli::run(&open_store(&settings)?, &org, json);
+        }
         Command::Apikey { command } => match command {
             ApikeyCommand::Hash { key } => println!("{}", mpay_config::hash_api_key(&key)),
             ApikeyCommand::New => {

@@ -357,3 +357,75 @@ async fn payments_flows_and_credits_are_labelled_and_faults_never_abort_a_flow()
         other.status()
     );
 }
+
+/// `mpay fdr import|list`, `mpay bank import`, `mpay recon run` on a stopped node (the demo
+/// organization): the same imports as the REST API, a refused file exits 1.
+#[test]
+fn the_commands_import_and_reconcile_on_a_stopped_node() {
+    const BIN: &str = env!("CARGO_BIN_EXE_mpay");
+    const DEMO: &str = "80001234568";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--demo", "--data-dir", data.to_str().unwrap()])
+            .env("MPAY_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let flow = flow_xml(
+        "2026-07-0388888888888-S0000009",
+        &[
+            ("01000000000000042".into(), "IUR-1".into(), 1, 1_500, "0"),
+            ("01000000000000043".into(), "IUR-2".into(), 1, 250, "8"),
+        ],
+    )
+    .replace(ORG_A, DEMO);
+    let flow_file = dir.path().join("flow.xml");
+    std::fs::write(&flow_file, flow).unwrap();
+    let f = flow_file.to_str().unwrap();
+    let (code, out, err) = run(&["fdr", "import", "--org", DEMO, f]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("New") && out.contains("17.50 EUR"), "{out}");
+    let (code, out, _) = run(&["fdr", "import", "--org", DEMO, f]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Unchanged"), "{out}");
+    let junk = dir.path().join("junk.xml");
+    std::fs::write(&junk, "<a/>").unwrap();
+    let (code, out, _) = run(&["fdr", "import", "--org", DEMO, junk.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("REFUSED"), "{out}");
+    let statement = dir.path().join("camt.xml");
+    std::fs::write(
+        &statement,
+        camt(&[(
+            "REF-9",
+            1_750,
+            "/PUR/LGPE-RIVERSAMENTO/URI/2026-07-0388888888888-S0000009".into(),
+        )])
+        .replace(IBAN_A, "IT60X0542811101000000123456"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["bank", "import", "--org", DEMO, statement.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 credits (1 new"), "{out}");
+    let (code, out, _) = run(&["fdr", "list", "--org", DEMO]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("S0000009") && out.contains("Settled"), "{out}");
+    let (code, out, _) = run(&["recon", "run", "--org", DEMO]);
+    assert_eq!(code, Some(0));
+    // no receipts in this store: both rows are reported without one
+    assert!(
+        out.contains("IUV_NO_RT") && out.contains("01000000000000043"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["recon", "run", "--org", "12345678901"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not configured"), "{err}");
+}

@@ -20,12 +20,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use mpay_messages::bank::Credit;
+use mpay_messages::bank::{self, Credit};
 use mpay_messages::domain::reconcile::{
     label_credit, label_payment, label_row, match_rows, settlement, Label, MatchWarning,
     PaidTransfer, Settlement,
 };
-use mpay_messages::fdr::{remittance, Flow, FlowFlag, PayStatus};
+use mpay_messages::fdr::{self, remittance, Flow, FlowFlag, PayStatus};
 
 use crate::codec::{decode, encode};
 use crate::error::StorageError;
@@ -271,6 +271,136 @@ impl SledReconciliation {
                 decode("fdr_rejects", &k, &v)
             })
             .collect()
+    }
+}
+
+/// What importing a file did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum FileImport<T> {
+    /// Read and stored.
+    Imported(T),
+    /// Not a flow / statement: kept in `fdr_rejects` (the reason).
+    Rejected(String),
+    /// A flow for another organization (its receiver): not stored.
+    OtherOrganization(String),
+}
+
+/// A flow imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowImported {
+    /// Flow id.
+    pub flow_id: String,
+    /// Revision (0 for a file).
+    pub revision: u32,
+    /// New, revision, unchanged, replaced.
+    pub outcome: FlowImport,
+    /// Rows listed.
+    pub rows: usize,
+    /// Sum of the counted rows, cents.
+    pub total_cents: i64,
+    /// Flags of the flow.
+    pub flags: Vec<FlowFlag>,
+}
+
+/// A statement imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementImported {
+    /// Format read.
+    pub format: bank::Format,
+    /// Credits (and reversals) in the file.
+    pub credits: usize,
+    /// Of which new.
+    pub new: usize,
+    /// Of which already imported.
+    pub already_known: usize,
+    /// Movements that are not money received.
+    pub skipped: usize,
+    /// Movements that could not be read.
+    pub problems: Vec<String>,
+}
+
+impl SledReconciliation {
+    fn keep_rejected(
+        &self,
+        org: &str,
+        name: &str,
+        bytes: &[u8],
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.reject(&RejectedFile {
+            organization: org.to_string(),
+            name: name.to_string(),
+            error: error.to_string(),
+            content: String::from_utf8_lossy(bytes).into_owned(),
+            at: now,
+        })
+    }
+
+    /// Reads and stores a reporting-flow file (XML, base64 of it, or the old SOAP answer) for
+    /// `org`: the one import path of the REST API and the CLI.
+    pub fn import_flow_file(
+        &self,
+        org: &str,
+        name: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<FileImport<FlowImported>, StorageError> {
+        let flow = match fdr::xml::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                let why = e.to_string();
+                self.keep_rejected(org, name, bytes, &why, now)?;
+                return Ok(FileImport::Rejected(why));
+            }
+        };
+        if flow.header.receiver_id.trim() != org {
+            return Ok(FileImport::OtherOrganization(flow.header.receiver_id));
+        }
+        let stored = StoredFlow {
+            organization: org.to_string(),
+            flow,
+            source: name.to_string(),
+            acquired_at: now,
+        };
+        let outcome = self.put_flow(org, &stored)?;
+        Ok(FileImport::Imported(FlowImported {
+            flow_id: stored.flow.header.flow_id.clone(),
+            revision: stored.revision(),
+            outcome,
+            rows: stored.flow.rows.len(),
+            total_cents: stored.flow.counted_total_cents(),
+            flags: stored.flow.flags,
+        }))
+    }
+
+    /// Reads and stores a bank statement (camt.053/054, OPI) for `org`.
+    pub fn import_statement_file(
+        &self,
+        org: &str,
+        name: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<FileImport<StatementImported>, StorageError> {
+        let statement = match bank::decode(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = e.to_string();
+                self.keep_rejected(org, name, bytes, &why, now)?;
+                return Ok(FileImport::Rejected(why));
+            }
+        };
+        let (new, already_known) = self.put_credits(org, &statement.credits, name, now)?;
+        Ok(FileImport::Imported(StatementImported {
+            format: statement.format,
+            credits: statement.credits.len(),
+            new,
+            already_known,
+            skipped: statement.skipped,
+            problems: statement.problems,
+        }))
     }
 }
 

@@ -12,10 +12,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use serde::Serialize;
-
-use mpay_messages::{bank, fdr};
-use mpay_storage::reconciliation::{self, FlowImport, RejectedFile, StoredFlow};
+use mpay_storage::reconciliation::{self, FileImport, FlowImport};
 
 use crate::auth::OrgAuth;
 use crate::problem::Problem;
@@ -31,28 +28,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(import_statement),
         )
         .route(&format!("{ORG}/reconciliation"), web::get().to(report));
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FlowImported {
-    flow_id: String,
-    revision: u32,
-    outcome: FlowImport,
-    rows: usize,
-    total_cents: i64,
-    flags: Vec<fdr::FlowFlag>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatementImported {
-    format: bank::Format,
-    credits: usize,
-    new: usize,
-    already_known: usize,
-    skipped: usize,
-    problems: Vec<String>,
 }
 
 /// Reads the uploaded file, at most `feeds.max_upload_bytes` (flows and statements are files
@@ -92,27 +67,6 @@ fn unprocessable(detail: String) -> Problem {
     .with_code("UNREADABLE_FILE")
 }
 
-async fn keep_rejected(
-    state: &AppState,
-    org: &str,
-    name: String,
-    body: &web::Bytes,
-    error: String,
-) -> Result<(), Problem> {
-    let file = RejectedFile {
-        organization: org.to_string(),
-        name,
-        error,
-        content: String::from_utf8_lossy(body).into_owned(),
-        at: Utc::now(),
-    };
-    state
-        .store
-        .blocking(move |s| s.reconciliation.reject(&file))
-        .await
-        .map_err(Problem::internal)
-}
-
 /// `POST /api/v1/organizations/{cf}/fdrs/import`.
 #[utoipa::path(
     post,
@@ -137,57 +91,38 @@ pub async fn import_flow(
     let body = read_file(&state, payload).await?;
     let org = auth.fiscal_code().to_string();
     let name = file_name(&req);
-    let flow = match fdr::xml::decode(&body) {
-        Ok(f) => f,
-        Err(e) => {
-            let detail = e.to_string();
-            keep_rejected(&state, &org, name, &body, detail.clone()).await?;
-            return Err(unprocessable(detail));
-        }
-    };
-    if flow.header.receiver_id.trim() != org {
-        return Err(Problem::field(
-            "istitutoRicevente",
-            format!(
-                "the flow is for organization {}, not {org}",
-                flow.header.receiver_id
-            ),
-        ));
-    }
-    let stored = StoredFlow {
-        organization: org.clone(),
-        flow,
-        source: name,
-        acquired_at: Utc::now(),
-    };
-    let answer_of = |s: &StoredFlow, outcome| FlowImported {
-        flow_id: s.flow.header.flow_id.clone(),
-        revision: s.revision(),
-        outcome,
-        rows: s.flow.rows.len(),
-        total_cents: s.flow.counted_total_cents(),
-        flags: s.flow.flags.clone(),
-    };
-    let (stored, outcome) = state
+    let done = state
         .store
         .blocking(move |s| {
             s.reconciliation
-                .put_flow(&org, &stored)
-                .map(|o| (stored, o))
+                .import_flow_file(&org, &name, &body, Utc::now())
         })
         .await
         .map_err(Problem::internal)?;
+    committed(&state).await?;
+    match done {
+        FileImport::Imported(f) => Ok(match f.outcome {
+            FlowImport::New | FlowImport::Revision => HttpResponse::Created().json(f),
+            FlowImport::Unchanged | FlowImport::Replaced => HttpResponse::Ok().json(f),
+        }),
+        FileImport::Rejected(why) => Err(unprocessable(why)),
+        FileImport::OtherOrganization(receiver) => Err(Problem::field(
+            "istitutoRicevente",
+            format!(
+                "the flow is for organization {receiver}, not {}",
+                auth.fiscal_code()
+            ),
+        )),
+    }
+}
+
+async fn committed(state: &AppState) -> Result<(), Problem> {
     state
         .store
         .durability
         .commit(mpay_storage::DurabilityPoint::RestWrite)
         .await
-        .map_err(Problem::internal)?;
-    let answer = answer_of(&stored, outcome);
-    Ok(match outcome {
-        FlowImport::New | FlowImport::Revision => HttpResponse::Created().json(answer),
-        FlowImport::Unchanged | FlowImport::Replaced => HttpResponse::Ok().json(answer),
-    })
+        .map_err(Problem::internal)
 }
 
 /// `POST /api/v1/organizations/{cf}/bank-statements`.
@@ -212,37 +147,19 @@ pub async fn import_statement(
     let body = read_file(&state, payload).await?;
     let org = auth.fiscal_code().to_string();
     let name = file_name(&req);
-    let statement = match bank::decode(&body) {
-        Ok(s) => s,
-        Err(e) => {
-            let detail = e.to_string();
-            keep_rejected(&state, &org, name, &body, detail.clone()).await?;
-            return Err(unprocessable(detail));
-        }
-    };
-    let credits = statement.credits.clone();
-    let (new, known) = state
+    let done = state
         .store
         .blocking(move |s| {
             s.reconciliation
-                .put_credits(&org, &credits, &name, Utc::now())
+                .import_statement_file(&org, &name, &body, Utc::now())
         })
         .await
         .map_err(Problem::internal)?;
-    state
-        .store
-        .durability
-        .commit(mpay_storage::DurabilityPoint::RestWrite)
-        .await
-        .map_err(Problem::internal)?;
-    Ok(HttpResponse::Ok().json(StatementImported {
-        format: statement.format,
-        credits: statement.credits.len(),
-        new,
-        already_known: known,
-        skipped: statement.skipped,
-        problems: statement.problems,
-    }))
+    committed(&state).await?;
+    match done {
+        FileImport::Imported(s) => Ok(HttpResponse::Ok().json(s)),
+        FileImport::Rejected(why) | FileImport::OtherOrganization(why) => Err(unprocessable(why)),
+    }
 }
 
 /// `GET /api/v1/organizations/{cf}/fdrs`.
