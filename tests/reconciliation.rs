@@ -322,6 +322,32 @@ async fn payments_flows_and_credits_are_labelled_and_faults_never_abort_a_flow()
     assert_eq!(unexplained[0]["credit"]["amountCents"], 4_242);
     assert_eq!(r["totals"]["RT_IUF_TES"][0], 2);
 
+    // the same as CSV for the treasury's spreadsheet
+    let csv = app
+        .client
+        .get(format!(
+            "{}/api/v1/organizations/{ORG_A}/reconciliation?format=csv",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("tipo;etichetta;flusso;"), "{csv}");
+    assert!(
+        csv.contains(&format!(
+            "PAGAMENTO;RT_IUF_TES;{f1};{};{};1;120,00;",
+            a.iuv, a.receipt_id
+        )),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("ACCREDITO;TES_NO_IUF_OR_IUV;;;;;42,42;2026-07-03;REF-3;BONIFICO DA PRIVATO"),
+        "{csv}"
+    );
+
     // a file that is not a flow: 422, kept for inspection; the flows stay as they were
     let bad = upload(&app, "fdrs/import", "junk.xml", "<a>not a flow</a>".into()).await;
     assert_eq!(bad.status(), 422);

@@ -641,3 +641,85 @@ pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError
     }
     Ok(report)
 }
+
+fn euro_text(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{},{:02}", c / 100, c % 100)
+}
+
+impl Report {
+    /// The report as CSV for a treasury office's spreadsheet: `;`-separated, decimal comma,
+    /// one line per payment, per reported row without a receipt and per credit.
+    pub fn to_csv(&self) -> Result<Vec<u8>, StorageError> {
+        let failed = |e: csv::Error| StorageError::file("writing the CSV", e.into());
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(b';')
+            .from_writer(Vec::new());
+        w.write_record([
+            "tipo",
+            "etichetta",
+            "flusso",
+            "iuv",
+            "iur_o_ricevuta",
+            "indice",
+            "importo_euro",
+            "data",
+            "riferimento_banca",
+            "note",
+        ])
+        .map_err(failed)?;
+        for p in &self.payments {
+            let notes: Vec<String> = p.warnings.iter().map(|w| format!("{w:?}")).collect();
+            w.write_record([
+                "PAGAMENTO",
+                p.label.code(),
+                p.flow_id.as_deref().unwrap_or(""),
+                &p.iuv,
+                &p.receipt_id,
+                &p.id_transfer.to_string(),
+                &euro_text(p.amount_cents),
+                "",
+                "",
+                &notes.join(" "),
+            ])
+            .map_err(failed)?;
+        }
+        for r in &self.rows_without_receipt {
+            w.write_record([
+                "RIGA_FLUSSO",
+                r.label.code(),
+                &r.flow_id,
+                &r.iuv,
+                &r.iur,
+                "",
+                &euro_text(r.amount_cents.unwrap_or(0)),
+                "",
+                "",
+                &format!("esito {}", r.status.code()),
+            ])
+            .map_err(failed)?;
+        }
+        for c in &self.credits {
+            let cr = &c.credit;
+            w.write_record([
+                if cr.reversal { "STORNO" } else { "ACCREDITO" },
+                c.label.code(),
+                c.flow_id.as_deref().unwrap_or(""),
+                "",
+                "",
+                "",
+                &euro_text(cr.amount_cents),
+                &cr.value_date
+                    .or(cr.booking_date)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                cr.bank_ref.as_deref().unwrap_or(""),
+                cr.texts.first().map(String::as_str).unwrap_or(""),
+            ])
+            .map_err(failed)?;
+        }
+        w.into_inner()
+            .map_err(|e| StorageError::file("writing the CSV", e.into_error()))
+    }
+}

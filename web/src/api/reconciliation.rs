@@ -189,18 +189,48 @@ pub async fn list_flows(
 #[utoipa::path(
     get,
     path = "/api/v1/organizations/{organizationfiscalcode}/reconciliation",
-    params(("organizationfiscalcode" = String, Path)),
+    params(("organizationfiscalcode" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv: `;`-separated, decimal comma, one line per payment, reported row and credit")),
     responses((status = 200, description = "flows, payments (each receipt transfer with its label RT_IUF_TES, RT_IUF, RT_NO_IUF, IUF_TES_DIV_IMP or RT_NO_IUF_BOLLO), rowsWithoutReceipt (IUV_NO_RT), credits (TES_NO_IUF_OR_IUV when unexplained), totals per label"),
               (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("ApiKey" = [])),
     tag = "reconciliation"
 )]
-pub async fn report(state: web::Data<AppState>, auth: OrgAuth) -> Result<HttpResponse, Problem> {
+pub async fn report(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    query: web::Query<ReportQuery>,
+) -> Result<HttpResponse, Problem> {
+    let csv = match query.format.as_deref().map(str::trim) {
+        None | Some("") | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(Problem::field("format", "must be json or csv")),
+    };
     let org = auth.fiscal_code().to_string();
     let report = state
         .store
         .blocking(move |s| reconciliation::reconcile(s, &org))
         .await
         .map_err(Problem::internal)?;
+    if csv {
+        let body = report.to_csv().map_err(Problem::internal)?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                "Content-Disposition",
+                format!(
+                    "attachment; filename=\"riconciliazione-{}.csv\"",
+                    auth.fiscal_code()
+                ),
+            ))
+            .body(body));
+    }
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Query of `GET …/reconciliation`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// `json` (default) or `csv`.
+    format: Option<String>,
 }
