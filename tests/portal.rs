@@ -939,3 +939,39 @@ async fn page_server_times() {
     // the server timed every page request it served
     assert!(total >= f64::from(rounds * 9), "{rows:?}");
 }
+
+#[actix_rt::test]
+async fn checkout_unreachable_is_said_in_italian_and_the_cart_stays_payable() {
+    // nothing listens there: the request certainly did not leave (retried, then refused)
+    let port = free_port();
+    let p = spawn_portal_with(
+        None,
+        None,
+        Some((format!("http://127.0.0.1:{port}/checkout/ec/v2"), 2000)),
+    )
+    .await;
+    let nav = notice(&p.app, ORG_A, KEY_A, "U-1", 1500).await;
+    let mut b = Browser::new();
+    b.get(&format!("{}/", p.base)).await;
+    let (_, _, loc) = b
+        .post(
+            &format!("{}/carrello/aggiungi", p.base),
+            &[("ente", ORG_A), ("avviso", &nav)],
+        )
+        .await;
+    let cart_path = loc.unwrap();
+    let (s, html, loc) = b
+        .post(&format!("{}{cart_path}/paga", p.base), &[("email", "")])
+        .await;
+    assert_eq!((s, loc), (502, None), "{html}");
+    assert!(
+        html.contains("non è raggiungibile") && html.contains("Paga con pagoPA"),
+        "{html}"
+    );
+    // not "may have been received": no attempt count is shown
+    let (_, html, _) = b.get(&format!("{}{cart_path}", p.base)).await.into_parts();
+    assert!(
+        html.contains("non è raggiungibile") && !html.contains("tentativi di pagamento"),
+        "{html}"
+    );
+}
