@@ -63,6 +63,29 @@ fn settings_portal_enabled(state: &AppState) -> bool {
     state.settings.portal.enabled
 }
 
+/// The demo's MPay `extern.do` link (as an Ente publishes it) for the organization's
+/// "LOCULI CIMITERIALI" service (code AOC): printed in the banner, followed by the browser tests.
+pub fn extern_do_link(base: &str, org: &mpay_config::OrganizationSettings) -> String {
+    format!(
+        "{base}/mpay/pagonet/extern.do?formName=formExtern&payerTipoBollettino=SPOM&payerCodiceUtente={}&payerTipologiaServizio=AOC&payerCodiceEnte={}&payerImporto=15&payerImportoCent=32&payerCausale=CONCESSIONE+LOCULO",
+        org.mpay.codice_utente, org.mpay.codice_ente
+    )
+}
+
+/// How a cart finds the receipt the station stored for one of its notices: the first one
+/// received (a later one is a double payment the station flags).
+fn receipt_lookup(ledger: Arc<mpay_storage::SledLedger>) -> mpay_actors::cart::ReceiptLookup {
+    Arc::new(move |org: &str, nav: &str| {
+        let org = mpay_messages::OrgFiscalCode::parse_unchecked(org).ok()?;
+        let nav = mpay_messages::NoticeNumber::parse_unchecked(nav).ok()?;
+        mpay_storage::ReceiptRepository::receipts_for_notice(ledger.as_ref(), &org, &nav)
+            .ok()?
+            .into_iter()
+            .min_by_key(|r| r.received_at)
+            .map(|r| r.receipt_id)
+    })
+}
+
 /// The NodeChannel's view of `[checkout]`.
 pub fn checkout_settings(settings: &Settings) -> CheckoutSettings {
     use secrecy::ExposeSecret as _;
@@ -231,6 +254,7 @@ impl Application {
                 Duration::from_secs(p.cart_tick_secs.max(1)),
                 state.health.clone(),
                 node_channel.clone(),
+                receipt_lookup(store.ledger.clone()),
             );
             let resumed = carts.resume_all().map_err(|e| anyhow::anyhow!("{e}"))?;
             if resumed > 0 {
@@ -314,10 +338,7 @@ impl Application {
             println!("  demo API key (header Ocp-Apim-Subscription-Key): {key}");
             if settings.portal.enabled {
                 if let Some(o) = settings.organization(cf) {
-                    println!(
-                        "  extern.do link: {base}/mpay/pagonet/extern.do?formName=formExtern&payerTipoBollettino=SPOM&payerCodiceUtente={}&payerTipologiaServizio=AOC&payerCodiceEnte={}&payerImporto=15&payerImportoCent=32&payerCausale=CONCESSIONE+LOCULO",
-                        o.mpay.codice_utente, o.mpay.codice_ente
-                    );
+                    println!("  extern.do link: {}", extern_do_link(&base, o));
                 }
             }
             println!("  try: curl -H 'Ocp-Apim-Subscription-Key: {key}' {base}/api/v1/organizations/{cf}/debtpositions");

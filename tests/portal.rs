@@ -90,10 +90,22 @@ impl Browser {
 }
 
 async fn spawn_portal(data: Option<std::path::PathBuf>, keep: Option<tempfile::TempDir>) -> Portal {
+    spawn_portal_with(data, keep, None).await
+}
+
+/// `checkout`: `(base URL, timeout ms)` of another Checkout than the simulator (the
+/// simulator still runs, unused).
+async fn spawn_portal_with(
+    data: Option<std::path::PathBuf>,
+    keep: Option<tempfile::TempDir>,
+    checkout: Option<(String, u64)>,
+) -> Portal {
     let dir = keep.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let data_dir = data.unwrap_or_else(|| dir.path().join("data"));
     let sim_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let sim_addr = sim_listener.local_addr().unwrap();
+    let (checkout_url, timeout_ms) =
+        checkout.unwrap_or_else(|| (format!("http://{sim_addr}/checkout/ec/v2"), 10_000));
     let cfg_text = format!(
         r#"{base}
 [[services]]
@@ -111,9 +123,9 @@ cart_tick_secs = 1
 receipt_wait_secs = 30
 
 [checkout]
-base_url = "http://{sim_addr}/checkout/ec/v2"
+base_url = "{checkout_url}"
 api_version = 2
-timeout_ms = 10000
+timeout_ms = {timeout_ms}
 "#,
         base = config_text(&data_dir)
     );
@@ -510,4 +522,456 @@ impl IntoParts for (u16, String, reqwest::header::HeaderMap) {
     fn into_parts(self) -> (u16, String, reqwest::header::HeaderMap) {
         self
     }
+}
+
+/// A stand-in for pagoPA Checkout that answers what the test tells it (422, 5xx ProblemJson,
+/// nothing in time, 302) and counts the carts it received.
+#[derive(Clone)]
+struct FakeCheckout {
+    base: String,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+const FAKE_OK: u8 = 0;
+const FAKE_422: u8 = 1;
+const FAKE_503: u8 = 2;
+const FAKE_400: u8 = 3;
+const FAKE_SLOW: u8 = 4;
+
+impl FakeCheckout {
+    fn start() -> Self {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let fake = FakeCheckout {
+            base: base.clone(),
+            mode: Default::default(),
+            bodies: Default::default(),
+        };
+        let f = fake.clone();
+        let server = HttpServer::new(move || {
+            let f = f.clone();
+            App::new().route(
+                "/checkout/ec/v2/carts",
+                web::post().to(move |body: web::Json<Value>| {
+                    let f = f.clone();
+                    async move {
+                        f.bodies.lock().unwrap().push(body.into_inner());
+                        let problem = |status: u16, title: &str| {
+                            HttpResponse::build(
+                                actix_web::http::StatusCode::from_u16(status).unwrap(),
+                            )
+                            .content_type("application/problem+json")
+                            .json(json!({"title": title, "status": status, "detail": "test"}))
+                        };
+                        match f.mode.load(std::sync::atomic::Ordering::SeqCst) {
+                            FAKE_422 => problem(422, "Unprocessable Entity"),
+                            FAKE_503 => problem(503, "Service Unavailable"),
+                            FAKE_400 => problem(400, "Bad Request"),
+                            FAKE_SLOW => {
+                                actix_rt::time::sleep(std::time::Duration::from_secs(3)).await;
+                                HttpResponse::Found()
+                                    .insert_header(("Location", format!("{}/late", f.base)))
+                                    .finish()
+                            }
+                            _ => HttpResponse::Found()
+                                .insert_header(("Location", format!("{}/pay/1", f.base)))
+                                .finish(),
+                        }
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_rt::spawn(server);
+        fake
+    }
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn received(&self) -> usize {
+        self.bodies.lock().unwrap().len()
+    }
+}
+
+#[actix_rt::test]
+async fn checkout_errors_show_an_italian_page_and_the_cart_stays_payable() {
+    let fake = FakeCheckout::start();
+    let p = spawn_portal_with(
+        None,
+        None,
+        Some((format!("{}/checkout/ec/v2", fake.base), 700)),
+    )
+    .await;
+    let nav = notice(&p.app, ORG_A, KEY_A, "E-1", 4200).await;
+    let mut b = Browser::new();
+    b.get(&format!("{}/", p.base)).await;
+    let (s, _, loc) = b
+        .post(
+            &format!("{}/carrello/aggiungi", p.base),
+            &[("ente", ORG_A), ("avviso", &nav)],
+        )
+        .await;
+    assert_eq!(s, 303);
+    let cart_path = loc.unwrap();
+    let cart_id = cart_path.trim_start_matches("/carrello/").to_string();
+    let pay = format!("{}{cart_path}/paga", p.base);
+    let cases = [
+        (FAKE_422, "uno degli avvisi non risulta pagabile"),
+        (FAKE_503, "Il servizio pagoPA ha avuto un errore"),
+        (FAKE_400, "pagoPA ha rifiutato il carrello"),
+        (FAKE_SLOW, "pagoPA non ha risposto in tempo"),
+    ];
+    for (n, (mode, text)) in cases.iter().enumerate() {
+        fake.set(*mode);
+        let (s, html, loc) = b.post(&pay, &[("email", "")]).await;
+        assert_eq!((s, loc), (502, None), "{html}");
+        assert!(html.contains(text), "{mode}: {html}");
+        assert!(
+            html.contains("Paga con pagoPA") && html.contains(&nav),
+            "the cart stays payable: {html}"
+        );
+        // one POST per attempt: a cart that may have been received is never sent again
+        // silently (not even after the timeout)
+        assert_eq!(fake.received(), n + 1, "mode {mode}");
+    }
+    // the cart's state tells that Checkout may hold a session of it (the timeout)
+    let (s, html, _) = b.get(&format!("{}{cart_path}", p.base)).await.into_parts();
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("pagoPA non ha risposto in tempo")
+            && html.contains("tentativi di pagamento finora: 4"),
+        "{html}"
+    );
+    // the late answer of the slow attempt changed nothing
+    actix_rt::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(fake.received(), 4);
+    // and the cart is still payable: Checkout takes it now
+    fake.set(FAKE_OK);
+    let (s, _, loc) = b.post(&pay, &[("email", "")]).await;
+    assert_eq!(s, 303);
+    assert_eq!(loc.unwrap(), format!("{}/pay/1", fake.base));
+    assert_eq!(fake.received(), 5);
+    let last = fake.bodies.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last["idCart"], json!(cart_id));
+    assert_eq!(last["paymentNotices"][0]["amount"], json!(4200));
+    assert!(last["returnUrls"]["returnWaitingUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with("/esito?esito=attesa"));
+    // at Checkout now: the cart page says so and offers no second payment
+    let (_, html, _) = b.get(&format!("{}{cart_path}", p.base)).await.into_parts();
+    assert!(
+        !html.contains("Paga con pagoPA") && html.contains("Vedi lo stato del pagamento"),
+        "{html}"
+    );
+}
+
+#[actix_rt::test]
+async fn the_cart_is_paid_by_the_receipt_never_by_the_redirect() {
+    let p = spawn_portal(None, None).await;
+    let nav = notice(&p.app, ORG_A, KEY_A, "R-1", 7300).await;
+    let mut b = Browser::new();
+    b.get(&format!("{}/", p.base)).await;
+    let (_, _, loc) = b
+        .post(
+            &format!("{}/carrello/aggiungi", p.base),
+            &[("ente", ORG_A), ("avviso", &nav)],
+        )
+        .await;
+    let cart_path = loc.unwrap();
+    let (s, _, loc) = b
+        .post(&format!("{}{cart_path}/paga", p.base), &[("email", "")])
+        .await;
+    assert_eq!(s, 303);
+    let checkout = loc.unwrap();
+    // a return URL saying "ok" before any receipt: waiting, not paid
+    let (s, html, _) = b
+        .get(&format!("{}{cart_path}/esito?esito=ok", p.base))
+        .await
+        .into_parts();
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("attendendo") && !html.contains("Pagamento completato"),
+        "{html}"
+    );
+    assert!(html.contains("http-equiv=\"refresh\""), "{html}");
+    // Checkout pays (paGetPaymentV2 + paSendRTV2 to the station); the browser does not come
+    // back: the cart learns it from the station's receipt
+    let (s, _, _) = b.get(&format!("{checkout}?autopay=1")).await;
+    assert_eq!(s, 303);
+    let (_, html, _) = b.get(&format!("{}{cart_path}", p.base)).await.into_parts();
+    assert!(
+        html.contains("Pagato")
+            && html.contains("Vedi lo stato del pagamento")
+            && !html.contains("Paga con pagoPA"),
+        "{html}"
+    );
+    // a later "cancelled" return does not undo a receipt; the outcome lists the receipt id
+    let (_, html, _) = b
+        .get(&format!("{}{cart_path}/esito?esito=annullato", p.base))
+        .await
+        .into_parts();
+    assert!(html.contains("Pagamento completato"), "{html}");
+    let receipts = p
+        .app
+        .client
+        .get(format!("{}/api/v1/organizations/{ORG_A}/receipts", p.base))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&receipts).unwrap();
+    let mut ids = values_of(&v, "receiptId");
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{receipts}");
+    assert!(
+        html.contains(&ids[0]),
+        "receipt id on the outcome page: {html}"
+    );
+    assert_eq!(status_of(&p.app, ORG_A, KEY_A, "R-1").await, "PAID");
+}
+
+/// Every string value of `key` anywhere in `v`.
+fn values_of(v: &Value, key: &str) -> Vec<String> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .flat_map(|(k, x)| {
+                let mut out = values_of(x, key);
+                if k == key {
+                    out.extend(x.as_str().map(str::to_string));
+                }
+                out
+            })
+            .collect(),
+        Value::Array(a) => a.iter().flat_map(|x| values_of(x, key)).collect(),
+        _ => vec![],
+    }
+}
+
+/// `(method, route)` → (count, sum of seconds) of the server's own request timer
+/// (`mpay_http_request_duration_seconds`, measured by the middleware around each handler).
+async fn server_times(base: &str) -> HashMap<(String, String), (f64, f64)> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut out: HashMap<(String, String), (f64, f64)> = HashMap::new();
+    for line in text.lines() {
+        let (which, rest) =
+            if let Some(r) = line.strip_prefix("mpay_http_request_duration_seconds_sum{") {
+                (1, r)
+            } else if let Some(r) = line.strip_prefix("mpay_http_request_duration_seconds_count{") {
+                (0, r)
+            } else {
+                continue;
+            };
+        let (labels, value) = rest.rsplit_once("} ").unwrap();
+        let label = |k: &str| {
+            labels
+                .split("\",")
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .unwrap_or("")
+                .trim_end_matches('"')
+                .to_string()
+        };
+        let e = out.entry((label("method"), label("route"))).or_default();
+        let v: f64 = value.trim().parse().unwrap();
+        if which == 0 {
+            e.0 = v;
+        } else {
+            e.1 = v;
+        }
+    }
+    out
+}
+
+/// Server time per portal page over a few hundred requests (debug or release build, whichever
+/// runs the test): printed for the report, never asserted on (timing is measured, not tested).
+#[actix_rt::test]
+async fn page_server_times() {
+    let p = spawn_portal(None, None).await;
+    let nav = notice(&p.app, ORG_A, KEY_A, "T-1", 12050).await;
+    let mut b = Browser::new();
+    b.get(&format!("{}/", p.base)).await;
+    let (_, _, loc) = b
+        .post(
+            &format!("{}/carrello/aggiungi", p.base),
+            &[("ente", ORG_A), ("avviso", &nav)],
+        )
+        .await;
+    let cart = loc.unwrap();
+    let extern_q = "formName=formExtern&payerTipoBollettino=SPOM&payerCodiceUtente=000RM&payerTipologiaServizio=UBC&payerCodiceEnte=05671&payerImporto=15&payerImportoCent=32&payerCausale=CANONE";
+    let before = server_times(&p.base).await;
+    let rounds = 40;
+    let mut client_side: HashMap<&str, Vec<f64>> = HashMap::new();
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        assert_eq!(b.get(&format!("{}/", p.base)).await.0, 200);
+        client_side
+            .entry("GET /")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        assert_eq!(b.get(&format!("{}/?ente={ORG_A}", p.base)).await.0, 200);
+        client_side
+            .entry("GET /?ente")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        assert_eq!(b.get(&format!("{}/avviso", p.base)).await.0, 200);
+        client_side
+            .entry("GET /avviso")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        let (s, _, _) = b
+            .post(
+                &format!("{}/avviso", p.base),
+                &[("ente", ORG_A), ("codice", &nav)],
+            )
+            .await;
+        assert_eq!(s, 200);
+        client_side
+            .entry("POST /avviso")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        assert_eq!(
+            b.get(&format!("{}/servizio/{ORG_A}/UBC", p.base)).await.0,
+            200
+        );
+        client_side
+            .entry("GET /servizio")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        let (s, _, _) = b
+            .post(
+                &format!("{}/servizio/{ORG_A}/UBC", p.base),
+                &[("importo", "15,321"), ("causale", "x")],
+            )
+            .await;
+        assert_eq!(s, 422);
+        client_side
+            .entry("POST /servizio (422)")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        assert_eq!(
+            b.get(&format!("{}/mpay/pagonet/extern.do?{extern_q}", p.base))
+                .await
+                .0,
+            200
+        );
+        client_side
+            .entry("GET extern.do")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        assert_eq!(b.get(&format!("{}{cart}", p.base)).await.0, 200);
+        client_side
+            .entry("GET /carrello/{id}")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        assert_eq!(b.get(&format!("{}{cart}/esito", p.base)).await.0, 200);
+        client_side
+            .entry("GET /carrello/{id}/esito")
+            .or_default()
+            .push(t.elapsed().as_secs_f64());
+    }
+    let after = server_times(&p.base).await;
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    println!("portal server time per page ({build} build, {rounds} requests each, in-process node, loopback):");
+    println!(
+        "{:<8} {:<32} {:>6} {:>12}",
+        "method", "route", "count", "mean server"
+    );
+    let mut rows: Vec<_> = after
+        .iter()
+        .filter(|((_, route), _)| {
+            route == "/"
+                || route.starts_with("/avviso")
+                || route.starts_with("/servizio")
+                || route.starts_with("/carrello")
+                || route.starts_with("/mpay/")
+        })
+        .map(|(k, (count, sum))| {
+            let (c0, s0) = before.get(k).copied().unwrap_or_default();
+            (k.clone(), count - c0, sum - s0)
+        })
+        .filter(|(_, count, _)| *count > 0.0)
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut total = 0.0;
+    for ((method, route), count, sum) in &rows {
+        total += count;
+        println!(
+            "{method:<8} {route:<32} {count:>6} {:>9.0} µs",
+            sum / count * 1e6
+        );
+    }
+    let mut names: Vec<_> = client_side.keys().copied().collect();
+    names.sort();
+    println!("client-observed round trip (same requests): mean / p95");
+    for n in names {
+        let mut v = client_side[n].clone();
+        v.sort_by(f64::total_cmp);
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let p95 = v[(v.len() * 95 / 100).min(v.len() - 1)];
+        println!("  {n:<28} {:>7.0} µs / {:>7.0} µs", mean * 1e6, p95 * 1e6);
+    }
+    // the server timed every page request it served
+    assert!(total >= f64::from(rounds * 9), "{rows:?}");
+}
+
+#[actix_rt::test]
+async fn checkout_unreachable_is_said_in_italian_and_the_cart_stays_payable() {
+    // nothing listens there: the request certainly did not leave (retried, then refused)
+    let port = free_port();
+    let p = spawn_portal_with(
+        None,
+        None,
+        Some((format!("http://127.0.0.1:{port}/checkout/ec/v2"), 2000)),
+    )
+    .await;
+    let nav = notice(&p.app, ORG_A, KEY_A, "U-1", 1500).await;
+    let mut b = Browser::new();
+    b.get(&format!("{}/", p.base)).await;
+    let (_, _, loc) = b
+        .post(
+            &format!("{}/carrello/aggiungi", p.base),
+            &[("ente", ORG_A), ("avviso", &nav)],
+        )
+        .await;
+    let cart_path = loc.unwrap();
+    let (s, html, loc) = b
+        .post(&format!("{}{cart_path}/paga", p.base), &[("email", "")])
+        .await;
+    assert_eq!((s, loc), (502, None), "{html}");
+    assert!(
+        html.contains("non è raggiungibile") && html.contains("Paga con pagoPA"),
+        "{html}"
+    );
+    // not "may have been received": no attempt count is shown
+    let (_, html, _) = b.get(&format!("{}{cart_path}", p.base)).await.into_parts();
+    assert!(
+        html.contains("non è raggiungibile") && !html.contains("tentativi di pagamento"),
+        "{html}"
+    );
 }

@@ -242,9 +242,20 @@ fn a_cart_at_checkout_survives_sigkill_and_is_paid_by_its_receipt() {
         send_rt_request(Version::V2, &ids, &receipt).unwrap(),
     );
     assert_eq!(r.label(), "OK");
+    // the station told the resumed cart: its own page shows the item paid, nothing to pay
+    let (s, html, _) = b.get(&format!("{base}{cart_path}"));
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("Pagato") && !html.contains("Paga con pagoPA"),
+        "{html}"
+    );
     let (s, html, _) = b.get(&format!("{base}{cart_path}/esito?esito=ok"));
     assert_eq!(s, 200);
     assert!(html.contains("Pagamento completato"), "{html}");
+    assert!(
+        html.contains(&receipt.receipt_id),
+        "receipt id listed: {html}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -1,6 +1,7 @@
 //! Installs the portal's front-end packages (`package.json` + `package-lock.json`: Bootstrap
-//! Italia) with npm when they are missing, so that `cargo build` on a fresh machine embeds them
-//! (`src/portal/assets.rs`). Nothing is fetched at run time; the packages are never committed.
+//! Italia; axe-core for the browser tests) with npm when they are missing, so that `cargo build`
+//! on a fresh machine embeds them (`src/portal/assets.rs`). Nothing is fetched at run time; the
+//! packages are never committed.
 //! Node.js/npm come from the machine (Debian `nodejs npm`, installed here when missing and
 //! running as root with apt-get).
 
@@ -24,7 +25,9 @@ fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
     let dist =
         Path::new(&dir).join("node_modules/bootstrap-italia/dist/css/bootstrap-italia.min.css");
-    if dist.exists() {
+    // axe-core (devDependency): injected by the browser tests, never embedded
+    let axe = Path::new(&dir).join("node_modules/axe-core/axe.min.js");
+    if dist.exists() && axe.exists() {
         return;
     }
     if !have_npm() {

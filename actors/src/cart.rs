@@ -95,10 +95,28 @@ pub struct StartCheckout {
     pub all_postal: bool,
 }
 
-/// Every item has its receipt: mark the cart paid.
+/// The station stored a receipt for one of the cart's notices (paSendRT/V2). The cart is
+/// paid when every item has one: never because the browser came back from Checkout.
 #[derive(Debug, Message)]
 #[rtype(result = "CartReply")]
-pub struct MarkPaid;
+pub struct ReceiptStored {
+    /// Organization.
+    pub organization: String,
+    /// Notice number.
+    pub notice_number: String,
+    /// `receiptId`.
+    pub receipt_id: String,
+}
+
+/// Look the receipts of the cart's unpaid items up in the receipt store (the outcome page, a
+/// session resumed after a restart), then answer the cart.
+#[derive(Debug, Message)]
+#[rtype(result = "CartReply")]
+pub struct CheckReceipts;
+
+/// Finds the receipt the station stored for a notice: `(organization, notice number)` → the
+/// first `receiptId`. Given by the composition root (the receipt repository).
+pub type ReceiptLookup = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 
 /// Checkout sent the citizen back without paying (cancel or error URL): the cart is open
 /// again with this message. Receipts that arrive anyway are still booked by the station.
@@ -114,6 +132,7 @@ pub struct CartSession {
     tick: Duration,
     health: HealthRegistry,
     node: ActorHandle<NodeChannel>,
+    receipts: ReceiptLookup,
 }
 
 impl CartSession {
@@ -126,8 +145,43 @@ impl CartSession {
         Ok(self.cart.clone())
     }
 
-    /// Applies the timers; saves when they changed something.
+    /// Records the receipts the store has for items without one; saves when something
+    /// changed. Only for carts that went to Checkout at least once (others cannot be paid).
+    fn check_receipts(&mut self) {
+        if self.cart.attempts == 0
+            || matches!(
+                self.cart.state,
+                CartState::Paid { .. } | CartState::Expired { .. }
+            )
+        {
+            return;
+        }
+        let mut next = self.cart.clone();
+        let now = Utc::now();
+        let mut changed = false;
+        for item in &self.cart.items {
+            if next
+                .receipt_of(&item.organization, &item.notice_number)
+                .is_some()
+            {
+                continue;
+            }
+            if let Some(r) = (self.receipts)(&item.organization, &item.notice_number) {
+                changed |= next.record_receipt(&item.organization, &item.notice_number, &r, now);
+            }
+        }
+        if changed {
+            if let Err(e) = self.save(next) {
+                self.health
+                    .error("CartSession", &self.cart.id, &e.to_string());
+            }
+        }
+    }
+
+    /// Applies the receipts the store has, then the timers (a paid cart is never reopened by
+    /// Checkout's window); saves when they changed something.
     fn tick(&mut self) {
+        self.check_receipts();
         let mut next = self.cart.clone();
         if next.apply_timers(Utc::now(), self.timers) {
             if let Err(e) = self.save(next) {
@@ -162,6 +216,8 @@ impl Actor for CartSession {
         self.health
             .set_state("CartSession", &id, ActorState::Running);
         self.health.heartbeat("CartSession", &id, 0);
+        // a session resumed after a restart: receipts stored meanwhile count at once
+        self.tick();
         ctx.run_interval(self.tick, |this, ctx| {
             this.tick();
             this.health.heartbeat("CartSession", &this.cart.id, 0);
@@ -222,19 +278,31 @@ impl Handler<Reopen> for CartSession {
     }
 }
 
-impl Handler<MarkPaid> for CartSession {
+impl Handler<ReceiptStored> for CartSession {
     type Result = CartReply;
-    fn handle(&mut self, _: MarkPaid, ctx: &mut Self::Context) -> CartReply {
-        if matches!(self.cart.state, CartState::Paid { .. }) {
+    fn handle(&mut self, msg: ReceiptStored, ctx: &mut Self::Context) -> CartReply {
+        let mut next = self.cart.clone();
+        if !next.record_receipt(
+            &msg.organization,
+            &msg.notice_number,
+            &msg.receipt_id,
+            Utc::now(),
+        ) {
             return Ok(self.cart.clone());
         }
-        let mut next = self.cart.clone();
-        next.mark_paid(Utc::now());
         let r = self.save(next);
-        if r.is_ok() {
+        if r.is_ok() && self.finished() {
             ctx.stop();
         }
         r
+    }
+}
+
+impl Handler<CheckReceipts> for CartSession {
+    type Result = CartReply;
+    fn handle(&mut self, _: CheckReceipts, _: &mut Self::Context) -> CartReply {
+        self.tick();
+        Ok(self.cart.clone())
     }
 }
 
@@ -306,6 +374,7 @@ struct RegistryInner {
     tick: Duration,
     health: HealthRegistry,
     node: ActorHandle<NodeChannel>,
+    receipts: ReceiptLookup,
     sessions: Mutex<HashMap<String, Addr<CartSession>>>,
 }
 
@@ -318,13 +387,15 @@ pub fn new_cart_id() -> String {
 }
 
 impl CartRegistry {
-    /// A registry over `store`; `tick` is how often sessions apply their timers.
+    /// A registry over `store`; `tick` is how often sessions apply their timers; `receipts`
+    /// finds the receipt the station stored for a notice.
     pub fn new(
         store: CartStore,
         timers: CartTimers,
         tick: Duration,
         health: HealthRegistry,
         node: ActorHandle<NodeChannel>,
+        receipts: ReceiptLookup,
     ) -> Self {
         CartRegistry {
             inner: Arc::new(RegistryInner {
@@ -333,6 +404,7 @@ impl CartRegistry {
                 tick,
                 health,
                 node,
+                receipts,
                 sessions: Mutex::new(HashMap::new()),
             }),
         }
@@ -350,12 +422,13 @@ impl CartRegistry {
 
     fn spawn(&self, cart: Cart) -> Addr<CartSession> {
         let i = &self.inner;
-        let (store, timers, tick, health, node) = (
+        let (store, timers, tick, health, node, receipts) = (
             i.store.clone(),
             i.timers,
             i.tick,
             i.health.clone(),
             i.node.clone(),
+            i.receipts.clone(),
         );
         let id = cart.id.clone();
         let addr = Supervisor::start(move |_| CartSession {
@@ -365,6 +438,7 @@ impl CartRegistry {
             tick,
             health,
             node,
+            receipts,
         });
         i.sessions
             .lock()
@@ -431,6 +505,52 @@ impl CartRegistry {
             }
         }
         Ok(n)
+    }
+
+    /// The station stored receipt `receipt_id` for notice `notice_number` of `organization`
+    /// (`payment_note`: the receipt's `paymentNote`, our cart id when the payment came through
+    /// Checkout). Tells the cart that took the notice, found by the note or else by the
+    /// notice index; returns its id. A receipt of a notice no cart took does nothing.
+    ///
+    /// Errors: the store failed.
+    pub fn receipt_stored(
+        &self,
+        organization: &str,
+        notice_number: &str,
+        receipt_id: &str,
+        payment_note: Option<&str>,
+    ) -> Result<Option<String>, CartOpError> {
+        let store = &self.inner.store;
+        let has = |c: &Cart| {
+            c.items
+                .iter()
+                .any(|i| i.organization == organization && i.notice_number == notice_number)
+        };
+        let by_note = match payment_note.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(note) => store
+                .get(note)
+                .map_err(|e| CartOpError::Storage(e.to_string()))?
+                .filter(|c| has(c))
+                .map(|c| c.id),
+            None => None,
+        };
+        let id = match by_note {
+            Some(id) => Some(id),
+            None => store
+                .cart_of_notice(organization, notice_number)
+                .map_err(|e| CartOpError::Storage(e.to_string()))?,
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        if let Some(addr) = self.session(&id)? {
+            addr.do_send(ReceiptStored {
+                organization: organization.to_string(),
+                notice_number: notice_number.to_string(),
+                receipt_id: receipt_id.to_string(),
+            });
+        }
+        Ok(Some(id))
     }
 
     /// Sends a message to cart `id`'s session. `Ok(None)`: no such cart.

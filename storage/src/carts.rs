@@ -107,6 +107,15 @@ impl CartStore {
             .collect()
     }
 
+    /// The id of the cart that last took a notice (live or not): where a receipt for the
+    /// notice goes.
+    pub fn cart_of_notice(&self, org: &str, nav: &str) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .by_notice
+            .get(notice_key(org, nav))?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+
     /// The cart holding a notice now, if any (and it still holds it at `now`).
     pub fn holder(
         &self,

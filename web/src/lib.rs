@@ -101,6 +101,11 @@ pub fn server_with_portal(
             .unwrap_or(2),
         n => n,
     };
+    // the station tells the portal's carts about the receipts it stores
+    let state = match &portal {
+        Some(p) => state.with_carts(p.carts.clone()),
+        None => state,
+    };
     let routes = configure(state);
     let server = HttpServer::new(move || {
         App::new()

@@ -60,6 +60,8 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     /// Bulk feed loads (REST `/feeds`); `None` = feeds not enabled on this node.
     pub feeds: Option<mpay_actors::feed_loader::FeedLauncher>,
+    /// The portal's carts, told by the station when a receipt is stored; `None` = no portal.
+    pub carts: Option<mpay_actors::cart::CartRegistry>,
 }
 
 /// A broker-level API key: acts for every organization served by a station of the broker,
@@ -176,12 +178,19 @@ impl AppState {
             health,
             journal,
             feeds: None,
+            carts: None,
         })
     }
 
     /// Enables the bulk feed API with this launcher.
     pub fn with_feeds(mut self, launcher: mpay_actors::feed_loader::FeedLauncher) -> Self {
         self.feeds = Some(launcher);
+        self
+    }
+
+    /// Lets the station tell the portal's carts about the receipts it stores.
+    pub fn with_carts(mut self, carts: mpay_actors::cart::CartRegistry) -> Self {
+        self.carts = Some(carts);
         self
     }
 

@@ -657,6 +657,10 @@ async fn send_rt(
             (a, b) => a.or(b),
         }
     };
+    let cart_hint = (
+        receipt.receipt_id.trim().to_string(),
+        receipt.payment_note.clone(),
+    );
     let stored = StoredReceipt {
         receipt_id: receipt.receipt_id.clone(),
         organization: org_fc.clone(),
@@ -682,6 +686,14 @@ async fn send_rt(
         .await
     {
         return keys(system_error(op, &id, "receipt flush failed", &e));
+    }
+    // the portal's cart that took the notice learns it is paid (from the receipt, never from
+    // the browser's return)
+    if let (Some(carts), false) = (&state.carts, disposition == ReceiptDisposition::Orphan) {
+        let (receipt_id, note) = &cart_hint;
+        if let Err(e) = carts.receipt_stored(&id, nav.trim(), receipt_id, note.as_deref()) {
+            tracing::warn!(error = %e, notice = %nav.trim(), "receipt stored, cart not told (it checks the store itself)");
+        }
     }
     let mut out = match disposition {
         ReceiptDisposition::Applied | ReceiptDisposition::Orphan => ok(op, &Response::SendRt),

@@ -100,6 +100,22 @@ pub struct Cart {
     pub created_at: DateTime<Utc>,
     /// Last change (UTC): the idle clock.
     pub updated_at: DateTime<Utc>,
+    /// Receipts stored by the station (paSendRT/V2) for the cart's notices: the only thing
+    /// that makes an item, and the cart, paid (never the browser's return from Checkout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<ItemReceipt>,
+}
+
+/// The receipt of one item, as the station stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemReceipt {
+    /// Organization.
+    pub organization: String,
+    /// Notice number.
+    pub notice_number: String,
+    /// The receipt's id (`receiptId`).
+    pub receipt_id: String,
 }
 
 /// Why a cart refuses a change. Each has the Italian sentence the portal shows.
@@ -129,6 +145,9 @@ pub enum CartError {
     /// The e-mail is not an address.
     #[error("not an e-mail address")]
     BadEmail,
+    /// An item already has its receipt: paying the cart again would pay it twice.
+    #[error("an item of the cart is already paid")]
+    ItemPaid,
 }
 
 impl CartError {
@@ -143,6 +162,7 @@ impl CartError {
             Self::NoSuchItem => "L'avviso non è nel carrello.",
             Self::BadAmount => "L'importo deve essere di almeno 0,01 euro.",
             Self::BadEmail => "Indirizzo e-mail non valido (esempio: nome@dominio.it).",
+            Self::ItemPaid => "Un avviso del carrello risulta già pagato (la ricevuta è arrivata): rimuovilo e paga gli altri.",
         }
     }
 }
@@ -168,7 +188,57 @@ impl Cart {
             last_failure: None,
             created_at: now,
             updated_at: now,
+            receipts: Vec::new(),
         }
+    }
+
+    /// The receipt id of the notice `notice_number` of `organization`, when it arrived.
+    pub fn receipt_of(&self, organization: &str, notice_number: &str) -> Option<&str> {
+        self.receipts
+            .iter()
+            .find(|r| r.organization == organization && r.notice_number == notice_number)
+            .map(|r| r.receipt_id.as_str())
+    }
+
+    /// Whether every item has its receipt (and there is at least one item).
+    pub fn all_receipts(&self) -> bool {
+        !self.items.is_empty()
+            && self
+                .items
+                .iter()
+                .all(|i| self.receipt_of(&i.organization, &i.notice_number).is_some())
+    }
+
+    /// The station stored receipt `receipt_id` for a notice: kept when the notice is one of the
+    /// cart's items (the first receipt wins; a later one is a double payment the station
+    /// flags). When every item has its receipt the cart is paid, whatever its state (a receipt
+    /// may arrive after Checkout's window reopened the cart). Returns whether the cart changed.
+    pub fn record_receipt(
+        &mut self,
+        organization: &str,
+        notice_number: &str,
+        receipt_id: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let ours = self
+            .items
+            .iter()
+            .any(|i| i.organization == organization && i.notice_number == notice_number);
+        let mut changed = false;
+        if ours && self.receipt_of(organization, notice_number).is_none() {
+            self.receipts.push(ItemReceipt {
+                organization: organization.to_string(),
+                notice_number: notice_number.to_string(),
+                receipt_id: receipt_id.to_string(),
+            });
+            self.updated_at = now;
+            changed = true;
+        }
+        if self.all_receipts() && !matches!(self.state, CartState::Paid { .. }) {
+            self.mark_paid(now);
+            changed = true;
+        }
+        changed
     }
 
     /// Sum of the items, cents.
@@ -222,6 +292,8 @@ impl Cart {
             .position(|i| i.organization == organization && i.notice_number == notice_number)
             .ok_or(CartError::NoSuchItem)?;
         self.updated_at = now;
+        self.receipts
+            .retain(|r| !(r.organization == organization && r.notice_number == notice_number));
         Ok(self.items.remove(pos))
     }
 
@@ -253,6 +325,13 @@ impl Cart {
         if self.items.is_empty() {
             return Err(CartError::Empty);
         }
+        if self
+            .items
+            .iter()
+            .any(|i| self.receipt_of(&i.organization, &i.notice_number).is_some())
+        {
+            return Err(CartError::ItemPaid);
+        }
         self.state = CartState::CheckoutSending { at: now };
         self.attempts = self.attempts.saturating_add(1);
         self.updated_at = now;
@@ -282,8 +361,8 @@ impl Cart {
         self.updated_at = now;
     }
 
-    /// Every item has a receipt: the cart is paid.
-    pub fn mark_paid(&mut self, now: DateTime<Utc>) {
+    /// Every item has a receipt: the cart is paid (only through [`Cart::record_receipt`]).
+    fn mark_paid(&mut self, now: DateTime<Utc>) {
         self.state = CartState::Paid { at: now };
         self.updated_at = now;
     }
@@ -529,6 +608,36 @@ mod tests {
         // a crash while sending: the window reopens it, saying it may have been received
         assert!(c.apply_timers(t(13), TIMERS));
         assert!(c.last_failure.as_ref().unwrap().maybe_received);
+    }
+
+    #[test]
+    fn paid_only_by_every_receipt_even_after_the_window() {
+        let mut c = Cart::new("c1", t(0));
+        c.add(item("80001234568", "302120000000000001", 100), t(0))
+            .unwrap();
+        c.add(item("01987654322", "302120000000000002", 200), t(0))
+            .unwrap();
+        c.begin_checkout(t(1)).unwrap();
+        c.checkout_accepted("http://x/".into(), t(1));
+        // a receipt of a notice that is not in the cart changes nothing
+        assert!(!c.record_receipt("80001234568", "302120000000000009", "R0", t(2)));
+        assert!(c.record_receipt("80001234568", "302120000000000001", "R1", t(2)));
+        assert!(matches!(c.state, CartState::AtCheckout { .. }));
+        // the same notice again: the first receipt stays
+        assert!(!c.record_receipt("80001234568", "302120000000000001", "R9", t(3)));
+        assert_eq!(
+            c.receipt_of("80001234568", "302120000000000001"),
+            Some("R1")
+        );
+        // Checkout's window reopens the cart; the half-paid cart cannot be sent again
+        assert!(c.apply_timers(t(12), TIMERS));
+        assert!(c.is_open());
+        assert_eq!(c.begin_checkout(t(12)), Err(CartError::ItemPaid));
+        // the last receipt arrives late: paid all the same
+        assert!(c.record_receipt("01987654322", "302120000000000002", "R2", t(13)));
+        assert!(matches!(c.state, CartState::Paid { .. }));
+        assert!(!c.holds_notices(t(13), TIMERS));
+        assert!(!c.record_receipt("01987654322", "302120000000000002", "R2", t(14)));
     }
 
     #[test]

@@ -8,12 +8,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use minijinja::context;
 use mpay_actors::cart::{
-    AddItem, CartOpError, GetCart, MarkPaid, RemoveItem, Reopen, SetEmail, StartCheckout,
+    AddItem, CartOpError, CheckReceipts, GetCart, RemoveItem, Reopen, SetEmail, StartCheckout,
 };
 use mpay_actors::node_channel::ReturnUrls;
 use mpay_messages::domain::cart::{format_amount_it, Cart, CartItem, CartState, MAX_ITEMS};
 use mpay_messages::{Iuv, NoticeNumber};
-use mpay_storage::{PositionRepository, ReceiptRepository};
+use mpay_storage::PositionRepository;
 use serde::Serialize;
 
 use super::{csrf, csrf_ok, error_page, respond, see_other, Page, Portal, CART_COOKIE};
@@ -81,7 +81,17 @@ struct CartView {
 fn cart_view(c: &Cart) -> CartView {
     CartView {
         id: c.id.clone(),
-        items: c.items.iter().map(item_view).collect(),
+        items: c
+            .items
+            .iter()
+            .map(|i| {
+                let mut v = item_view(i);
+                v.receipt_id = c
+                    .receipt_of(&i.organization, &i.notice_number)
+                    .map(str::to_string);
+                v
+            })
+            .collect(),
         total: format_amount_it(c.total_cents()),
         open: c.is_open(),
     }
@@ -605,7 +615,8 @@ pub async fn pay(
 }
 
 /// `GET /carrello/{id}/esito?esito=ok|annullato|errore|attesa`: the outcome. Items are paid
-/// only when their receipt is stored; until then the page refreshes itself.
+/// only when the station stored their receipt (the cart session records them: told by the
+/// station, or looking the store up now); until then the page refreshes itself.
 pub async fn outcome(
     state: web::Data<AppState>,
     portal: web::Data<Portal>,
@@ -613,7 +624,7 @@ pub async fn outcome(
     q: web::Query<HashMap<String, String>>,
     req: HttpRequest,
 ) -> HttpResponse {
-    let cart = match portal.carts.ask(&id, GetCart).await {
+    let cart = match portal.carts.ask(&id, CheckReceipts).await {
         Ok(Some(c)) => c,
         Ok(None) => return no_cart(&portal, &state),
         Err(e) => {
@@ -626,39 +637,22 @@ pub async fn outcome(
             )
         }
     };
-    let ledger = state.store.ledger.clone();
-    let items = cart.items.clone();
-    let receipts = web::block(move || {
-        items
-            .iter()
-            .map(|i| {
-                let org = mpay_messages::OrgFiscalCode::parse_unchecked(&i.organization).ok()?;
-                let nav = NoticeNumber::parse_unchecked(&i.notice_number).ok()?;
-                ledger
-                    .receipts_for_notice(&org, &nav)
-                    .ok()?
-                    .into_iter()
-                    .min_by_key(|r| r.received_at)
-                    .map(|r| r.receipt_id)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    let all_paid = !cart.items.is_empty()
-        && receipts.len() == cart.items.len()
-        && receipts.iter().all(Option::is_some);
-    let mut views: Vec<ItemView> = cart.items.iter().map(item_view).collect();
-    for (v, r) in views.iter_mut().zip(receipts.iter()) {
-        v.receipt_id = r.clone();
-    }
+    let all_paid = matches!(cart.state, CartState::Paid { .. }) && cart.all_receipts();
+    let views: Vec<ItemView> = cart
+        .items
+        .iter()
+        .map(|i| {
+            let mut v = item_view(i);
+            v.receipt_id = cart
+                .receipt_of(&i.organization, &i.notice_number)
+                .map(str::to_string);
+            v
+        })
+        .collect();
     let esito = q.get("esito").map(String::as_str).unwrap_or("");
     let mut refresh = None;
     let mut reopen = false;
     let (level, headline) = if all_paid {
-        if !matches!(cart.state, CartState::Paid { .. }) {
-            let _ = portal.carts.ask(&id, MarkPaid).await;
-        }
         (
             "success",
             "Pagamento completato: le ricevute sono elencate qui sotto.".to_string(),
