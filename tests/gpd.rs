@@ -695,3 +695,386 @@ async fn notification_fee_bulk_v2_and_iban_change() {
         404
     );
 }
+
+/// GPD's own test organization (15 digits) and an 11-digit organization, both with
+/// `free_identifiers`, on a station of the default broker (whose key opens them).
+const ORG_FREE: &str = "700123456789001";
+const ORG_F11: &str = "80000000202";
+const KEY_FREE: &str = "key-for-organization-free";
+const NAV_SINGLE: &str = "0123456789012345678901234";
+const NAV_PLAN_1: &str = "9876543210987654321098765";
+const NAV_PLAN_2: &str = "5555555555555555555555555";
+
+fn free_extra() -> String {
+    format!(
+        r#"
+[[stations]]
+id = "{ORG_B}_02"
+organizations = ["{ORG_FREE}", "{ORG_F11}"]
+
+[[organizations]]
+fiscal_code = "{ORG_FREE}"
+name = "Ente GPD identificativi liberi"
+aux_digit = 3
+segregation_code = 47
+api_key_hashes = ["{hf}"]
+[organizations.gpd_compat]
+iban_format_only = true
+free_identifiers = true
+draft_payment_options = true
+
+[[organizations]]
+fiscal_code = "{ORG_F11}"
+name = "Ente 11 cifre identificativi liberi"
+aux_digit = 3
+segregation_code = 47
+api_key_hashes = ["{hf11}"]
+[organizations.gpd_compat]
+iban_format_only = true
+free_identifiers = true
+"#,
+        hf = hash_api_key(KEY_FREE),
+        hf11 = hash_api_key("key-for-organization-f11"),
+    )
+}
+
+/// GPD's `buildPpV3SingleAndPlan` (verify-payment-options.steps.js): a single solution and a
+/// 2-installment plan, `nav == iuv` of 25 digits.
+fn single_and_plan(org: &str, iupd: &str, navs: [&str; 3]) -> Value {
+    let debtor = json!({"type": "F", "fiscalCode": "RSSMRA80A01H501U", "fullName": "Mario Rossi",
+                        "streetName": "Via Roma", "civicNumber": "10", "postalCode": "00100",
+                        "city": "Roma", "province": "RM", "country": "IT"});
+    let inst = |nav: &str, cents: i64, desc: &str, due: &str| {
+        json!({"nav": nav, "iuv": nav, "amount": cents, "description": desc, "dueDate": due,
+               "transfer": [{"idTransfer": "1", "amount": cents, "organizationFiscalCode": org,
+                             "remittanceInformation": desc, "category": "10/22252/20",
+                             "iban": "IT60X0542811101000000123456", "companyName": "Comune di Esempio",
+                             "transferMetadata": [{"key": "capitolo", "value": "TARI"}]}],
+               "installmentMetadata": [{"key": "note", "value": desc}]})
+    };
+    json!({
+        "iupd": iupd, "payStandIn": true, "companyName": "Comune di Esempio",
+        "officeName": "Ufficio Entrate",
+        "paymentOption": [
+            {"description": "Pagamento in un'unica soluzione", "validityDate": "2030-01-02T00:00:00.000Z",
+             "retentionDate": "2030-03-01T00:00:00.000Z", "switchToExpired": false, "debtor": debtor,
+             "installments": [inst(navs[0], 1000, "Saldo unico", "2030-01-31T00:00:00.000Z")]},
+            {"description": "Piano rateale A (2 rate)", "validityDate": "2030-01-02T00:00:00.000Z",
+             "retentionDate": "2030-04-01T00:00:00.000Z", "switchToExpired": true, "debtor": debtor,
+             "installments": [inst(navs[1], 600, "Piano A - Rata 1/2", "2030-02-15T00:00:00.000Z"),
+                              inst(navs[2], 400, "Piano A - Rata 2/2", "2030-03-15T00:00:00.000Z")]}
+        ]
+    })
+}
+
+async fn station_verify(app: &TestApp, org: &str, nav: &str) -> String {
+    let body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:pafn="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Header/><soapenv:Body><pafn:paVerifyPaymentNoticeReq><idPA>{org}</idPA><idBrokerPA>{ORG_B}</idBrokerPA><idStation>{ORG_B}_02</idStation><qrCode><fiscalCode>{org}</fiscalCode><noticeNumber>{nav}</noticeNumber></qrCode></pafn:paVerifyPaymentNoticeReq></soapenv:Body></soapenv:Envelope>"#
+    );
+    let r = app
+        .client
+        .post(format!("{}/pagopa/paForNode", app.base))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "paVerifyPaymentNotice")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    r.text().await.unwrap()
+}
+
+#[actix_web::test]
+async fn free_identifier_organization_is_served_by_rest_only() {
+    let mut extra = free_extra();
+    extra.push_str(&format!(
+        "\n[[broker.api_keys]]\nhash = \"{}\"\n",
+        hash_api_key(BROKER_KEY)
+    ));
+    let app = spawn_app_with(&extra).await;
+    let v3 = format!("/api/v3/organizations/{ORG_FREE}/debtpositions");
+    let v1 = format!("/api/v1/organizations/{ORG_FREE}/debtpositions");
+    // GPD's scenario: a DRAFT created through v3 with the broker's key
+    let (s, p) = call(
+        &app,
+        Method::POST,
+        &v3,
+        BROKER_KEY,
+        Some(single_and_plan(
+            ORG_FREE,
+            "IUPD-E2E-VERIFY-1",
+            [NAV_SINGLE, NAV_PLAN_1, NAV_PLAN_2],
+        )),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["organizationFiscalCode"], ORG_FREE);
+    assert_eq!(p["paymentOption"][0]["installments"][0]["nav"], NAV_SINGLE);
+    assert_eq!(p["paymentOption"][0]["installments"][0]["iuv"], NAV_SINGLE);
+    assert_eq!(p["paymentOption"][1]["installments"][1]["nav"], NAV_PLAN_2);
+    // the payment-options answer: single first, then the plan (ascending due date)
+    let po = format!("/api/v1/payment-options/organizations/{ORG_FREE}/notices/{NAV_SINGLE}");
+    let (s, o) = call(&app, Method::POST, &po, BROKER_KEY, None).await;
+    assert_eq!(s, 200, "{o}");
+    assert_eq!(o["organizationFiscalCode"], ORG_FREE);
+    let groups = o["paymentOptions"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{o}");
+    assert_eq!(groups[0]["numberOfInstallments"], 1);
+    assert_eq!(groups[0]["description"], "Pagamento in un'unica soluzione");
+    assert_eq!(groups[0]["installments"][0]["nav"], NAV_SINGLE);
+    assert_eq!(groups[1]["numberOfInstallments"], 2);
+    assert!(groups[1]["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Piano rateale"));
+    assert!(groups.iter().all(|g| g["status"] == "PO_UNPAID"), "{o}");
+    // by a plan's notice number too; unknown and malformed notice numbers as GPD answers them
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/payment-options/organizations/{ORG_FREE}/notices/{NAV_PLAN_2}"),
+        BROKER_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    for (nav, status) in [("999999999999999", 404), ("ABCDEF", 400)] {
+        let (s, _) = call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/payment-options/organizations/{ORG_FREE}/notices/{nav}"),
+            BROKER_KEY,
+            None,
+        )
+        .await;
+        assert_eq!(s, status, "{nav}");
+    }
+    // a notice number GPD refuses too: not digits, or more than 30
+    let mut bad = single_and_plan(ORG_FREE, "BAD", [&"1".repeat(31), NAV_PLAN_1, NAV_PLAN_2]);
+    let (s, e) = call(&app, Method::POST, &v3, KEY_FREE, Some(bad.clone())).await;
+    assert_eq!(s, 400, "{e}");
+    bad["paymentOption"][0]["installments"][0]["iuv"] = json!("12AB");
+    bad["paymentOption"][0]["installments"][0]["nav"] = json!(null);
+    let (s, e) = call(&app, Method::POST, &v3, KEY_FREE, Some(bad)).await;
+    assert_eq!(s, 400, "{e}");
+    // the same notice number twice in the organization: refused
+    let (s, e) = call(
+        &app,
+        Method::POST,
+        &v3,
+        KEY_FREE,
+        Some(single_and_plan(ORG_FREE, "DUP", [NAV_SINGLE, "1", "2"])),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    // list, get (v1 and v3), by IUV
+    let (s, l) = call(&app, Method::GET, &v1, KEY_FREE, None).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(
+        l["payment_position_list"].as_array().unwrap().len(),
+        1,
+        "{l}"
+    );
+    let (s, g) = call(
+        &app,
+        Method::GET,
+        &format!("{v1}/IUPD-E2E-VERIFY-1"),
+        KEY_FREE,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{g}");
+    assert_eq!(g["paymentOption"].as_array().unwrap().len(), 3);
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("{v3}/IUPD-E2E-VERIFY-1"),
+        KEY_FREE,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, g) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/organizations/{ORG_FREE}/paymentoptions/{NAV_PLAN_1}"),
+        KEY_FREE,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{g}");
+    assert_eq!(g["iupd"], "IUPD-E2E-VERIFY-1");
+    // another organization's key (same leading digits, 11 of them) sees nothing of it
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/organizations/{ORG_FREE}/debtpositions"),
+        KEY_A,
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    // the station: the Node cannot name the organization, nor a 25-digit notice
+    let answer = station_verify(&app, ORG_FREE, NAV_SINGLE).await;
+    assert!(answer.contains("<outcome>KO</outcome>"), "{answer}");
+    // an 11-digit organization with free identifiers: a published position holding one GPD
+    // notice number is REST-only, whatever notice of it the Node asks about
+    let mut mixed = single_and_plan(ORG_F11, "MIXED", [NAV_SINGLE, NAV_PLAN_1, NAV_PLAN_2]);
+    mixed["paymentOption"][0]["installments"][0]["nav"] = json!("347000000000000011");
+    mixed["paymentOption"][0]["installments"][0]["iuv"] = json!("47000000000000011");
+    for o in mixed["paymentOption"].as_array_mut().unwrap() {
+        o["validityDate"] = json!(null);
+        for i in o["installments"].as_array_mut().unwrap() {
+            i["transfer"][0]["organizationFiscalCode"] = json!(ORG_F11);
+        }
+    }
+    let f11 = format!("/api/v3/organizations/{ORG_F11}/debtpositions");
+    let (s, m) = call(
+        &app,
+        Method::POST,
+        &format!("{f11}?toPublish=true"),
+        BROKER_KEY,
+        Some(mixed.clone()),
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    let answer = station_verify(&app, ORG_F11, "347000000000000011").await;
+    assert!(answer.contains("<outcome>KO</outcome>"), "{answer}");
+    assert!(answer.contains("PAA_PAGAMENTO_SCONOSCIUTO"), "{answer}");
+    // ... while its pagoPA positions are served as usual
+    let mut plain = mixed;
+    plain["iupd"] = json!("PLAIN");
+    plain["paymentOption"] = json!([plain["paymentOption"][0].clone()]);
+    plain["paymentOption"][0]["installments"][0]["nav"] = json!("347000000000000021");
+    plain["paymentOption"][0]["installments"][0]["iuv"] = json!("47000000000000021");
+    let (s, m) = call(
+        &app,
+        Method::POST,
+        &format!("{f11}?toPublish=true"),
+        BROKER_KEY,
+        Some(plain),
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    let answer = station_verify(&app, ORG_F11, "347000000000000021").await;
+    assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
+    // organizations without the opt-in keep pagoPA's identifiers
+    let strict = single_and_plan(ORG_A, "STRICT", [NAV_SINGLE, NAV_PLAN_1, NAV_PLAN_2]);
+    let (s, e) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v3/organizations/{ORG_A}/debtpositions"),
+        KEY_A,
+        Some(strict),
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    // delete
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("{v1}/IUPD-E2E-VERIFY-1"),
+        KEY_FREE,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = call(&app, Method::POST, &po, BROKER_KEY, None).await;
+    assert_eq!(s, 404);
+    // the ledger's indexes agree with its positions
+    let report = mpay_storage::PositionRepository::verify(app.store.ledger.as_ref()).unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+}
+
+#[actix_web::test]
+async fn bulk_v2_update_and_delete_are_all_or_nothing() {
+    let app = spawn_app_with(&extra()).await;
+    let iban = "IT60X0542811101000000123456";
+    let v1 = format!("/api/v1/organizations/{ORG_G}/debtpositions");
+    let v2 = format!("/api/v2/organizations/{ORG_G}/debtpositions");
+    for (iupd, iuv) in [
+        ("U-1", "47000000000000101"),
+        ("U-2", "47000000000000102"),
+        ("U-3", "47000000000000103"),
+    ] {
+        let (s, p) = call(
+            &app,
+            Method::POST,
+            &format!("{v1}?toPublish=true"),
+            KEY_G,
+            Some(body_for(iban, iupd, Some(iuv))),
+        )
+        .await;
+        assert_eq!(s, 201, "{p}");
+    }
+    let (_, before) = call(&app, Method::GET, &format!("{v1}/U-1"), KEY_G, None).await;
+    // the first replacement is valid; the second claims U-3's IUV: found only when writing
+    let mut first = body_for(iban, "U-1", Some("47000000000000101"));
+    first["paymentOption"][0]["amount"] = json!(2000);
+    first["paymentOption"][0]["transfer"][0]["amount"] = json!(2000);
+    let second = body_for(iban, "U-2", Some("47000000000000103"));
+    let (s, e) = call(
+        &app,
+        Method::PUT,
+        &v2,
+        KEY_G,
+        Some(json!({"paymentPositions": [first.clone(), second]})),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    let (_, after) = call(&app, Method::GET, &format!("{v1}/U-1"), KEY_G, None).await;
+    assert_eq!(after, before, "the first position must be unchanged");
+    // both valid: both written
+    let second = body_for(iban, "U-2", Some("47000000000000104"));
+    let (s, r) = call(
+        &app,
+        Method::PUT,
+        &v2,
+        KEY_G,
+        Some(json!({"paymentPositions": [first, second]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["paymentPositions"].as_array().unwrap().len(), 2);
+    let (_, after) = call(&app, Method::GET, &format!("{v1}/U-1"), KEY_G, None).await;
+    assert_eq!(after["paymentOption"][0]["amount"], 2000);
+    // delete: the second is paid (outside pagoPA), so none is deleted
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/organizations/{ORG_G}/paymentoptions/paids/347000000000000103"),
+        KEY_G,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, e) = call(
+        &app,
+        Method::DELETE,
+        &v2,
+        KEY_G,
+        Some(json!({"paymentPositionIUPDs": ["U-1", "U-3"]})),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    assert_eq!(
+        call(&app, Method::GET, &format!("{v1}/U-1"), KEY_G, None)
+            .await
+            .0,
+        200
+    );
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &v2,
+        KEY_G,
+        Some(json!({"paymentPositionIUPDs": ["U-1", "U-2"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        call(&app, Method::GET, &format!("{v1}/U-2"), KEY_G, None)
+            .await
+            .0,
+        404
+    );
+}

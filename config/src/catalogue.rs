@@ -125,7 +125,9 @@ impl Catalogue {
         let mut orgs = HashMap::new();
         for (i, o) in s.organizations.iter().enumerate() {
             let key = |k: &str| format!("organizations[{i}].{k}");
-            let fiscal_code = OrgFiscalCode::parse_unchecked(&o.fiscal_code)
+            let fiscal_code = o
+                .gpd_compat
+                .org_code(&o.fiscal_code)
                 .map_err(|e| invalid(key("fiscal_code"), e.to_string()))?;
             let default_layout = o.layout().map_err(|e| invalid(key("aux_digit"), e))?;
             default_layout

@@ -272,6 +272,32 @@ pub struct GpdCompat {
     /// DELETE removes any position not yet paid (DRAFT, PUBLISHED, VALID, EXPIRED, INVALID) as
     /// GPD does, instead of DRAFT only.
     pub delete_unpaid: bool,
+    /// GPD's looser identifiers (`mpay_messages::ids::gpd`): the organization's `fiscal_code`
+    /// may be 1 to 30 digits (GPD's `\d{1,30}`, e.g. its test organization `700123456789001`)
+    /// and its REST positions may carry notice numbers and IUVs of 1 to 30 digits (GPD's test
+    /// suite sends 25). A position holding one is REST-only: the station answers the Node that
+    /// the notice is unknown. An organization whose code is not 11 digits is REST-only as a
+    /// whole: no feeds, Archivio Carichi or portal (the Node cannot name it). Everything else
+    /// keeps pagoPA's 11-digit codes and 18-digit notice numbers.
+    pub free_identifiers: bool,
+    /// The payment-options API answers for DRAFT positions too, their options shown as they
+    /// will be once published (GPD does); default: 404, as the station does not know a DRAFT.
+    pub draft_payment_options: bool,
+}
+
+impl GpdCompat {
+    /// Parses an organization fiscal code of this organization's configuration or REST API:
+    /// GPD's looser form with `free_identifiers`, pagoPA's 11 digits otherwise.
+    ///
+    /// # Errors
+    /// The identifier's error.
+    pub fn org_code(&self, s: &str) -> Result<OrgFiscalCode, mpay_messages::IdError> {
+        if self.free_identifiers {
+            OrgFiscalCode::parse_gpd(s)
+        } else {
+            OrgFiscalCode::parse_unchecked(s)
+        }
+    }
 }
 
 /// `[station]`: the pagoPA station endpoint (paForNode).
@@ -392,7 +418,7 @@ pub struct MpayCodes {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationSettings {
-    /// Fiscal code (11 digits).
+    /// Fiscal code (11 digits; 1 to 30 with `gpd_compat.free_identifiers`).
     pub fiscal_code: String,
     /// Name.
     pub name: String,
@@ -641,7 +667,8 @@ impl Settings {
         let mut seen = HashSet::new();
         for (i, org) in self.organizations.iter().enumerate() {
             let key = |k: &str| format!("organizations[{i}].{k}");
-            OrgFiscalCode::parse_unchecked(&org.fiscal_code)
+            org.gpd_compat
+                .org_code(&org.fiscal_code)
                 .map_err(|e| invalid(key("fiscal_code"), e.to_string()))?;
             if !seen.insert(org.fiscal_code.clone()) {
                 return Err(invalid(key("fiscal_code"), "appears twice"));
@@ -870,6 +897,31 @@ mod tests {
             file: Some(f.path().to_path_buf()),
             env: false,
         })
+    }
+
+    #[test]
+    fn gpd_organization_codes_only_with_free_identifiers() {
+        let org = "[[organizations]]\nfiscal_code = \"700123456789001\"\nname = \"x\"\naux_digit = 3\nsegregation_code = 1\n";
+        let e = with_file(org).unwrap_err().to_string();
+        assert!(
+            e.contains("organizations[0].fiscal_code") && e.contains("11 digits"),
+            "{e}"
+        );
+        let s = with_file(&format!(
+            "{org}[organizations.gpd_compat]\nfree_identifiers = true\n"
+        ))
+        .unwrap();
+        let o = s.organization("700123456789001").unwrap();
+        assert!(o.gpd_compat.free_identifiers);
+        assert!(!o.gpd_compat.org_code(&o.fiscal_code).unwrap().is_pagopa());
+        assert!(!o.gpd_compat.draft_payment_options);
+        // GPD's form is digits, at most 30
+        let e = with_file(
+            "[[organizations]]\nfiscal_code = \"70012345678900A\"\nname = \"x\"\naux_digit = 3\nsegregation_code = 1\n[organizations.gpd_compat]\nfree_identifiers = true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("1 to 30 digits"), "{e}");
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub fn feed_org(settings: &Settings, o: &OrganizationSettings) -> anyhow::Result
     })
 }
 
-/// Every configured organization's [`FeedOrg`], by fiscal code.
+/// Every configured organization's [`FeedOrg`], by fiscal code. An organization whose code is
+/// in GPD's looser form (`gpd_compat.free_identifiers`) has none: it is REST-only, and a feed
+/// for it is refused as for an unknown organization.
 ///
 /// # Errors
 /// As [`feed_org`].
@@ -89,6 +91,7 @@ pub fn feed_orgs(settings: &Settings) -> anyhow::Result<HashMap<String, FeedOrg>
     settings
         .organizations
         .iter()
+        .filter(|o| OrgFiscalCode::parse_unchecked(&o.fiscal_code).is_ok())
         .map(|o| Ok((o.fiscal_code.clone(), feed_org(settings, o)?)))
         .collect()
 }

@@ -179,6 +179,7 @@ pub struct Transfer {
     /// Share in cents (> 0).
     pub amount: Amount,
     /// Beneficiary organization; `None` = the position's organization.
+    #[serde(deserialize_with = "crate::ids::gpd::org_opt")]
     pub organization_fiscal_code: Option<OrgFiscalCode>,
     /// Causale (≤ 140 chars).
     pub remittance_information: String,
@@ -196,9 +197,12 @@ pub struct Transfer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentOption {
-    /// Notice number (NAV), unique per organization.
+    /// Notice number (NAV), unique per organization (GPD's looser form only in positions of
+    /// an organization with `gpd_compat.free_identifiers`).
+    #[serde(deserialize_with = "crate::ids::gpd::nav")]
     pub nav: NoticeNumber,
-    /// IUV, unique per organization forever.
+    /// IUV, unique per organization forever (GPD's looser form as `nav`).
+    #[serde(deserialize_with = "crate::ids::gpd::iuv")]
     pub iuv: Iuv,
     /// Amount in cents (> 0) = sum of the transfers.
     pub amount: Amount,
@@ -317,7 +321,9 @@ impl PaymentOption {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DebtPosition {
-    /// Organization that owns it.
+    /// Organization that owns it (GPD's looser form only for an organization with
+    /// `gpd_compat.free_identifiers`).
+    #[serde(deserialize_with = "crate::ids::gpd::org")]
     pub organization_fiscal_code: OrgFiscalCode,
     /// Position id chosen by the organization (unique per organization; ≤ 256 printable chars).
     pub iupd: String,

@@ -79,10 +79,46 @@ pub struct IndexEntry {
     pub code: String,
 }
 
-/// Key of a position: `org ++ iupd` (organization fiscal codes are 11 digits).
-pub fn position_key(org: &str, iupd: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(org.len() + iupd.len());
+/// Marks the start and the end of an organization code in GPD's looser form in keys.
+pub const GPD_ORG_MARK: u8 = b'#';
+
+/// The organization's part of a key. A pagoPA organization fiscal code (11 digits) is written
+/// as it is: fixed length, so nothing separates it from what follows (every store written
+/// before GPD's identifiers reads unchanged). A code in GPD's looser form (1 to 30 digits, only
+/// for organizations with `gpd_compat.free_identifiers`) is written `#code#`: self-delimiting,
+/// and never starting with a digit, so no pagoPA organization's prefix scan reaches it and no
+/// key of one organization can be read as another's.
+pub fn org_segment(org: &str) -> Vec<u8> {
+    if org.len() == 11 {
+        return org.as_bytes().to_vec();
+    }
+    let mut k = Vec::with_capacity(org.len() + 2);
+    k.push(GPD_ORG_MARK);
     k.extend_from_slice(org.as_bytes());
+    k.push(GPD_ORG_MARK);
+    k
+}
+
+/// Splits `org segment ++ rest` (the inverse of [`org_segment`]): the organization code and
+/// the rest. `None` when the bytes do not start with an organization segment.
+pub fn split_org(key: &[u8]) -> Option<(&str, &[u8])> {
+    let (org, rest) = if key.first() == Some(&GPD_ORG_MARK) {
+        let body = key.get(1..)?;
+        let end = body.iter().position(|b| *b == GPD_ORG_MARK)?;
+        (body.get(..end)?, body.get(end + 1..)?)
+    } else {
+        (key.get(..11)?, key.get(11..)?)
+    };
+    if org.is_empty() || !org.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((std::str::from_utf8(org).ok()?, rest))
+}
+
+/// Key of a position: `org ++ iupd` (see [`org_segment`] for the organization's part). The
+/// unique indexes use the same layout with the notice number or IUV: `org ++ nav`.
+pub fn position_key(org: &str, iupd: &str) -> Vec<u8> {
+    let mut k = org_segment(org);
     k.extend_from_slice(iupd.as_bytes());
     k
 }
@@ -167,14 +203,51 @@ pub fn conflict(index: Index, code: &str, holder: &[u8]) -> LedgerError {
     }
 }
 
-/// The code (notice number or IUV) of a unique index key `org ++ code`, without assuming the
-/// organization's length: an organization fiscal code is 11 digits, so the code starts after
-/// the leading run of 11 ASCII digits; keys not of that form are shown whole.
+/// The code (notice number or IUV) of a unique index key `org ++ code` ([`split_org`]); keys
+/// not of that form are shown whole.
 pub fn code_of_key(key: &[u8]) -> String {
-    const ORG_LEN: usize = 11;
-    let code = match key.get(..ORG_LEN) {
-        Some(org) if org.iter().all(u8::is_ascii_digit) => key.get(ORG_LEN..).unwrap_or(key),
-        _ => key,
-    };
+    let code = split_org(key).map_or(key, |(_, rest)| rest);
     String::from_utf8_lossy(code).into_owned()
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn pagopa_organizations_keep_their_keys() {
+        assert_eq!(
+            position_key("80001234568", "P-1"),
+            b"80001234568P-1".to_vec()
+        );
+        assert_eq!(
+            split_org(b"80001234568312202600000000171"),
+            Some(("80001234568", &b"312202600000000171"[..]))
+        );
+        assert_eq!(
+            code_of_key(b"80001234568312202600000000171"),
+            "312202600000000171"
+        );
+    }
+
+    #[test]
+    fn gpd_organizations_are_delimited() {
+        let nav = "1234567890123456789012345";
+        let k = position_key("700123456789001", nav);
+        assert_eq!(k, format!("#700123456789001#{nav}").into_bytes());
+        assert_eq!(split_org(&k), Some(("700123456789001", nav.as_bytes())));
+        assert_eq!(code_of_key(&k), nav);
+        // no 11-digit organization's prefix reaches it (same leading digits)
+        assert!(!k.starts_with(&org_segment("70012345678")));
+        // nor does a GPD organization whose code is a prefix of another's
+        assert!(!k.starts_with(&org_segment("7001234567890")));
+        assert!(!position_key("7001", "2P").starts_with(&org_segment("70012")));
+        assert!(!position_key("70012", "P").starts_with(&org_segment("7001")));
+        // short and long GPD codes
+        assert_eq!(split_org(b"#7#P"), Some(("7", &b"P"[..])));
+        assert_eq!(split_org(b"##P"), None);
+        assert_eq!(split_org(b"#70P"), None);
+        assert_eq!(split_org(b"8000"), None);
+        assert_eq!(code_of_key(b"#7a#P"), "#7a#P");
+    }
 }

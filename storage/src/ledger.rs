@@ -2,7 +2,8 @@
 //! agreement by writing them in one sled transaction; optimistic concurrency (compare-and-swap on
 //! the stored bytes) for updates; IUV sequences handed out from durable blocks.
 //!
-//! Key layout (organization fiscal codes are always 11 digits, so they need no separator):
+//! Key layout (`org` = [`crate::keys::org_segment`]: a pagoPA organization's 11 digits as they
+//! are, GPD's looser codes of `gpd_compat.free_identifiers` organizations as `#code#`):
 //! - `positions`: `org ++ iupd` → versioned [`DebtPosition`]
 //! - `by_notice`: `org ++ nav` → iupd
 //! - `by_iuv`: `org ++ iuv` → iupd
@@ -18,7 +19,7 @@ use std::sync::Mutex;
 
 use crate::codec::decode_record;
 use crate::error::StorageError;
-use crate::keys::{index_entries, timer_from_byte, Index, IndexEntry};
+use crate::keys::{index_entries, org_segment, split_org, timer_from_byte, Index, IndexEntry};
 use crate::trees::ReceiptTrees;
 use crate::tx::{transact, write_position, LedgerTx, POSITIONS};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -149,6 +150,19 @@ pub trait PositionRepository: Send + Sync {
         iupd: &str,
         check: &dyn Fn(&DebtPosition) -> Result<(), LedgerError>,
     ) -> Result<DebtPosition, LedgerError>;
+    /// Changes several positions of `org` as ONE unit of work, all or nothing: for each iupd in
+    /// order, `change` sees the position as the unit of work has it (earlier changes included)
+    /// and answers `Some(new)` to replace it (organization, iupd kept; revision bumped,
+    /// `lastUpdatedDate` set) or `None` to delete it; an error from `change`, a missing iupd
+    /// (`NotFound`) or a notice number / IUV held by another position aborts the whole unit:
+    /// no position is changed. `change` may run more than once (retries on conflict). Answers,
+    /// per iupd, the position written (`None`: deleted).
+    fn change_many(
+        &self,
+        org: &OrgFiscalCode,
+        iupds: &[String],
+        change: &(dyn Fn(&DebtPosition) -> Result<Option<DebtPosition>, LedgerError> + Sync),
+    ) -> Result<Vec<Option<DebtPosition>>, LedgerError>;
     /// Lists an organization's positions.
     fn list(
         &self,
@@ -287,7 +301,7 @@ impl SledLedger {
         if let Some(debtor) = &f.debtor_fiscal_code {
             let mut prefix = debtor.as_bytes().to_vec();
             prefix.push(0);
-            prefix.extend_from_slice(org_s.as_bytes());
+            prefix.extend_from_slice(&org_segment(org_s));
             let skip = debtor.len() + 1;
             for item in self.by_debtor.scan_prefix(&prefix) {
                 let (k, _) = item?;
@@ -520,6 +534,41 @@ impl PositionRepository for SledLedger {
         Err(LedgerError::Contended)
     }
 
+    fn change_many(
+        &self,
+        org: &OrgFiscalCode,
+        iupds: &[String],
+        change: &(dyn Fn(&DebtPosition) -> Result<Option<DebtPosition>, LedgerError> + Sync),
+    ) -> Result<Vec<Option<DebtPosition>>, LedgerError> {
+        let now = Utc::now();
+        let written = transact(self.ledger_trees(), &[], |tx: &LedgerTx<'_>, _| {
+            let mut out = Vec::with_capacity(iupds.len());
+            for iupd in iupds {
+                let key = position_key(org.as_str(), iupd);
+                let bytes = tx
+                    .positions
+                    .get(&key)?
+                    .ok_or(Abort::Abort(LedgerError::NotFound))?;
+                let old = Self::decode_position(&key, &bytes).map_err(Abort::Abort)?;
+                let new = change(&old).map_err(Abort::Abort)?.map(|mut new| {
+                    new.organization_fiscal_code = old.organization_fiscal_code.clone();
+                    new.iupd = old.iupd.clone();
+                    new.revision = old.revision.saturating_add(1);
+                    new.last_updated_date = now;
+                    new
+                });
+                write_position(tx, Some(&old), new.as_ref())?;
+                out.push(new);
+            }
+            Ok(out)
+        })?;
+        let deleted = written.iter().filter(|p| p.is_none()).count() as u64;
+        if deleted > 0 {
+            self.adjust_count(|c| c.saturating_sub(deleted));
+        }
+        Ok(written)
+    }
+
     fn list(
         &self,
         org: &OrgFiscalCode,
@@ -586,11 +635,10 @@ impl PositionRepository for SledLedger {
         for item in self.timers.range(..end.to_vec()).take(max) {
             let (k, _) = item?;
             let kind = k.get(8).copied().and_then(timer_from_byte);
-            let org = k.get(9..20).and_then(|b| std::str::from_utf8(b).ok());
-            let iupd = k.get(20..).map(|b| String::from_utf8_lossy(b).into_owned());
-            if let (Some(kind), Some(org), Some(iupd)) = (kind, org, iupd) {
-                if let Ok(org) = OrgFiscalCode::parse_unchecked(org) {
-                    out.push((kind, org, iupd));
+            let split = k.get(9..).and_then(split_org);
+            if let (Some(kind), Some((org, iupd))) = (kind, split) {
+                if let Ok(org) = OrgFiscalCode::parse_gpd(org) {
+                    out.push((kind, org, String::from_utf8_lossy(iupd).into_owned()));
                 }
             }
         }

@@ -5,8 +5,13 @@
 //! What makes them small, besides varints and no field names: instants as (seconds, nanos)
 //! varints instead of RFC 3339 text; an option's IUV omitted when it is its notice number's
 //! (the usual case); enums as one-byte variant indexes.
+//!
+//! Identifiers are read back through `mpay_messages::ids::gpd` (pagoPA's shapes, or GPD's looser
+//! ones in positions of organizations with `gpd_compat.free_identifiers`): the bytes are the
+//! same strings either way.
 
 use chrono::{DateTime, Utc};
+use mpay_messages::ids::gpd;
 use mpay_messages::position::{
     DebtPosition, Debtor, DebtorType, Destination, MapEntry, OptionDetails, OptionStatus, Origin,
     PaymentOption, PositionStatus, Stamp, Transfer,
@@ -196,6 +201,7 @@ pub enum DestinationV2 {
 pub struct TransferV2 {
     id_transfer: u8,
     amount: Amount,
+    #[serde(deserialize_with = "gpd::org_opt")]
     organization_fiscal_code: Option<OrgFiscalCode>,
     remittance_information: String,
     category: String,
@@ -207,7 +213,9 @@ pub struct TransferV2 {
 /// [`PaymentOption`], frozen (`iuv` absent when it is the notice number's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PaymentOptionV2 {
+    #[serde(deserialize_with = "gpd::nav")]
     nav: NoticeNumber,
+    #[serde(deserialize_with = "gpd::iuv_opt")]
     iuv: Option<Iuv>,
     amount: Amount,
     description: String,
@@ -277,6 +285,7 @@ fn details_of(d: OptionDetailsV2) -> Result<OptionDetails, String> {
 /// [`DebtPosition`], frozen.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PositionV2 {
+    #[serde(deserialize_with = "gpd::org")]
     organization_fiscal_code: OrgFiscalCode,
     iupd: String,
     debtor: DebtorV2,

@@ -155,6 +155,139 @@ fn create_many_is_all_or_nothing() {
 }
 
 #[test]
+fn change_many_is_all_or_nothing() {
+    let (_d, store) = open();
+    let a = store
+        .ledger
+        .create(position(&store, ORG, "A", 100))
+        .unwrap();
+    let b = store
+        .ledger
+        .create(position(&store, ORG, "B", 100))
+        .unwrap();
+    let c = store
+        .ledger
+        .create(position(&store, ORG, "C", 100))
+        .unwrap();
+    let iupds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // the second change refuses: the first is not written
+    let refused = store
+        .ledger
+        .change_many(&org(ORG), &iupds(&["A", "B"]), &|p| {
+            if p.iupd == "B" {
+                return Err(LedgerError::Contended);
+            }
+            let mut n = p.clone();
+            n.payment_options[0].description = "changed".into();
+            Ok(Some(n))
+        });
+    assert!(matches!(refused, Err(LedgerError::Contended)));
+    assert_eq!(store.ledger.get(&org(ORG), "A").unwrap().unwrap(), a);
+    // the second replacement claims a notice number held by C: nothing written
+    let c_nav = c.payment_options[0].nav.clone();
+    let taken = store
+        .ledger
+        .change_many(&org(ORG), &iupds(&["A", "B"]), &|p| {
+            let mut n = p.clone();
+            n.company_name = "changed".into();
+            if p.iupd == "B" {
+                n.payment_options[0].nav = c_nav.clone();
+                n.payment_options[0].iuv = c_nav.iuv();
+            }
+            Ok(Some(n))
+        });
+    assert!(matches!(taken, Err(LedgerError::NoticeInUse { .. })));
+    assert_eq!(store.ledger.get(&org(ORG), "A").unwrap().unwrap(), a);
+    assert_eq!(store.ledger.get(&org(ORG), "B").unwrap().unwrap(), b);
+    // a missing position: nothing deleted
+    let missing = store
+        .ledger
+        .change_many(&org(ORG), &iupds(&["A", "NOPE"]), &|_| Ok(None));
+    assert!(matches!(missing, Err(LedgerError::NotFound)));
+    assert!(store.ledger.get(&org(ORG), "A").unwrap().is_some());
+    assert_eq!(store.ledger.count(), 3);
+    // all accepted: one replaced (revision bumped), one deleted
+    let done = store
+        .ledger
+        .change_many(&org(ORG), &iupds(&["A", "B"]), &|p| {
+            Ok((p.iupd == "A").then(|| {
+                let mut n = p.clone();
+                n.company_name = "changed".into();
+                n
+            }))
+        })
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    let a2 = store.ledger.get(&org(ORG), "A").unwrap().unwrap();
+    assert_eq!(a2.company_name, "changed");
+    assert_eq!(a2.revision, a.revision + 1);
+    assert!(store.ledger.get(&org(ORG), "B").unwrap().is_none());
+    assert_eq!(store.ledger.count(), 2);
+    assert!(store.ledger.verify().unwrap().is_consistent());
+}
+
+#[test]
+fn gpd_identifiers_are_stored_apart_from_pagopa_organizations() {
+    let (_d, store) = open();
+    // an 11-digit organization whose code is the first 11 digits of GPD's test organization
+    let short = OrgFiscalCode::parse_unchecked("70012345678").unwrap();
+    let long = OrgFiscalCode::parse_gpd("700123456789001").unwrap();
+    let nav = NoticeNumber::parse_gpd("9001234567890123456789012").unwrap();
+    let mut p = position_with(ORG, "P", 100, nav.clone());
+    p.organization_fiscal_code = long.clone();
+    p.switch_to_expired = true;
+    let mut q = position(&store, ORG, "9001", 100);
+    q.organization_fiscal_code = short.clone();
+    store.ledger.create(p.clone()).unwrap();
+    store.ledger.create(q).unwrap();
+    let read = store.ledger.get(&long, "P").unwrap().unwrap();
+    assert_eq!(read.payment_options[0].nav, nav);
+    assert_eq!(read.payment_options[0].iuv.as_str(), nav.as_str());
+    assert_eq!(
+        store
+            .ledger
+            .find_by_notice(&long, &nav)
+            .unwrap()
+            .unwrap()
+            .iupd,
+        "P"
+    );
+    // each organization lists only its own
+    let list = |o: &OrgFiscalCode| {
+        store
+            .ledger
+            .list(o, &PositionFilter::default(), ListOrder::IupdAsc, 0, 10)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.iupd)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(&long), ["P"]);
+    assert_eq!(list(&short), ["9001"]);
+    assert!(store.ledger.find_by_notice(&short, &nav).unwrap().is_none());
+    // timers of both are read back with their organization
+    let due = store
+        .ledger
+        .due_timers(Utc::now() + Duration::days(400), 10)
+        .unwrap();
+    assert!(
+        due.iter().any(|(_, o, i)| *o == long && i == "P"),
+        "{due:?}"
+    );
+    // debtor index, export and import keep it
+    let by_debtor = store.ledger.by_debtor("RSSMRA80A01H501U").unwrap();
+    assert_eq!(by_debtor.len(), 2);
+    assert!(store.ledger.verify().unwrap().is_consistent());
+    let mut out = Vec::new();
+    store.ledger.export(&mut out).unwrap();
+    let (_d2, other) = open();
+    other.ledger.import(&mut out.as_slice()).unwrap();
+    assert_eq!(other.ledger.get(&long, "P").unwrap().unwrap().iupd, "P");
+    assert!(other.ledger.verify().unwrap().is_consistent());
+}
+
+#[test]
 fn modify_is_compare_and_swap_under_concurrency() {
     let (_d, store) = open();
     store

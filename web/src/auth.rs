@@ -43,10 +43,12 @@ impl OrgAuth {
     }
 
     /// Whether the caller may act on notice `nav` (its segregation code is allowed; a notice
-    /// that has no segregation code — aux digit 0, 1, 2 — is outside any restriction).
+    /// that has no segregation code — aux digit 0, 1, 2, or GPD's looser form — is outside any
+    /// restriction).
     pub fn allows(&self, nav: &NoticeNumber) -> bool {
         match &self.segregation_codes {
             None => true,
+            Some(_) if !nav.is_pagopa() => false,
             Some(codes) => match nav.layout() {
                 NoticeLayout::Aux3 { segregation_code } => codes.contains(&segregation_code),
                 _ => false,

@@ -128,7 +128,7 @@ impl AppState {
                 return Err(err("missing from the catalogue".into()));
             };
             let fiscal_code = entry.fiscal_code.clone();
-            if !fiscal_code.check_digit_ok() {
+            if fiscal_code.is_pagopa() && !fiscal_code.check_digit_ok() {
                 tracing::warn!(organization = %fiscal_code, "organization fiscal code fails the check digit (accepted)");
             }
             let ctx = Arc::new(OrgContext {

@@ -364,8 +364,9 @@ fn lookup<'a>(
     let nav =
         parsed.map_err(|e| Box::new(ko(op, FaultCode::PagamentoSconosciuto, id, e.to_string())))?;
     match state.store.ledger.find_by_notice(&org.fiscal_code, &nav) {
-        Ok(Some(p)) => Ok((org, p, note)),
-        Ok(None) => Err(Box::new(ko(
+        // a position with GPD's looser identifiers is never a pagoPA notice (REST-only)
+        Ok(Some(p)) if !p.rest_only() => Ok((org, p, note)),
+        Ok(_) => Err(Box::new(ko(
             op,
             FaultCode::PagamentoSconosciuto,
             id,

@@ -435,6 +435,39 @@ impl DebtPosition {
         })
     }
 
+    /// [`Self::notice_status`], except that a DRAFT position's options are shown as they will
+    /// be once published (unpaid, or expired by their due day), as GPD's payment-options API
+    /// shows drafts. Per organization (`gpd_compat.draft_payment_options`); the station never
+    /// serves a DRAFT either way.
+    pub fn notice_status_with_drafts(&self, nav: &str, now: DateTime<Utc>) -> Option<NoticeStatus> {
+        if self.status != PositionStatus::Draft {
+            return self.notice_status(nav, now);
+        }
+        let mut published = self.clone();
+        published.status = PositionStatus::Published;
+        published.validity_date = None;
+        published.notice_status(nav, now)
+    }
+
+    /// Whether the position can be reached only through the REST API: its organization's code,
+    /// or a notice number or IUV of one of its options, is in GPD's looser form (organizations
+    /// with `gpd_compat.free_identifiers`, see [`crate::ids::gpd`]). Such a position is never a
+    /// pagoPA notice: the station answers the Node that the notice is unknown.
+    pub fn rest_only(&self) -> bool {
+        !self.organization_fiscal_code.is_pagopa()
+            || self
+                .payment_options
+                .iter()
+                .any(|o| !o.nav.is_pagopa() || !o.iuv.is_pagopa())
+            || self.payment_options.iter().any(|o| {
+                o.transfers.iter().any(|t| {
+                    t.organization_fiscal_code
+                        .as_ref()
+                        .is_some_and(|c| !c.is_pagopa())
+                })
+            })
+    }
+
     /// Marks option `nav` paid outside pagoPA (declared by the organization: a payment at its
     /// counter, MPay's "discarico"), with what the organization says of it. The position becomes
     /// PAID or PARTIALLY_PAID as with a receipt ([`Self::apply_payment_with`]).
@@ -697,6 +730,76 @@ mod tests {
         ));
         p.mark_published(now);
         p
+    }
+
+    #[test]
+    fn rest_only_positions_hold_gpd_identifiers() {
+        let p = position("2030-01-01", false);
+        assert!(!p.rest_only());
+        // a GPD notice number (25 digits) in an 11-digit organization
+        let mut q = p.clone();
+        q.payment_options[0].nav = NoticeNumber::parse_gpd("1234567890123456789012345").unwrap();
+        assert!(q.rest_only());
+        // a GPD IUV beside a pagoPA notice number
+        let mut q = p.clone();
+        q.payment_options[0].iuv = crate::Iuv::parse_gpd("123").unwrap();
+        assert!(q.rest_only());
+        // an organization code in GPD's form
+        let mut q = p.clone();
+        q.organization_fiscal_code = OrgFiscalCode::parse_gpd("700123456789001").unwrap();
+        assert!(q.rest_only());
+        // a transfer to an organization in GPD's form
+        let mut q = p;
+        q.payment_options[0]
+            .transfers
+            .push(crate::position::Transfer {
+                id_transfer: 1,
+                amount: Amount::from_cents(100).unwrap(),
+                organization_fiscal_code: Some(
+                    OrgFiscalCode::parse_gpd("700123456789001").unwrap(),
+                ),
+                remittance_information: "r".into(),
+                category: "9/0101108TS/".into(),
+                destination: crate::position::Destination::PostalIban {
+                    postal_iban: crate::Iban::parse_unchecked("IT60X0542811101000000123456")
+                        .unwrap(),
+                },
+                company_name: None,
+                metadata: Vec::new(),
+            });
+        assert!(q.rest_only());
+    }
+
+    #[test]
+    fn drafts_shown_as_once_published() {
+        let now = at("2026-06-01T00:00:00Z");
+        let mut p = position("2030-01-01", false);
+        p.status = PositionStatus::Draft;
+        p.validity_date = Some(at("2029-01-01T00:00:00Z"));
+        assert_eq!(p.notice_status(NAV, now), None);
+        assert_eq!(
+            p.notice_status_with_drafts(NAV, now),
+            Some(NoticeStatus::Unpaid)
+        );
+        let mut late = position("2026-01-15", true);
+        late.status = PositionStatus::Draft;
+        assert_eq!(
+            late.notice_status_with_drafts(NAV, now),
+            Some(NoticeStatus::ExpiredNotPayable)
+        );
+        let mut late = position("2026-01-15", false);
+        late.status = PositionStatus::Draft;
+        assert_eq!(
+            late.notice_status_with_drafts(NAV, now),
+            Some(NoticeStatus::ExpiredUnpaid)
+        );
+        // a published position: the same as notice_status
+        let published = position("2030-01-01", false);
+        assert_eq!(
+            published.notice_status_with_drafts(NAV, now),
+            published.notice_status(NAV, now)
+        );
+        assert_eq!(p.notice_status_with_drafts("999", now), None);
     }
 
     fn installments() -> DebtPosition {

@@ -109,12 +109,35 @@ impl Iuv {
         }
     }
 
+    /// GPD's looser form, for an organization with `gpd_compat.free_identifiers` only (its
+    /// REST API, see [`crate::ids::gpd`]): a pagoPA IUV as [`Iuv::parse_unchecked`] reads it,
+    /// or 1 to 30 ASCII digits (`is_pagopa() == false` unless 15 or 17 of them).
+    ///
+    /// # Errors
+    /// [`IdError::Shape`].
+    pub fn parse_gpd(s: &str) -> Result<Self, IdError> {
+        if super::gpd::is_gpd_digits(s) {
+            return Ok(Self(s.to_owned()));
+        }
+        Self::parse_unchecked(s).map_err(|_| IdError::Shape {
+            what: "IUV",
+            expected: "1 to 30 digits (GPD), or an RF creditor reference",
+        })
+    }
+
+    /// Whether this is a pagoPA IUV (15 or 17 digits, or an RF creditor reference), not
+    /// GPD's looser form.
+    pub fn is_pagopa(&self) -> bool {
+        !self.is_numeric() || self.0.len() == 15 || self.0.len() == 17
+    }
+
     /// The IUV as given (digits, or `RF…` upper case).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// Whether this is a numeric IUV (15 or 17 digits), i.e. usable in a notice.
+    /// Whether this is a numeric IUV (15 or 17 digits, usable in a notice; or GPD's looser
+    /// digits, see [`Iuv::is_pagopa`]).
     pub fn is_numeric(&self) -> bool {
         all_digits(&self.0)
     }

@@ -18,6 +18,7 @@ mod aux_digit;
 mod checksum;
 mod error;
 mod fiscal_code;
+pub mod gpd;
 mod iban;
 mod iuv;
 mod macros;

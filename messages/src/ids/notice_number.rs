@@ -109,6 +109,34 @@ impl NoticeNumber {
         Ok(Self(s.to_owned()))
     }
 
+    /// GPD's looser form, for an organization with `gpd_compat.free_identifiers` only (its
+    /// REST API, see [`crate::ids::gpd`]): 1 to 30 ASCII digits. A value of pagoPA's shape
+    /// (18 digits from aux 0..3) is a pagoPA notice number as with
+    /// [`NoticeNumber::parse_unchecked`]; any other is GPD's (`is_pagopa() == false`): it has
+    /// no layout nor check digit, its [`NoticeNumber::iuv`] is itself, and it can never reach
+    /// the station.
+    ///
+    /// # Errors
+    /// [`IdError::Shape`].
+    pub fn parse_gpd(s: &str) -> Result<Self, IdError> {
+        if super::gpd::is_gpd_digits(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::Shape {
+                what: "notice number",
+                expected: "1 to 30 digits (GPD) or 18 digits",
+            })
+        }
+    }
+
+    /// Whether this is a pagoPA notice number (18 digits, aux digit 0..3), not GPD's looser
+    /// form. [`NoticeNumber::aux_digit`], [`NoticeNumber::layout`] and
+    /// [`NoticeNumber::check`] describe pagoPA numbers only: callers that may hold a GPD
+    /// number ask this first.
+    pub fn is_pagopa(&self) -> bool {
+        self.0.len() == 18 && matches!(self.0.as_bytes().first(), Some(b'0'..=b'3'))
+    }
+
     /// Builds the notice number of `iuv` under `layout` (SPEC §7.1): aux 0 →
     /// `0 + application code + IUV(15)`; aux 1/2 → `aux + IUV(17)`; aux 3 →
     /// `3 + IUV(17)` where the IUV must start with the segregation code. The
@@ -161,8 +189,11 @@ impl NoticeNumber {
     }
 
     /// The IUV (SPEC §7.1): characters 1..18 for aux 1, 2, 3 (17 digits),
-    /// 3..18 for aux 0 (15 digits).
+    /// 3..18 for aux 0 (15 digits); for GPD's looser form, the number itself.
     pub fn iuv(&self) -> Iuv {
+        if !self.is_pagopa() {
+            return Iuv::from_validated(self.0.clone());
+        }
         let start = match self.aux_digit() {
             AuxDigit::Zero => 3,
             AuxDigit::One | AuxDigit::Two | AuxDigit::Three => 1,

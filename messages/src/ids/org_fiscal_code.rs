@@ -58,15 +58,39 @@ impl OrgFiscalCode {
         }
     }
 
-    /// The 11 digits.
+    /// GPD's looser form, for an organization with `gpd_compat.free_identifiers` only
+    /// (its configuration and REST API, see [`crate::ids::gpd`]): 1 to 30 digits after
+    /// trimming. An 11-digit code is pagoPA's as with [`OrgFiscalCode::parse_unchecked`].
+    ///
+    /// # Errors
+    /// [`IdError::Shape`] when the trimmed input is not 1 to 30 ASCII digits.
+    pub fn parse_gpd(s: &str) -> Result<Self, IdError> {
+        let s = s.trim();
+        if super::gpd::is_gpd_digits(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::Shape {
+                what: "organization fiscal code",
+                expected: "1 to 30 digits (GPD) or 11 digits",
+            })
+        }
+    }
+
+    /// Whether this is a pagoPA organization fiscal code (11 digits), not GPD's looser form.
+    pub fn is_pagopa(&self) -> bool {
+        self.0.len() == 11
+    }
+
+    /// The digits (11 for pagoPA).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// Whether the 11th digit equals the VAT check digit of the first ten.
+    /// Whether the 11th digit equals the VAT check digit of the first ten (false for GPD's
+    /// looser form, which has no check digit).
     pub fn check_digit_ok(&self) -> bool {
         let (found, expected) = self.digits_found_expected();
-        found == expected
+        self.is_pagopa() && found == expected
     }
 
     /// The VAT check digit computed over the first ten digits of `first_ten`

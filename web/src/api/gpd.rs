@@ -28,7 +28,7 @@ use utoipa::ToSchema;
 
 use super::model::*;
 use super::positions::{
-    decode, delete_action, durable, ledger, may, read_own, update_position, PublishFlag,
+    decode, delete_action, durable, ledger, materialise, may, read_own, update_draft, PublishFlag,
 };
 use crate::auth::OrgAuth;
 use crate::problem::{FieldError, Problem};
@@ -99,8 +99,14 @@ async fn find(
     }
     let org = auth.fiscal_code().clone();
     let needle = k.clone();
+    let free = auth.org.settings.gpd_compat.free_identifiers;
     let found = ledger(state, move |l| {
-        if let Ok(nav) = NoticeNumber::parse_unchecked(&needle) {
+        let nav = if free {
+            NoticeNumber::parse_gpd(&needle)
+        } else {
+            NoticeNumber::parse_unchecked(&needle)
+        };
+        if let Ok(nav) = nav {
             if let Some(p) = l.find_by_notice(&org, &nav)? {
                 return Ok(Some(p));
             }
@@ -537,7 +543,9 @@ pub async fn change_iban(
     let allowed = move |p: &DebtPosition| match &codes {
         None => true,
         Some(c) => p.payment_options.iter().all(|o| match o.nav.layout() {
-            mpay_messages::NoticeLayout::Aux3 { segregation_code } => c.contains(&segregation_code),
+            mpay_messages::NoticeLayout::Aux3 { segregation_code } if o.nav.is_pagopa() => {
+                c.contains(&segregation_code)
+            }
             _ => false,
         }),
     };
@@ -579,10 +587,12 @@ pub async fn change_iban(
     }))
 }
 
-/// `PUT /api/v2/…/debtpositions`: replaces several positions; every one is checked first
-/// (validation, existence, change rule), then they are written one by one.
+/// `PUT /api/v2/…/debtpositions`: replaces several positions as one unit of work. Every one is
+/// checked first (validation, existence, segregation codes, change rule), then all are written
+/// in one storage transaction: if one cannot be written (e.g. its notice number is held by
+/// another position, or it changed meanwhile), none is.
 #[utoipa::path(put, path = "/api/v2/organizations/{organizationfiscalcode}/debtpositions",
-    summary = "Replace several debt positions",
+    summary = "Replace several debt positions (all or nothing)",
     params(("organizationfiscalcode" = String, Path), PublishFlag),
     request_body = MultiplePaymentPositionModel,
     responses((status = 200, body = MultiplePaymentPositionResponse), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
@@ -605,16 +615,41 @@ pub async fn update_bulk(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    for m in &model.payment_positions {
-        let current = read_own(&state, &auth, &m.iupd).await?;
-        may(&state.store, &current, Action::Update).map_err(Problem::from)?;
-    }
-    let mut out = Vec::new();
-    for m in model.payment_positions {
+    let mut drafts = Vec::new();
+    for (i, m) in model.payment_positions.into_iter().enumerate() {
         let iupd = m.iupd.clone();
-        let (p, _) = update_position(&state, &auth, &iupd, m, flag.to_publish, |_| {}).await?;
-        out.push(PaymentPositionResponse::from(&p));
+        let prefix = format!("paymentPositions[{i}].");
+        drafts.push(update_draft(&state, &auth, &iupd, m, &prefix, |_| {}).await?);
     }
+    let org = auth.org.clone();
+    let store = state.store.clone();
+    let publish = flag.to_publish;
+    let written = ledger(&state, move |l| {
+        let mut iupds = Vec::with_capacity(drafts.len());
+        // an iupd given twice keeps its last replacement
+        let mut news = std::collections::HashMap::new();
+        for (iupd, draft) in drafts {
+            news.insert(iupd.clone(), materialise(l, &org, draft, publish)?);
+            iupds.push(iupd);
+        }
+        l.change_many(&org.fiscal_code, &iupds, &|current| {
+            may(&store, current, Action::Update)?;
+            let mut new = news
+                .get(&current.iupd)
+                .cloned()
+                .ok_or(LedgerError::NotFound)?;
+            new.inserted_date = current.inserted_date;
+            new.origin = current.origin.clone();
+            Ok(Some(new))
+        })
+    })
+    .await?;
+    durable(&state).await?;
+    let out = written
+        .iter()
+        .flatten()
+        .map(PaymentPositionResponse::from)
+        .collect();
     Ok(HttpResponse::Ok().json(MultiplePaymentPositionResponse {
         payment_positions: out,
     }))
@@ -645,10 +680,11 @@ fn check_count(state: &AppState, n: usize, field: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// `DELETE /api/v2/…/debtpositions`: deletes several positions; every one is checked first
-/// (existence, delete rule), then they are deleted one by one.
+/// `DELETE /api/v2/…/debtpositions`: deletes several positions as one unit of work. Every one
+/// is checked first (existence, segregation codes, delete rule), then all are deleted in one
+/// storage transaction: if one cannot be deleted (e.g. it was paid meanwhile), none is.
 #[utoipa::path(delete, path = "/api/v2/organizations/{organizationfiscalcode}/debtpositions",
-    summary = "Delete several debt positions",
+    summary = "Delete several debt positions (all or nothing)",
     params(("organizationfiscalcode" = String, Path)),
     request_body = MultipleIupdModel,
     responses((status = 200, description = "deleted"), (status = 404, body = Problem), (status = 409, body = Problem)),
@@ -669,14 +705,16 @@ pub async fn delete_bulk(
         let current = read_own(&state, &auth, iupd).await?;
         may(&state.store, &current, action).map_err(Problem::from)?;
     }
-    for iupd in model.payment_position_iupds {
-        let org = auth.fiscal_code().clone();
-        let store = state.store.clone();
-        ledger(&state, move |l| {
-            l.delete(&org, &iupd, &|p| may(&store, p, action))
+    let org = auth.fiscal_code().clone();
+    let store = state.store.clone();
+    let iupds = model.payment_position_iupds;
+    ledger(&state, move |l| {
+        l.change_many(&org, &iupds, &|current| {
+            may(&store, current, action)?;
+            Ok(None)
         })
-        .await?;
-    }
+    })
+    .await?;
     durable(&state).await?;
     Ok(HttpResponse::Ok().json("OK"))
 }
@@ -766,8 +804,13 @@ fn reason_it(s: NoticeStatus) -> Option<String> {
 }
 
 /// The payment-options answer for the position holding a notice: the single solution(s) and
-/// each plan, with the statuses of [`DebtPosition::notice_status`].
-pub fn payment_options_of(p: &DebtPosition, now: DateTime<Utc>) -> PaymentOptionsResponse {
+/// each plan, with the statuses of [`DebtPosition::notice_status`] (`drafts`: of
+/// [`DebtPosition::notice_status_with_drafts`]).
+pub fn payment_options_of(
+    p: &DebtPosition,
+    now: DateTime<Utc>,
+    drafts: bool,
+) -> PaymentOptionsResponse {
     let mut groups: Vec<(Option<String>, Vec<&PaymentOption>)> = Vec::new();
     for o in &p.payment_options {
         match o.plan_key() {
@@ -784,9 +827,8 @@ pub fn payment_options_of(p: &DebtPosition, now: DateTime<Utc>) -> PaymentOption
             let installments: Vec<InstallmentOption> = opts
                 .iter()
                 .map(|o| {
-                    let st = p
-                        .notice_status(o.nav.as_str(), now)
-                        .unwrap_or(NoticeStatus::Invalid);
+                    let st =
+                        status_of(p, o.nav.as_str(), now, drafts).unwrap_or(NoticeStatus::Invalid);
                     InstallmentOption {
                         nav: o.nav.to_string(),
                         iuv: o.iuv.to_string(),
@@ -801,10 +843,7 @@ pub fn payment_options_of(p: &DebtPosition, now: DateTime<Utc>) -> PaymentOption
                 .collect();
             let statuses: Vec<NoticeStatus> = opts
                 .iter()
-                .map(|o| {
-                    p.notice_status(o.nav.as_str(), now)
-                        .unwrap_or(NoticeStatus::Invalid)
-                })
+                .map(|o| status_of(p, o.nav.as_str(), now, drafts).unwrap_or(NoticeStatus::Invalid))
                 .collect();
             let paid = statuses
                 .iter()
@@ -945,15 +984,37 @@ async fn payment_options_answer(
             auth.fiscal_code()
         ))
     };
-    let nav = NoticeNumber::parse_unchecked(&nav_in).map_err(|_| not_found())?;
+    let compat = &auth.org.settings.gpd_compat;
+    let nav = if compat.free_identifiers {
+        NoticeNumber::parse_gpd(&nav_in)
+    } else {
+        NoticeNumber::parse_unchecked(&nav_in)
+    }
+    .map_err(|_| not_found())?;
     let org = auth.fiscal_code().clone();
     let n = nav.clone();
     let p = ledger(state, move |l| l.find_by_notice(&org, &n))
         .await?
         .ok_or_else(not_found)?;
     auth.check_position(&p)?;
-    if p.notice_status(nav.as_str(), Utc::now()).is_none() {
+    let drafts = compat.draft_payment_options;
+    if status_of(&p, nav.as_str(), Utc::now(), drafts).is_none() {
         return Err(not_found());
     }
-    Ok(payment_options_of(&p, Utc::now()))
+    Ok(payment_options_of(&p, Utc::now(), drafts))
+}
+
+/// [`DebtPosition::notice_status`], or with DRAFT positions shown
+/// ([`DebtPosition::notice_status_with_drafts`], `gpd_compat.draft_payment_options`).
+fn status_of(
+    p: &DebtPosition,
+    nav: &str,
+    now: DateTime<Utc>,
+    drafts: bool,
+) -> Option<NoticeStatus> {
+    if drafts {
+        p.notice_status_with_drafts(nav, now)
+    } else {
+        p.notice_status(nav, now)
+    }
 }

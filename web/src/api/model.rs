@@ -12,7 +12,7 @@ use mpay_messages::position::{
     PositionStatus, Stamp, Transfer, MAX_TRANSFERS,
 };
 use mpay_messages::time::parse_api_datetime;
-use mpay_messages::{Amount, FiscalCode, Iban, Iuv, NoticeLayout, NoticeNumber, OrgFiscalCode};
+use mpay_messages::{Amount, FiscalCode, Iban, Iuv, NoticeLayout, NoticeNumber};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -793,6 +793,8 @@ pub struct Draft {
 pub struct DraftOption {
     /// Notice number, if given.
     pub nav: Option<NoticeNumber>,
+    /// IUV, when it is not the notice number's (GPD's looser identifiers only).
+    pub iuv: Option<Iuv>,
     /// The rest of the option (its `nav`/`iuv` are filled by [`DraftOption::finish`]).
     pub amount: Amount,
     /// Description.
@@ -815,7 +817,7 @@ impl DraftOption {
     /// The domain option with its notice number.
     pub fn finish(self, nav: NoticeNumber) -> PaymentOption {
         PaymentOption {
-            iuv: nav.iuv(),
+            iuv: self.iuv.unwrap_or_else(|| nav.iuv()),
             nav,
             amount: self.amount,
             description: self.description,
@@ -841,7 +843,10 @@ fn option(
 ) -> Option<DraftOption> {
     let before = errs.list.len();
     let f = |k: &str| format!("{p}{k}");
-    let nav = notice(errs, p, o, org);
+    let (nav, iuv) = match gpd_notice(errs, p, o, org) {
+        Some(ids) => ids,
+        None => (notice(errs, p, o, org), None),
+    };
     let amount = match Amount::from_cents(o.amount) {
         Ok(a) if a.cents() > 0 => Some(a),
         _ => {
@@ -913,6 +918,7 @@ fn option(
     }
     Some(DraftOption {
         nav,
+        iuv,
         amount: amount?,
         description: description?,
         is_partial_payment: o.is_partial_payment,
@@ -922,6 +928,54 @@ fn option(
         metadata,
         details: Default::default(),
     })
+}
+
+/// GPD's looser identifiers of an option (`gpd_compat.free_identifiers`,
+/// `mpay_messages::ids::gpd`): `None` when the organization has not opted in or the option's
+/// identifiers are pagoPA's (a notice number of 18 digits from aux 0..3, or no notice number and
+/// an IUV of 15 or 17 digits), which [`notice`] reads as for any organization. Otherwise the
+/// notice number sent (else the IUV) and the IUV sent (else the notice number), each 1 to 30
+/// digits; `(None, None)` after an error.
+fn gpd_notice(
+    errs: &mut Errors,
+    p: &str,
+    o: &PaymentOptionModel,
+    org: &OrgContext,
+) -> Option<(Option<NoticeNumber>, Option<Iuv>)> {
+    if !org.settings.gpd_compat.free_identifiers {
+        return None;
+    }
+    let nav_in = o.nav.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let iuv_in = o.iuv.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let gpd = match (nav_in, iuv_in) {
+        (Some(n), _) => NoticeNumber::parse_unchecked(n).is_err(),
+        (None, Some(i)) => Iuv::parse(i).is_err(),
+        (None, None) => false,
+    };
+    if !gpd {
+        return None;
+    }
+    let (field, text) = match (nav_in, iuv_in) {
+        (Some(n), _) => ("nav", n),
+        (None, Some(i)) => ("iuv", i),
+        (None, None) => return None,
+    };
+    let nav = match NoticeNumber::parse_gpd(text) {
+        Ok(n) => n,
+        Err(e) => {
+            errs.push(format!("{p}{field}"), e.to_string());
+            return Some((None, None));
+        }
+    };
+    let iuv = match iuv_in.map(Iuv::parse_gpd) {
+        None => nav.iuv(),
+        Some(Ok(i)) => i,
+        Some(Err(e)) => {
+            errs.push(format!("{p}iuv"), e.to_string());
+            return Some((None, None));
+        }
+    };
+    Some((Some(nav), Some(iuv)))
 }
 
 /// Reads `nav`/`iuv` of an option against the organization's layout.
@@ -1040,7 +1094,7 @@ fn transfer(errs: &mut Errors, p: &str, t: &TransferModel, org: &OrgContext) -> 
     };
     let beneficiary = match t.organization_fiscal_code.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(cf) => match OrgFiscalCode::parse_unchecked(cf) {
+        Some(cf) => match org.settings.gpd_compat.org_code(cf) {
             Ok(c) => Some(c),
             Err(e) => {
                 errs.push(f("organizationFiscalCode"), e.to_string());

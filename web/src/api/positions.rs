@@ -323,7 +323,7 @@ pub(crate) async fn durable(state: &AppState) -> Result<(), Problem> {
 }
 
 /// Fills generated notice numbers and the publication status.
-fn materialise(
+pub(crate) fn materialise(
     ledger: &dyn PositionRepository,
     org: &OrgContext,
     draft: Draft,
@@ -855,29 +855,47 @@ pub async fn update(
 
 /// Replaces a position (PUT): validated, checked against the change rule inside the
 /// compare-and-swap, stored durably. Shared by v1, v3 and the v2 bulk update.
-pub(crate) async fn update_position(
+/// The checks of a replacement before anything is written: the iupd (`prefix` names the
+/// model's place in a bulk body), the service, the model (400), the notices' segregation codes
+/// (403), the position exists and is the caller's (404, 403). Answers the iupd and the draft.
+pub(crate) async fn update_draft(
     state: &AppState,
     auth: &OrgAuth,
     iupd: &str,
     mut model: PaymentPositionModel,
-    publish: bool,
+    prefix: &str,
     shape: impl FnOnce(&mut Draft),
-) -> Result<(DebtPosition, Vec<FieldError>), Problem> {
+) -> Result<(String, Draft), Problem> {
     let iupd = iupd_param(iupd)?;
     if model.iupd.is_empty() {
         model.iupd = iupd.clone();
     }
     if model.iupd != iupd {
-        return Err(Problem::field("iupd", "must match the iupd in the path"));
+        return Err(Problem::field(
+            format!("{prefix}iupd"),
+            "must match the iupd in the path",
+        ));
     }
-    check_service(state, &auth.org, &model, "")?;
-    let mut draft = to_domain(&model, &auth.org, "", Utc::now()).map_err(Problem::invalid)?;
+    check_service(state, &auth.org, &model, prefix)?;
+    let mut draft = to_domain(&model, &auth.org, prefix, Utc::now()).map_err(Problem::invalid)?;
     shape(&mut draft);
     check_draft(auth, &draft)?;
+    read_own(state, auth, &iupd).await?;
+    Ok((iupd, draft))
+}
+
+pub(crate) async fn update_position(
+    state: &AppState,
+    auth: &OrgAuth,
+    iupd: &str,
+    model: PaymentPositionModel,
+    publish: bool,
+    shape: impl FnOnce(&mut Draft),
+) -> Result<(DebtPosition, Vec<FieldError>), Problem> {
+    let (iupd, draft) = update_draft(state, auth, iupd, model, "", shape).await?;
     let warnings = draft.warnings.clone();
     let org = auth.org.clone();
     let store = state.store.clone();
-    read_own(state, auth, &iupd).await?;
     let updated = ledger(state, move |l| {
         let current = l
             .get(&org.fiscal_code, &iupd)?

@@ -79,8 +79,10 @@ pub struct DebtorModel {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstallmentModel {
-    /// IUV; omit it to have the notice number generated. A `nav` sent is ignored (it is the
-    /// aux digit + IUV).
+    /// Notice number: ignored (it is the aux digit + IUV), except for an organization with
+    /// `gpd_compat.free_identifiers`, where GPD's looser notice numbers are kept as sent.
+    pub nav: Option<String>,
+    /// IUV; omit it to have the notice number generated.
     #[schema(example = "12000000000000123")]
     pub iuv: Option<String>,
     /// Amount, cents; the sum of the transfers.
@@ -160,8 +162,9 @@ type PlanOf = (Option<String>, Option<String>);
 
 impl PaymentPositionModelV3 {
     /// The v1 model of the same position and, per v1 option, its plan (index + 1 of the v3
-    /// option, for installments) and the plan's description.
-    fn to_v1(&self) -> (PaymentPositionModel, Vec<PlanOf>) {
+    /// option, for installments) and the plan's description. `keep_nav`: the installments'
+    /// `nav` is kept (`gpd_compat.free_identifiers`), else dropped.
+    fn to_v1(&self, keep_nav: bool) -> (PaymentPositionModel, Vec<PlanOf>) {
         let first = self.payment_option.first();
         let debtor = first.map(|o| o.debtor.clone());
         let mut options = Vec::new();
@@ -170,7 +173,7 @@ impl PaymentPositionModelV3 {
             let partial = g.installments.len() > 1;
             for inst in &g.installments {
                 options.push(PaymentOptionModel {
-                    nav: None,
+                    nav: inst.nav.clone().filter(|_| keep_nav),
                     iuv: inst.iuv.clone(),
                     amount: inst.amount,
                     description: inst.description.clone(),
@@ -355,7 +358,7 @@ pub async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     let m: PaymentPositionModelV3 = decode(&body)?;
-    let (v1, plans) = m.to_v1();
+    let (v1, plans) = m.to_v1(auth.org.settings.gpd_compat.free_identifiers);
     let (p, warnings) = create_position(&state, &auth, &v1, flag.to_publish, shape(plans)).await?;
     Ok(json_with_warnings(
         StatusCode::CREATED,
@@ -380,7 +383,7 @@ pub async fn update(
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
     let m: PaymentPositionModelV3 = decode(&body)?;
-    let (v1, plans) = m.to_v1();
+    let (v1, plans) = m.to_v1(auth.org.settings.gpd_compat.free_identifiers);
     let (p, warnings) =
         update_position(&state, &auth, &path.1, v1, flag.to_publish, shape(plans)).await?;
     Ok(json_with_warnings(

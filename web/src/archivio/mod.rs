@@ -271,7 +271,9 @@ fn same(a: &str, b: &str) -> bool {
 /// when configured).
 fn codes_match(org: &OrgContext, base: &RequestBase) -> bool {
     let m = &org.settings.mpay;
-    !m.codice_utente.is_empty()
+    // an organization code in GPD's looser form (`gpd_compat.free_identifiers`) is REST-only
+    org.fiscal_code.is_pagopa()
+        && !m.codice_utente.is_empty()
         && same(&m.codice_utente, &base.codice_utente)
         && same(&m.codice_ente, &base.codice_ente)
         && (m.tipo_ufficio.is_empty() || same(&m.tipo_ufficio, &base.tipo_ufficio))

@@ -335,7 +335,13 @@ pub async fn service_submit(
             &format!("Il servizio {code} non è pagabile online per questo ente."),
         );
     };
-    let Some(ctx) = state.orgs.get(&org).cloned() else {
+    // an organization code in GPD's looser form (`gpd_compat.free_identifiers`) is REST-only
+    let Some(ctx) = state
+        .orgs
+        .get(&org)
+        .filter(|c| c.fiscal_code.is_pagopa())
+        .cloned()
+    else {
         return unknown_service(&portal, &state, "Ente non trovato.");
     };
     let mut fields = fields_of(service, &form);

@@ -33,6 +33,8 @@ pub(super) fn org_views(state: &AppState) -> Vec<OrgView> {
         .settings
         .organizations
         .iter()
+        // GPD's looser organization codes (`gpd_compat.free_identifiers`) are REST-only
+        .filter(|o| o.fiscal_code.len() == 11)
         .map(|o| OrgView {
             fiscal_code: o.fiscal_code.clone(),
             name: o.name.clone(),
@@ -207,7 +209,13 @@ pub(super) async fn lookup_notice(
     org: &str,
     code: &str,
 ) -> Result<CartItem, (Option<&'static str>, String)> {
-    let Some(ctx) = state.orgs.get(org).cloned() else {
+    // an organization code in GPD's looser form (`gpd_compat.free_identifiers`) is REST-only
+    let Some(ctx) = state
+        .orgs
+        .get(org)
+        .filter(|c| c.fiscal_code.is_pagopa())
+        .cloned()
+    else {
         return Err((Some("ente"), "Scegli l'ente creditore.".into()));
     };
     let code: String = code
@@ -243,7 +251,8 @@ pub(super) async fn lookup_notice(
         }
     };
     let now = Utc::now();
-    let Some(position) = position else {
+    // a position with GPD's looser identifiers is REST-only: unknown here as at the station
+    let Some(position) = position.filter(|p| !p.rest_only()) else {
         return Err((
             None,
             mpay_messages::domain::NotPayable::UnknownNotice
