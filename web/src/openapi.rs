@@ -11,6 +11,7 @@ use crate::api::gpd::{
     PaymentOptionsResponse,
 };
 use crate::api::model::*;
+use crate::api::notifications::{self, NotificationModel, NotificationsPage};
 use crate::api::positions;
 use crate::api::receipts::{
     self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
@@ -82,7 +83,9 @@ impl Modify for Security {
         receipts::list_receipts,
         receipts::get_receipt,
         receipts::list_anomalies,
-        receipts::acknowledge
+        receipts::acknowledge,
+        notifications::list_notifications,
+        notifications::resend
     ),
     components(schemas(
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
@@ -95,7 +98,7 @@ impl Modify for Security {
         NotificationFeeModel, OptionWithPosition, PaidModel, PaymentOptionGroup,
         PaymentOptionsResponse, DebtorModel, InstallmentModel, PaymentOptionModelV3,
         PaymentOptionResponseV3, PaymentPositionModelV3, PaymentPositionResponseV3,
-        PaymentPositionsInfoV3
+        PaymentPositionsInfoV3, NotificationModel, NotificationsPage
     )),
     modifiers(&Security),
     tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
@@ -103,6 +106,7 @@ impl Modify for Security {
          (name = "payment options", description = "Payment options by IUV or notice number, paid outside pagoPA, reported transfers, notification fee, and the payment-options API of SANP 3.9+"),
          (name = "GPD compatibility", description = "GPD's info endpoint"),
          (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action"),
+         (name = "notifications", description = "What each payment notification to the Ente's own system became (signed webhook or MPay notificaPagamento): state, attempts, last error, next attempt; resend"),
          (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))
 )]
 pub struct ApiDoc;

@@ -60,6 +60,8 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     /// Bulk feed loads (REST `/feeds`); `None` = feeds not enabled on this node.
     pub feeds: Option<mpay_actors::feed_loader::FeedLauncher>,
+    /// The message bus (events where facts become durable); `None` = nobody listens.
+    pub bus: Option<Arc<dyn mpay_actors::bus::Bus>>,
 }
 
 /// A broker-level API key: acts for every organization served by a station of the broker,
@@ -176,12 +178,19 @@ impl AppState {
             health,
             journal,
             feeds: None,
+            bus: None,
         })
     }
 
     /// Enables the bulk feed API with this launcher.
     pub fn with_feeds(mut self, launcher: mpay_actors::feed_loader::FeedLauncher) -> Self {
         self.feeds = Some(launcher);
+        self
+    }
+
+    /// Publishes events on this bus.
+    pub fn with_bus(mut self, bus: Arc<dyn mpay_actors::bus::Bus>) -> Self {
+        self.bus = Some(bus);
         self
     }
 

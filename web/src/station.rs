@@ -671,6 +671,7 @@ async fn send_rt(
         receipt,
         flags,
     };
+    let receipt_id = stored.receipt_id.clone();
     let disposition = match state.store.apply_receipt(stored).await {
         Ok(d) => d,
         Err(e) => return keys(system_error(op, &id, "receipt not stored", &e)),
@@ -682,6 +683,13 @@ async fn send_rt(
         .await
     {
         return keys(system_error(op, &id, "receipt flush failed", &e));
+    }
+    // the receipt (and its notification, when the Ente has an endpoint) is on disk: tell
+    if let (Some(bus), false) = (&state.bus, disposition == ReceiptDisposition::Duplicate) {
+        bus.publish(mpay_actors::bus::Event::ReceiptStored {
+            organization: org_fc.clone(),
+            receipt_id,
+        });
     }
     let mut out = match disposition {
         ReceiptDisposition::Applied | ReceiptDisposition::Orphan => ok(op, &Response::SendRt),

@@ -5,13 +5,16 @@
 //! - [`position`]: lifecycle transitions (publish, invalidate), what may change and who may
 //!   change it, timers (validity, expiry), [`NotPayable`] — whether a notice can be paid now;
 //! - [`receipt`]: what a receipt does to a position ([`ReceiptEffect`]: disposition, new state,
-//!   anomalies).
+//!   anomalies);
+//! - [`delivery`]: notifications to an Ente — states, backoff with jitter, horizon, circuit
+//!   breaker, order per position.
 //!
 //! The records themselves live in [`crate::position`]; edges map [`PositionError`] and
 //! [`NotPayable`] once each (station → `PAA_*` fault in [`crate::wire::faults`], REST → problem
 //! JSON in the web crate).
 
 pub mod cart;
+pub mod delivery;
 pub mod position;
 pub mod receipt;
 
