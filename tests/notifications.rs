@@ -376,12 +376,12 @@ async fn a_webhook_ente_gets_every_payment_once_signed() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         delivered = notifications(app_ref, ORG_A, KEY_A, "?state=DELIVERED").await;
-        if delivered["pageInfo"]["itemsFound"] == 3 {
+        if delivered["pageInfo"]["items_found"] == 3 {
             break;
         }
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(delivered["pageInfo"]["itemsFound"], 3, "{delivered}");
+    assert_eq!(delivered["pageInfo"]["items_found"], 3, "{delivered}");
     for n in delivered["notifications"].as_array().unwrap() {
         assert_eq!(n["attempts"], 1, "{n}");
         assert!(n.get("nextAttemptAt").is_none(), "{n}");
@@ -389,7 +389,7 @@ async fn a_webhook_ente_gets_every_payment_once_signed() {
     }
     let all = notifications(&app, ORG_A, KEY_A, "").await;
     assert_eq!(
-        all["pageInfo"]["itemsFound"], 3,
+        all["pageInfo"]["items_found"], 3,
         "one notification per receipt: {all}"
     );
     let got = ente.received();
@@ -567,7 +567,7 @@ async fn an_ente_down_gets_its_backlog_in_order_once_it_is_back() {
         let m = metrics(app_ref).await;
         let v = notifications(app_ref, ORG_A, KEY_A, "?state=RETRYING").await;
         let open = format!("mpay_ente_breaker_state{{organization=\"{ORG_A}\"}} 1");
-        if m.contains(&open) && v["pageInfo"]["itemsFound"].as_u64() >= Some(1) {
+        if m.contains(&open) && v["pageInfo"]["items_found"].as_u64() >= Some(1) {
             let n = &v["notifications"][0];
             assert!(
                 n["lastError"].as_str().unwrap().contains("connection"),
@@ -580,7 +580,7 @@ async fn an_ente_down_gets_its_backlog_in_order_once_it_is_back() {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     let pending = notifications(&app, ORG_A, KEY_A, "").await;
-    assert_eq!(pending["pageInfo"]["itemsFound"], 3);
+    assert_eq!(pending["pageInfo"]["items_found"], 3);
     assert!(ente.received().is_empty());
     // the Ente comes back: everything arrives, the installments in order, the breaker closes
     ente.serve(None).await;
@@ -595,7 +595,7 @@ async fn an_ente_down_gets_its_backlog_in_order_once_it_is_back() {
         let v = notifications(app_ref, ORG_A, KEY_A, "?state=DELIVERED").await;
         let m = metrics(app_ref).await;
         let closed = format!("mpay_ente_breaker_state{{organization=\"{ORG_A}\"}} 0");
-        if v["pageInfo"]["itemsFound"] == 3 && m.contains(&closed) {
+        if v["pageInfo"]["items_found"] == 3 && m.contains(&closed) {
             break;
         }
         assert!(
