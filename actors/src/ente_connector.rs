@@ -194,7 +194,7 @@ pub fn notifica(
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(" ");
-            Pagato::Spontaneo(PagamentoSpontaneo {
+            Pagato::Spontaneo(Box::new(PagamentoSpontaneo {
                 denominazione: d.full_name.clone(),
                 indirizzo,
                 codice_belfiore_comune: String::new(),
@@ -207,7 +207,7 @@ pub fn notifica(
                     anno_riferimento: data.get(..4).unwrap_or_default().to_string(),
                     cespite: String::new(),
                 },
-            })
+            }))
         }
         None => Pagato::Avviso(r.notice_number.clone()),
     };
@@ -549,7 +549,7 @@ impl Pass {
                         metrics::counter!("mpay_ente_delivery_failures_total", "organization" => org.clone(), "reason" => reason)
                             .increment(1);
                         tracing::warn!(organization = %org, notification = n.id, error = %e, "notification not acknowledged");
-                        let jitter: f64 = rand::rng().random();
+                        let jitter: u32 = rand::rng().random_range(0..=1000);
                         let f = n.failed(&self.settings.policy, e, now, jitter);
                         if f.state == NotificationState::Failed {
                             metrics::counter!("mpay_ente_notifications_failed_total", "organization" => org.clone())

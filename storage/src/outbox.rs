@@ -217,7 +217,7 @@ mod tests {
             vec![n.clone()]
         );
         assert_eq!(l.outbox_backlog("80001234568").unwrap().open, 1);
-        let failed = n.failed(&DeliveryPolicy::default(), "down", now, 0.5);
+        let failed = n.failed(&DeliveryPolicy::default(), "down", now, 500);
         assert!(l.update_notification(&n, &failed).unwrap());
         assert!(
             !l.update_notification(&n, &n.delivered(now)).unwrap(),

@@ -1,6 +1,6 @@
 //! Delivery of notifications to an Ente (the `EnteConnector`'s rules), pure: every function
-//! that depends on time takes `now`, and the random part of a backoff (the jitter) is a number
-//! in `[0, 1)` given by the caller.
+//! that depends on time takes `now`, and the random part of a backoff (the jitter) is given by
+//! the caller, in per mille (0..=1000; integer arithmetic only in this crate).
 //!
 //! - [`NotificationState`]: PENDING → (RETRYING)* → DELIVERED | FAILED; a resend puts a
 //!   notification back to PENDING.
@@ -145,13 +145,13 @@ impl Notification {
     }
 
     /// An attempt at `now` failed with `error`: RETRYING at the policy's next time, or FAILED
-    /// past the horizon. `jitter` in `[0, 1)`.
+    /// past the horizon. `jitter` in per mille (0..=1000).
     pub fn failed(
         &self,
         policy: &DeliveryPolicy,
         error: &str,
         now: DateTime<Utc>,
-        jitter: f64,
+        jitter: u32,
     ) -> Self {
         let attempts = self.attempts.saturating_add(1);
         let (state, next) = match policy.after_failure(attempts, self.window_start, now, jitter) {
@@ -219,22 +219,16 @@ impl Default for DeliveryPolicy {
 
 impl DeliveryPolicy {
     /// The delay after the `attempts`-th consecutive failure (1 = the first):
-    /// `d = min(base · 2^(attempts-1), max)`, then "equal jitter": `d/2 + jitter · d/2`, so
-    /// that Enti coming back are not hit by every retry at once and the delay never drops
-    /// below half the exponential step. `jitter` is clamped to `[0, 1]`.
-    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+    /// `d = min(base · 2^(attempts-1), max)`, then "equal jitter": `d/2 + jitter · d/2` with
+    /// `jitter` in per mille (clamped to 0..=1000), so that Enti coming back are not hit by
+    /// every retry at once and the delay never drops below half the exponential step.
+    pub fn backoff(&self, attempts: u32, jitter: u32) -> Duration {
         let exp = attempts.saturating_sub(1).min(40);
         let base_ms = self.backoff_base.num_milliseconds().max(1);
         let max_ms = self.backoff_max.num_milliseconds().max(base_ms);
-        let d = base_ms.saturating_mul(1i64 << exp.min(62)).min(max_ms);
-        let jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        let d = base_ms.saturating_mul(1i64 << exp).min(max_ms);
         let half = d / 2;
-        #[allow(clippy::cast_possible_truncation)]
-        let extra = ((d - half) as f64 * jitter).round() as i64;
+        let extra = (d - half).saturating_mul(i64::from(jitter.min(1000))) / 1000;
         Duration::milliseconds(half + extra)
     }
 
@@ -246,7 +240,7 @@ impl DeliveryPolicy {
         attempts: u32,
         window_start: DateTime<Utc>,
         now: DateTime<Utc>,
-        jitter: f64,
+        jitter: u32,
     ) -> Retry {
         // an instant past the calendar's end is "never"
         let deadline = window_start.checked_add_signed(self.horizon);
@@ -405,18 +399,18 @@ mod tests {
     #[test]
     fn backoff_doubles_is_capped_and_jitter_stays_in_the_upper_half() {
         let p = policy();
-        assert_eq!(p.backoff(1, 0.0), Duration::seconds(5));
-        assert_eq!(p.backoff(1, 1.0), Duration::seconds(10));
-        assert_eq!(p.backoff(2, 1.0), Duration::seconds(20));
-        assert_eq!(p.backoff(3, 0.5), Duration::seconds(30)); // 40 s: 20 + 10
-        assert_eq!(p.backoff(20, 1.0), Duration::minutes(10));
-        assert_eq!(p.backoff(u32::MAX, 1.0), Duration::minutes(10));
+        assert_eq!(p.backoff(1, 0), Duration::seconds(5));
+        assert_eq!(p.backoff(1, 1000), Duration::seconds(10));
+        assert_eq!(p.backoff(2, 1000), Duration::seconds(20));
+        assert_eq!(p.backoff(3, 500), Duration::seconds(30)); // 40 s: 20 + 10
+        assert_eq!(p.backoff(20, 1000), Duration::minutes(10));
+        assert_eq!(p.backoff(u32::MAX, 1000), Duration::minutes(10));
         for a in 1..30 {
-            assert!(p.backoff(a + 1, 1.0) >= p.backoff(a, 1.0));
+            assert!(p.backoff(a + 1, 1000) >= p.backoff(a, 1000));
         }
-        // nonsense jitter is clamped, not trusted
-        assert_eq!(p.backoff(1, f64::NAN), Duration::seconds(5));
-        assert_eq!(p.backoff(1, 7.0), Duration::seconds(10));
+        // an out-of-range jitter is clamped, not trusted
+        assert_eq!(p.backoff(1, 7000), Duration::seconds(10));
+        assert_eq!(p.backoff(1, 1), Duration::milliseconds(5005));
     }
 
     #[test]
@@ -424,16 +418,16 @@ mod tests {
         let p = policy();
         let start = t0();
         assert_eq!(
-            p.after_failure(1, start, start, 0.0),
+            p.after_failure(1, start, start, 0),
             Retry::At(start + Duration::seconds(5))
         );
         let near = start + Duration::days(14) - Duration::seconds(1);
         assert_eq!(
-            p.after_failure(30, start, near, 1.0),
+            p.after_failure(30, start, near, 1000),
             Retry::At(start + Duration::days(14))
         );
         assert_eq!(
-            p.after_failure(31, start, start + Duration::days(14), 0.3),
+            p.after_failure(31, start, start + Duration::days(14), 300),
             Retry::GiveUp
         );
     }
@@ -443,13 +437,13 @@ mod tests {
         let p = policy();
         let n = Notification::of_receipt(7, "80001234568", "r1", "312000000000000001", "P1", t0());
         assert!(n.is_due(t0()));
-        let f = n.failed(&p, "HTTP 503", t0(), 0.0);
+        let f = n.failed(&p, "HTTP 503", t0(), 0);
         assert_eq!(f.state, NotificationState::Retrying);
         assert_eq!(f.attempts, 1);
         assert_eq!(f.last_error.as_deref(), Some("HTTP 503"));
         assert!(!f.is_due(t0()));
         assert!(f.is_due(t0() + Duration::seconds(5)));
-        let dead = f.failed(&p, "HTTP 503", t0() + Duration::days(15), 0.0);
+        let dead = f.failed(&p, "HTTP 503", t0() + Duration::days(15), 0);
         assert_eq!(dead.state, NotificationState::Failed);
         assert!(!dead.is_due(t0() + Duration::days(30)));
         let again = dead.resent(t0() + Duration::days(20));
@@ -457,7 +451,7 @@ mod tests {
         assert_eq!(again.window_start, t0() + Duration::days(20));
         assert_eq!(again.attempts, 2, "attempts are history, kept");
         // a failure right after the resend is not final: the window is new
-        let r = again.failed(&p, "x", t0() + Duration::days(20), 0.0);
+        let r = again.failed(&p, "x", t0() + Duration::days(20), 0);
         assert_eq!(r.state, NotificationState::Retrying);
         let ok = r.delivered(t0() + Duration::days(21));
         assert_eq!(ok.state, NotificationState::Delivered);
@@ -501,7 +495,7 @@ mod tests {
         let now = t0();
         let mk =
             |id, pos: &str| Notification::of_receipt(id, "o", &format!("r{id}"), "n", pos, now);
-        let waiting = mk(1, "A").failed(&p, "down", now, 0.0); // due in 5 s
+        let waiting = mk(1, "A").failed(&p, "down", now, 0); // due in 5 s
         let open = vec![mk(4, "B"), mk(2, "A"), waiting, mk(3, "B"), mk(5, "C")];
         let ids: Vec<u64> = deliverable(&open, now).iter().map(|n| n.id).collect();
         assert_eq!(ids, vec![3, 5], "A waits for 1; B starts with 3; C is free");

@@ -148,7 +148,7 @@ pub enum Pagato {
     /// `numeroAvvisoPagoPA`.
     Avviso(String),
     /// `pagamentoSpontaneo`.
-    Spontaneo(PagamentoSpontaneo),
+    Spontaneo(Box<PagamentoSpontaneo>),
 }
 
 /// The fields MPay's non-public client adds after the legacy ones (INTERFACES.md §6.1: sent
@@ -362,7 +362,7 @@ pub fn decode_notifica(body: &[u8]) -> Result<NotificaPagamento, String> {
             .ok_or("neither numeroAvvisoPagoPA nor pagamentoSpontaneo")?;
         let t = s.children.iter().find(|c| c.local == "tipoSpontaneo");
         let tt = |name: &str| t.and_then(|t| get(t, name)).unwrap_or_default();
-        Pagato::Spontaneo(PagamentoSpontaneo {
+        Pagato::Spontaneo(Box::new(PagamentoSpontaneo {
             denominazione: get(s, "denominazione").unwrap_or_default(),
             indirizzo: get(s, "indirizzo").unwrap_or_default(),
             codice_belfiore_comune: get(s, "codiceBelfioreComune").unwrap_or_default(),
@@ -376,7 +376,7 @@ pub fn decode_notifica(body: &[u8]) -> Result<NotificaPagamento, String> {
                 anno_riferimento: tt("annoRiferimento"),
                 cespite: tt("cespite"),
             },
-        })
+        }))
     };
     let importo = req_text("importoPagato")
         .ok_or("no importoPagato")?
@@ -468,7 +468,7 @@ mod tests {
     #[test]
     fn spontaneous_payments_carry_pagamento_spontaneo() {
         let mut n = sample(false);
-        n.pagato = Pagato::Spontaneo(PagamentoSpontaneo {
+        n.pagato = Pagato::Spontaneo(Box::new(PagamentoSpontaneo {
             denominazione: "Mario Rossi".into(),
             tipo_spontaneo: TipoSpontaneo {
                 causale_servizio: "Loculo".into(),
@@ -477,7 +477,7 @@ mod tests {
             },
             codice_tipologia_servizio: "AOC".into(),
             ..Default::default()
-        });
+        }));
         let xml = n.to_soap();
         assert!(!xml.contains("numeroAvvisoPagoPA"));
         assert!(!xml.contains("codiceTipologiaServizio"), "legacy subset");
