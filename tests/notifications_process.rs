@@ -85,18 +85,22 @@ fn start(cfg: &std::path::Path) -> Node {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "no banner from mpay serve");
+    let mut base = None;
+    while base.is_none() && Instant::now() < deadline {
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            return Node {
-                child,
-                base: rest.trim().to_string(),
-            };
-        }
+        base = line
+            .split("listening on ")
+            .nth(1)
+            .map(|rest| rest.trim().to_string());
     }
+    let Some(base) = base else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no banner from mpay serve");
+    };
+    Node { child, base }
 }
 
 async fn ready(client: &reqwest::Client, base: &str) {
@@ -266,7 +270,11 @@ async fn sigkill_during_delivery_loses_no_notification_and_repeats_none_after_th
     let before = log.lock().unwrap().len();
     actix_rt::time::sleep(Duration::from_millis(500)).await;
     let entries = log.lock().unwrap().clone();
-    assert_eq!(entries.len(), before, "nothing delivered again after the acks");
+    assert_eq!(
+        entries.len(),
+        before,
+        "nothing delivered again after the acks"
+    );
     node.child.kill().unwrap();
     node.child.wait().unwrap();
 
