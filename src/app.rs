@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use actix::{Actor, Supervisor};
 use anyhow::Context as _;
+use mpay_actors::bus::{Bus, InProcessBus};
 use mpay_actors::cart::CartRegistry;
+use mpay_actors::ente_connector::{ConnectorSettings, Connectors, Dialect, EnteEndpoint};
 use mpay_actors::node_channel::{CheckoutSettings, CheckoutVersion, NodeChannel};
 use mpay_actors::{
     ActorHandle, FlushJournal, HealthRegistry, JournalWriter, Scheduler, SchedulerConfig, Tick,
@@ -15,6 +17,7 @@ use mpay_actors::{
 };
 use mpay_config::Settings;
 use mpay_messages::domain::cart::CartTimers;
+use mpay_messages::domain::delivery::DeliveryPolicy;
 use mpay_storage::carts::CartStore;
 use mpay_storage::{JournalStore, PositionRepository, Store};
 use mpay_web::AppState;
@@ -103,6 +106,84 @@ pub fn checkout_settings(settings: &Settings) -> CheckoutSettings {
             .map(|k| k.expose_secret().to_string()),
         timeout: Duration::from_millis(c.timeout_ms.max(1)),
         connect_retries: c.connect_retries,
+    }
+}
+
+/// The connectors' view of every `[organizations.notification]` (PEM files read here, once).
+/// Errors: a certificate or key file that cannot be read.
+pub fn ente_endpoints(settings: &Settings) -> anyhow::Result<Vec<EnteEndpoint>> {
+    use mpay_config::notification::EndpointKind;
+    use secrecy::ExposeSecret as _;
+    let mut out = Vec::new();
+    for o in &settings.organizations {
+        let Some(n) = &o.notification else { continue };
+        let read = |p: &Path| {
+            std::fs::read(p).with_context(|| {
+                format!(
+                    "organization {}: cannot read {}",
+                    o.fiscal_code,
+                    p.display()
+                )
+            })
+        };
+        let identity_pem = match (&n.client_cert, &n.client_key) {
+            (Some(c), Some(k)) => {
+                let mut pem = read(c.as_path())?;
+                pem.push(b'\n');
+                pem.extend(read(k.as_path())?);
+                Some(pem)
+            }
+            (Some(c), None) => Some(read(c.as_path())?),
+            _ => None,
+        };
+        let codice_ente = o.mpay.codice_ente.trim();
+        out.push(EnteEndpoint {
+            organization: o.fiscal_code.clone(),
+            codice_ente: if codice_ente.is_empty() {
+                o.fiscal_code.clone()
+            } else {
+                codice_ente.to_string()
+            },
+            dialect: match n.kind {
+                EndpointKind::Webhook => Dialect::Webhook {
+                    secret: n
+                        .secret
+                        .as_ref()
+                        .map(|s| s.expose_secret().as_bytes().to_vec())
+                        .unwrap_or_default(),
+                },
+                EndpointKind::Soap => Dialect::Soap,
+            },
+            url: n.url.trim().to_string(),
+            basic: n.basic_user.as_ref().map(|u| {
+                (
+                    u.clone(),
+                    n.basic_password
+                        .as_ref()
+                        .map(|p| p.expose_secret().to_string()),
+                )
+            }),
+            identity_pem,
+            ca_pem: n.ca_cert.as_deref().map(read).transpose()?,
+            timeout: Duration::from_millis(n.timeout_ms.max(1)),
+        });
+    }
+    Ok(out)
+}
+
+/// The delivery policy of `[notifications]`.
+pub fn connector_settings(settings: &Settings) -> ConnectorSettings {
+    let n = &settings.notifications;
+    let ms = |v: u64| chrono::Duration::milliseconds(i64::try_from(v).unwrap_or(i64::MAX / 2));
+    ConnectorSettings {
+        policy: DeliveryPolicy {
+            backoff_base: ms(n.backoff_base_ms),
+            backoff_max: ms(n.backoff_max_ms),
+            horizon: ms(n.horizon_secs.saturating_mul(1000)),
+            breaker_failures: n.breaker_failures,
+            breaker_open: ms(n.breaker_open_ms),
+        },
+        batch: n.batch,
     }
 }
 
@@ -214,6 +295,24 @@ impl Application {
             Supervisor::start(move |_| NodeChannel::new(cs, reg))
         });
         // --- end portal addition
+        // Ente notifications: the store enqueues a notification with every receipt of an
+        // organization that has an endpoint; one EnteConnector per such Ente drains it, woken
+        // by the bus when a receipt is stored
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let endpoints = ente_endpoints(&settings)?;
+        store
+            .ledger
+            .set_notified_organizations(endpoints.iter().map(|e| e.organization.clone()));
+        let connectors = Connectors::start(
+            &mut watchdog,
+            endpoints,
+            &store,
+            &health,
+            connector_settings(&settings),
+        )
+        .map_err(|e| anyhow::anyhow!("notification endpoint: {e}"))?;
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(&settings.node.id, 4096));
+        connectors.listen(bus.as_ref());
         watchdog.start();
 
         // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder
@@ -227,7 +326,8 @@ impl Application {
             Some(journal.clone()),
             &extra_keys,
         )?
-        .with_feeds(feeds.launcher.clone());
+        .with_feeds(feeds.launcher.clone())
+        .with_bus(bus.clone());
         if let Some((cf, _, _)) = &demo_info {
             let (st, cf2) = (state.clone(), cf.clone());
             let n = tokio::task::spawn_blocking(move || mpay_web::demo::seed(&st, &cf2)).await??;

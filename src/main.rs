@@ -15,6 +15,7 @@ use mpay_storage::{PositionRepository, Store};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod dev;
 #[cfg(feature = "test-tools")]
 mod stress;
 
@@ -86,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         command: ReconCommand,
     },
+    /// Development helpers.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +145,21 @@ enum ReconCommand {
         json: bool,
         #[command(flatten)]
         config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Plays an Ente's system: prints every payment notification it receives (signed JSON
+    /// webhook, or SOAP notificaPagamento answered retcode 00). The demo Ente
+    /// (`serve --demo`) notifies http://127.0.0.1:9090/mpay/notifications.
+    EnteReceiver {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: String,
+        /// The webhook secret, to check `X-Mpay-Signature` (the demo's is in config/demo.toml).
+        #[arg(long, env = "MPAY_ENTE_SECRET")]
+        secret: Option<String>,
     },
 }
 
@@ -428,6 +449,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             configured_org(&settings, &config, &org)?;
             return mpay::recon_cli::run(&open_store(&settings)?, &org, json);
         }
+        Command::Dev { command } => match command {
+            DevCommand::EnteReceiver { bind, secret } => dev::ente_receiver(&bind, secret)?,
+        },
         Command::Apikey { command } => match command {
             ApikeyCommand::Hash { key } => println!("{}", mpay_config::hash_api_key(&key)),
             ApikeyCommand::New => {

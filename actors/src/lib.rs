@@ -9,8 +9,14 @@
 //!   [`node_channel::NodeChannel`] (outbound calls to pagoPA: Checkout carts).
 //! - [`scheduler::Scheduler`]: timed transitions (PUBLISHED → VALID, VALID → EXPIRED) and journal
 //!   retention.
+//! - [`bus`]: the message bus ([`bus::Bus`], in-process implementation): events published where
+//!   facts become durable.
+//! - [`ente_connector::EnteConnector`] (one per Ente with a notification endpoint, started by
+//!   [`ente_connector::Connectors`] and woken by the bus): delivers the Ente's outbox.
 
+pub mod bus;
 pub mod cart;
+pub mod ente_connector;
 pub mod feed_loader;
 pub mod health;
 pub mod journal;

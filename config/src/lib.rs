@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub mod catalogue;
+pub mod notification;
 pub mod portal;
 pub use catalogue::{Catalogue, OrgEntry, StationEntry, StationRelation};
 
@@ -93,6 +94,9 @@ pub struct Settings {
     /// pagoPA Checkout, where carts are paid (`[checkout]`, see `portal.rs`).
     #[serde(default)]
     pub checkout: crate::portal::CheckoutSettings,
+    /// Delivery policy of Ente notifications (`[notifications]`, see `notification.rs`).
+    #[serde(default)]
+    pub notifications: crate::notification::NotificationPolicySettings,
 }
 
 /// `[feeds]`: bulk debt-position feeds (FORMAT.md §5).
@@ -469,6 +473,10 @@ pub struct OrganizationSettings {
     /// Province (2-letter abbreviation, e.g. `AN`) under which the portal lists it.
     #[serde(default)]
     pub province: Option<String>,
+    /// Where the Ente learns of its payments (`[organizations.notification]`, see
+    /// `notification.rs`); none = no notifications (receipts stay retrievable by REST).
+    #[serde(default)]
+    pub notification: Option<crate::notification::NotificationSettings>,
 }
 
 impl OrganizationSettings {
@@ -621,6 +629,7 @@ impl Settings {
         if self.api.max_page_limit == 0 {
             return Err(invalid("api.max_page_limit", "must be at least 1"));
         }
+        self.notifications.check().map_err(|(k, r)| invalid(k, r))?;
         if self.scheduler.tick_secs == 0 {
             return Err(invalid("scheduler.tick_secs", "must be at least 1"));
         }
@@ -692,6 +701,10 @@ impl Settings {
             for (j, iban) in org.postal_ibans.iter().enumerate() {
                 Iban::parse(iban)
                     .map_err(|e| invalid(key(&format!("postal_ibans[{j}]")), e.to_string()))?;
+            }
+            if let Some(n) = &org.notification {
+                n.check()
+                    .map_err(|(k, r)| invalid(key(&format!("notification.{k}")), r))?;
             }
             for (j, h) in org.api_key_hashes.iter().enumerate() {
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -64,6 +64,11 @@ pub fn rome_local_to_utc(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
     }
 }
 
+/// The Europe/Rome wall-clock time of a UTC instant.
+pub fn rome_datetime(at: DateTime<Utc>) -> NaiveDateTime {
+    at.with_timezone(&Rome).naive_local()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use mpay_messages::archivio::ArchivedDocument;
+use mpay_messages::domain::delivery::{Notification, NotificationState};
 use mpay_messages::journal::JournalEntry;
 use mpay_messages::position::DebtPosition;
 use mpay_messages::OrgFiscalCode;
@@ -84,6 +85,29 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Option<AnomalyRecord>, LedgerError> {
         self.blocking(move |s| s.ledger.acknowledge_anomaly(&org, id, note, at))
+            .await
+    }
+
+    /// [`crate::SledLedger::list_notifications`].
+    pub async fn list_notifications(
+        &self,
+        org: String,
+        state: Option<NotificationState>,
+        page: usize,
+        limit: usize,
+    ) -> Result<Page<Notification>, LedgerError> {
+        self.blocking(move |s| s.ledger.list_notifications(&org, state, page, limit))
+            .await
+    }
+
+    /// [`crate::SledLedger::resend_notification`].
+    pub async fn resend_notification(
+        &self,
+        org: String,
+        id: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, LedgerError> {
+        self.blocking(move |s| s.ledger.resend_notification(&org, id, now))
             .await
     }
 

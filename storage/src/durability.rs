@@ -24,6 +24,8 @@ pub enum DurabilityPoint {
     IuvBlock,
     /// A CLI command.
     Cli,
+    /// Ente notifications acknowledged (never delivered again after this).
+    Notification,
 }
 
 impl DurabilityPoint {
@@ -35,6 +37,7 @@ impl DurabilityPoint {
             Self::BulkLoad => "bulk_load",
             Self::IuvBlock => "iuv_block",
             Self::Cli => "cli",
+            Self::Notification => "notification",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! ([`upgrade`]).
 
 use chrono::{DateTime, Utc};
+use mpay_messages::domain::delivery::Notification;
 use mpay_messages::domain::PaymentFacts;
 use mpay_messages::position::DebtPosition;
 use mpay_messages::receipt_check::ReceiptFlag;
@@ -20,13 +21,13 @@ use mpay_messages::{NoticeNumber, OrgFiscalCode};
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, encode_record};
 use crate::error::LedgerError;
 use crate::error::StorageError;
 use crate::keys::{position_key, Index};
 use crate::ledger::SledLedger;
 use crate::trees::{
-    anomaly_org_key, notice_key, receipt_org_key, upgrade_once, ReceiptTrees, STRIPES,
+    anomaly_org_key, notice_key, outbox_key, receipt_org_key, upgrade_once, ReceiptTrees, STRIPES,
 };
 use crate::tx::{transact, write_position, Abort, LedgerTx};
 
@@ -120,8 +121,9 @@ fn insert_receipt_tx(
     t: &[TransactionalTree],
     receipt: &StoredReceipt,
     anomalies: &[(u64, Anomaly)],
+    notification: Option<&Notification>,
 ) -> Result<(), Abort> {
-    let [r, by_notice, by_org, a, a_by_org] = t else {
+    let [r, by_notice, by_org, a, a_by_org, outbox, outbox_open] = t else {
         return Err(Abort::Storage(sled::Error::ReportableBug(
             "a receipt unit of work lost its trees".into(),
         )));
@@ -151,8 +153,16 @@ fn insert_receipt_tx(
         a.insert(&id.to_be_bytes(), encode(an).map_err(encoded)?)?;
         a_by_org.insert(anomaly_org_key(&an.organization, *id), &[][..])?;
     }
+    if let Some(n) = notification {
+        let key = outbox_key(&n.organization, n.id);
+        outbox.insert(key.as_slice(), encode_record(OUTBOX, n).map_err(encoded)?)?;
+        outbox_open.insert(key, &[][..])?;
+    }
     Ok(())
 }
+
+/// Name of the outbox tree.
+pub(crate) const OUTBOX: &str = "outbox";
 
 /// Builds, once per store, the organization indexes of receipts and anomalies that a store of
 /// the previous build lacks. Idempotent (safe to run again after a crash).
@@ -230,6 +240,7 @@ impl ReceiptRepository for SledLedger {
                     an.push((self.db.generate_id()?, anomaly(kind, false, &stored)));
                 }
                 let notice = position_key(&org, &nav);
+                let note = self.notification_for(&stored, &nav)?;
                 transact(
                     self.ledger_trees(),
                     &rt.write_trees(),
@@ -237,7 +248,7 @@ impl ReceiptRepository for SledLedger {
                         if tx.index_tree(Index::Notice).get(&notice)?.is_some() {
                             return Err(Abort::Abort(LedgerError::Contended));
                         }
-                        insert_receipt_tx(t, &stored, &an)
+                        insert_receipt_tx(t, &stored, &an, note.as_ref())
                     },
                 )
                 .or_else(|e| match e {
@@ -289,6 +300,7 @@ impl ReceiptRepository for SledLedger {
                 .into_iter()
                 .map(|a| Ok((self.db.generate_id()?, a)))
                 .collect::<Result<_, sled::Error>>()?;
+            let note = self.notification_for(&stored, &iupd)?;
             let result = transact(
                 self.ledger_trees(),
                 &rt.write_trees(),
@@ -299,7 +311,7 @@ impl ReceiptRepository for SledLedger {
                     if let Some(new) = &new {
                         write_position(tx, Some(&old), Some(new))?;
                     }
-                    insert_receipt_tx(t, &stored, &ids)
+                    insert_receipt_tx(t, &stored, &ids, note.as_ref())
                 },
             );
             match result {
@@ -348,6 +360,26 @@ impl ReceiptRepository for SledLedger {
 }
 
 impl SledLedger {
+    /// The notification a stored receipt enqueues in its own unit of work, when its
+    /// organization has a notification endpoint; `position` orders it (iupd, or the notice).
+    fn notification_for(
+        &self,
+        stored: &StoredReceipt,
+        position: &str,
+    ) -> Result<Option<Notification>, LedgerError> {
+        if !self.receipts.is_notified(&stored.organization) {
+            return Ok(None);
+        }
+        Ok(Some(Notification::of_receipt(
+            self.db.generate_id()?,
+            &stored.organization,
+            &stored.receipt_id,
+            &stored.notice_number,
+            position,
+            stored.received_at,
+        )))
+    }
+
     /// The receipt that paid a notice of `position` first: the notice's own applied receipt,
     /// or one of another option of the same position (single solution vs installments).
     fn first_paying_receipt(

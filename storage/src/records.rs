@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use mpay_messages::ids::gpd;
+use mpay_messages::domain::delivery::{Notification, NotificationKind, NotificationState};
 use mpay_messages::position::{
     DebtPosition, Debtor, DebtorType, Destination, MapEntry, OptionDetails, OptionStatus, Origin,
     PaymentOption, PositionStatus, Stamp, Transfer,
@@ -482,5 +483,100 @@ fn transfer_of(t: TransferV2) -> Transfer {
         },
         company_name: t.company_name,
         metadata: entries(t.metadata),
+    }
+}
+
+/// [`NotificationState`], frozen.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum NotificationStateV2 {
+    /// PENDING.
+    Pending,
+    /// RETRYING.
+    Retrying,
+    /// DELIVERED.
+    Delivered,
+    /// FAILED.
+    Failed,
+}
+
+/// [`NotificationKind`], frozen.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum NotificationKindV2 {
+    /// PAYMENT_RECEIPT.
+    PaymentReceipt,
+}
+
+/// [`Notification`] (an Ente's outbox entry), frozen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationV2 {
+    id: u64,
+    organization: String,
+    kind: NotificationKindV2,
+    receipt_id: String,
+    notice_number: String,
+    position: String,
+    state: NotificationStateV2,
+    attempts: u32,
+    created_at: InstantV2,
+    window_start: InstantV2,
+    next_attempt_at: Option<InstantV2>,
+    last_attempt_at: Option<InstantV2>,
+    last_error: Option<String>,
+    delivered_at: Option<InstantV2>,
+}
+
+impl Compact for Notification {
+    type Record = NotificationV2;
+
+    fn to_record(&self) -> NotificationV2 {
+        NotificationV2 {
+            id: self.id,
+            organization: self.organization.clone(),
+            kind: match self.kind {
+                NotificationKind::PaymentReceipt => NotificationKindV2::PaymentReceipt,
+            },
+            receipt_id: self.receipt_id.clone(),
+            notice_number: self.notice_number.clone(),
+            position: self.position.clone(),
+            state: match self.state {
+                NotificationState::Pending => NotificationStateV2::Pending,
+                NotificationState::Retrying => NotificationStateV2::Retrying,
+                NotificationState::Delivered => NotificationStateV2::Delivered,
+                NotificationState::Failed => NotificationStateV2::Failed,
+            },
+            attempts: self.attempts,
+            created_at: InstantV2::of(&self.created_at),
+            window_start: InstantV2::of(&self.window_start),
+            next_attempt_at: self.next_attempt_at.as_ref().map(InstantV2::of),
+            last_attempt_at: self.last_attempt_at.as_ref().map(InstantV2::of),
+            last_error: self.last_error.clone(),
+            delivered_at: self.delivered_at.as_ref().map(InstantV2::of),
+        }
+    }
+
+    fn from_record(r: NotificationV2) -> Result<Self, String> {
+        Ok(Notification {
+            id: r.id,
+            organization: r.organization,
+            kind: match r.kind {
+                NotificationKindV2::PaymentReceipt => NotificationKind::PaymentReceipt,
+            },
+            receipt_id: r.receipt_id,
+            notice_number: r.notice_number,
+            position: r.position,
+            state: match r.state {
+                NotificationStateV2::Pending => NotificationState::Pending,
+                NotificationStateV2::Retrying => NotificationState::Retrying,
+                NotificationStateV2::Delivered => NotificationState::Delivered,
+                NotificationStateV2::Failed => NotificationState::Failed,
+            },
+            attempts: r.attempts,
+            created_at: r.created_at.instant()?,
+            window_start: r.window_start.instant()?,
+            next_attempt_at: opt_instant(r.next_attempt_at)?,
+            last_attempt_at: opt_instant(r.last_attempt_at)?,
+            last_error: r.last_error,
+            delivered_at: opt_instant(r.delivered_at)?,
+        })
     }
 }

@@ -8,9 +8,14 @@
 //! - `anomalies`: id (u64 BE) → [`crate::Anomaly`]
 //! - `anomalies_by_org`: `org ++ 0x00 ++ id (u64 BE)` → ∅
 //! - `anomaly_acks`: id (u64 BE) → [`crate::Acknowledgement`]
+//! - `outbox`: `org ++ 0x00 ++ id (u64 BE)` → [`mpay_messages::domain::delivery::Notification`]
+//!   (compact record): every notification of an Ente, in the order they were enqueued
+//! - `outbox_open`: same key → ∅, only while the notification is PENDING or RETRYING (what a
+//!   connector drains)
 //! - `meta`: `upgrade/<name>` → UTC instant (RFC 3339) the upgrade finished
 
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 
@@ -28,6 +33,10 @@ pub struct ReceiptTrees {
     pub(crate) anomalies: sled::Tree,
     pub(crate) anomalies_by_org: sled::Tree,
     pub(crate) acks: sled::Tree,
+    pub(crate) outbox: sled::Tree,
+    pub(crate) outbox_open: sled::Tree,
+    /// Organizations whose receipts get a notification (those with an endpoint).
+    pub(crate) notified: RwLock<HashSet<String>>,
     pub(crate) stripes: Vec<Mutex<()>>,
 }
 
@@ -40,19 +49,32 @@ impl ReceiptTrees {
             anomalies: db.open_tree("anomalies")?,
             anomalies_by_org: db.open_tree("anomalies_by_org")?,
             acks: db.open_tree("anomaly_acks")?,
+            outbox: db.open_tree("outbox")?,
+            outbox_open: db.open_tree("outbox_open")?,
+            notified: RwLock::new(HashSet::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
 
     /// The trees a receipt write adds to a unit of work, in this order.
-    pub(crate) fn write_trees(&self) -> [&sled::Tree; 5] {
+    pub(crate) fn write_trees(&self) -> [&sled::Tree; 7] {
         [
             &self.receipts,
             &self.by_notice,
             &self.by_org,
             &self.anomalies,
             &self.anomalies_by_org,
+            &self.outbox,
+            &self.outbox_open,
         ]
+    }
+
+    /// Does `org` get notifications?
+    pub(crate) fn is_notified(&self, org: &str) -> bool {
+        self.notified
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(org)
     }
 }
 
@@ -88,6 +110,13 @@ pub(crate) fn receipt_org_key(org: &str, at: DateTime<Utc>, receipt_id: &str) ->
     let mut k = org_prefix(org);
     k.extend_from_slice(&instant_bytes(at));
     k.extend_from_slice(receipt_id.as_bytes());
+    k
+}
+
+/// `outbox` / `outbox_open` key.
+pub(crate) fn outbox_key(org: &str, id: u64) -> Vec<u8> {
+    let mut k = org_prefix(org);
+    k.extend_from_slice(&id.to_be_bytes());
     k
 }
 

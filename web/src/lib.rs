@@ -53,7 +53,8 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
                     .configure(api::gpd::configure)
                     .configure(api::feeds::configure)
                     .configure(api::receipts::configure)
-                    .configure(api::reconciliation::configure),
+                    .configure(api::reconciliation::configure)
+                    .configure(api::notifications::configure),
             )
             .service(web::scope("/api/v2").configure(api::gpd::configure_v2))
             .service(web::scope("/api/v3").configure(api::v3::configure))

@@ -11,6 +11,7 @@ use crate::api::gpd::{
     PaymentOptionsResponse,
 };
 use crate::api::model::*;
+use crate::api::notifications::{self, NotificationModel, NotificationsPage};
 use crate::api::positions;
 use crate::api::receipts::{
     self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
@@ -87,7 +88,9 @@ impl Modify for Security {
         reconciliation::import_flow,
         reconciliation::list_flows,
         reconciliation::import_statement,
-        reconciliation::report
+        reconciliation::report,
+        notifications::list_notifications,
+        notifications::resend
     ),
     components(schemas(
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
@@ -100,7 +103,7 @@ impl Modify for Security {
         NotificationFeeModel, OptionWithPosition, PaidModel, PaymentOptionGroup,
         PaymentOptionsResponse, DebtorModel, InstallmentModel, PaymentOptionModelV3,
         PaymentOptionResponseV3, PaymentPositionModelV3, PaymentPositionResponseV3,
-        PaymentPositionsInfoV3
+        PaymentPositionsInfoV3, NotificationModel, NotificationsPage
     )),
     modifiers(&Security),
     tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
@@ -109,6 +112,7 @@ impl Modify for Security {
          (name = "GPD compatibility", description = "GPD's info endpoint"),
          (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action"),
          (name = "reconciliation", description = "Reporting flows (FdR) and bank statements (camt.053/054, OPI giornale di cassa) imported per organization, and the reconciliation of receipts, flows and credits with one label per line"),
+         (name = "notifications", description = "What each payment notification to the Ente's own system became (signed webhook or MPay notificaPagamento): state, attempts, last error, next attempt; resend"),
          (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))
 )]
 pub struct ApiDoc;

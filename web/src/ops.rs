@@ -157,6 +157,7 @@ const METRICS: &[MetricSpec] = &[
             &[("point", "bulk_load")],
             &[("point", "iuv_block")],
             &[("point", "cli")],
+            &[("point", "notification")],
         ],
     ),
     (
@@ -199,6 +200,54 @@ const METRICS: &[MetricSpec] = &[
         'g',
         "mpay_actor_backlog",
         "mailbox backlog of each actor, by kind and id",
+        &[],
+    ),
+    (
+        'g',
+        "mpay_ente_backlog",
+        "notifications waiting in an Ente's outbox (PENDING + RETRYING), by organization",
+        &[],
+    ),
+    (
+        'g',
+        "mpay_ente_oldest_pending_seconds",
+        "age in seconds of the oldest open notification of an Ente, by organization",
+        &[],
+    ),
+    (
+        'c',
+        "mpay_ente_deliveries_total",
+        "notifications acknowledged by the Ente (HTTP 2xx / retcode 00), by organization",
+        &[],
+    ),
+    (
+        'c',
+        "mpay_ente_delivery_failures_total",
+        "notification attempts not acknowledged, by organization and reason (refused: the Ente answered; unreachable: no answer)",
+        &[],
+    ),
+    (
+        'c',
+        "mpay_ente_notifications_failed_total",
+        "notifications that reached the horizon without an ack (FAILED), by organization",
+        &[],
+    ),
+    (
+        'g',
+        "mpay_ente_breaker_state",
+        "circuit breaker of an Ente's endpoint: 0 closed, 1 open, 2 half-open, by organization",
+        &[],
+    ),
+    (
+        'h',
+        "mpay_ente_delivery_lag_seconds",
+        "seconds from a receipt stored to its notification acknowledged by the Ente",
+        &[],
+    ),
+    (
+        'c',
+        "mpay_bus_events_total",
+        "events published on the message bus, by type",
         &[],
     ),
 ];

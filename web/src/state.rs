@@ -62,6 +62,8 @@ pub struct AppState {
     pub feeds: Option<mpay_actors::feed_loader::FeedLauncher>,
     /// The portal's carts, told by the station when a receipt is stored; `None` = no portal.
     pub carts: Option<mpay_actors::cart::CartRegistry>,
+    /// The message bus (events where facts become durable); `None` = nobody listens.
+    pub bus: Option<Arc<dyn mpay_actors::bus::Bus>>,
 }
 
 /// A broker-level API key: acts for every organization served by a station of the broker,
@@ -179,6 +181,7 @@ impl AppState {
             journal,
             feeds: None,
             carts: None,
+            bus: None,
         })
     }
 
@@ -191,6 +194,12 @@ impl AppState {
     /// Lets the station tell the portal's carts about the receipts it stores.
     pub fn with_carts(mut self, carts: mpay_actors::cart::CartRegistry) -> Self {
         self.carts = Some(carts);
+        self
+    }
+
+    /// Publishes events on this bus.
+    pub fn with_bus(mut self, bus: Arc<dyn mpay_actors::bus::Bus>) -> Self {
+        self.bus = Some(bus);
         self
     }
 

@@ -676,6 +676,7 @@ async fn send_rt(
         receipt,
         flags,
     };
+    let receipt_id = stored.receipt_id.clone();
     let disposition = match state.store.apply_receipt(stored).await {
         Ok(d) => d,
         Err(e) => return keys(system_error(op, &id, "receipt not stored", &e)),
@@ -695,6 +696,13 @@ async fn send_rt(
         if let Err(e) = carts.receipt_stored(&id, nav.trim(), receipt_id, note.as_deref()) {
             tracing::warn!(error = %e, notice = %nav.trim(), "receipt stored, cart not told (it checks the store itself)");
         }
+    }
+    // the receipt (and its notification, when the Ente has an endpoint) is on disk: tell
+    if let (Some(bus), false) = (&state.bus, disposition == ReceiptDisposition::Duplicate) {
+        bus.publish(mpay_actors::bus::Event::ReceiptStored {
+            organization: org_fc.clone(),
+            receipt_id,
+        });
     }
     let mut out = match disposition {
         ReceiptDisposition::Applied | ReceiptDisposition::Orphan => ok(op, &Response::SendRt),

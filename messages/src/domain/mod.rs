@@ -8,12 +8,15 @@
 //!   anomalies);
 //! - [`reconcile`]: which receipt a reporting-flow row reports, how far bank credits settle a
 //!   flow, and the label of every payment, row and credit.
+//! - [`delivery`]: notifications to an Ente — states, backoff with jitter, horizon, circuit
+//!   breaker, order per position.
 //!
 //! The records themselves live in [`crate::position`]; edges map [`PositionError`] and
 //! [`NotPayable`] once each (station → `PAA_*` fault in [`crate::wire::faults`], REST → problem
 //! JSON in the web crate).
 
 pub mod cart;
+pub mod delivery;
 pub mod position;
 pub mod receipt;
 pub mod reconcile;

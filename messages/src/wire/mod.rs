@@ -1,8 +1,12 @@
 //! Wire formats. `pafornode`: the pagoPA station SOAP messages (SANP 3.x `paForNode.xsd`):
 //! a namespace-aware XML reader ([`xml`]), a validator driven by the XSD facts ([`schema`]),
-//! typed requests/responses, and the fault table ([`faults`]).
+//! typed requests/responses, and the fault table ([`faults`]). `receipt_json`: a receipt as JSON
+//! (pagoPA names, cents); `ente`: what an Ente receives about its payments (signed webhook,
+//! legacy `notificaPagamento`).
 
+pub mod ente;
 pub mod faults;
 pub mod pafornode;
+pub mod receipt_json;
 pub mod schema;
 pub mod xml;

@@ -3,6 +3,7 @@
 pub mod feeds;
 pub mod gpd;
 pub mod model;
+pub mod notifications;
 pub mod positions;
 pub mod receipts;
 pub mod reconciliation;

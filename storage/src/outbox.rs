@@ -1,0 +1,250 @@
+//! The Ente outbox (issue 13): one notification per stored receipt of an organization that has
+//! a notification endpoint, enqueued by [`crate::ReceiptRepository::apply_receipt`] in the
+//! receipt's own unit of work (no receipt without its notification, also across a crash), then
+//! drained by that Ente's connector.
+//!
+//! Trees (see [`crate::trees`]): `outbox` holds every notification (compact record), keyed
+//! `org ++ 0x00 ++ id`; `outbox_open` holds the keys of those still PENDING or RETRYING, so a
+//! connector reads only its open work, in enqueue order. An attempt's outcome is written with
+//! compare-and-swap on the stored record (a resend meanwhile wins; the outcome is dropped).
+
+use chrono::{DateTime, Utc};
+use mpay_messages::domain::delivery::{Notification, NotificationState};
+
+use crate::codec::{decode_record, encode_record};
+use crate::error::LedgerError;
+use crate::ledger::{Page, SledLedger};
+use crate::receipts::OUTBOX;
+use crate::trees::{org_prefix, outbox_key};
+use crate::tx::{transact, Abort, LedgerTx};
+
+/// Backlog of one Ente.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Open notifications (PENDING + RETRYING).
+    pub open: u64,
+    /// When the oldest open one was enqueued.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+impl SledLedger {
+    /// The organizations whose receipts get a notification from now on (those with a
+    /// notification endpoint; set at start-up from the configuration).
+    pub fn set_notified_organizations(&self, orgs: impl IntoIterator<Item = String>) {
+        let mut set = self
+            .receipts
+            .notified
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        set.clear();
+        set.extend(orgs);
+    }
+
+    fn decode_notification(key: &[u8], bytes: &[u8]) -> Result<Notification, LedgerError> {
+        Ok(decode_record(OUTBOX, key, bytes)?)
+    }
+
+    /// The open notifications of `org` in enqueue order, at most `limit`.
+    pub fn open_notifications(
+        &self,
+        org: &str,
+        limit: usize,
+    ) -> Result<Vec<Notification>, LedgerError> {
+        let t = &self.receipts;
+        let mut out = Vec::new();
+        for item in t.outbox_open.scan_prefix(org_prefix(org)).take(limit) {
+            let (k, _) = item?;
+            if let Some(v) = t.outbox.get(&k)? {
+                out.push(Self::decode_notification(&k, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open notifications of `org` and the oldest one's enqueue time.
+    pub fn outbox_backlog(&self, org: &str) -> Result<Backlog, LedgerError> {
+        let t = &self.receipts;
+        let mut b = Backlog::default();
+        for item in t.outbox_open.scan_prefix(org_prefix(org)) {
+            let (k, _) = item?;
+            if b.oldest.is_none() {
+                if let Some(v) = t.outbox.get(&k)? {
+                    b.oldest = Some(Self::decode_notification(&k, &v)?.created_at);
+                }
+            }
+            b.open += 1;
+        }
+        Ok(b)
+    }
+
+    /// One notification of `org`.
+    pub fn notification(&self, org: &str, id: u64) -> Result<Option<Notification>, LedgerError> {
+        let key = outbox_key(org, id);
+        match self.receipts.outbox.get(&key)? {
+            Some(v) => Ok(Some(Self::decode_notification(&key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces `before` with `after` (same id) when the stored record is still `before`;
+    /// keeps `outbox_open` in step. `Ok(false)`: it changed meanwhile (a resend), nothing
+    /// written.
+    pub fn update_notification(
+        &self,
+        before: &Notification,
+        after: &Notification,
+    ) -> Result<bool, LedgerError> {
+        let t = &self.receipts;
+        let key = outbox_key(&after.organization, after.id);
+        let old_bytes = encode_record(OUTBOX, before)?;
+        let new_bytes = encode_record(OUTBOX, after)?;
+        let r = transact(
+            self.ledger_trees(),
+            &[&t.outbox, &t.outbox_open],
+            |_: &LedgerTx<'_>, trees| {
+                let [outbox, open] = trees else {
+                    return Err(Abort::Storage(sled::Error::ReportableBug(
+                        "an outbox unit of work lost its trees".into(),
+                    )));
+                };
+                if outbox.get(&key)?.as_deref() != Some(old_bytes.as_slice()) {
+                    return Err(Abort::Abort(LedgerError::Contended));
+                }
+                outbox.insert(key.as_slice(), new_bytes.as_slice())?;
+                if after.state.is_open() {
+                    open.insert(key.as_slice(), &[][..])?;
+                } else {
+                    open.remove(key.as_slice())?;
+                }
+                Ok(())
+            },
+        );
+        match r {
+            Ok(()) => Ok(true),
+            Err(LedgerError::Contended) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts a notification back to PENDING, due `now` (an operator's resend). `None`: no
+    /// such notification of `org`.
+    pub fn resend_notification(
+        &self,
+        org: &str,
+        id: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, LedgerError> {
+        for _ in 0..100 {
+            let Some(before) = self.notification(org, id)? else {
+                return Ok(None);
+            };
+            let after = before.resent(now);
+            if self.update_notification(&before, &after)? {
+                return Ok(Some(after));
+            }
+        }
+        Err(LedgerError::Contended)
+    }
+
+    /// The notifications of `org`, newest first, optionally only in `state`; `page` 0-based.
+    pub fn list_notifications(
+        &self,
+        org: &str,
+        state: Option<NotificationState>,
+        page: usize,
+        limit: usize,
+    ) -> Result<Page<Notification>, LedgerError> {
+        let t = &self.receipts;
+        let mut items = Vec::new();
+        let mut total = 0usize;
+        let skip = page.saturating_mul(limit);
+        let source: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match state {
+            // open states: walk the smaller open index
+            Some(s) if s.is_open() => Box::new(t.outbox_open.scan_prefix(org_prefix(org)).rev()),
+            _ => Box::new(t.outbox.scan_prefix(org_prefix(org)).rev()),
+        };
+        for item in source {
+            let (k, v) = item?;
+            let n = if v.is_empty() {
+                match t.outbox.get(&k)? {
+                    Some(v) => Self::decode_notification(&k, &v)?,
+                    None => continue,
+                }
+            } else {
+                Self::decode_notification(&k, &v)?
+            };
+            if state.is_some_and(|s| s != n.state) {
+                continue;
+            }
+            if total >= skip && items.len() < limit {
+                items.push(n);
+            }
+            total += 1;
+        }
+        Ok(Page {
+            items,
+            page,
+            limit,
+            total_items: total,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use mpay_messages::domain::delivery::DeliveryPolicy;
+
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn updates_are_compare_and_swap_and_keep_the_open_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let l = &store.ledger;
+        let now = Utc::now();
+        let n = Notification::of_receipt(1, "80001234568", "r1", "n1", "P", now);
+        // enqueue as apply_receipt does (outbox + open index)
+        let key = outbox_key("80001234568", 1);
+        l.receipts
+            .outbox
+            .insert(&key, encode_record(OUTBOX, &n).unwrap())
+            .unwrap();
+        l.receipts.outbox_open.insert(&key, &[][..]).unwrap();
+        assert_eq!(
+            l.open_notifications("80001234568", 10).unwrap(),
+            vec![n.clone()]
+        );
+        assert_eq!(l.outbox_backlog("80001234568").unwrap().open, 1);
+        let failed = n.failed(&DeliveryPolicy::default(), "down", now, 500);
+        assert!(l.update_notification(&n, &failed).unwrap());
+        assert!(
+            !l.update_notification(&n, &n.delivered(now)).unwrap(),
+            "a stale outcome is dropped"
+        );
+        let done = failed.delivered(now);
+        assert!(l.update_notification(&failed, &done).unwrap());
+        assert!(l.open_notifications("80001234568", 10).unwrap().is_empty());
+        assert_eq!(l.outbox_backlog("80001234568").unwrap(), Backlog::default());
+        let page = l
+            .list_notifications("80001234568", Some(NotificationState::Delivered), 0, 10)
+            .unwrap();
+        assert_eq!(page.total_items, 1);
+        assert_eq!(page.items[0].attempts, 2);
+        let again = l
+            .resend_notification("80001234568", 1, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.state, NotificationState::Pending);
+        assert_eq!(l.open_notifications("80001234568", 10).unwrap().len(), 1);
+        assert!(l
+            .resend_notification("80001234568", 2, now)
+            .unwrap()
+            .is_none());
+        assert!(l
+            .resend_notification("01987654322", 1, now)
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,613 @@
+//! Ente notifications end to end (issue 13): the real node (temp store, random port), payments
+//! made over the station with the simulator's own XML (paGetPaymentV2 → paSendRTV2), and test
+//! Ente servers on random ports that count what they receive — a webhook Ente that verifies
+//! the HMAC signature with its own code and dedupes by `Idempotency-Key`, a SOAP Ente that can
+//! answer `retcode 01`, and an Ente that goes down and comes back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use common::*;
+use hmac::{Hmac, Mac};
+use pagopa_sim::build::{
+    get_payment_request, receipt_from_payment, send_rt_request, GetPaymentOpts, PspInfo, QrCode,
+    ReceiptDates, ReceiptOpts, StationIds, Version,
+};
+use pagopa_sim::model::{parse_payment_data, parse_response};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const SECRET: &str = "webhook-secret-of-the-ente-0123";
+
+/// One request the test Ente received.
+#[derive(Debug, Clone)]
+struct Received {
+    idempotency_key: Option<String>,
+    signature_ok: bool,
+    authorization: Option<String>,
+    body: String,
+}
+
+#[derive(Default)]
+struct EnteState {
+    received: Vec<Received>,
+    /// SOAP answers to give, in order (then `00`).
+    retcodes: Vec<&'static str>,
+}
+
+/// A test Ente: real HTTP on a port of its own, can be stopped and started again on it.
+#[derive(Clone)]
+struct Ente {
+    state: Arc<Mutex<EnteState>>,
+    port: u16,
+    handle: Arc<Mutex<Option<actix_web::dev::ServerHandle>>>,
+}
+
+/// Verifies `X-Mpay-Signature` as an Ente would, with its own HMAC code.
+fn signature_ok(req: &HttpRequest, body: &[u8]) -> bool {
+    let h = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (Some(ts), Some(sig)) = (h("X-Mpay-Timestamp"), h("X-Mpay-Signature")) else {
+        return false;
+    };
+    let ts_num: i64 = ts.parse().unwrap();
+    assert!(
+        (chrono::Utc::now().timestamp() - ts_num).abs() < 300,
+        "fresh timestamp"
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+    expected == sig
+}
+
+async fn receive(
+    req: HttpRequest,
+    body: web::Bytes,
+    ente: web::Data<Arc<Mutex<EnteState>>>,
+) -> HttpResponse {
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let soap = header("content-type").is_some_and(|c| c.starts_with("text/xml"));
+    let mut st = ente.lock().unwrap();
+    st.received.push(Received {
+        idempotency_key: header("Idempotency-Key"),
+        signature_ok: !soap && signature_ok(&req, &body),
+        authorization: header("authorization"),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    if soap {
+        let code = if st.retcodes.is_empty() {
+            "00"
+        } else {
+            st.retcodes.remove(0)
+        };
+        let msg = if code == "00" {
+            "OK"
+        } else {
+            "posizione non trovata"
+        };
+        HttpResponse::Ok()
+            .content_type("text/xml; charset=utf-8")
+            .body(mpay_messages::wire::ente::risultato_soap(code, msg))
+    } else {
+        HttpResponse::NoContent().finish()
+    }
+}
+
+impl Ente {
+    async fn start() -> Ente {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let ente = Ente {
+            state: Arc::default(),
+            port,
+            handle: Arc::default(),
+        };
+        ente.serve(Some(l)).await;
+        ente
+    }
+
+    async fn serve(&self, listener: Option<std::net::TcpListener>) {
+        let data = web::Data::new(self.state.clone());
+        let factory = move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(receive))
+        };
+        let server = match listener {
+            Some(l) => HttpServer::new(factory).workers(1).listen(l).unwrap(),
+            None => {
+                // back on the same port (SO_REUSEADDR: no wait for TIME_WAIT)
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let f = factory.clone();
+                    match HttpServer::new(f).workers(1).bind(("127.0.0.1", self.port)) {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            assert!(Instant::now() < deadline, "cannot rebind: {e}");
+                            actix_rt::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        }
+        .disable_signals()
+        .run();
+        *self.handle.lock().unwrap() = Some(server.handle());
+        actix_rt::spawn(server);
+    }
+
+    async fn stop(&self) {
+        let h = self.handle.lock().unwrap().take();
+        if let Some(h) = h {
+            h.stop(false).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Distinct notifications (the Ente dedupes by Idempotency-Key).
+    fn distinct(&self) -> Vec<Received> {
+        let mut seen = std::collections::HashSet::new();
+        self.received()
+            .into_iter()
+            .filter(|r| seen.insert(r.idempotency_key.clone().unwrap_or_else(|| r.body.clone())))
+            .collect()
+    }
+}
+
+/// Adds `[organizations.notification]` to organization A (webhook) and/or B (SOAP), and a
+/// fast delivery policy.
+fn with_endpoints(cfg: String, a: Option<&str>, b: Option<&str>) -> String {
+    let mut cfg = cfg;
+    if let Some(url) = a {
+        let table = format!(
+            "\n[organizations.notification]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\ntimeout_ms = 2000\n"
+        );
+        // after A's [organizations.mpay] table, before B's [[organizations]]
+        let second = cfg.match_indices("[[organizations]]").nth(1).unwrap().0;
+        cfg.insert_str(second, &table);
+    }
+    if let Some(url) = b {
+        let table = format!(
+            "\n[organizations.notification]\nkind = \"soap\"\nurl = \"{url}\"\nbasic_user = \"mpay\"\nbasic_password = \"pw-of-the-ente\"\ntimeout_ms = 2000\n"
+        );
+        let services = cfg.find("[[services]]").unwrap();
+        cfg.insert_str(services, &table);
+    }
+    cfg.push_str(
+        "\n[notifications]\nbackoff_base_ms = 100\nbackoff_max_ms = 400\nbreaker_failures = 2\nbreaker_open_ms = 300\n",
+    );
+    cfg
+}
+
+fn position(iupd: &str, iban: &str, installments: &[i64]) -> Value {
+    let partial = installments.len() > 1;
+    let options: Vec<Value> = installments
+        .iter()
+        .enumerate()
+        .map(|(i, cents)| {
+            json!({
+                "amount": cents,
+                "description": format!("Rata {}", i + 1),
+                "isPartialPayment": partial,
+                "dueDate": format!("2030-0{}-28T23:59:59", i + 1),
+                "transfer": [{
+                    "idTransfer": "1", "amount": cents, "remittanceInformation": "TARI 2026",
+                    "category": "9/0101108TS/", "iban": iban
+                }]
+            })
+        })
+        .collect();
+    json!({
+        "iupd": iupd, "type": "F", "fiscalCode": "RSSMRA80A01H501U", "fullName": "Mario Rossi",
+        "companyName": "Comune", "paymentOption": options
+    })
+}
+
+/// Creates a published position; returns its notice numbers.
+async fn create(app: &TestApp, org: &str, key: &str, body: Value) -> Vec<String> {
+    let r = app
+        .client
+        .post(format!("{}?toPublish=true", app.positions_url(org)))
+        .header("Ocp-Apim-Subscription-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v["paymentOption"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["nav"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn soap(app: &TestApp, action: &str, body: String) -> String {
+    let r = app
+        .client
+        .post(format!("{}/pagopa/paForNode", app.base))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("SOAPAction", action)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// A PSP pays a notice: paGetPaymentV2 then paSendRTV2 (the simulator's XML). Returns the
+/// receipt id and the paSendRTV2 request sent.
+async fn pay(app: &TestApp, org: &str, nav: &str) -> (String, String) {
+    let ids = StationIds {
+        id_pa: org.into(),
+        id_broker_pa: ORG_B.into(),
+        id_station: format!("{ORG_B}_01"),
+    };
+    let qr = QrCode {
+        fiscal_code: org.into(),
+        notice_number: nav.into(),
+    };
+    let answer = soap(
+        app,
+        "paGetPaymentV2",
+        get_payment_request(Version::V2, &ids, &qr, &GetPaymentOpts::default()),
+    )
+    .await;
+    let res = parse_response(&answer).unwrap();
+    assert_eq!(res.outcome, "OK", "{answer}");
+    let data = parse_payment_data(res.body.child("data").unwrap()).unwrap();
+    let psp = PspInfo {
+        id_psp: "88888888888".into(),
+        fiscal_code: Some("88888888888".into()),
+        partita_iva: None,
+        company_name: "PSP di Prova".into(),
+        id_channel: "88888888888_01".into(),
+        channel_description: "app".into(),
+        payment_method: Some("creditCard".into()),
+        fee: None,
+    };
+    let receipt = receipt_from_payment(
+        Version::V2,
+        &qr,
+        &data,
+        &psp,
+        &ReceiptDates::now(),
+        &ReceiptOpts::default(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let req = send_rt_request(Version::V2, &ids, &receipt).unwrap();
+    let answer = soap(app, "paSendRTV2", req.clone()).await;
+    let res = parse_response(&answer).unwrap();
+    assert_eq!(res.outcome, "OK", "{answer}");
+    (receipt.receipt_id, req)
+}
+
+async fn notifications(app: &TestApp, org: &str, key: &str, query: &str) -> Value {
+    let r = app
+        .client
+        .get(format!(
+            "{}/api/v1/organizations/{org}/notifications{query}",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Polls `cond` until true (60 s deadline: a slow machine is not a failure, a lost delivery is).
+async fn eventually<F: FnMut() -> bool>(what: &str, mut cond: F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metrics(app: &TestApp) -> String {
+    app.client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_webhook_ente_gets_every_payment_once_signed() {
+    let ente = Ente::start().await;
+    let url = ente.url("/mpay/notifications");
+    let app = spawn_app_edited(|c| with_endpoints(c, Some(&url), None)).await;
+    let mut paid = Vec::new();
+    for i in 0..3 {
+        let nav = create(
+            &app,
+            ORG_A,
+            KEY_A,
+            position(&format!("W-{i}"), IBAN_A, &[1000 + i]),
+        )
+        .await;
+        paid.push((pay(&app, ORG_A, &nav[0]).await, 1000 + i));
+    }
+    eventually("three deliveries", || ente.received().len() >= 3).await;
+    // the same receipt again: stored once, so no second notification
+    let (_, again) = &paid[0].0;
+    let answer = soap(&app, "paSendRTV2", again.clone()).await;
+    assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
+    // every notification DELIVERED after one attempt
+    let app_ref = &app;
+    let mut delivered = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        delivered = notifications(app_ref, ORG_A, KEY_A, "?state=DELIVERED").await;
+        if delivered["pageInfo"]["items_found"] == 3 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(delivered["pageInfo"]["items_found"], 3, "{delivered}");
+    for n in delivered["notifications"].as_array().unwrap() {
+        assert_eq!(n["attempts"], 1, "{n}");
+        assert!(n.get("nextAttemptAt").is_none(), "{n}");
+        assert!(n["deliveredAt"].is_string());
+    }
+    let all = notifications(&app, ORG_A, KEY_A, "").await;
+    assert_eq!(
+        all["pageInfo"]["items_found"], 3,
+        "one notification per receipt: {all}"
+    );
+    let got = ente.received();
+    assert_eq!(got.len(), 3, "nothing delivered twice: {got:?}");
+    for ((receipt_id, _), cents) in &paid {
+        let r = got
+            .iter()
+            .find(|r| r.body.contains(receipt_id.as_str()))
+            .unwrap_or_else(|| panic!("receipt {receipt_id} not notified"));
+        assert!(r.signature_ok, "signature verified by the Ente");
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["event"], "PAYMENT_RECEIPT");
+        assert_eq!(body["organizationFiscalCode"], ORG_A);
+        assert_eq!(body["disposition"], "APPLIED");
+        assert_eq!(body["receipt"]["receiptId"], receipt_id.as_str());
+        assert_eq!(body["receipt"]["paymentAmount"], *cents, "amounts in cents");
+        assert_eq!(body["receipt"]["transferList"][0]["transferAmount"], *cents);
+        assert_eq!(
+            r.idempotency_key.as_deref(),
+            body["notificationId"].as_str(),
+            "Idempotency-Key is the notification id"
+        );
+        assert!(r.authorization.is_none(), "no Basic auth configured for A");
+    }
+    // the other tenant cannot see A's notifications
+    let r = app
+        .client
+        .get(format!(
+            "{}/api/v1/organizations/{ORG_A}/notifications",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_B)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app
+        .client
+        .get(format!(
+            "{}/api/v1/organizations/{ORG_A}/notifications?state=LOST",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // resend: delivered again, same Idempotency-Key (the Ente dedupes it)
+    let id = delivered["notifications"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .client
+        .post(format!(
+            "{}/api/v1/organizations/{ORG_A}/notifications/{id}/resend",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the resend", || ente.received().len() == 4).await;
+    assert_eq!(ente.distinct().len(), 3, "same key: the Ente sees it once");
+    let m = metrics(&app).await;
+    assert!(
+        m.contains(&format!(
+            "mpay_ente_deliveries_total{{organization=\"{ORG_A}\"}}"
+        )),
+        "{m}"
+    );
+    // the connector is in the actor list
+    let actors: Value = app
+        .client
+        .get(format!("{}/health/actors", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        actors
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "EnteConnector" && a["id"] == ORG_A),
+        "{actors}"
+    );
+    ente.stop().await;
+}
+
+#[actix_web::test]
+async fn a_soap_ente_gets_notifica_pagamento_and_a_retcode_01_is_retried() {
+    let ente = Ente::start().await;
+    ente.state.lock().unwrap().retcodes = vec!["01"];
+    let url = ente.url("/IntegraenteService/notifica");
+    let app = spawn_app_edited(|c| with_endpoints(c, None, Some(&url))).await;
+    let nav = create(&app, ORG_B, KEY_B, position("S-1", IBAN_B, &[4321])).await;
+    let (receipt_id, request) = pay(&app, ORG_B, &nav[0]).await;
+    eventually("an acknowledged notificaPagamento", || {
+        ente.received().len() >= 2
+    })
+    .await;
+    let got = ente.received();
+    let n = mpay_messages::wire::ente::decode_notifica(got[1].body.as_bytes()).unwrap();
+    assert_eq!(
+        got[0].body, got[1].body,
+        "the same request again after retcode 01"
+    );
+    assert_eq!(n.codice_transazione, receipt_id);
+    assert_eq!(
+        n.codice_ente, "00936",
+        "MPay codiceEnte of the organization"
+    );
+    assert_eq!(n.codice_fiscale, "RSSMRA80A01H501U");
+    assert_eq!(n.numero_documento.as_deref(), Some("S-1"));
+    assert_eq!(
+        n.pagato,
+        mpay_messages::wire::ente::Pagato::Avviso(nav[0].clone())
+    );
+    assert_eq!(n.importo_pagato, 4321);
+    assert_eq!(n.data_pagamento.len(), 14);
+    assert_eq!(
+        n.rt_xml.as_deref(),
+        Some(request.as_str()),
+        "the RT as received"
+    );
+    let e = n.estesi.unwrap();
+    assert_eq!(e.iur, receipt_id);
+    assert_eq!(e.iuv, nav[0][1..]);
+    assert_eq!(
+        got[0].authorization.as_deref(),
+        Some("Basic bXBheTpwdy1vZi10aGUtZW50ZQ=="),
+        "HTTP Basic mpay:pw-of-the-ente"
+    );
+    let app_ref = &app;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = notifications(app_ref, ORG_B, KEY_B, "").await;
+        let n = &v["notifications"][0];
+        if n["state"] == "DELIVERED" {
+            assert_eq!(n["attempts"], 2);
+            assert_eq!(
+                n["lastError"], "retcode 01: posizione non trovata",
+                "the refusal stays visible"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {v}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ente.received().len(), 2, "never again after retcode 00");
+    ente.stop().await;
+}
+
+#[actix_web::test]
+async fn an_ente_down_gets_its_backlog_in_order_once_it_is_back() {
+    let ente = Ente::start().await;
+    let url = ente.url("/hook");
+    let app = spawn_app_edited(|c| with_endpoints(c, Some(&url), None)).await;
+    ente.stop().await;
+    // a position in two installments (two receipts of one position) and a single one
+    let navs = create(&app, ORG_A, KEY_A, position("D-1", IBAN_A, &[500, 700])).await;
+    let single = create(&app, ORG_A, KEY_A, position("D-2", IBAN_A, &[900])).await;
+    let (first, _) = pay(&app, ORG_A, &navs[0]).await;
+    let (second, _) = pay(&app, ORG_A, &navs[1]).await;
+    let (third, _) = pay(&app, ORG_A, &single[0]).await;
+    // the backlog grows, the attempts fail, the breaker opens
+    let app_ref = &app;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = metrics(app_ref).await;
+        let v = notifications(app_ref, ORG_A, KEY_A, "?state=RETRYING").await;
+        let open = format!("mpay_ente_breaker_state{{organization=\"{ORG_A}\"}} 1");
+        if m.contains(&open) && v["pageInfo"]["items_found"].as_u64() >= Some(1) {
+            let n = &v["notifications"][0];
+            assert!(
+                n["lastError"].as_str().unwrap().contains("connection"),
+                "{n}"
+            );
+            assert!(n["nextAttemptAt"].is_string(), "{n}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "breaker never opened: {v}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pending = notifications(&app, ORG_A, KEY_A, "").await;
+    assert_eq!(pending["pageInfo"]["items_found"], 3);
+    assert!(ente.received().is_empty());
+    // the Ente comes back: everything arrives, the installments in order, the breaker closes
+    ente.serve(None).await;
+    eventually("the backlog delivered", || ente.distinct().len() == 3).await;
+    let got = ente.distinct();
+    let at = |id: &str| got.iter().position(|r| r.body.contains(id)).unwrap();
+    assert!(at(&first) < at(&second), "one position's receipts in order");
+    assert!(got.iter().any(|r| r.body.contains(third.as_str())));
+    assert!(got.iter().all(|r| r.signature_ok));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = notifications(app_ref, ORG_A, KEY_A, "?state=DELIVERED").await;
+        let m = metrics(app_ref).await;
+        let closed = format!("mpay_ente_breaker_state{{organization=\"{ORG_A}\"}} 0");
+        if v["pageInfo"]["items_found"] == 3 && m.contains(&closed) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all delivered / breaker not closed: {v}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ente.received().len(),
+        3,
+        "each delivered once after the outage"
+    );
+    ente.stop().await;
+}
