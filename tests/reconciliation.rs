@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{position_body, spawn_app, TestApp, IBAN_A, KEY_A, ORG_A, ORG_B};
+use common::{position_body, spawn_app, spawn_app_with, TestApp, IBAN_A, KEY_A, ORG_A, ORG_B};
 use pagopa_sim::amount::Cents;
 use pagopa_sim::build::{
     get_payment_request, receipt_from_payment, send_rt_request, GetPaymentOpts, Op, PspInfo,
@@ -366,6 +366,20 @@ async fn payments_flows_and_credits_are_labelled_and_faults_never_abort_a_flow()
         .unwrap();
     assert_eq!(listed["flows"].as_array().unwrap().len(), 2);
 
+    // no [fdr] base_url: flows come from files only, and the sync says so
+    let sync = app
+        .client
+        .post(format!(
+            "{}/api/v1/organizations/{ORG_A}/fdrs/sync",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sync.status(), 409);
+    assert!(sync.text().await.unwrap().contains("FDR_NOT_CONFIGURED"));
+
     // another organization's key reads nothing of this one
     let other = app
         .client
@@ -454,4 +468,252 @@ fn the_commands_import_and_reconcile_on_a_stopped_node() {
     let (code, _, err) = run(&["recon", "run", "--org", "12345678901"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("not configured"), "{err}");
+}
+
+/// pagoPA's FdR API as the test plays it: flows of (fdr, psp, revision, published, rows), a set
+/// of flows whose header answers 500, and the `publishedGt` values asked.
+#[derive(Default)]
+struct FdrApiState {
+    flows: Vec<(String, u32, String, Vec<(String, String, i64)>)>,
+    failing: std::collections::HashSet<String>,
+    published_gt: Vec<Option<String>>,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<FdrApiState>>;
+
+fn page_of<T: Clone>(items: &[T], page: usize, size: usize) -> (Vec<T>, usize) {
+    let total = items.len().div_ceil(size).max(1);
+    let from = (page - 1) * size;
+    (items.iter().skip(from).take(size).cloned().collect(), total)
+}
+
+async fn fdr_list(
+    st: actix_web::web::Data<Shared>,
+    q: actix_web::web::Query<std::collections::HashMap<String, String>>,
+) -> actix_web::HttpResponse {
+    let mut st = st.lock().unwrap();
+    let gt = q.get("publishedGt").cloned();
+    if q.get("page").map(String::as_str) == Some("1") {
+        st.published_gt.push(gt.clone());
+    }
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let size: usize = q.get("size").and_then(|p| p.parse().ok()).unwrap_or(1000);
+    let listed: Vec<Value> = st
+        .flows
+        .iter()
+        .filter(|f| gt.as_ref().is_none_or(|g| f.2 > *g))
+        .map(|f| {
+            serde_json::json!({"fdr": f.0, "pspId": "88888888888", "revision": f.1,
+            "published": f.2, "flowDate": "2026-07-04T06:30:00Z"})
+        })
+        .collect();
+    let (data, total) = page_of(&listed, page, size);
+    actix_web::HttpResponse::Ok().json(serde_json::json!({
+        "metadata": {"pageSize": size, "pageNumber": page, "totPage": total},
+        "count": listed.len(), "data": data}))
+}
+
+async fn fdr_flow(
+    st: actix_web::web::Data<Shared>,
+    path: actix_web::web::Path<(String, String, u32, String)>,
+) -> actix_web::HttpResponse {
+    let (org, fdr, rev, psp) = path.into_inner();
+    let st = st.lock().unwrap();
+    if st.failing.contains(&fdr) {
+        return actix_web::HttpResponse::InternalServerError()
+            .json(serde_json::json!({"appErrorCode": "FDR-0500", "title": "boom"}));
+    }
+    let Some(f) = st.flows.iter().find(|f| f.0 == fdr && f.1 == rev) else {
+        return actix_web::HttpResponse::NotFound()
+            .json(serde_json::json!({"appErrorCode": "FDR-3001"}));
+    };
+    let sum: i64 = f.3.iter().map(|r| r.2).sum();
+    actix_web::HttpResponse::Ok().json(serde_json::json!({
+        "status": "PUBLISHED", "revision": rev, "fdr": fdr, "fdrDate": "2026-07-04T06:30:00Z",
+        "regulation": "TRN-1", "regulationDate": "2026-07-03",
+        "sender": {"type": "LEGAL_PERSON", "id": psp, "pspId": psp, "pspName": "PSP di Prova"},
+        "receiver": {"id": org, "organizationId": org, "organizationName": "Comune"},
+        "totPayments": f.3.len(), "sumPayments": serde_json::from_str::<Value>(&euros(sum)).unwrap()}))
+}
+
+async fn fdr_payments(
+    st: actix_web::web::Data<Shared>,
+    path: actix_web::web::Path<(String, String, u32, String)>,
+    q: actix_web::web::Query<std::collections::HashMap<String, String>>,
+) -> actix_web::HttpResponse {
+    let (_, fdr, rev, _) = path.into_inner();
+    let st = st.lock().unwrap();
+    let Some(f) = st.flows.iter().find(|f| f.0 == fdr && f.1 == rev) else {
+        return actix_web::HttpResponse::NotFound().finish();
+    };
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let size: usize = q.get("size").and_then(|p| p.parse().ok()).unwrap_or(1000);
+    let rows: Vec<Value> =
+        f.3.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                // `pay` is a JSON number written as pagoPA does (130.0): read from its text
+                let pay: Value =
+                    serde_json::from_str(&format!("{}.{:02}", r.2 / 100, r.2 % 100)).unwrap();
+                serde_json::json!({"index": i + 1, "iuv": r.0, "iur": r.1, "idTransfer": 1,
+                "pay": pay, "payStatus": "EXECUTED", "payDate": "2026-07-02T23:30:00Z"})
+            })
+            .collect();
+    let (data, total) = page_of(&rows, page, size);
+    actix_web::HttpResponse::Ok().json(serde_json::json!({
+        "metadata": {"pageSize": size, "pageNumber": page, "totPage": total},
+        "count": rows.len(), "data": data}))
+}
+
+/// Flows downloaded from the FdR API: paging of the list and of the payments, a flow whose
+/// header fails is fetched again at the next sync (the cursor waits for it), a higher revision
+/// supersedes the earlier one, nothing is fetched twice.
+#[actix_rt::test]
+async fn flows_are_downloaded_from_the_fdr_api_with_a_cursor_and_revisions() {
+    let shared: Shared = Default::default();
+    let data = actix_web::web::Data::new(shared.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .route(
+                "/organizations/{org}/fdrs",
+                actix_web::web::get().to(fdr_list),
+            )
+            .route(
+                "/organizations/{org}/fdrs/{fdr}/revisions/{rev}/psps/{psp}",
+                actix_web::web::get().to(fdr_flow),
+            )
+            .route(
+                "/organizations/{org}/fdrs/{fdr}/revisions/{rev}/psps/{psp}/payments",
+                actix_web::web::get().to(fdr_payments),
+            )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+
+    let app = spawn_app_with(&format!(
+        "\n[fdr]\nbase_url = \"http://127.0.0.1:{port}/\"\npage_size = 1\n"
+    ))
+    .await;
+    let a = create_and_pay(&app, "SYNC-1", 13_000).await;
+    let b = create_and_pay(&app, "SYNC-2", 29).await;
+    let c = create_and_pay(&app, "SYNC-3", 700).await;
+    let (f1, f2) = (
+        "2026-07-0388888888888-S0000101",
+        "2026-07-0388888888888-S0000102",
+    );
+    {
+        let mut st = shared.lock().unwrap();
+        st.flows.push((
+            f1.into(),
+            1,
+            "2026-07-04T06:31:00Z".into(),
+            vec![
+                (a.iuv.clone(), a.receipt_id.clone(), a.cents),
+                (b.iuv.clone(), b.receipt_id.clone(), b.cents),
+            ],
+        ));
+        st.flows.push((
+            f2.into(),
+            1,
+            "2026-07-04T07:00:00Z".into(),
+            vec![(c.iuv.clone(), c.receipt_id.clone(), c.cents)],
+        ));
+        st.failing.insert(f2.into());
+    }
+    let sync = || async {
+        let r = app
+            .client
+            .post(format!(
+                "{}/api/v1/organizations/{ORG_A}/fdrs/sync",
+                app.base
+            ))
+            .header("Ocp-Apim-Subscription-Key", KEY_A)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let first = sync().await;
+    assert_eq!(first["listed"], 2, "{first}");
+    assert_eq!(first["stored"], 1, "{first}");
+    assert_eq!(first["failed"][0]["fdr"], f2, "{first}");
+    assert!(
+        first["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500"),
+        "{first}"
+    );
+    assert_eq!(first["cursor"], "2026-07-04T06:31:00Z");
+    let r = report(&app).await;
+    assert_eq!(label_of(&r, &a.receipt_id), "RT_IUF");
+    assert_eq!(
+        label_of(&r, &b.receipt_id),
+        "RT_IUF",
+        "amount 0.29 read exactly from the JSON number"
+    );
+    assert_eq!(label_of(&r, &c.receipt_id), "RT_NO_IUF");
+
+    // the failing flow is back, and the PSP republishes the first as revision 2
+    {
+        let mut st = shared.lock().unwrap();
+        st.failing.clear();
+        st.flows.push((
+            f1.into(),
+            2,
+            "2026-07-05T06:00:00Z".into(),
+            vec![
+                (a.iuv.clone(), a.receipt_id.clone(), a.cents),
+                (b.iuv.clone(), b.receipt_id.clone(), b.cents),
+            ],
+        ));
+    }
+    let second = sync().await;
+    assert_eq!(
+        second["listed"], 2,
+        "only what was published after the cursor: {second}"
+    );
+    assert_eq!(second["stored"], 2, "{second}");
+    assert_eq!(second["revisions"], 1, "{second}");
+    assert_eq!(second["cursor"], "2026-07-05T06:00:00Z");
+    let r = report(&app).await;
+    assert_eq!(label_of(&r, &c.receipt_id), "RT_IUF");
+    let flows = r["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 2, "{r}");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["flowId"] == f1 && f["revision"] == 2),
+        "{r}"
+    );
+    assert_eq!(
+        app.store.reconciliation.revisions(ORG_A, f1).unwrap().len(),
+        2,
+        "every revision kept"
+    );
+
+    let third = sync().await;
+    assert_eq!(
+        (third["listed"].as_i64(), third["stored"].as_i64()),
+        (Some(0), Some(0)),
+        "{third}"
+    );
+    let asked = shared.lock().unwrap().published_gt.clone();
+    assert_eq!(
+        asked,
+        vec![
+            None,
+            Some("2026-07-04T06:31:00Z".into()),
+            Some("2026-07-05T06:00:00Z".into())
+        ]
+    );
+    handle.stop(true).await;
 }

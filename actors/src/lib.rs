@@ -6,7 +6,8 @@
 //!   `Addr::connected()` and respawns dead ones through their factory, counting restarts.
 //! - [`journal::JournalWriter`]: batches journal entries into the store.
 //! - [`cart::CartSession`] (one per citizen cart, started by [`cart::CartRegistry`]) and
-//!   [`node_channel::NodeChannel`] (outbound calls to pagoPA: Checkout carts).
+//!   [`node_channel::NodeChannel`] (outbound calls to pagoPA: Checkout carts; the FdR download
+//!   is [`fdr_sync::FdrApi`]).
 //! - [`scheduler::Scheduler`]: timed transitions (PUBLISHED → VALID, VALID → EXPIRED) and journal
 //!   retention.
 //! - [`bus`]: the message bus ([`bus::Bus`], in-process implementation): events published where
@@ -17,6 +18,7 @@
 pub mod bus;
 pub mod cart;
 pub mod ente_connector;
+pub mod fdr_sync;
 pub mod feed_loader;
 pub mod health;
 pub mod journal;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 pub mod catalogue;
 pub mod notification;
 pub mod portal;
+pub mod reporting;
 pub use catalogue::{Catalogue, OrgEntry, StationEntry, StationRelation};
 
 use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
@@ -97,6 +98,9 @@ pub struct Settings {
     /// Delivery policy of Ente notifications (`[notifications]`, see `notification.rs`).
     #[serde(default)]
     pub notifications: crate::notification::NotificationPolicySettings,
+    /// pagoPA's FdR API, where reporting flows are downloaded (`[fdr]`, see `reporting.rs`).
+    #[serde(default)]
+    pub fdr: crate::reporting::FdrSettings,
 }
 
 /// `[feeds]`: bulk debt-position feeds (FORMAT.md §5).
@@ -630,6 +634,18 @@ impl Settings {
             return Err(invalid("api.max_page_limit", "must be at least 1"));
         }
         self.notifications.check().map_err(|(k, r)| invalid(k, r))?;
+        if !(1..=1000).contains(&self.fdr.page_size) {
+            return Err(invalid(
+                "fdr.page_size",
+                "must be 1..=1000 (the API's maximum)",
+            ));
+        }
+        let fdr_url = self.fdr.base_url.trim();
+        if !fdr_url.is_empty()
+            && !(fdr_url.starts_with("https://") || fdr_url.starts_with("http://"))
+        {
+            return Err(invalid("fdr.base_url", "must be an http(s) URL"));
+        }
         if self.scheduler.tick_secs == 0 {
             return Err(invalid("scheduler.tick_secs", "must be at least 1"));
         }

@@ -10,6 +10,7 @@
 //!   0x00 ++ reversal` → [`StoredCredit`]: importing the same statement twice changes nothing.
 //! - `fdr_rejects`: `org ++ 0x00 ++ instant` → [`RejectedFile`]: files that are not flows or
 //!   statements, kept for inspection.
+//! - `fdr_cursors`: `org` → `published` of the last flow acquired from the FdR API in order.
 //!
 //! The run reads the organization's flows, credits and every receipt transfer paid to it
 //! (including transfers of other organizations' notices, for which it scans the receipts):
@@ -110,6 +111,7 @@ pub struct SledReconciliation {
     flows: sled::Tree,
     credits: sled::Tree,
     rejects: sled::Tree,
+    cursors: sled::Tree,
 }
 
 fn flow_key(org: &str, flow_id: &str, sender: &str, revision: u32) -> Vec<u8> {
@@ -155,7 +157,35 @@ impl SledReconciliation {
             flows: db.open_tree("fdr_flows")?,
             credits: db.open_tree("bank_credits")?,
             rejects: db.open_tree("fdr_rejects")?,
+            cursors: db.open_tree("fdr_cursors")?,
         })
+    }
+
+    /// Whether this revision of a PSP's flow is stored.
+    pub fn has_flow(
+        &self,
+        org: &str,
+        flow_id: &str,
+        sender: &str,
+        revision: u32,
+    ) -> Result<bool, StorageError> {
+        Ok(self
+            .flows
+            .contains_key(flow_key(org, flow_id, sender, revision))?)
+    }
+
+    /// The FdR API cursor of `org`: `published` of the last flow acquired in order.
+    pub fn cursor(&self, org: &str) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .cursors
+            .get(org.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Moves the FdR API cursor of `org`.
+    pub fn set_cursor(&self, org: &str, published: &str) -> Result<(), StorageError> {
+        self.cursors.insert(org.as_bytes(), published.as_bytes())?;
+        Ok(())
     }
 
     /// Stores a flow for `org` (see [`FlowImport`]).

@@ -11,8 +11,8 @@
 //! same strings either way.
 
 use chrono::{DateTime, Utc};
-use mpay_messages::ids::gpd;
 use mpay_messages::domain::delivery::{Notification, NotificationKind, NotificationState};
+use mpay_messages::ids::gpd;
 use mpay_messages::position::{
     DebtPosition, Debtor, DebtorType, Destination, MapEntry, OptionDetails, OptionStatus, Origin,
     PaymentOption, PositionStatus, Stamp, Transfer,

@@ -86,6 +86,7 @@ impl Modify for Security {
         receipts::list_anomalies,
         receipts::acknowledge,
         reconciliation::import_flow,
+        reconciliation::sync_flows,
         reconciliation::list_flows,
         reconciliation::import_statement,
         reconciliation::report,

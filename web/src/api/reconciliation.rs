@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     const ORG: &str = "/organizations/{organizationfiscalcode}";
     cfg.route(&format!("{ORG}/fdrs"), web::get().to(list_flows))
         .route(&format!("{ORG}/fdrs/import"), web::post().to(import_flow))
+        .route(&format!("{ORG}/fdrs/sync"), web::post().to(sync_flows))
         .route(
             &format!("{ORG}/bank-statements"),
             web::post().to(import_statement),
@@ -159,6 +160,55 @@ pub async fn import_statement(
     match done {
         FileImport::Imported(s) => Ok(HttpResponse::Ok().json(s)),
         FileImport::Rejected(why) | FileImport::OtherOrganization(why) => Err(unprocessable(why)),
+    }
+}
+
+/// `POST /api/v1/organizations/{cf}/fdrs/sync`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{organizationfiscalcode}/fdrs/sync",
+    params(("organizationfiscalcode" = String, Path)),
+    responses((status = 200, description = "listed, stored, revisions, alreadyKnown, failed (each fetched again next time), cursor"),
+              (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 409, body = Problem, description = "the FdR API is not configured ([fdr] base_url)"),
+              (status = 502, body = Problem, description = "the FdR API could not be listed")),
+    security(("ApiKey" = [])),
+    tag = "reconciliation"
+)]
+pub async fn sync_flows(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+) -> Result<HttpResponse, Problem> {
+    use secrecy::ExposeSecret;
+    let s = &state.settings.fdr;
+    if s.base_url.trim().is_empty() {
+        return Err(Problem::conflict(
+            "the FdR API is not configured ([fdr] base_url): import flows from files (…/fdrs/import)",
+        )
+        .with_code("FDR_NOT_CONFIGURED"));
+    }
+    let api = mpay_actors::fdr_sync::FdrApi {
+        base_url: s.base_url.trim().to_string(),
+        subscription_key: s
+            .subscription_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_string()),
+        page_size: s.page_size,
+        timeout: std::time::Duration::from_millis(s.timeout_ms),
+    };
+    let org = auth.fiscal_code().to_string();
+    match api.sync(&state.store, &org).await {
+        Ok(report) => {
+            committed(&state).await?;
+            Ok(HttpResponse::Ok().json(report))
+        }
+        Err(mpay_actors::fdr_sync::SyncError::List(e)) => Err(Problem::new(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+            "FdR API unavailable",
+            e,
+        )
+        .with_code("FDR_UNAVAILABLE")),
+        Err(e) => Err(Problem::internal(e)),
     }
 }
 
