@@ -472,9 +472,12 @@ fn the_commands_import_and_reconcile_on_a_stopped_node() {
 
 /// pagoPA's FdR API as the test plays it: flows of (fdr, psp, revision, published, rows), a set
 /// of flows whose header answers 500, and the `publishedGt` values asked.
+/// A published flow: (fdr, revision, published, rows of (iuv, iur, cents)).
+type PublishedFlow = (String, u32, String, Vec<(String, String, i64)>);
+
 #[derive(Default)]
 struct FdrApiState {
-    flows: Vec<(String, u32, String, Vec<(String, String, i64)>)>,
+    flows: Vec<PublishedFlow>,
     failing: std::collections::HashSet<String>,
     published_gt: Vec<Option<String>>,
 }

@@ -641,9 +641,8 @@ impl Settings {
             ));
         }
         let fdr_url = self.fdr.base_url.trim();
-        if !fdr_url.is_empty()
-            && !(fdr_url.starts_with("https://") || fdr_url.starts_with("http://"))
-        {
+        let http = fdr_url.starts_with("https://") || fdr_url.starts_with("http://");
+        if !fdr_url.is_empty() && !http {
             return Err(invalid("fdr.base_url", "must be an http(s) URL"));
         }
         if self.scheduler.tick_secs == 0 {
