@@ -18,11 +18,6 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use common::*;
 use hmac::{Hmac, Mac};
-use pagopa_sim::build::{
-    get_payment_request, receipt_from_payment, send_rt_request, GetPaymentOpts, PspInfo, QrCode,
-    ReceiptDates, ReceiptOpts, StationIds, Version,
-};
-use pagopa_sim::model::{parse_payment_data, parse_response};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -253,65 +248,14 @@ async fn create(app: &TestApp, org: &str, key: &str, body: Value) -> Vec<String>
 }
 
 async fn soap(app: &TestApp, action: &str, body: String) -> String {
-    let r = app
-        .client
-        .post(format!("{}/pagopa/paForNode", app.base))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("SOAPAction", action)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.text().await.unwrap()
+    common::station_soap(&app.client, &app.base, action, body).await
 }
 
 /// A PSP pays a notice: paGetPaymentV2 then paSendRTV2 (the simulator's XML). Returns the
 /// receipt id and the paSendRTV2 request sent.
 async fn pay(app: &TestApp, org: &str, nav: &str) -> (String, String) {
-    let ids = StationIds {
-        id_pa: org.into(),
-        id_broker_pa: ORG_B.into(),
-        id_station: format!("{ORG_B}_01"),
-    };
-    let qr = QrCode {
-        fiscal_code: org.into(),
-        notice_number: nav.into(),
-    };
-    let answer = soap(
-        app,
-        "paGetPaymentV2",
-        get_payment_request(Version::V2, &ids, &qr, &GetPaymentOpts::default()),
-    )
-    .await;
-    let res = parse_response(&answer).unwrap();
-    assert_eq!(res.outcome, "OK", "{answer}");
-    let data = parse_payment_data(res.body.child("data").unwrap()).unwrap();
-    let psp = PspInfo {
-        id_psp: "88888888888".into(),
-        fiscal_code: Some("88888888888".into()),
-        partita_iva: None,
-        company_name: "PSP di Prova".into(),
-        id_channel: "88888888888_01".into(),
-        channel_description: "app".into(),
-        payment_method: Some("creditCard".into()),
-        fee: None,
-    };
-    let receipt = receipt_from_payment(
-        Version::V2,
-        &qr,
-        &data,
-        &psp,
-        &ReceiptDates::now(),
-        &ReceiptOpts::default(),
-        &mut rand::rng(),
-    )
-    .unwrap();
-    let req = send_rt_request(Version::V2, &ids, &receipt).unwrap();
-    let answer = soap(app, "paSendRTV2", req.clone()).await;
-    let res = parse_response(&answer).unwrap();
-    assert_eq!(res.outcome, "OK", "{answer}");
-    (receipt.receipt_id, req)
+    let paid = common::pay_notice(&app.client, &app.base, org, nav).await;
+    (paid.receipt_id, paid.request)
 }
 
 async fn notifications(app: &TestApp, org: &str, key: &str, query: &str) -> Value {

@@ -21,12 +21,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use common::{config_text, IBAN_A, KEY_A, ORG_A, ORG_B};
-use pagopa_sim::build::{
-    get_payment_request, receipt_from_payment, send_rt_request, GetPaymentOpts, PspInfo, QrCode,
-    ReceiptDates, ReceiptOpts, StationIds, Version,
-};
-use pagopa_sim::model::{parse_payment_data, parse_response};
+use common::{config_text, IBAN_A, KEY_A, ORG_A};
 use rand::Rng as _;
 use serde_json::{json, Value};
 
@@ -116,19 +111,6 @@ async fn ready(client: &reqwest::Client, base: &str) {
     }
 }
 
-async fn soap(client: &reqwest::Client, base: &str, action: &str, body: String) -> String {
-    let r = client
-        .post(format!("{base}/pagopa/paForNode"))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("SOAPAction", action)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.text().await.unwrap()
-}
-
 /// Creates a position and pays it; returns the receipt id acknowledged by the station.
 async fn create_and_pay(client: &reqwest::Client, base: &str, iupd: &str) -> String {
     let body = json!({
@@ -151,53 +133,9 @@ async fn create_and_pay(client: &reqwest::Client, base: &str, iupd: &str) -> Str
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.unwrap();
     let nav = v["paymentOption"][0]["nav"].as_str().unwrap().to_string();
-    let ids = StationIds {
-        id_pa: ORG_A.into(),
-        id_broker_pa: ORG_B.into(),
-        id_station: format!("{ORG_B}_01"),
-    };
-    let qr = QrCode {
-        fiscal_code: ORG_A.into(),
-        notice_number: nav,
-    };
-    let answer = soap(
-        client,
-        base,
-        "paGetPaymentV2",
-        get_payment_request(Version::V2, &ids, &qr, &GetPaymentOpts::default()),
-    )
-    .await;
-    let res = parse_response(&answer).unwrap();
-    let data = parse_payment_data(res.body.child("data").unwrap()).unwrap();
-    let psp = PspInfo {
-        id_psp: "88888888888".into(),
-        fiscal_code: None,
-        partita_iva: None,
-        company_name: "PSP di Prova".into(),
-        id_channel: "88888888888_01".into(),
-        channel_description: "app".into(),
-        payment_method: None,
-        fee: None,
-    };
-    let receipt = receipt_from_payment(
-        Version::V2,
-        &qr,
-        &data,
-        &psp,
-        &ReceiptDates::now(),
-        &ReceiptOpts::default(),
-        &mut rand::rng(),
-    )
-    .unwrap();
-    let answer = soap(
-        client,
-        base,
-        "paSendRTV2",
-        send_rt_request(Version::V2, &ids, &receipt).unwrap(),
-    )
-    .await;
-    assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
-    receipt.receipt_id
+    common::pay_notice(client, base, ORG_A, &nav)
+        .await
+        .receipt_id
 }
 
 #[actix_web::test]

@@ -12,38 +12,13 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{position_body, spawn_app, spawn_app_with, TestApp, IBAN_A, KEY_A, ORG_A, ORG_B};
-use pagopa_sim::amount::Cents;
-use pagopa_sim::build::{
-    get_payment_request, receipt_from_payment, send_rt_request, GetPaymentOpts, Op, PspInfo,
-    QrCode, ReceiptDates, ReceiptOpts, StationIds, Version,
-};
-use pagopa_sim::model::{parse_payment_data, parse_response};
+use common::{position_body, spawn_app, spawn_app_with, TestApp, IBAN_A, KEY_A, ORG_A};
 use serde_json::Value;
 
 struct Paid {
     iuv: String,
     receipt_id: String,
     cents: i64,
-}
-
-async fn soap(app: &TestApp, op: Op, body: String) -> pagopa_sim::model::SoapResponse {
-    let text = app
-        .client
-        .post(format!("{}/pagopa/paForNode", app.base))
-        .header("Content-Type", "text/xml; charset=utf-8")
-        .header("SOAPAction", op.name())
-        .timeout(Duration::from_secs(15))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    parse_response(&text).unwrap()
 }
 
 /// Creates a published position and pays it through the station; returns its IUV and receipt.
@@ -53,57 +28,11 @@ async fn create_and_pay(app: &TestApp, iupd: &str, cents: i64) -> Paid {
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let created: Value = r.json().await.unwrap();
-    let nav = created["paymentOption"][0]["nav"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ids = StationIds {
-        id_pa: ORG_A.into(),
-        id_broker_pa: ORG_B.into(),
-        id_station: format!("{ORG_B}_01"),
-    };
-    let qr = QrCode {
-        fiscal_code: ORG_A.into(),
-        notice_number: nav,
-    };
-    let got = soap(
-        app,
-        Op::get_payment(Version::V2),
-        get_payment_request(Version::V2, &ids, &qr, &GetPaymentOpts::default()),
-    )
-    .await;
-    assert_eq!(got.label(), "OK");
-    let data = parse_payment_data(got.body.child("data").unwrap()).unwrap();
-    let psp = PspInfo {
-        id_psp: "88888888888".into(),
-        fiscal_code: Some("88888888888".into()),
-        partita_iva: None,
-        company_name: "PSP di Prova".into(),
-        id_channel: "88888888888_01".into(),
-        channel_description: "app".into(),
-        payment_method: Some("CP".into()),
-        fee: Some(Cents(100)),
-    };
-    let receipt = receipt_from_payment(
-        Version::V2,
-        &qr,
-        &data,
-        &psp,
-        &ReceiptDates::now(),
-        &ReceiptOpts::default(),
-        &mut rand::rng(),
-    )
-    .unwrap();
-    let sent = soap(
-        app,
-        Op::send_rt(Version::V2),
-        send_rt_request(Version::V2, &ids, &receipt).unwrap(),
-    )
-    .await;
-    assert_eq!(sent.label(), "OK");
+    let nav = created["paymentOption"][0]["nav"].as_str().unwrap();
+    let paid = common::pay_notice(&app.client, &app.base, ORG_A, nav).await;
     Paid {
-        iuv: receipt.creditor_reference_id.clone(),
-        receipt_id: receipt.receipt_id.clone(),
+        iuv: paid.iuv,
+        receipt_id: paid.receipt_id,
         cents,
     }
 }

@@ -356,3 +356,90 @@ pub async fn spawn_feeds_app_with(
     std::fs::write(&cfg, text).unwrap();
     start(dir, cfg).await
 }
+
+/// A notice paid at the station: what the tests read back.
+pub struct Paid {
+    /// The receipt id (= payment token) the station acknowledged.
+    pub receipt_id: String,
+    /// The notice's IUV (`creditorReferenceId`).
+    pub iuv: String,
+    /// The paSendRTV2 request as sent.
+    pub request: String,
+}
+
+/// Posts one SOAP request to the station; returns the answer's text (HTTP 200 asserted).
+pub async fn station_soap(
+    client: &reqwest::Client,
+    base: &str,
+    action: &str,
+    body: String,
+) -> String {
+    let r = client
+        .post(format!("{base}/pagopa/paForNode"))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("SOAPAction", action)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// A PSP pays notice `nav` of `org` at the station as the Node does: paGetPaymentV2, then the
+/// paSendRTV2 the simulator builds from that answer (its own XML, not our codecs); both OK.
+pub async fn pay_notice(client: &reqwest::Client, base: &str, org: &str, nav: &str) -> Paid {
+    use pagopa_sim::build::{
+        get_payment_request, receipt_from_payment, send_rt_request, GetPaymentOpts, PspInfo,
+        QrCode, ReceiptDates, ReceiptOpts, StationIds, Version,
+    };
+    use pagopa_sim::model::{parse_payment_data, parse_response};
+    let ids = StationIds {
+        id_pa: org.into(),
+        id_broker_pa: ORG_B.into(),
+        id_station: format!("{ORG_B}_01"),
+    };
+    let qr = QrCode {
+        fiscal_code: org.into(),
+        notice_number: nav.into(),
+    };
+    let answer = station_soap(
+        client,
+        base,
+        "paGetPaymentV2",
+        get_payment_request(Version::V2, &ids, &qr, &GetPaymentOpts::default()),
+    )
+    .await;
+    let res = parse_response(&answer).unwrap();
+    assert_eq!(res.outcome, "OK", "{answer}");
+    let data = parse_payment_data(res.body.child("data").unwrap()).unwrap();
+    let psp = PspInfo {
+        id_psp: "88888888888".into(),
+        fiscal_code: Some("88888888888".into()),
+        partita_iva: None,
+        company_name: "PSP di Prova".into(),
+        id_channel: "88888888888_01".into(),
+        channel_description: "app".into(),
+        payment_method: Some("creditCard".into()),
+        fee: None,
+    };
+    let receipt = receipt_from_payment(
+        Version::V2,
+        &qr,
+        &data,
+        &psp,
+        &ReceiptDates::now(),
+        &ReceiptOpts::default(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let request = send_rt_request(Version::V2, &ids, &receipt).unwrap();
+    let answer = station_soap(client, base, "paSendRTV2", request.clone()).await;
+    let res = parse_response(&answer).unwrap();
+    assert_eq!(res.outcome, "OK", "{answer}");
+    Paid {
+        receipt_id: receipt.receipt_id,
+        iuv: receipt.creditor_reference_id,
+        request,
+    }
+}

@@ -130,17 +130,7 @@ fn read(text: &str) -> Result<Parsed, FlowError> {
                 buf.push_str(&s);
             }
             Event::GeneralRef(r) => {
-                let c = match r.resolve_char_ref().map_err(unreadable)? {
-                    Some(c) => c.to_string(),
-                    None => match r.decode().map_err(unreadable)?.as_ref() {
-                        "amp" => "&".into(),
-                        "lt" => "<".into(),
-                        "gt" => ">".into(),
-                        "apos" => "'".into(),
-                        "quot" => "\"".into(),
-                        other => return Err(unreadable(format!("undefined entity &{other};"))),
-                    },
-                };
+                let c = crate::wire::xml::general_ref(&r).map_err(|e| unreadable(e.0))?;
                 buf.push_str(&c);
             }
             Event::End(_) => {

@@ -78,6 +78,31 @@ fn err(e: impl std::fmt::Display) -> XmlError {
     XmlError(e.to_string())
 }
 
+/// The text of an entity or character reference: the five predefined entities and references
+/// to XML 1.0 characters; anything else is refused (no DTD, so no other entity exists). Shared
+/// by every reader of outside XML (this tree, the reporting-flow and bank-statement streams).
+pub(crate) fn general_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<String, XmlError> {
+    Ok(match r.resolve_char_ref().map_err(err)? {
+        Some(c) if is_xml_char(c) => c.to_string(),
+        Some(c) => {
+            return Err(XmlError(format!(
+                "character reference to U+{:04X}, not allowed in XML 1.0",
+                u32::from(c)
+            )));
+        }
+        None => match r.decode().map_err(err)?.as_ref() {
+            "amp" => "&".into(),
+            "lt" => "<".into(),
+            "gt" => ">".into(),
+            "apos" => "'".into(),
+            "quot" => "\"".into(),
+            other => {
+                return Err(XmlError(format!("undefined entity &{other};")));
+            }
+        },
+    })
+}
+
 fn resolved_ns(r: &ResolveResult<'_>) -> Result<Option<String>, XmlError> {
     match r {
         ResolveResult::Bound(ns) => Ok(Some(
@@ -190,25 +215,7 @@ pub fn parse(input: &[u8]) -> Result<Element, XmlError> {
                 push_text(&mut stack, &s)?;
             }
             Event::GeneralRef(r) => {
-                let c = match r.resolve_char_ref().map_err(err)? {
-                    Some(c) if is_xml_char(c) => c.to_string(),
-                    Some(c) => {
-                        return Err(XmlError(format!(
-                            "character reference to U+{:04X}, not allowed in XML 1.0",
-                            u32::from(c)
-                        )));
-                    }
-                    None => match r.decode().map_err(err)?.as_ref() {
-                        "amp" => "&".into(),
-                        "lt" => "<".into(),
-                        "gt" => ">".into(),
-                        "apos" => "'".into(),
-                        "quot" => "\"".into(),
-                        other => {
-                            return Err(XmlError(format!("undefined entity &{other};")));
-                        }
-                    },
-                };
+                let c = general_ref(&r)?;
                 push_text(&mut stack, &c)?;
             }
             Event::DocType(_) => {

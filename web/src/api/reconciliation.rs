@@ -12,7 +12,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use mpay_storage::reconciliation::{self, FileImport, FlowImport};
+use mpay_storage::reconciliation::{self, FileImport, FlowImport, SledReconciliation};
 
 use crate::auth::OrgAuth;
 use crate::problem::Problem;
@@ -89,18 +89,10 @@ pub async fn import_flow(
     auth: OrgAuth,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let body = read_file(&state, payload).await?;
-    let org = auth.fiscal_code().to_string();
-    let name = file_name(&req);
-    let done = state
-        .store
-        .blocking(move |s| {
-            s.reconciliation
-                .import_flow_file(&org, &name, &body, Utc::now())
-        })
-        .await
-        .map_err(Problem::internal)?;
-    committed(&state).await?;
+    let done = import(&req, &state, &auth, payload, |r, org, name, body| {
+        r.import_flow_file(org, name, body, Utc::now())
+    })
+    .await?;
     match done {
         FileImport::Imported(f) => Ok(match f.outcome {
             FlowImport::New | FlowImport::Revision => HttpResponse::Created().json(f),
@@ -115,6 +107,34 @@ pub async fn import_flow(
             ),
         )),
     }
+}
+
+/// Reads the uploaded file, runs one of the storage's import paths on it and makes the result
+/// durable before the answer.
+async fn import<T: Send + 'static>(
+    req: &HttpRequest,
+    state: &AppState,
+    auth: &OrgAuth,
+    payload: web::Payload,
+    run: impl FnOnce(
+            &SledReconciliation,
+            &str,
+            &str,
+            &[u8],
+        ) -> Result<FileImport<T>, mpay_storage::StorageError>
+        + Send
+        + 'static,
+) -> Result<FileImport<T>, Problem> {
+    let body = read_file(state, payload).await?;
+    let org = auth.fiscal_code().to_string();
+    let name = file_name(req);
+    let done = state
+        .store
+        .blocking(move |s| run(&s.reconciliation, &org, &name, &body))
+        .await
+        .map_err(Problem::internal)?;
+    committed(state).await?;
+    Ok(done)
 }
 
 async fn committed(state: &AppState) -> Result<(), Problem> {
@@ -145,18 +165,10 @@ pub async fn import_statement(
     auth: OrgAuth,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let body = read_file(&state, payload).await?;
-    let org = auth.fiscal_code().to_string();
-    let name = file_name(&req);
-    let done = state
-        .store
-        .blocking(move |s| {
-            s.reconciliation
-                .import_statement_file(&org, &name, &body, Utc::now())
-        })
-        .await
-        .map_err(Problem::internal)?;
-    committed(&state).await?;
+    let done = import(&req, &state, &auth, payload, |r, org, name, body| {
+        r.import_statement_file(org, name, body, Utc::now())
+    })
+    .await?;
     match done {
         FileImport::Imported(s) => Ok(HttpResponse::Ok().json(s)),
         FileImport::Rejected(why) | FileImport::OtherOrganization(why) => Err(unprocessable(why)),
