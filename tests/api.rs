@@ -993,23 +993,24 @@ async fn the_simulator_creates_fresh_notices_each_run() {
     assert!(e.contains("--key"), "{e}");
 }
 
-/// Every route refuses a query parameter it does not know; the API key as `subscription-key`
-/// is known everywhere.
+/// Every route refuses a query parameter it does not know.
 #[actix_web::test]
 async fn unknown_query_parameters_are_refused_on_every_route() {
     let app = spawn_app().await;
     let url = app.positions_url(ORG_A);
     let r = app
         .client
-        .post(format!("{url}?toPublish=true&subscription-key={KEY_A}"))
+        .post(format!("{url}?toPublish=true"))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
         .json(&position_body("K-1", 100))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "the key as a query parameter");
+    assert_eq!(r.status(), 201);
     let r = app
         .client
-        .get(format!("{url}?subscription-key={KEY_A}&status=VALID"))
+        .get(format!("{url}?status=VALID"))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
         .send()
         .await
         .unwrap();
@@ -1052,4 +1053,57 @@ async fn unknown_query_parameters_are_refused_on_every_route() {
         .unwrap();
     let p = problem(r, 400).await;
     assert_eq!(fields(&p), vec!["fileNmae"], "{p}");
+}
+
+/// The API key is read from the `Ocp-Apim-Subscription-Key` header only: a key in the query
+/// string (it lands in proxy logs) is refused with 401 `API_KEY_IN_QUERY` on every API version,
+/// even a valid one, even with the header too, and nothing is written.
+#[actix_web::test]
+async fn api_key_in_the_query_string_is_refused() {
+    let app = spawn_app().await;
+    let url = app.positions_url(ORG_A);
+    let r = app
+        .client
+        .post(format!("{url}?toPublish=true&subscription-key={KEY_A}"))
+        .json(&position_body("Q-1", 100))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 401).await;
+    assert_eq!(p["code"], "API_KEY_IN_QUERY", "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Ocp-Apim-Subscription-Key"),
+        "{p}"
+    );
+    for target in [
+        format!("{url}?subscription-key={KEY_A}"),
+        format!("{url}?Subscription-Key={KEY_A}&status=VALID"),
+        format!(
+            "{}/api/v3/organizations/{ORG_A}/debtpositions?subscription%2Dkey={KEY_A}",
+            app.base
+        ),
+        format!(
+            "{}/api/v1/organizations/{ORG_A}/feeds?subscription-key={KEY_A}",
+            app.base
+        ),
+    ] {
+        let r = app.client.get(&target).send().await.unwrap();
+        let p = problem(r, 401).await;
+        assert_eq!(p["code"], "API_KEY_IN_QUERY", "{target}: {p}");
+    }
+    // with the header as well: still refused, the key is already in the logs
+    let r = app
+        .client
+        .get(format!("{url}?subscription-key={KEY_A}"))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r, 401).await["code"], "API_KEY_IN_QUERY");
+    // nothing was created
+    let r = app.get(ORG_A, KEY_A, "/Q-1").await;
+    assert_eq!(r.status(), 404);
 }

@@ -72,9 +72,6 @@ pub struct UploadQuery {
     /// Checksum of the file as sent (the zip or the CSV): `sha256:<64 hex>` or `md5:<32 hex>`
     /// (FORMAT.md §5.2). A mismatch fails the load with `FILE_CHECKSUM_MISMATCH`.
     pub checksum: Option<String>,
-    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
-    #[serde(default, rename = "subscription-key")]
-    pub subscription_key: Option<String>,
 }
 
 /// Progress of a load.
