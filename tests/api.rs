@@ -1107,3 +1107,68 @@ async fn api_key_in_the_query_string_is_refused() {
     let r = app.get(ORG_A, KEY_A, "/Q-1").await;
     assert_eq!(r.status(), 404);
 }
+
+/// A due, validity or retention date outside 1900-01-01 ..= 2999-12-31 (year 0000, a negative
+/// year, 3000) is refused by v1 and v3 with a problem naming the field; nothing is stored, so
+/// the station can never answer `<dueDate>0000-01-01</dueDate>`.
+#[actix_web::test]
+async fn dates_outside_the_schemas_range_are_refused() {
+    let app = spawn_app().await;
+    for (field, value) in [
+        ("dueDate", "0000-01-01T00:00:00Z"),
+        ("dueDate", "0000-01-01"),
+        ("dueDate", "-0001-06-30"),
+        ("dueDate", "1899-12-31"),
+        ("dueDate", "3000-01-01T12:00:00"),
+        ("retentionDate", "0000-12-31T00:00:00Z"),
+    ] {
+        let mut b = position_body("D-1", 100);
+        b["paymentOption"][0][field] = json!(value);
+        let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+        assert_eq!(
+            fields(&p),
+            vec![format!("paymentOption[0].{field}")],
+            "{value}: {p}"
+        );
+        if !value.starts_with('-') {
+            assert!(
+                p.to_string().contains("1900-01-01 .. 2999-12-31"),
+                "{value}: {p}"
+            );
+        }
+    }
+    let mut b = position_body("D-1", 100);
+    b["validityDate"] = json!("0000-01-01T00:00:00Z");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(fields(&p), vec!["validityDate".to_string()], "{p}");
+    // v3: the same rule
+    let body = json!({
+        "iupd": "D-3", "companyName": "Comune",
+        "paymentOption": [{"description": "unica", "debtor":
+            {"type": "F", "fiscalCode": "RSSMRA80A01H501U", "fullName": "Mario Rossi"},
+            "installments": [{"amount": 100, "description": "rata", "dueDate": "0000-01-01",
+                "transfer": [{"idTransfer": "1", "amount": 100, "remittanceInformation": "r",
+                    "category": "9/0101108TS/", "iban": IBAN_A}]}]}]});
+    let r = app
+        .client
+        .post(format!(
+            "{}/api/v3/organizations/{ORG_A}/debtpositions",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 400).await;
+    assert!(p.to_string().contains("1900-01-01 .. 2999-12-31"), "{p}");
+    assert!(fields(&p).iter().any(|f| f.ends_with("dueDate")), "{p}");
+    // nothing stored; the bounds themselves are accepted
+    assert_eq!(app.get(ORG_A, KEY_A, "/D-1").await.status(), 404);
+    let mut b = position_body("D-1", 100);
+    b["paymentOption"][0]["dueDate"] = json!("2999-12-31");
+    b["paymentOption"][0]["retentionDate"] = json!("2999-12-31T23:59:59");
+    b["validityDate"] = json!("2999-12-30T12:00:00");
+    let r = app.post(ORG_A, KEY_A, "", &b).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
