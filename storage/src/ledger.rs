@@ -229,7 +229,7 @@ pub use mpay_messages::domain::position::expiry_instant;
 
 /// The domain's rule on payments in progress (`DebtPosition::may_replace_with`) inside a unit of
 /// work, with the `payments_in_progress` records of `old`'s notices.
-fn guard_payments(
+pub(crate) fn guard_payments(
     paying: &sled::transaction::TransactionalTree,
     old: &DebtPosition,
     new: Option<&DebtPosition>,
