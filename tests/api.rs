@@ -1172,3 +1172,69 @@ async fn dates_outside_the_schemas_range_are_refused() {
     let r = app.post(ORG_A, KEY_A, "", &b).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
+
+/// Junk SOAP requests of 200 KB that no served organization is attributed to (malformed, or
+/// naming an organization we do not serve) keep at most `journal.unattributed_payload_bytes`
+/// (1 KiB) of payload each in the journal, counted in `mpay_journal_payloads_truncated_total`
+/// (before: each kept 200 KB, so the journal grew by the size of the junk).
+#[actix_web::test]
+async fn junk_soap_requests_do_not_grow_the_journal_by_their_size() {
+    let app = spawn_app().await;
+    let padding = "x".repeat(200_000);
+    let bodies = [
+        format!("<junk>{padding}</junk>"),
+        format!("{padding}{padding}"),
+        format!(
+            r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:pafn="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Body><!--{padding}--><pafn:paVerifyPaymentNoticeReq><idPA>99999999999</idPA><idBrokerPA>99999999999</idBrokerPA><idStation>99999999999_01</idStation><qrCode><fiscalCode>99999999999</fiscalCode><noticeNumber>312345678901234567</noticeNumber></qrCode></pafn:paVerifyPaymentNoticeReq></soapenv:Body></soapenv:Envelope>"#
+        ),
+    ];
+    for body in &bodies {
+        let r = app
+            .client
+            .post(format!("{}/pagopa/paForNode", app.base))
+            .header("Content-Type", "text/xml")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success() || r.status().is_server_error());
+    }
+    let journal = app.store.journal.clone();
+    app.wait_for("journal entries", || {
+        let journal = journal.clone();
+        async move { journal.len() >= 3 }
+    })
+    .await;
+    let entries = journal
+        .query(&JournalQuery {
+            organization: None,
+            from: None,
+            limit: 100,
+        })
+        .unwrap();
+    let soap: Vec<_> = entries.iter().filter(|e| e.channel == "soap").collect();
+    assert_eq!(soap.len(), 3, "{entries:?}");
+    for e in soap {
+        let kept = e.payload.as_deref().map_or(0, str::len);
+        assert!(
+            (1..=1024).contains(&kept),
+            "{} kept {kept} bytes of payload",
+            e.operation
+        );
+    }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("mpay_journal_payloads_truncated_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
