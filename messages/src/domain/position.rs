@@ -799,7 +799,7 @@ mod tests {
         let paying = |n: &NoticeNumber| (*n == nav).then_some(until);
         // another notice number: refused, naming the notice and the time
         let mut other = p.clone();
-        other.payment_options[0].nav = NoticeNumber::parse("312202600000000269").unwrap();
+        other.payment_options[0].nav = NoticeNumber::parse("312202600000000272").unwrap();
         let e = p.may_replace_with(Some(&other), &paying, now).unwrap_err();
         assert_eq!(
             e,
