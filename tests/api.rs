@@ -993,23 +993,24 @@ async fn the_simulator_creates_fresh_notices_each_run() {
     assert!(e.contains("--key"), "{e}");
 }
 
-/// Every route refuses a query parameter it does not know; the API key as `subscription-key`
-/// is known everywhere.
+/// Every route refuses a query parameter it does not know.
 #[actix_web::test]
 async fn unknown_query_parameters_are_refused_on_every_route() {
     let app = spawn_app().await;
     let url = app.positions_url(ORG_A);
     let r = app
         .client
-        .post(format!("{url}?toPublish=true&subscription-key={KEY_A}"))
+        .post(format!("{url}?toPublish=true"))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
         .json(&position_body("K-1", 100))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "the key as a query parameter");
+    assert_eq!(r.status(), 201);
     let r = app
         .client
-        .get(format!("{url}?subscription-key={KEY_A}&status=VALID"))
+        .get(format!("{url}?status=VALID"))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
         .send()
         .await
         .unwrap();
@@ -1052,4 +1053,188 @@ async fn unknown_query_parameters_are_refused_on_every_route() {
         .unwrap();
     let p = problem(r, 400).await;
     assert_eq!(fields(&p), vec!["fileNmae"], "{p}");
+}
+
+/// The API key is read from the `Ocp-Apim-Subscription-Key` header only: a key in the query
+/// string (it lands in proxy logs) is refused with 401 `API_KEY_IN_QUERY` on every API version,
+/// even a valid one, even with the header too, and nothing is written.
+#[actix_web::test]
+async fn api_key_in_the_query_string_is_refused() {
+    let app = spawn_app().await;
+    let url = app.positions_url(ORG_A);
+    let r = app
+        .client
+        .post(format!("{url}?toPublish=true&subscription-key={KEY_A}"))
+        .json(&position_body("Q-1", 100))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 401).await;
+    assert_eq!(p["code"], "API_KEY_IN_QUERY", "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Ocp-Apim-Subscription-Key"),
+        "{p}"
+    );
+    for target in [
+        format!("{url}?subscription-key={KEY_A}"),
+        format!("{url}?Subscription-Key={KEY_A}&status=VALID"),
+        format!(
+            "{}/api/v3/organizations/{ORG_A}/debtpositions?subscription%2Dkey={KEY_A}",
+            app.base
+        ),
+        format!(
+            "{}/api/v1/organizations/{ORG_A}/feeds?subscription-key={KEY_A}",
+            app.base
+        ),
+    ] {
+        let r = app.client.get(&target).send().await.unwrap();
+        let p = problem(r, 401).await;
+        assert_eq!(p["code"], "API_KEY_IN_QUERY", "{target}: {p}");
+    }
+    // with the header as well: still refused, the key is already in the logs
+    let r = app
+        .client
+        .get(format!("{url}?subscription-key={KEY_A}"))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r, 401).await["code"], "API_KEY_IN_QUERY");
+    // nothing was created
+    let r = app.get(ORG_A, KEY_A, "/Q-1").await;
+    assert_eq!(r.status(), 404);
+}
+
+/// A due, validity or retention date outside 1900-01-01 ..= 2999-12-31 (year 0000, a negative
+/// year, 3000) is refused by v1 and v3 with a problem naming the field; nothing is stored, so
+/// the station can never answer `<dueDate>0000-01-01</dueDate>`.
+#[actix_web::test]
+async fn dates_outside_the_schemas_range_are_refused() {
+    let app = spawn_app().await;
+    for (field, value) in [
+        ("dueDate", "0000-01-01T00:00:00Z"),
+        ("dueDate", "0000-01-01"),
+        ("dueDate", "-0001-06-30"),
+        ("dueDate", "1899-12-31"),
+        ("dueDate", "3000-01-01T12:00:00"),
+        ("retentionDate", "0000-12-31T00:00:00Z"),
+    ] {
+        let mut b = position_body("D-1", 100);
+        b["paymentOption"][0][field] = json!(value);
+        let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+        assert_eq!(
+            fields(&p),
+            vec![format!("paymentOption[0].{field}")],
+            "{value}: {p}"
+        );
+        if !value.starts_with('-') {
+            assert!(
+                p.to_string().contains("1900-01-01 .. 2999-12-31"),
+                "{value}: {p}"
+            );
+        }
+    }
+    let mut b = position_body("D-1", 100);
+    b["validityDate"] = json!("0000-01-01T00:00:00Z");
+    let p = problem(app.post(ORG_A, KEY_A, "", &b).await, 400).await;
+    assert_eq!(fields(&p), vec!["validityDate".to_string()], "{p}");
+    // v3: the same rule
+    let body = json!({
+        "iupd": "D-3", "companyName": "Comune",
+        "paymentOption": [{"description": "unica", "debtor":
+            {"type": "F", "fiscalCode": "RSSMRA80A01H501U", "fullName": "Mario Rossi"},
+            "installments": [{"amount": 100, "description": "rata", "dueDate": "0000-01-01",
+                "transfer": [{"idTransfer": "1", "amount": 100, "remittanceInformation": "r",
+                    "category": "9/0101108TS/", "iban": IBAN_A}]}]}]});
+    let r = app
+        .client
+        .post(format!(
+            "{}/api/v3/organizations/{ORG_A}/debtpositions",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 400).await;
+    assert!(p.to_string().contains("1900-01-01 .. 2999-12-31"), "{p}");
+    assert!(fields(&p).iter().any(|f| f.ends_with("dueDate")), "{p}");
+    // nothing stored; the bounds themselves are accepted
+    assert_eq!(app.get(ORG_A, KEY_A, "/D-1").await.status(), 404);
+    let mut b = position_body("D-1", 100);
+    b["paymentOption"][0]["dueDate"] = json!("2999-12-31");
+    b["paymentOption"][0]["retentionDate"] = json!("2999-12-31T23:59:59");
+    b["validityDate"] = json!("2999-12-30T12:00:00");
+    let r = app.post(ORG_A, KEY_A, "", &b).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+/// Junk SOAP requests of 200 KB that no served organization is attributed to (malformed, or
+/// naming an organization we do not serve) keep at most `journal.unattributed_payload_bytes`
+/// (1 KiB) of payload each in the journal, counted in `mpay_journal_payloads_truncated_total`
+/// (before: each kept 200 KB, so the journal grew by the size of the junk).
+#[actix_web::test]
+async fn junk_soap_requests_do_not_grow_the_journal_by_their_size() {
+    let app = spawn_app().await;
+    let padding = "x".repeat(200_000);
+    let bodies = [
+        format!("<junk>{padding}</junk>"),
+        format!("{padding}{padding}"),
+        format!(
+            r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:pafn="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Body><!--{padding}--><pafn:paVerifyPaymentNoticeReq><idPA>99999999999</idPA><idBrokerPA>99999999999</idBrokerPA><idStation>99999999999_01</idStation><qrCode><fiscalCode>99999999999</fiscalCode><noticeNumber>312345678901234567</noticeNumber></qrCode></pafn:paVerifyPaymentNoticeReq></soapenv:Body></soapenv:Envelope>"#
+        ),
+    ];
+    for body in &bodies {
+        let r = app
+            .client
+            .post(format!("{}/pagopa/paForNode", app.base))
+            .header("Content-Type", "text/xml")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success() || r.status().is_server_error());
+    }
+    let journal = app.store.journal.clone();
+    app.wait_for("journal entries", || {
+        let journal = journal.clone();
+        async move { journal.len() >= 3 }
+    })
+    .await;
+    let entries = journal
+        .query(&JournalQuery {
+            organization: None,
+            from: None,
+            limit: 100,
+        })
+        .unwrap();
+    let soap: Vec<_> = entries.iter().filter(|e| e.channel == "soap").collect();
+    assert_eq!(soap.len(), 3, "{entries:?}");
+    for e in soap {
+        let kept = e.payload.as_deref().map_or(0, str::len);
+        assert!(
+            (1..=1024).contains(&kept),
+            "{} kept {kept} bytes of payload",
+            e.operation
+        );
+    }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("mpay_journal_payloads_truncated_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 }

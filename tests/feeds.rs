@@ -520,6 +520,88 @@ async fn duplicate_flow_id_is_409_and_other_organizations_are_refused() {
     assert_eq!(r.status(), 400);
 }
 
+/// REST `flowId` is `[A-Za-z0-9_.-]{1,50}` and not dots only (`.`/`..` could never be reached
+/// again), whether given or taken from the file name; what reaches a header is percent-encoded.
+#[actix_web::test]
+async fn rest_flow_ids_are_checked_and_headers_are_encoded() {
+    let Some(dir) = samples() else { return };
+    let app = spawn_feeds_app(free_port(), 30900).await;
+    let bytes = std::fs::read(dir.join("ours_a_delta_tipoA__c_x000-TARI2025A-2_0.csv")).unwrap();
+    for flow in [
+        ".",
+        "..",
+        "...",
+        "a%20b",
+        "a%0D%0AX-Evil:%201",
+        "%C3%A9",
+        &"x".repeat(51),
+    ] {
+        let r = upload_raw(
+            &app,
+            ORG_C,
+            KEY_C,
+            "x.csv",
+            bytes.clone(),
+            &format!("&flowId={flow}"),
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{flow}");
+        assert!(r.headers().get("location").is_none(), "{flow}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["code"], "INVALID_FLOW_ID", "{flow}: {p}");
+        assert_eq!(p["errors"][0]["field"], "flowId", "{flow}: {p}");
+    }
+    // taken from a file name that does not give a valid one: the answer says to give flowId
+    let r = upload_raw(
+        &app,
+        ORG_C,
+        KEY_C,
+        "t%C3%A0ri%202025.csv",
+        bytes.clone(),
+        "",
+    )
+    .await;
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "INVALID_FLOW_ID", "{p}");
+    assert!(p.to_string().contains("give `flowId`"), "{p}");
+    // nothing was recorded
+    let (status, list) = get_json(&app, &feeds_url(&app, ORG_C), KEY_C).await;
+    assert_eq!(status, 200);
+    assert_eq!(list, serde_json::json!([]), "{list}");
+    // a valid id with '.', '-' and '_' is accepted; a non-ASCII file name reaches the
+    // Content-Disposition header percent-encoded, with an ASCII fallback
+    let r = upload_raw(
+        &app,
+        ORG_C,
+        KEY_C,
+        "t%C3%A0ri%202025.csv",
+        bytes.clone(),
+        "&flowId=TARI.2025-a_1",
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/api/v1/organizations/{ORG_C}/feeds/TARI.2025-a_1")
+    );
+    let v = wait_done(&app, ORG_C, KEY_C, "TARI.2025-a_1").await;
+    assert_eq!(v["status"], "DONE", "{v}");
+    let r = app
+        .client
+        .get(format!("{}/TARI.2025-a_1/report", feeds_url(&app, ORG_C)))
+        .header("Ocp-Apim-Subscription-Key", KEY_C)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cd = r.headers()["content-disposition"].as_bytes().to_vec();
+    assert!(cd.is_ascii(), "{cd:?}");
+    assert_eq!(
+        String::from_utf8(cd).unwrap(),
+        "attachment; filename=\"t_ri 2025-ESITO.csv\"; filename*=UTF-8''t%C3%A0ri%202025-ESITO.csv"
+    );
+}
+
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, bytes) in entries {

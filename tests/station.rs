@@ -558,6 +558,91 @@ async fn every_refusal_has_its_fault_code() {
     n.validate_answers_with_libxml();
 }
 
+/// After paGetPayment (a payment in progress, its token not expired), a PUT may not replace the
+/// notice number or the amounts of that notice (409 `PAYMENT_IN_PROGRESS`, saying why), else
+/// the receipt would find no notice and the new notice would be payable again; other changes
+/// pass, and the receipt then settles the notice the Node was given.
+#[actix_web::test]
+async fn a_put_cannot_replace_a_notice_with_a_payment_in_progress() {
+    let n = node().await;
+    let p = n
+        .create(ORG, KEY, position("G-1", 5_000, "2030-01-01"), true)
+        .await;
+    let nav = nav_of(&p, 0);
+    let iuv = p["paymentOption"][0]["iuv"].as_str().unwrap().to_string();
+    let put = |body: Value| {
+        let (client, base) = (n.client.clone(), n.base.clone());
+        async move {
+            let r = client
+                .put(format!(
+                    "{base}/api/v1/organizations/{ORG}/debtpositions/G-1?toPublish=true"
+                ))
+                .header("Ocp-Apim-Subscription-Key", KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    // before any payment, a PUT that keeps the notice passes
+    let mut same = position("G-1", 5_000, "2030-01-01");
+    same["paymentOption"][0]["iuv"] = json!(iuv);
+    assert_eq!(put(same.clone()).await.0, 200);
+    let (_, g) = n
+        .soap(Some("paGetPayment"), &get_payment_req(ORG, &nav, false))
+        .await;
+    assert_eq!(outcome(&g), "OK");
+    // another notice number (the IUV omitted: a new one is generated), another amount
+    let renumbered = position("G-1", 5_000, "2030-01-01");
+    let mut dearer = same.clone();
+    dearer["paymentOption"][0]["amount"] = json!(6_000);
+    dearer["paymentOption"][0]["transfer"][0]["amount"] = json!(6_000);
+    for body in [renumbered, dearer] {
+        let (status, problem) = put(body).await;
+        assert_eq!(status, 409, "{problem}");
+        assert_eq!(problem["code"], "PAYMENT_IN_PROGRESS", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&nav) && detail.contains("payment in progress"),
+            "{detail}"
+        );
+    }
+    // a change that keeps the notice and its amounts passes
+    let mut reworded = same.clone();
+    reworded["paymentOption"][0]["description"] = json!("Nuova descrizione");
+    let (status, v) = put(reworded).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(nav_of(&v, 0), nav);
+    // the receipt settles the notice the Node was given
+    let (_, a) = n
+        .soap(
+            Some("paSendRT"),
+            &receipt_req(ORG, ST1, "rcpt-prog-1", &nav, 5_000, false),
+        )
+        .await;
+    assert_eq!(outcome(&a), "OK");
+    let pos = n
+        .store
+        .ledger
+        .get(&OrgFiscalCode::parse_unchecked(ORG).unwrap(), "G-1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(pos.status.as_str(), "PAID", "{pos:?}");
+    assert!(
+        n.store
+            .ledger
+            .receipts_for_notice(
+                &OrgFiscalCode::parse_unchecked(ORG).unwrap(),
+                &NoticeNumber::parse_unchecked(&nav).unwrap()
+            )
+            .unwrap()
+            .len()
+            == 1
+    );
+}
+
 #[actix_web::test]
 async fn receipts_are_idempotent_atomic_and_flag_anomalies() {
     let n = node().await;

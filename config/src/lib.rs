@@ -340,9 +340,19 @@ pub struct JournalSettings {
     pub batch_max: usize,
     /// Longest wait before a batch is written, ms.
     pub batch_interval_ms: u64,
-    /// Keep SOAP request payloads in the journal.
+    /// Keep SOAP request payloads in the journal: in full (up to 256 KiB) for requests
+    /// attributed to a served organization, truncated to `unattributed_payload_bytes` for any
+    /// other (malformed, unknown organization, unauthenticated), counted in
+    /// `mpay_journal_payloads_truncated_total`.
     #[serde(default = "yes")]
     pub keep_payloads: bool,
+    /// Bytes kept of the payload of a request not attributed to a served organization.
+    #[serde(default = "unattributed_payload_bytes")]
+    pub unattributed_payload_bytes: usize,
+}
+
+fn unattributed_payload_bytes() -> usize {
+    1024
 }
 
 fn yes() -> bool {

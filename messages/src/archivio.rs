@@ -795,7 +795,7 @@ pub fn format_euros(a: Amount) -> String {
     a.to_decimal_string()
 }
 
-/// Parses a `GG/MM/AAAA` date.
+/// Parses a `GG/MM/AAAA` date within the range every edge accepts (`domain::dates`).
 ///
 /// Errors: a message in Italian.
 pub fn parse_date(field: &str, s: &str) -> Result<chrono::NaiveDate, String> {
@@ -812,7 +812,8 @@ pub fn parse_date(field: &str, s: &str) -> Result<chrono::NaiveDate, String> {
     if !shape {
         return Err(bad());
     }
-    chrono::NaiveDate::parse_from_str(s.trim(), "%d/%m/%Y").map_err(|_| bad())
+    let day = chrono::NaiveDate::parse_from_str(s.trim(), "%d/%m/%Y").map_err(|_| bad())?;
+    crate::domain::dates::check_day(day).map_err(|e| format!("{field}: {}", e.message_it()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1074,6 +1075,20 @@ mod tests {
             decode(other.as_bytes()),
             Err(DecodeError::UnknownOperation(_))
         ));
+    }
+
+    #[test]
+    fn dates_outside_the_range_are_refused_in_italian() {
+        for bad in ["01/01/0000", "31/12/1899", "01/01/3000"] {
+            let e = parse_date("listScadenze[1]/dataScadenzaRata", bad).unwrap_err();
+            assert!(
+                e.starts_with("listScadenze[1]/dataScadenzaRata: data ")
+                    && e.contains("fuori dall'intervallo ammesso"),
+                "{e}"
+            );
+        }
+        assert!(parse_date("d", "01/01/1900").is_ok());
+        assert!(parse_date("d", "31/12/2999").is_ok());
     }
 
     #[test]

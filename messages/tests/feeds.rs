@@ -326,6 +326,40 @@ fn row_validation_codes() {
     }
 }
 
+/// A due date the schemas cannot carry (year 0000, a negative year) or outside the sane range
+/// is a row error `ROW_BAD_DUE_DATE` with an Italian message giving the range, not a position
+/// answered to the Node as `<dueDate>0000-01-01</dueDate>`; the bounds are accepted.
+#[test]
+fn due_dates_outside_the_range_are_row_errors() {
+    for due in ["0000-01-01", "1899-12-31", "3000-01-01"] {
+        let csv = format!("{H11}\r\n{}\r\n", row11("A-1", due, "1", "x"));
+        let got = FeedReader::new(csv.as_bytes(), delta())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let issues = got.record.unwrap_err();
+        assert_eq!(issues.len(), 1, "{due}: {issues:?}");
+        assert_eq!(issues[0].code, ErrorCode::RowBadDueDate, "{due}");
+        assert!(
+            issues[0]
+                .message
+                .contains("fuori dall'intervallo ammesso (dal 01/01/1900 al 31/12/2999)"),
+            "{due}: {}",
+            issues[0].message
+        );
+    }
+    for due in ["1900-01-01", "2999-12-31"] {
+        let csv = format!("{H11}\r\n{}\r\n", row11("A-1", due, "1", "x"));
+        let got = FeedReader::new(csv.as_bytes(), delta())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(got.record.is_ok(), "{due}: {:?}", got.record);
+    }
+}
+
 #[test]
 fn v2_transfers_and_sums() {
     let h = "IUPD;descrizionePosizioneDebitoria;indiceOpzionePagamento;tipoOpzionePagamento;IUD;tipoIdentificativoUnivoco;codiceIdentificativoUnivoco;anagraficaPagatore;importoDovuto;tipoDovuto;causaleVersamento;flagMultiBeneficiario;numeroBeneficiari;codiceFiscaleEnte_2;denominazioneEnte_2;ibanAccreditoEnte_2;causaleVersamentoEnte_2;importoVersamentoEnte_2;azione;colonnaIgnota";

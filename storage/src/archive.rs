@@ -220,9 +220,9 @@ impl ArchiveRepository for SledArchive {
         let abort = ConflictableTransactionError::Abort;
         transact(
             self.ledger.ledger_trees(),
-            &[&self.documents, &self.flows],
+            &[&self.documents, &self.flows, &self.ledger.in_progress],
             |tx: &LedgerTx<'_>, extra| {
-                let [docs, flows] = extra else {
+                let [docs, flows, paying] = extra else {
                     return Err(ConflictableTransactionError::Storage(
                         sled::Error::ReportableBug("an archive unit of work lost its trees".into()),
                     ));
@@ -231,6 +231,20 @@ impl ArchiveRepository for SledArchive {
                     || tx.positions.get(&pk)?.as_ref() != base.pos_bytes.as_ref()
                 {
                     return Err(abort(ArchiveError::Contended));
+                }
+                if let Some(old) = base.position.as_ref() {
+                    crate::ledger::guard_payments(paying, old, Some(position), Utc::now())
+                        .map_err(|e| match e {
+                            ConflictableTransactionError::Abort(l) => {
+                                abort(ArchiveError::Ledger(l))
+                            }
+                            ConflictableTransactionError::Conflict => {
+                                ConflictableTransactionError::Conflict
+                            }
+                            ConflictableTransactionError::Storage(s) => {
+                                ConflictableTransactionError::Storage(s)
+                            }
+                        })?;
                 }
                 if let Some((k, id, v)) = &flow_entry {
                     if flows.get(k.as_slice())?.is_some() {

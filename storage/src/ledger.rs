@@ -215,6 +215,10 @@ pub struct SledLedger {
     pub(crate) by_debtor: sled::Tree,
     pub(crate) by_due: sled::Tree,
     pub(crate) timers: sled::Tree,
+    /// `payments_in_progress`: `org ++ nav` → until when (UTC millis, i64 BE) a payment of that
+    /// notice counts as in progress (written when paGetPayment answers; see
+    /// [`SledLedger::begin_payment`]).
+    pub(crate) in_progress: sled::Tree,
     counters: sled::Tree,
     count: AtomicU64,
     blocks: Mutex<HashMap<String, (u64, u64)>>,
@@ -222,6 +226,35 @@ pub struct SledLedger {
 }
 
 pub use mpay_messages::domain::position::expiry_instant;
+
+/// The domain's rule on payments in progress (`DebtPosition::may_replace_with`) inside a unit of
+/// work, with the `payments_in_progress` records of `old`'s notices.
+pub(crate) fn guard_payments(
+    paying: &sled::transaction::TransactionalTree,
+    old: &DebtPosition,
+    new: Option<&DebtPosition>,
+    now: DateTime<Utc>,
+) -> Result<(), Abort> {
+    let mut until = HashMap::new();
+    for o in &old.payment_options {
+        if let Some(v) = paying.get(position_key(
+            old.organization_fiscal_code.as_str(),
+            o.nav.as_str(),
+        ))? {
+            let millis = <[u8; 8]>::try_from(v.as_ref())
+                .map(i64::from_be_bytes)
+                .unwrap_or(0);
+            if let Some(t) = DateTime::<Utc>::from_timestamp_millis(millis) {
+                until.insert(o.nav.clone(), t);
+            }
+        }
+    }
+    if until.is_empty() {
+        return Ok(());
+    }
+    old.may_replace_with(new, &|nav| until.get(nav).copied(), now)
+        .map_err(|e| Abort::Abort(LedgerError::Rule(e)))
+}
 
 /// [`SledLedger`]'s count before it was first needed.
 const COUNT_UNKNOWN: u64 = u64::MAX;
@@ -241,6 +274,7 @@ impl SledLedger {
             by_debtor: db.open_tree("by_debtor")?,
             by_due: db.open_tree("by_due")?,
             timers: db.open_tree("timers")?,
+            in_progress: db.open_tree("payments_in_progress")?,
             counters: db.open_tree("counters")?,
             // counted on first use: `Tree::len` reads every record (seconds on a large store),
             // which made start-up wait for it
@@ -541,27 +575,34 @@ impl PositionRepository for SledLedger {
         change: &(dyn Fn(&DebtPosition) -> Result<Option<DebtPosition>, LedgerError> + Sync),
     ) -> Result<Vec<Option<DebtPosition>>, LedgerError> {
         let now = Utc::now();
-        let written = transact(self.ledger_trees(), &[], |tx: &LedgerTx<'_>, _| {
-            let mut out = Vec::with_capacity(iupds.len());
-            for iupd in iupds {
-                let key = position_key(org.as_str(), iupd);
-                let bytes = tx
-                    .positions
-                    .get(&key)?
-                    .ok_or(Abort::Abort(LedgerError::NotFound))?;
-                let old = Self::decode_position(&key, &bytes).map_err(Abort::Abort)?;
-                let new = change(&old).map_err(Abort::Abort)?.map(|mut new| {
-                    new.organization_fiscal_code = old.organization_fiscal_code.clone();
-                    new.iupd = old.iupd.clone();
-                    new.revision = old.revision.saturating_add(1);
-                    new.last_updated_date = now;
-                    new
-                });
-                write_position(tx, Some(&old), new.as_ref())?;
-                out.push(new);
-            }
-            Ok(out)
-        })?;
+        let written = transact(
+            self.ledger_trees(),
+            &[&self.in_progress],
+            |tx: &LedgerTx<'_>, extra| {
+                let mut out = Vec::with_capacity(iupds.len());
+                for iupd in iupds {
+                    let key = position_key(org.as_str(), iupd);
+                    let bytes = tx
+                        .positions
+                        .get(&key)?
+                        .ok_or(Abort::Abort(LedgerError::NotFound))?;
+                    let old = Self::decode_position(&key, &bytes).map_err(Abort::Abort)?;
+                    let new = change(&old).map_err(Abort::Abort)?.map(|mut new| {
+                        new.organization_fiscal_code = old.organization_fiscal_code.clone();
+                        new.iupd = old.iupd.clone();
+                        new.revision = old.revision.saturating_add(1);
+                        new.last_updated_date = now;
+                        new
+                    });
+                    if let Some(paying) = extra.first() {
+                        guard_payments(paying, &old, new.as_ref(), now)?;
+                    }
+                    write_position(tx, Some(&old), new.as_ref())?;
+                    out.push(new);
+                }
+                Ok(out)
+            },
+        )?;
         let deleted = written.iter().filter(|p| p.is_none()).count() as u64;
         if deleted > 0 {
             self.adjust_count(|c| c.saturating_sub(deleted));
@@ -823,12 +864,61 @@ impl SledLedger {
         old: Option<&DebtPosition>,
         new: Option<&DebtPosition>,
     ) -> Result<(), LedgerError> {
-        transact(self.ledger_trees(), &[], |tx: &LedgerTx<'_>, _| {
-            if tx.positions.get(key)?.as_deref() != Some(old_bytes) {
-                return Err(Abort::Abort(LedgerError::Contended));
-            }
-            write_position(tx, old, new)
-        })
+        let now = Utc::now();
+        transact(
+            self.ledger_trees(),
+            &[&self.in_progress],
+            |tx: &LedgerTx<'_>, extra| {
+                if tx.positions.get(key)?.as_deref() != Some(old_bytes) {
+                    return Err(Abort::Abort(LedgerError::Contended));
+                }
+                if let (Some(old), Some(paying)) = (old, extra.first()) {
+                    guard_payments(paying, old, new, now)?;
+                }
+                write_position(tx, old, new)
+            },
+        )
+    }
+
+    /// Records that pagoPA asked for the payment data of notice `nav` of the position `iupd`
+    /// as it was at `revision` (paGetPayment): until `until`, the position may not change that
+    /// notice's number or amounts (`DebtPosition::may_replace_with`). In one unit of work with
+    /// a read of the position, so a change committed since the station read it is seen:
+    /// `Contended` then (the station answers a system error and the Node asks again).
+    ///
+    /// # Errors
+    /// `NotFound`, `Contended`, `Storage`.
+    pub fn begin_payment(
+        &self,
+        org: &OrgFiscalCode,
+        iupd: &str,
+        nav: &NoticeNumber,
+        revision: u64,
+        until: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let key = position_key(org.as_str(), iupd);
+        let paying_key = position_key(org.as_str(), nav.as_str());
+        transact(
+            self.ledger_trees(),
+            &[&self.in_progress],
+            |tx: &LedgerTx<'_>, extra| {
+                let bytes = tx
+                    .positions
+                    .get(&key)?
+                    .ok_or(Abort::Abort(LedgerError::NotFound))?;
+                let current = Self::decode_position(&key, &bytes).map_err(Abort::Abort)?;
+                if current.revision != revision {
+                    return Err(Abort::Abort(LedgerError::Contended));
+                }
+                if let Some(paying) = extra.first() {
+                    paying.insert(
+                        paying_key.as_slice(),
+                        &until.timestamp_millis().to_be_bytes(),
+                    )?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Inserts positions that must not exist yet, with their indexes, in one transaction.

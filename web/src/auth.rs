@@ -1,5 +1,6 @@
-//! API keys of the REST API (GPD-style `Ocp-Apim-Subscription-Key` header, or the
-//! `subscription-key` query parameter). Keys are configured as SHA-256 hashes.
+//! API keys of the REST API (GPD-style `Ocp-Apim-Subscription-Key` header only: a key in the
+//! query string lands in proxy and access logs, so `?subscription-key=` is refused with 401 by
+//! [`refuse_key_in_query`] before any route runs). Keys are configured as SHA-256 hashes.
 //!
 //! - An organization key opens only its own organization's resources.
 //! - A broker key (`[[broker.api_keys]]`) opens every organization served by a station of that
@@ -21,6 +22,10 @@ use std::sync::Arc;
 
 /// Header carrying the API key.
 pub const API_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
+
+/// The query parameter GPD's API management also read the key from; refused here (see
+/// [`refuse_key_in_query`]).
+pub const KEY_QUERY_PARAMETER: &str = "subscription-key";
 
 /// Query parameter naming the segregation codes a call is limited to (GPD).
 pub const SEGREGATION_CODES_PARAMETER: &str = "segregationCodes";
@@ -103,12 +108,49 @@ impl OrgAuth {
 }
 
 fn presented_key(req: &HttpRequest) -> Option<String> {
-    if let Some(v) = req.headers().get(API_KEY_HEADER) {
-        return v.to_str().ok().map(|s| s.trim().to_string());
+    req.headers()
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+/// Whether the query string carries the API key (`subscription-key`, in any case).
+fn key_in_query(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        name.trim().eq_ignore_ascii_case(KEY_QUERY_PARAMETER)
+    })
+}
+
+/// The problem JSON for a key sent in the query string (401 `API_KEY_IN_QUERY`).
+pub fn key_in_query_problem() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        format!(
+            "the API key is not accepted in the query string ({KEY_QUERY_PARAMETER}): it would \
+             be written to proxy and access logs; send it in the {API_KEY_HEADER} header"
+        ),
+    )
+    .with_code("API_KEY_IN_QUERY")
+}
+
+/// Middleware of the REST scopes: a request carrying `subscription-key` in its query string is
+/// answered 401 (`API_KEY_IN_QUERY`), whether or not the header is also present, before any
+/// extractor or handler runs.
+pub async fn refuse_key_in_query(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    if key_in_query(req.query_string()) {
+        let res = actix_web::ResponseError::error_response(&key_in_query_problem());
+        return Ok(req.into_response(res).map_into_right_body());
     }
-    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()?;
-    q.get("subscription-key").cloned()
+    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 /// Reads `segregationCodes=47,97` (repeated parameters are merged). `None` when absent.

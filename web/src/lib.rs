@@ -49,6 +49,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             .route("/api/info", web::get().to(api::gpd::info))
             .service(
                 web::scope("/api/v1")
+                    .wrap(actix_web::middleware::from_fn(auth::refuse_key_in_query))
                     .configure(api::positions::configure)
                     .configure(api::gpd::configure)
                     .configure(api::feeds::configure)
@@ -56,8 +57,16 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
                     .configure(api::reconciliation::configure)
                     .configure(api::notifications::configure),
             )
-            .service(web::scope("/api/v2").configure(api::gpd::configure_v2))
-            .service(web::scope("/api/v3").configure(api::v3::configure))
+            .service(
+                web::scope("/api/v2")
+                    .wrap(actix_web::middleware::from_fn(auth::refuse_key_in_query))
+                    .configure(api::gpd::configure_v2),
+            )
+            .service(
+                web::scope("/api/v3")
+                    .wrap(actix_web::middleware::from_fn(auth::refuse_key_in_query))
+                    .configure(api::v3::configure),
+            )
             .service(
                 SwaggerUi::new("/api/docs/{_:.*}")
                     .url("/api/openapi.json", openapi::ApiDoc::openapi()),

@@ -179,6 +179,12 @@ const METRICS: &[MetricSpec] = &[
         &[&[]],
     ),
     (
+        'c',
+        "mpay_journal_payloads_truncated_total",
+        "request payloads journaled truncated (not attributed to a served organization)",
+        &[&[]],
+    ),
+    (
         'g',
         "mpay_store_bytes",
         "bytes the store takes on disk",

@@ -164,6 +164,7 @@ impl From<LedgerError> for Problem {
                 let code = match rule {
                     PositionError::InvalidState { .. } => "INVALID_STATE",
                     PositionError::ManagedByArchive => "MANAGED_BY_ARCHIVE",
+                    PositionError::PaymentInProgress { .. } => "PAYMENT_IN_PROGRESS",
                 };
                 Problem::conflict(rule.to_string()).with_code(code)
             }

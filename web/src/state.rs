@@ -215,8 +215,11 @@ impl AppState {
             .cloned()
     }
 
-    /// Sends one exchange to the journal, with the request body (first 256 KiB) as payload when
-    /// `journal.keep_payloads`; waits only when the writer's mailbox is full. No journal: no-op.
+    /// Sends one exchange to the journal, with the request body as payload when
+    /// `journal.keep_payloads`: the first 256 KiB for a request attributed to a served
+    /// organization, the first `journal.unattributed_payload_bytes` for any other (counted in
+    /// `mpay_journal_payloads_truncated_total`), so unauthenticated junk cannot grow the journal
+    /// by its size. Waits only when the writer's mailbox is full. No journal: no-op.
     pub async fn journal_exchange(
         &self,
         mut entry: mpay_messages::journal::JournalEntry,
@@ -225,8 +228,21 @@ impl AppState {
         let Some(addr) = self.journal_addr() else {
             return;
         };
-        entry.payload = self.settings.journal.keep_payloads.then(|| {
-            String::from_utf8_lossy(body.get(..body.len().min(256 * 1024)).unwrap_or_default())
+        let journal = &self.settings.journal;
+        let served = entry
+            .organization
+            .as_deref()
+            .is_some_and(|o| self.orgs.contains_key(o));
+        let cap = if served {
+            256 * 1024
+        } else {
+            journal.unattributed_payload_bytes
+        };
+        entry.payload = journal.keep_payloads.then(|| {
+            if body.len() > cap && !served {
+                metrics::counter!("mpay_journal_payloads_truncated_total").increment(1);
+            }
+            String::from_utf8_lossy(body.get(..body.len().min(cap)).unwrap_or_default())
                 .into_owned()
         });
         if let Err(actix::dev::SendError::Full(r)) = addr.try_send(mpay_actors::Record(entry)) {

@@ -559,6 +559,21 @@ fn get_payment(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
+    // the payment is in progress from now: its notice and amounts stay as answered until the
+    // receipt (or the token's expiry), whatever the Ente's systems send meanwhile
+    let until = Utc::now() + mpay_messages::domain::position::payment_in_progress_window();
+    if let Err(e) =
+        state
+            .store
+            .ledger
+            .begin_payment(&org.fiscal_code, &p.iupd, &o.nav, p.revision, until)
+    {
+        return with_keys(
+            system_error(op, id, "recording the payment in progress failed", &e),
+            &qr.fiscal_code,
+            &qr.notice_number,
+        );
+    }
     let mut out = ok(op, &Response::GetPayment(Box::new(data)));
     out.note = note;
     with_keys(out, &qr.fiscal_code, &qr.notice_number)

@@ -6,6 +6,8 @@
 //!   change it, timers (validity, expiry), [`NotPayable`] — whether a notice can be paid now;
 //! - [`receipt`]: what a receipt does to a position ([`ReceiptEffect`]: disposition, new state,
 //!   anomalies);
+//! - [`dates`]: which calendar dates a position may carry (1900-01-01 ..= 2999-12-31), for
+//!   every edge;
 //! - [`reconcile`]: which receipt a reporting-flow row reports, how far bank credits settle a
 //!   flow, and the label of every payment, row and credit.
 //! - [`delivery`]: notifications to an Ente — states, backoff with jitter, horizon, circuit
@@ -17,6 +19,7 @@
 
 pub mod cart;
 pub mod delivery;
+pub mod dates;
 pub mod position;
 pub mod receipt;
 pub mod reconcile;

@@ -52,6 +52,23 @@ pub enum PositionError {
     /// (its document is rebuilt from the archive's own record).
     #[error("this debt position is an MPay Archivio Carichi document: change it with variazioneEC, cancellazioneEC or discaricoEC")]
     ManagedByArchive,
+    /// A notice of the position has a payment in progress (pagoPA asked for its payment data
+    /// with paGetPayment and its receipt has not come yet): its notice number and amounts may
+    /// not change, or the receipt would find no notice and the citizen could pay twice.
+    #[error("notice {nav} has a payment in progress (pagoPA asked for its payment data; its receipt is awaited until {until}): its notice number and amounts cannot change or go until the receipt arrives or that time passes")]
+    PaymentInProgress {
+        /// The notice being paid.
+        nav: String,
+        /// When the payment stops counting as in progress (token expiry).
+        until: DateTime<Utc>,
+    },
+}
+
+/// How long a payment counts as in progress after pagoPA asked for the notice's payment data
+/// (paGetPayment): the longest validity of a payment token pagoPA issues (30 minutes,
+/// `activatePaymentNotice` `expirationTime` at most 1 800 000 ms).
+pub fn payment_in_progress_window() -> chrono::TimeDelta {
+    chrono::TimeDelta::minutes(30)
 }
 
 /// The sentence after "cannot X a debt position in status Y:" — what the Ente can do instead.
@@ -253,6 +270,47 @@ pub fn day_is_over(day: NaiveDate, now: DateTime<Utc>) -> bool {
 }
 
 impl DebtPosition {
+    /// Whether this position may become `new` (`None`: deleted) given the payments in progress
+    /// on its notices: `in_progress(nav)` answers until when a payment of notice `nav` counts as
+    /// in progress (recorded when paGetPayment answered), `None` if none. A notice whose payment
+    /// is in progress at `now` must still be in `new` with the same amount, notification fee
+    /// and transfer amounts: the receipt will report that notice and that money.
+    ///
+    /// # Errors
+    /// [`PositionError::PaymentInProgress`] naming the first such notice that would change.
+    pub fn may_replace_with(
+        &self,
+        new: Option<&DebtPosition>,
+        in_progress: &dyn Fn(&crate::NoticeNumber) -> Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), PositionError> {
+        let amounts = |o: &PaymentOption| {
+            (
+                o.amount,
+                o.notification_fee,
+                o.transfers
+                    .iter()
+                    .map(|t| (t.id_transfer, t.amount))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for o in &self.payment_options {
+            let Some(until) = in_progress(&o.nav).filter(|until| *until > now) else {
+                continue;
+            };
+            let kept = new
+                .and_then(|n| n.payment_options.iter().find(|x| x.nav == o.nav))
+                .is_some_and(|x| amounts(x) == amounts(o));
+            if !kept {
+                return Err(PositionError::PaymentInProgress {
+                    nav: o.nav.to_string(),
+                    until,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `action` is allowed now, by status and by origin. REST and back-office call
     /// this before any change; the Archivio Carichi interface changes its own documents through
     /// its own rules and does not.
@@ -730,6 +788,39 @@ mod tests {
         ));
         p.mark_published(now);
         p
+    }
+
+    #[test]
+    fn a_payment_in_progress_keeps_its_notice_and_amounts() {
+        let now = at("2026-03-01T10:00:00Z");
+        let until = now + payment_in_progress_window();
+        let p = position("2030-01-01", false);
+        let nav = NoticeNumber::parse(NAV).unwrap();
+        let paying = |n: &NoticeNumber| (*n == nav).then_some(until);
+        // another notice number: refused, naming the notice and the time
+        let mut other = p.clone();
+        other.payment_options[0].nav = NoticeNumber::parse("312202600000000272").unwrap();
+        let e = p.may_replace_with(Some(&other), &paying, now).unwrap_err();
+        assert_eq!(
+            e,
+            PositionError::PaymentInProgress {
+                nav: NAV.into(),
+                until
+            }
+        );
+        assert!(e.to_string().contains("payment in progress"), "{e}");
+        // another amount, or deleted: refused
+        let mut dearer = p.clone();
+        dearer.payment_options[0].amount = Amount::from_cents(200).unwrap();
+        assert!(p.may_replace_with(Some(&dearer), &paying, now).is_err());
+        assert!(p.may_replace_with(None, &paying, now).is_err());
+        // the same notice and amount with another description: allowed
+        let mut reworded = p.clone();
+        reworded.payment_options[0].description = "nuova".into();
+        assert_eq!(p.may_replace_with(Some(&reworded), &paying, now), Ok(()));
+        // once the token expired, or with no payment in progress: anything goes
+        assert_eq!(p.may_replace_with(Some(&other), &paying, until), Ok(()));
+        assert_eq!(p.may_replace_with(Some(&other), &|_| None, now), Ok(()));
     }
 
     #[test]

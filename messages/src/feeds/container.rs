@@ -25,6 +25,28 @@ pub struct FeedFileName {
     pub zipped: bool,
 }
 
+/// Checks a flow id given to the REST API (or derived there from the file name): 1 to 50
+/// characters of `[A-Za-z0-9_.-]`, not made of dots only (`.` and `..` are path segments no URL
+/// can reach). Such an id is safe in a URL path and in a header as it is.
+///
+/// # Errors
+/// The reason, in English, for the API's problem JSON.
+pub fn check_rest_flow_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() || id.len() > 50 {
+        return Err("must be 1 to 50 characters of [A-Za-z0-9_.-]");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err("may contain only letters, digits, '_', '.' and '-' ([A-Za-z0-9_.-]{1,50})");
+    }
+    if id.bytes().all(|b| b == b'.') {
+        return Err("may not be made of dots only (it would not be reachable in a URL)");
+    }
+    Ok(())
+}
+
 impl FeedFileName {
     /// Parses a file name (any leading directories are ignored).
     ///
@@ -58,8 +80,11 @@ impl FeedFileName {
             || !flow
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            || flow.bytes().all(|b| b == b'.')
         {
-            return Err(bad("idFlusso deve essere [A-Za-z0-9_.]{1,50}"));
+            return Err(bad(
+                "idFlusso deve essere [A-Za-z0-9_.]{1,50} e non di soli punti",
+            ));
         }
         let version = FeedVersion::from_token(token)
             .ok_or_else(|| bad("versione non tra 1_0 1_1 1_2 1_3 1_4 2_0 2_0_eng govpay"))?;
@@ -354,6 +379,28 @@ pub fn extract_zip<R: Read + Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rest_flow_ids() {
+        for ok in ["F1", "TARI.2025-A_b", "a.", ".a", &"x".repeat(50)] {
+            assert_eq!(check_rest_flow_id(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "...",
+            "a/b",
+            "a b",
+            "é",
+            "a%2F",
+            "a\r\n",
+            &"x".repeat(51),
+        ] {
+            assert!(check_rest_flow_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(FeedFileName::parse("c_x000-..-2_0.csv").is_err());
+    }
 
     #[test]
     fn names() {

@@ -18,7 +18,8 @@ mod record;
 mod report;
 
 pub use container::{
-    extract_zip, FeedFileName, FeedManifest, ZipContents, ZipLimits, MANIFEST_NAME,
+    check_rest_flow_id, extract_zip, FeedFileName, FeedManifest, ZipContents, ZipLimits,
+    MANIFEST_NAME,
 };
 pub use reader::{FeedReader, FeedRow, ReadOptions};
 pub use record::{FeedRecord, FeedTransfer, NoticeRequest, PaymentOptionType};

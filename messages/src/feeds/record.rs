@@ -283,7 +283,13 @@ impl<'a> V<'a, '_> {
     fn date(&mut self, c: &str, code: ErrorCode) -> Option<NaiveDate> {
         let v = self.get(c)?;
         match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-            Ok(d) if v.len() == 10 => Some(d),
+            Ok(d) if v.len() == 10 => match crate::domain::dates::check_day(d) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.err(c, code, format!("{c}: {}", e.message_it()));
+                    None
+                }
+            },
             _ => {
                 self.err(c, code, format!("{c} non valida (formato yyyy-MM-dd)"));
                 None

@@ -72,9 +72,6 @@ pub struct UploadQuery {
     /// Checksum of the file as sent (the zip or the CSV): `sha256:<64 hex>` or `md5:<32 hex>`
     /// (FORMAT.md §5.2). A mismatch fails the load with `FILE_CHECKSUM_MISMATCH`.
     pub checksum: Option<String>,
-    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
-    #[serde(default, rename = "subscription-key")]
-    pub subscription_key: Option<String>,
 }
 
 /// Progress of a load.
@@ -218,10 +215,7 @@ fn model(r: &FeedLoadRecord, info: Option<&FeedFileInfo>) -> FeedModel {
     };
     let eta = (r.status == FeedStatus::Running && rate > 0)
         .then(|| r.rows_total.saturating_sub(r.rows_read) / rate.max(1));
-    let base = format!(
-        "/api/v1/organizations/{}/feeds/{}",
-        r.organization, r.flow_id
-    );
+    let base = feed_url(r.organization.as_str(), &r.flow_id);
     FeedModel {
         id: r.flow_id.clone(),
         organization_fiscal_code: r.organization.to_string(),
@@ -301,6 +295,41 @@ fn feed_problem(e: FeedError) -> Problem {
         FeedError::NotFound => Problem::not_found("feed not found"),
         FeedError::Io(_) | FeedError::Ledger(_) => Problem::internal(e),
     }
+}
+
+/// Bytes percent-encoded in a path segment or a header: everything but `[A-Za-z0-9_.-]`.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-');
+
+/// The status URL of a feed (the `Location` header): the flow id percent-encoded, so no byte a
+/// client sent (a record loaded by another transport may hold any) reaches a header raw.
+fn feed_url(org: &str, flow_id: &str) -> String {
+    format!(
+        "/api/v1/organizations/{}/feeds/{}",
+        percent_encoding::utf8_percent_encode(org, SEGMENT),
+        percent_encoding::utf8_percent_encode(flow_id, SEGMENT)
+    )
+}
+
+/// `Content-Disposition: attachment` for `name` (RFC 6266): an ASCII fallback `filename` with
+/// every other byte as `_`, and the exact name percent-encoded in `filename*`.
+fn attachment(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        percent_encoding::utf8_percent_encode(name, SEGMENT)
+    )
 }
 
 fn check_name(field: &str, v: &str) -> Result<(), Problem> {
@@ -470,9 +499,15 @@ pub async fn upload(
         .flow_id
         .clone()
         .unwrap_or_else(|| flow_id_for(&file_name));
-    if let Err(p) = check_name("flowId", &flow_id) {
+    let given = query.flow_id.is_some();
+    if let Err(why) = mpay_messages::feeds::check_rest_flow_id(&flow_id) {
         cleanup(tmp).await;
-        return Err(p);
+        let detail = if given {
+            why.to_string()
+        } else {
+            format!("the flow id {flow_id:?} taken from the file name {why}: give `flowId`")
+        };
+        return Err(Problem::field("flowId", detail).with_code("INVALID_FLOW_ID"));
     }
     let org = auth.fiscal_code().to_string();
     let job = FeedJob {
@@ -502,7 +537,7 @@ pub async fn upload(
         .await
         .map_err(Problem::internal)?
         .map_err(feed_problem)?;
-    let location = format!("/api/v1/organizations/{org}/feeds/{flow_id}");
+    let location = feed_url(&org, &flow_id);
     let body = match rec {
         // a record older than this upload is the failed attempt this one replaces
         Some((r, info)) if r.started_at >= submitted_at => {
@@ -597,7 +632,7 @@ pub async fn status(
 }
 
 fn pending(org: &str, flow_id: &str, file_name: &str) -> serde_json::Value {
-    let base = format!("/api/v1/organizations/{org}/feeds/{flow_id}");
+    let base = feed_url(org, flow_id);
     serde_json::json!({
         "id": flow_id,
         "organizationFiscalCode": org,
@@ -685,10 +720,7 @@ async fn csv_download(
     let name = format!("{}{suffix}", output_basename(&r.file_name));
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}\"", name.replace('"', "")),
-        ))
+        .insert_header((header::CONTENT_DISPOSITION, attachment(&name)))
         .streaming(stream))
 }
 
@@ -785,10 +817,7 @@ pub async fn result_zip(
     let name = result_zip_name(&output_basename(&r.file_name));
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}\"", name.replace('"', "")),
-        ))
+        .insert_header((header::CONTENT_DISPOSITION, attachment(&name)))
         .streaming(stream))
 }
 

@@ -510,7 +510,7 @@ pub async fn change_iban(
                     .filter(|l| *l > 0)
                     .ok_or_else(|| Problem::field("limit", "must be a whole number ≥ 1"))?
             }
-            "subscription-key" | "segregationCodes" => {}
+            crate::auth::SEGREGATION_CODES_PARAMETER => {}
             other => {
                 return Err(
                     Problem::field(other, "unknown query parameter; known: oldIban, limit")

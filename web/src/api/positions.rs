@@ -60,11 +60,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The API key may also come as the `subscription-key` query parameter (see `auth`).
-const KEY_PARAMETER: &str = "subscription-key";
-
 /// Refuses a query parameter the route does not know (400 naming it). The list endpoint and
-/// the `toPublish` flag check their own parameters; every other route takes none but the key.
+/// the `toPublish` flag check their own parameters; every other route takes none but
+/// `segregationCodes`.
 async fn only_known_query(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -84,7 +82,7 @@ async fn only_known_query(
             .unwrap_or_default();
         if let Some((name, _)) = pairs
             .iter()
-            .find(|(n, _)| n != KEY_PARAMETER && n != crate::auth::SEGREGATION_CODES_PARAMETER)
+            .find(|(n, _)| n != crate::auth::SEGREGATION_CODES_PARAMETER)
         {
             let problem = Problem::field(
                 name.clone(),
@@ -135,9 +133,6 @@ pub struct PublishFlag {
     /// Segregation codes the call is limited to (GPD API management; see `auth`).
     #[serde(default, rename = "segregationCodes")]
     pub segregation_codes: Option<String>,
-    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
-    #[serde(default, rename = "subscription-key")]
-    pub subscription_key: Option<String>,
 }
 
 /// A boolean query value as GPD (Spring) reads it: `true/True/TRUE/1`, `false/False/FALSE/0`.
@@ -218,7 +213,6 @@ const LIST_PARAMETERS: &[&str] = &[
     "iupdPrefix",
     "serviceCode",
     crate::auth::SEGREGATION_CODES_PARAMETER,
-    KEY_PARAMETER,
 ];
 
 impl ListQuery {
@@ -257,7 +251,7 @@ impl ListQuery {
                 "iuv" => q.iuv = text,
                 "iupdPrefix" => q.iupd_prefix = text,
                 "serviceCode" => q.service_code = text,
-                KEY_PARAMETER | crate::auth::SEGREGATION_CODES_PARAMETER => {}
+                crate::auth::SEGREGATION_CODES_PARAMETER => {}
                 other => {
                     return Err(Problem::field(
                         other,

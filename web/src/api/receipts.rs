@@ -191,9 +191,6 @@ pub struct ReceiptQuery {
     pub page: Option<usize>,
     /// Page size (1..max_page_limit, default 10).
     pub limit: Option<usize>,
-    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
-    #[serde(default, rename = "subscription-key")]
-    pub subscription_key: Option<String>,
 }
 
 /// Filters of `GET …/anomalies`. Any other parameter is refused (400 naming it).
@@ -207,9 +204,6 @@ pub struct AnomalyQuery {
     pub page: Option<usize>,
     /// Page size (1..max_page_limit, default 10).
     pub limit: Option<usize>,
-    /// The API key, when not sent in the `Ocp-Apim-Subscription-Key` header.
-    #[serde(default, rename = "subscription-key")]
-    pub subscription_key: Option<String>,
 }
 
 pub(crate) fn paging(

@@ -45,6 +45,24 @@ fn text(errs: &mut Errors, path: &str, value: &str, min: usize, max: usize) -> O
     Some(clean)
 }
 
+/// A due, validity or retention date: parsed (`parse_api_datetime`) and within the range every
+/// edge accepts (`domain::dates`: 1900-01-01 ..= 2999-12-31), else an error naming the field.
+fn position_date(errs: &mut Errors, path: &str, value: &str) -> Option<DateTime<Utc>> {
+    match parse_api_datetime(value) {
+        Ok(d) => match mpay_messages::domain::dates::check_instant(d) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errs.push(path, e.message_en());
+                None
+            }
+        },
+        Err(e) => {
+            errs.push(path, e.to_string());
+            None
+        }
+    }
+}
+
 fn opt_text(errs: &mut Errors, path: &str, value: &Option<String>, max: usize) -> Option<String> {
     match value.as_deref() {
         None => None,
@@ -160,13 +178,7 @@ pub fn to_domain(
     let phone = opt_text(&mut errs, &f("phone"), &m.phone, 19);
     let validity_date = match m.validity_date.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(v) => match parse_api_datetime(v) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                errs.push(f("validityDate"), e.to_string());
-                None
-            }
-        },
+        Some(v) => position_date(&mut errs, &f("validityDate"), v),
     };
     let service_code = opt_text(&mut errs, &f("serviceCode"), &m.service_code, 35);
 
@@ -326,22 +338,10 @@ fn option(
         }
     };
     let description = text(errs, &f("description"), &o.description, 1, 140);
-    let due_date = match parse_api_datetime(&o.due_date) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            errs.push(f("dueDate"), e.to_string());
-            None
-        }
-    };
+    let due_date = position_date(errs, &f("dueDate"), &o.due_date);
     let retention_date = match o.retention_date.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(v) => match parse_api_datetime(v) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                errs.push(f("retentionDate"), e.to_string());
-                None
-            }
-        },
+        Some(v) => position_date(errs, &f("retentionDate"), v),
     };
     if o.transfer.is_empty() || o.transfer.len() > MAX_TRANSFERS {
         errs.push(
