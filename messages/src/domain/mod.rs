@@ -18,8 +18,8 @@
 //! JSON in the web crate).
 
 pub mod cart;
-pub mod delivery;
 pub mod dates;
+pub mod delivery;
 pub mod position;
 pub mod receipt;
 pub mod reconcile;
