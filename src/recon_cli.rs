@@ -93,11 +93,11 @@ pub fn import(store: &Store, org: &str, kind: Kind, files: &[PathBuf]) -> anyhow
 
 /// Prints the flows of `org` (latest revisions) with their settlement.
 pub fn list(store: &Store, org: &str) -> anyhow::Result<ExitCode> {
-    let report = reconciliation::reconcile(store, org)?;
-    if report.flows.is_empty() {
+    let flows = reconciliation::flow_lines(store, org)?;
+    if flows.is_empty() {
         println!("no flows for organization {org}");
     }
-    for f in &report.flows {
+    for f in &flows {
         println!(
             "{}  rev {}  regulation {}  total {} EUR  credited {} EUR  {:?}{}",
             f.flow_id,

@@ -531,6 +531,8 @@ struct FakeCheckout {
     base: String,
     mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
     bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// Slow answers actually sent (after the client gave up waiting).
+    late: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 const FAKE_OK: u8 = 0;
@@ -548,6 +550,7 @@ impl FakeCheckout {
             base: base.clone(),
             mode: Default::default(),
             bodies: Default::default(),
+            late: Default::default(),
         };
         let f = fake.clone();
         let server = HttpServer::new(move || {
@@ -571,6 +574,7 @@ impl FakeCheckout {
                             FAKE_400 => problem(400, "Bad Request"),
                             FAKE_SLOW => {
                                 actix_rt::time::sleep(std::time::Duration::from_secs(3)).await;
+                                f.late.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                 HttpResponse::Found()
                                     .insert_header(("Location", format!("{}/late", f.base)))
                                     .finish()
@@ -647,8 +651,15 @@ async fn checkout_errors_show_an_italian_page_and_the_cart_stays_payable() {
             && html.contains("tentativi di pagamento finora: 4"),
         "{html}"
     );
-    // the late answer of the slow attempt changed nothing
-    actix_rt::time::sleep(std::time::Duration::from_secs(3)).await;
+    // the late answer of the slow attempt changed nothing (wait until it was sent)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while fake.late.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow answer never left"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(fake.received(), 4);
     // and the cart is still payable: Checkout takes it now
     fake.set(FAKE_OK);

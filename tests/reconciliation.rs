@@ -283,6 +283,15 @@ async fn payments_flows_and_credits_are_labelled_and_faults_never_abort_a_flow()
     let rejected = app.store.reconciliation.rejected(ORG_A).unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].name, "junk.xml");
+    // a big refused file is kept only in part: its beginning says what it was
+    let big = upload(&app, "fdrs/import", "big.txt", "x".repeat(300_000)).await;
+    assert_eq!(big.status(), 422);
+    let rejected = app.store.reconciliation.rejected(ORG_A).unwrap();
+    let kept = rejected.iter().find(|r| r.name == "big.txt").unwrap();
+    assert_eq!(
+        kept.content.len(),
+        mpay_storage::reconciliation::MAX_REJECTED_BYTES
+    );
     let listed: Value = app
         .client
         .get(format!("{}/api/v1/organizations/{ORG_A}/fdrs", app.base))

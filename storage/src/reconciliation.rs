@@ -90,6 +90,9 @@ pub struct StoredCredit {
     pub imported_at: DateTime<Utc>,
 }
 
+/// How much of a refused file is kept for inspection (the first bytes say what it is).
+pub const MAX_REJECTED_BYTES: usize = 64 * 1024;
+
 /// A file that could not be read as a flow or a statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,7 +103,7 @@ pub struct RejectedFile {
     pub name: String,
     /// Why.
     pub error: String,
-    /// The bytes as received (lossy UTF-8).
+    /// The first [`MAX_REJECTED_BYTES`] bytes as received (lossy UTF-8).
     pub content: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -364,7 +367,8 @@ impl SledReconciliation {
             organization: org.to_string(),
             name: name.to_string(),
             error: error.to_string(),
-            content: String::from_utf8_lossy(bytes).into_owned(),
+            content: String::from_utf8_lossy(bytes.get(..MAX_REJECTED_BYTES).unwrap_or(bytes))
+                .into_owned(),
             at: now,
         })
     }
@@ -554,22 +558,20 @@ fn paid_transfers(
     Ok(out)
 }
 
-/// Reconciles `org`: receipts ↔ latest flows ↔ credits, every line labelled.
-pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
-    let flows = store.reconciliation.flows(org)?;
-    let credits = store.reconciliation.credits(org)?;
-    let transfers: Vec<PaidTransfer> = paid_transfers(&store.ledger.receipts.receipts, org)?
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
+/// Attributes each credit to the flow its remittance text names (the first candidate id that is
+/// one of `flows`): the signed amounts credited per flow id (reversals negative), and each
+/// credit's flow in the credits' order.
+fn attribute_credits(
+    flows: &[StoredFlow],
+    credits: &[StoredCredit],
+) -> (HashMap<String, Vec<i64>>, Vec<Option<String>>) {
     let known: HashSet<&str> = flows
         .iter()
         .map(|f| f.flow.header.flow_id.as_str())
         .collect();
-    // credits → flows
     let mut credited: HashMap<String, Vec<i64>> = HashMap::new();
-    let mut credit_flow: Vec<Option<String>> = Vec::with_capacity(credits.len());
-    for c in &credits {
+    let mut credit_flow = Vec::with_capacity(credits.len());
+    for c in credits {
         let id = c.credit.texts.iter().find_map(|t| {
             remittance::parse(t)
                 .and_then(|r| r.flow_id(|id| known.contains(id)).map(str::to_string))
@@ -584,6 +586,41 @@ pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError
         }
         credit_flow.push(id);
     }
+    (credited, credit_flow)
+}
+
+fn flow_line(f: &StoredFlow, credited: &HashMap<String, Vec<i64>>) -> FlowLine {
+    let h = &f.flow.header;
+    let total = f.flow.counted_total_cents();
+    let amounts = credited.get(&h.flow_id).map(Vec::as_slice).unwrap_or(&[]);
+    FlowLine {
+        flow_id: h.flow_id.clone(),
+        revision: f.revision(),
+        regulation_date: h.regulation_date,
+        total_cents: total,
+        credited_cents: amounts.iter().sum(),
+        settlement: settlement(total, amounts),
+        flags: f.flow.flags.clone(),
+    }
+}
+
+/// The latest flows of `org` with their settlement by the credits: no receipt is read.
+pub fn flow_lines(store: &crate::Store, org: &str) -> Result<Vec<FlowLine>, StorageError> {
+    let flows = store.reconciliation.flows(org)?;
+    let credits = store.reconciliation.credits(org)?;
+    let (credited, _) = attribute_credits(&flows, &credits);
+    Ok(flows.iter().map(|f| flow_line(f, &credited)).collect())
+}
+
+/// Reconciles `org`: receipts ↔ latest flows ↔ credits, every line labelled.
+pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
+    let flows = store.reconciliation.flows(org)?;
+    let credits = store.reconciliation.credits(org)?;
+    let transfers: Vec<PaidTransfer> = paid_transfers(&store.ledger.receipts.receipts, org)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let (credited, credit_flow) = attribute_credits(&flows, &credits);
     let mut report = Report {
         organization: org.to_string(),
         flows: Vec::new(),
@@ -596,23 +633,17 @@ pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError
     let mut settlements: HashMap<String, Settlement> = HashMap::new();
     for f in &flows {
         let h = &f.flow.header;
-        let total = f.flow.counted_total_cents();
-        let amounts = credited.get(&h.flow_id).cloned().unwrap_or_default();
-        let s = settlement(total, &amounts);
+        let line = flow_line(f, &credited);
+        let s = line.settlement;
         settlements.insert(h.flow_id.clone(), s);
-        report.flows.push(FlowLine {
-            flow_id: h.flow_id.clone(),
-            revision: f.revision(),
-            regulation_date: h.regulation_date,
-            total_cents: total,
-            credited_cents: amounts.iter().sum(),
-            settlement: s,
-            flags: f.flow.flags.clone(),
-        });
-        for m in match_rows(org, &f.flow.rows, &transfers) {
-            let Some(row) = f.flow.rows.iter().find(|r| r.number == m.row) else {
-                continue;
-            };
+        report.flows.push(line);
+        // one match per row, in the rows' order
+        for (row, m) in f
+            .flow
+            .rows
+            .iter()
+            .zip(match_rows(org, &f.flow.rows, &transfers))
+        {
             match m.receipt {
                 Some(i) => {
                     reported.insert(i, (h.flow_id.clone(), s, m.warnings));

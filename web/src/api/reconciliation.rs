@@ -239,12 +239,12 @@ pub async fn list_flows(
     auth: OrgAuth,
 ) -> Result<HttpResponse, Problem> {
     let org = auth.fiscal_code().to_string();
-    let report = state
+    let flows = state
         .store
-        .blocking(move |s| reconciliation::reconcile(s, &org))
+        .blocking(move |s| reconciliation::flow_lines(s, &org))
         .await
         .map_err(Problem::internal)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "flows": report.flows })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "flows": flows })))
 }
 
 /// `GET /api/v1/organizations/{cf}/reconciliation`.
