@@ -369,6 +369,8 @@ impl Application {
         let listener = TcpListener::bind(&settings.http.bind)
             .with_context(|| format!("cannot bind {}", settings.http.bind))?;
         let addr = listener.local_addr()?;
+        mpay_web::ops::write_ops_file(&settings.ops_file_path(), addr)
+            .context("cannot write the operator file (ops.json) in the data directory")?;
         let server = mpay_web::server_with_portal(state.clone(), listener, portal)?;
         if let Some(l) = checkout_sim {
             let cfg = pagopa_sim::checkout::CheckoutSimConfig {

@@ -1,7 +1,7 @@
 //! `mpay`: the composition root. Wires configuration, storage, actors and the web layer, and
 //! offers the operator commands (IUV tools, store verify/export/import, API key hashing).
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufRead as _, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -263,15 +263,25 @@ enum StoreCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Writes positions and counters as JSON lines (to a file or stdout).
+    /// Backs up the whole store (every tree, receipts with their raw XML; the journal with
+    /// `--journal`) to a file or stdout. Works while `mpay serve` runs: the running node writes
+    /// the backup into its `<data_dir>/backups/` folder and this command copies it to `--out`.
     Export {
         #[command(flatten)]
         config: ConfigArgs,
         /// Output file (default stdout).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Include the journal of exchanges (large).
+        #[arg(long)]
+        journal: bool,
+        /// Write only positions and counters as editable JSON lines (the indexes are rebuilt
+        /// on import) instead of a whole-store backup; the store must not be in use.
+        #[arg(long, conflicts_with = "journal")]
+        positions: bool,
     },
-    /// Loads a JSON lines export into an empty store (indexes are rebuilt).
+    /// Restores a backup (`store export`) into an empty store and verifies it; also reads the
+    /// positions-only JSON lines of `store export --positions`.
     Import {
         #[command(flatten)]
         config: ConfigArgs,
@@ -366,7 +376,7 @@ fn store_in_use(dir: &std::path::Path) -> String {
          \x20 feed loads:  GET /api/v1/organizations/<fiscal code>/feeds[/<flowId>]\n\
          \x20 a notice:    POST /api/v1/organizations/<fiscal code>/debtpositions (creates and numbers it)\n\
          \x20 health:      GET /health/ready, /health/actors, /metrics\n\
-         For `store verify|export|import`, `feed load` and `iuv next`, stop the server first (Ctrl-C or SIGTERM: it stops cleanly) and run the command again.",
+         For `store verify|import`, `feed load` and `iuv next`, stop the server first (`store export` works while it runs) (Ctrl-C or SIGTERM: it stops cleanly) and run the command again.",
         dir.display()
     )
 }
@@ -499,7 +509,18 @@ fn store_command(command: StoreCommand) -> anyhow::Result<std::process::ExitCode
         StoreCommand::Verify { config } => {
             let settings = load_settings(&config)?;
             let store = open_store(&settings)?;
-            let report = store.ledger.verify()?;
+            let report = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                store.ledger.verify()
+            })) {
+                Ok(report) => report?,
+                Err(_) => bail!(
+                    "{}",
+                    mpay_storage::StorageError::CorruptStore {
+                        dir: settings.store_dir().display().to_string(),
+                        detail: "the store failed while reading its records".into(),
+                    }
+                ),
+            };
             println!(
                 "store {}: {} positions, {} index entries",
                 settings.store_dir().display(),
@@ -528,40 +549,95 @@ fn store_command(command: StoreCommand) -> anyhow::Result<std::process::ExitCode
                 Ok(std::process::ExitCode::FAILURE)
             }
         }
-        StoreCommand::Export { config, out } => {
+        StoreCommand::Export {
+            config,
+            out,
+            journal,
+            positions,
+        } => {
             let settings = load_settings(&config)?;
-            let store = open_store(&settings)?;
-            let n = match out {
-                Some(path) => {
-                    let f = std::fs::File::create(&path)
-                        .with_context(|| format!("cannot create {}", path.display()))?;
-                    let mut w = BufWriter::new(f);
-                    let n = store.ledger.export(&mut w)?;
-                    w.flush()?;
-                    n
+            let dir = settings.store_dir();
+            let store = match Store::open_with_cache(
+                &dir,
+                settings.node.cache_mb.saturating_mul(1024 * 1024),
+            ) {
+                Ok(store) => store,
+                Err(e) if mpay_storage::is_locked(&e) && !positions => {
+                    return online_backup(&settings, out.as_deref(), journal);
                 }
-                None => {
-                    let stdout = std::io::stdout();
-                    let mut w = BufWriter::new(stdout.lock());
-                    store.ledger.export(&mut w)?
+                Err(e) if mpay_storage::is_locked(&e) => bail!("{}", store_in_use(&dir)),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot open the store in {}", dir.display()))
                 }
             };
-            eprintln!("exported {n} records");
+            let mut w: Box<dyn Write> = match &out {
+                Some(path) => Box::new(BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(BufWriter::new(std::io::stdout().lock())),
+            };
+            if positions {
+                let n = store.ledger.export(&mut w)?;
+                w.flush()?;
+                eprintln!("exported {n} records (positions and counters)");
+            } else {
+                let summary = store.backup(&mut w, journal)?;
+                w.flush()?;
+                eprintln!("{}", backup_summary_line(&summary));
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         StoreCommand::Import { config, file } => {
             let settings = load_settings(&config)?;
+            let dir = settings.store_dir();
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let mut input = BufReader::new(f);
+            let whole = {
+                let head = input.fill_buf()?;
+                let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+                String::from_utf8_lossy(first).contains(mpay_storage::backup::FORMAT)
+            };
+            if whole {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let summary = match mpay_storage::backup::restore(&dir, &mut input) {
+                    Ok(s) => s,
+                    Err(e) if mpay_storage::is_locked(&e) => bail!("{}", store_in_use(&dir)),
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("cannot restore {} into {}", file.display(), dir.display())
+                        })
+                    }
+                };
+                println!("restored {}", backup_summary_line(&summary));
+                let store = open_store(&settings)?;
+                let report = store.ledger.verify()?;
+                if !report.is_consistent() {
+                    bail!(
+                        "restored, but `store verify` finds {} missing, {} dangling, {} corrupt index entries",
+                        report.missing.len(),
+                        report.dangling.len(),
+                        report.corrupt.len()
+                    );
+                }
+                println!(
+                    "verified: {} positions, indexes agree with the ledger",
+                    report.positions
+                );
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
             let store = open_store(&settings)?;
             if store.ledger.count() > 0 {
                 bail!(
                     "the store in {} is not empty ({} positions): import only into an empty store",
-                    settings.store_dir().display(),
+                    dir.display(),
                     store.ledger.count()
                 );
             }
-            let f = std::fs::File::open(&file)
-                .with_context(|| format!("cannot open {}", file.display()))?;
-            let n = store.ledger.import(&mut BufReader::new(f))?;
+            let n = store.ledger.import(&mut input)?;
             store.flush_blocking()?;
             println!("imported {n} records");
             Ok(std::process::ExitCode::SUCCESS)
@@ -572,6 +648,75 @@ fn store_command(command: StoreCommand) -> anyhow::Result<std::process::ExitCode
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// `N records in T trees, sha256 …`.
+fn backup_summary_line(s: &mpay_storage::backup::BackupSummary) -> String {
+    format!(
+        "{} records in {} trees, sha256 {}",
+        s.records,
+        s.trees.len(),
+        s.sha256
+    )
+}
+
+/// `store export` while `mpay serve` holds the store: the node writes the backup (its own
+/// loopback-only endpoint), this copies it to `out` (or stdout).
+fn online_backup(
+    settings: &Settings,
+    out: Option<&std::path::Path>,
+    journal: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let ops_path = settings.ops_file_path();
+    let ops: mpay_web::ops::OpsFile = std::fs::read(&ops_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .with_context(|| {
+            format!(
+                "cannot read {} (written by the running node at start-up)",
+                ops_path.display()
+            )
+        })?;
+    let url = format!("{}/ops/backup?journal={journal}", ops.url);
+    eprintln!("the store is in use by a running node: asking it for an online backup ({url})");
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        file: PathBuf,
+        records: u64,
+        trees: std::collections::BTreeMap<String, u64>,
+        sha256: String,
+    }
+    let answer: Answer = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()?
+        .post(&url)
+        .header(mpay_web::ops::OPS_TOKEN_HEADER, &ops.token)
+        .send()
+        .with_context(|| format!("the node at {url} did not answer"))?
+        .error_for_status()
+        .with_context(|| format!("the node at {url} refused the backup"))?
+        .json()?;
+    let path = &answer.file;
+    match out {
+        Some(out) => {
+            std::fs::copy(path, out)
+                .with_context(|| format!("cannot copy {} to {}", path.display(), out.display()))?;
+            eprintln!(
+                "{} records in {} trees, sha256 {} -> {} (the node keeps {})",
+                answer.records,
+                answer.trees.len(),
+                answer.sha256,
+                out.display(),
+                path.display()
+            );
+        }
+        None => {
+            let mut f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            std::io::copy(&mut f, &mut std::io::stdout().lock())?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn feed_command(command: FeedCommand) -> anyhow::Result<std::process::ExitCode> {

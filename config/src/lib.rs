@@ -885,6 +885,17 @@ impl Settings {
     pub fn store_dir(&self) -> PathBuf {
         store_dir(&self.node.data_dir)
     }
+
+    /// Where a running node writes its address and the token of its operator endpoints
+    /// (`/ops/…`, `ops.json`): whoever can read the data directory may ask for a backup.
+    pub fn ops_file_path(&self) -> PathBuf {
+        self.node.data_dir.join("ops.json")
+    }
+
+    /// Where a running node writes online backups.
+    pub fn backups_dir(&self) -> PathBuf {
+        self.node.data_dir.join("backups")
+    }
 }
 
 /// The versioned store folder under a data directory (`<data_dir>/store-v1`).

@@ -185,7 +185,7 @@ with urllib.request.urlopen(req) as r:
     assert r.status == 201, r.status
 PY
 stop_server mpay-seed
-"$MPAY" store export --config "$TMP/mpay.toml" --out "$TMP/template.jsonl" >/dev/null
+"$MPAY" store export --positions --config "$TMP/mpay.toml" --out "$TMP/template.jsonl" >/dev/null
 rm -rf "$TMP/data" && mkdir -p "$TMP/data"
 
 log "generating $BENCH_POSITIONS positions"

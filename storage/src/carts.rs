@@ -144,6 +144,7 @@ impl CartStore {
     ) -> Result<(), CartStoreError> {
         let value = encode(cart)?;
         let id = cart.id.as_bytes();
+        let _running = crate::tx::unit_of_work();
         let result = (&self.carts, &self.by_notice).transaction(|(carts, by_notice)| {
             let old = match carts.get(id)? {
                 Some(v) => decode(id, &v).ok(),

@@ -36,6 +36,20 @@ pub enum StorageError {
     /// The blocking task that ran a store call did not finish (panicked or was cancelled).
     #[error("a store task did not finish")]
     Task(#[source] Arc<tokio::task::JoinError>),
+    /// The store's files are damaged (sled found a bad checksum, an unreadable config or
+    /// snapshot, or failed while reading them).
+    #[error(
+        "store corrupt at {dir}: {detail}\n\
+         Restore it from a backup: stop the node, move {dir} aside (keep it for inspection), then run\n\
+         \x20 mpay store import --config <your config> <backup file>\n\
+         (a backup is what `mpay store export` writes; the node then starts on the restored store)"
+    )]
+    CorruptStore {
+        /// The store folder.
+        dir: String,
+        /// What sled said.
+        detail: String,
+    },
     /// A record could not be decoded.
     #[error("corrupt record in {tree} at {key}: {reason}")]
     Corrupt {
@@ -61,6 +75,28 @@ impl From<tokio::task::JoinError> for StorageError {
 }
 
 impl StorageError {
+    /// The store in `dir` is damaged when `e` says its files are (checksum, format, a bug
+    /// report from reading them); `e` unchanged otherwise.
+    pub fn corrupt_store(dir: &std::path::Path, e: StorageError) -> StorageError {
+        let detail = match &e {
+            StorageError::Sled(sled::Error::Corruption { at, .. }) => match at {
+                Some(at) => format!("a bad checksum at {at:?}"),
+                None => "a bad checksum in its snapshot or log".to_string(),
+            },
+            StorageError::Sled(sled::Error::Unsupported(m)) => {
+                format!("unreadable settings file ({m})")
+            }
+            StorageError::Sled(sled::Error::ReportableBug(m)) => {
+                format!("the store failed while reading its files ({m})")
+            }
+            _ => return e,
+        };
+        StorageError::CorruptStore {
+            dir: dir.display().to_string(),
+            detail,
+        }
+    }
+
     /// A file-system failure while doing `context`.
     pub fn file(context: impl Into<String>, source: std::io::Error) -> Self {
         StorageError::File {

@@ -15,6 +15,7 @@
 
 pub mod archive;
 mod asynch;
+pub mod backup;
 pub mod carts;
 mod codec;
 pub mod durability;

@@ -48,16 +48,25 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::file(format!("creating {}", dir.display()), e))?;
         let cache_bytes = cache_bytes.max(MIN_CACHE_BYTES);
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()?;
+        // sled reports most damage as errors but panics on some (a page that passes its
+        // checksum and does not decode): both become one clear "store corrupt" error.
+        let opened = std::panic::catch_unwind(|| Self::open_parts(dir, cache_bytes));
+        let (db, ledger, archive, journal, reconciliation) = match opened {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(e)) => return Err(StorageError::corrupt_store(dir, e)),
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a failure while reading its files");
+                return Err(StorageError::CorruptStore {
+                    dir: dir.display().to_string(),
+                    detail: format!("the store failed while reading its files ({detail})"),
+                });
+            }
+        };
         tracing::info!(cache_bytes, dir = %dir.display(), "store opened");
-        let ledger = Arc::new(SledLedger::open(&db)?);
-        crate::receipts::upgrade(&db, &ledger.receipts)?;
-        let archive = Arc::new(SledArchive::open(&db, ledger.clone())?);
-        let journal = Arc::new(SledJournal::open(&db)?);
-        let reconciliation = Arc::new(crate::reconciliation::SledReconciliation::open(&db)?);
         let durability = Durability::new(db.clone());
         Ok(Store {
             db,
@@ -68,6 +77,32 @@ impl Store {
             durability,
             cache_bytes,
         })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open_parts(
+        dir: &Path,
+        cache_bytes: u64,
+    ) -> Result<
+        (
+            sled::Db,
+            Arc<SledLedger>,
+            Arc<SledArchive>,
+            Arc<SledJournal>,
+            Arc<crate::reconciliation::SledReconciliation>,
+        ),
+        StorageError,
+    > {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()?;
+        let ledger = Arc::new(SledLedger::open(&db)?);
+        crate::receipts::upgrade(&db, &ledger.receipts)?;
+        let archive = Arc::new(SledArchive::open(&db, ledger.clone())?);
+        let journal = Arc::new(SledJournal::open(&db)?);
+        let reconciliation = Arc::new(crate::reconciliation::SledReconciliation::open(&db)?);
+        Ok((db, ledger, archive, journal, reconciliation))
     }
 
     /// The page cache the store was opened with (bytes).

@@ -10,6 +10,7 @@
 //! builds at start-up) use a `Batch`.
 
 use std::collections::BTreeSet;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use mpay_messages::position::DebtPosition;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -18,6 +19,22 @@ use sled::Transactional;
 use crate::codec::encode_record;
 use crate::error::{LedgerError, StorageError};
 use crate::keys::{code_of_key, conflict, index_entries, position_key, Index, IndexEntry};
+
+/// Every multi-tree unit of work of the process holds this gate for reading while it runs; an
+/// online backup holds it for writing while it copies the trees, so that the copy never sees
+/// half of a unit of work (a receipt without the position it paid). Single-tree writes
+/// (journal, counters) do not take it: each of their records is consistent on its own.
+static UNITS_OF_WORK: RwLock<()> = RwLock::new(());
+
+/// Held by a unit of work while it runs (see [`UNITS_OF_WORK`]).
+pub(crate) fn unit_of_work() -> RwLockReadGuard<'static, ()> {
+    UNITS_OF_WORK.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held by an online backup: waits for the running units of work, holds back new ones.
+pub(crate) fn pause_units_of_work() -> RwLockWriteGuard<'static, ()> {
+    UNITS_OF_WORK.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// What a unit of work's closure returns to stop (`Abort(e)`) or on a storage error.
 pub type Abort<E = LedgerError> = ConflictableTransactionError<E>;
@@ -71,6 +88,7 @@ pub(crate) fn transact<R, E>(
 where
     E: From<StorageError>,
 {
+    let _running = unit_of_work();
     let mut trees: Vec<&sled::Tree> = Vec::with_capacity(6 + extra.len());
     trees.extend_from_slice(&ledger);
     trees.extend_from_slice(extra);

@@ -135,6 +135,14 @@ pub async fn spawn_app() -> TestApp {
     start(dir, cfg).await
 }
 
+/// [`spawn_app`] on the data directory `dir/data` (which may already hold a store), with the
+/// configuration written to `dir/mpay.toml`.
+pub async fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
+    let cfg = dir.path().join("mpay.toml");
+    std::fs::write(&cfg, config_text(&dir.path().join("data"))).unwrap();
+    start(dir, cfg).await
+}
+
 /// [`spawn_app`] with `extra` appended to the configuration text.
 pub async fn spawn_app_with(extra: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();

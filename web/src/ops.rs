@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mpay_storage::{JournalStore, PositionRepository};
 use serde_json::json;
@@ -287,7 +287,149 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
         .route("/health/actors", web::get().to(actors))
-        .route("/metrics", web::get().to(metrics_endpoint));
+        .route("/metrics", web::get().to(metrics_endpoint))
+        .route("/ops/backup", web::post().to(backup));
+}
+
+/// The header that carries the operator token.
+pub const OPS_TOKEN_HEADER: &str = "X-Mpay-Ops-Token";
+
+/// What a running node writes to `<data_dir>/ops.json` (owner-readable only) when it starts:
+/// where it answers and the token its operator endpoints want.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OpsFile {
+    /// `http://host:port` of the node.
+    pub url: String,
+    /// The token (`X-Mpay-Ops-Token`).
+    pub token: String,
+}
+
+/// Writes `ops.json` with a fresh random token, at start-up.
+/// Errors: the file cannot be written.
+pub fn write_ops_file(path: &std::path::Path, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    let file = OpsFile {
+        url: format!("http://{host}:{}", addr.port()),
+        token: hex::encode(bytes),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        serde_json::to_writer(&mut f, &file)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Does the request carry the token of this node's `ops.json`?
+fn ops_token_ok(req: &HttpRequest, settings: &mpay_config::Settings) -> bool {
+    use sha2::{Digest as _, Sha256};
+    let Some(given) = req
+        .headers()
+        .get(OPS_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let expected = std::fs::read(settings.ops_file_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<OpsFile>(&b).ok());
+    match expected {
+        // compared as digests: the time taken says nothing about the token
+        Some(f) => {
+            !f.token.is_empty()
+                && Sha256::digest(f.token.as_bytes()) == Sha256::digest(given.trim().as_bytes())
+        }
+        None => false,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BackupQuery {
+    #[serde(default)]
+    journal: bool,
+}
+
+/// Online backup (`mpay store export` while the node runs): writes every tree into
+/// `<data_dir>/backups/mpay-<UTC>.jsonl` and answers the file and its summary. Needs the
+/// operator token of the data directory (`X-Mpay-Ops-Token`); 403 otherwise.
+async fn backup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<BackupQuery>,
+) -> HttpResponse {
+    if !ops_token_ok(&req, &state.settings) {
+        return crate::problem::Problem::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "Forbidden",
+            "operator endpoints need the token of the node's data directory (X-Mpay-Ops-Token)",
+        )
+        .error_response();
+    }
+    let dir = state.settings.backups_dir();
+    let store = state.store.clone();
+    let journal = query.journal;
+    let started = std::time::Instant::now();
+    let result = web::block(
+        move || -> Result<(std::path::PathBuf, mpay_storage::backup::BackupSummary), String> {
+            let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let name = format!(
+                "mpay-{}.jsonl",
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+            );
+            let path = dir.join(name);
+            let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+            let summary = {
+                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+                let s = store.backup(&mut w, journal).map_err(|e| e.to_string())?;
+                std::io::Write::flush(&mut w).map_err(io)?;
+                s
+            };
+            tmp.as_file().sync_all().map_err(io)?;
+            tmp.persist(&path).map_err(|e| io(e.error))?;
+            Ok((path, summary))
+        },
+    )
+    .await;
+    match result {
+        Ok(Ok((path, summary))) => {
+            tracing::info!(file = %path.display(), records = summary.records, ms = started.elapsed().as_millis() as u64, "online backup written");
+            HttpResponse::Ok().json(json!({
+                "file": path.display().to_string(),
+                "records": summary.records,
+                "trees": summary.trees,
+                "sha256": summary.sha256,
+                "millis": started.elapsed().as_millis() as u64,
+            }))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "online backup failed");
+            crate::problem::Problem::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Backup failed",
+                format!("the backup failed: {e}"),
+            )
+            .with_code("BACKUP_FAILED")
+            .error_response()
+        }
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
 }
 
 /// Liveness: the process answers.

@@ -140,6 +140,7 @@ impl Ctx<'_> {
         rec.updated_at = Utc::now();
         let rec_bytes = encode(&rec)?;
         let l = &*self.store.ledger;
+        let _running = crate::tx::unit_of_work();
         let result = (
             &l.positions,
             &l.by_notice,

@@ -136,6 +136,7 @@ impl Ctx<'_> {
         // global transaction lock, which every reader of the store waits for
         let writes: Vec<&PlannedWrite> = plans.iter().filter_map(|p| p.write.as_ref()).collect();
         let l = &*self.store.ledger;
+        let _running = crate::tx::unit_of_work();
         let result = (
             &l.positions,
             &l.by_notice,
