@@ -462,7 +462,21 @@ impl Application {
     /// accepting, lets in-flight requests finish, then writes the pending journal and flushes the
     /// store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = actix_rt::spawn(probe_store(
+            self.store.clone(),
+            self.state.health.clone(),
+            self.server.handle(),
+            self.state.settings.node.store_probe_secs,
+            self.state.settings.node.unwritable_exit_secs,
+            gave_up.clone(),
+        ));
         self.server.await?;
+        probe.abort();
+        if gave_up.load(std::sync::atomic::Ordering::SeqCst) {
+            self.feeds.launcher.shutdown();
+            return Err(StoreUnwritable.into());
+        }
         // --- feeds addition: running loads pause after their current group (resumed at start)
         self.feeds.launcher.shutdown();
         for _ in 0..200 {
@@ -480,5 +494,65 @@ impl Application {
         tokio::task::spawn_blocking(move || st.flush_blocking()).await??;
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+}
+
+/// The node stopped because its store could not write (exit code 75 for the supervisor).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the store could not write for [node] unwritable_exit_secs: stopping so that the supervisor \
+     starts the node again (free disk space; the store does not recover in place)"
+)]
+pub struct StoreUnwritable;
+
+/// Checks every `every_secs` that the store can write; keeps readiness and
+/// `mpay_store_writable` true to it; after `exit_secs` of failures stops the server (and sets
+/// `gave_up`), so that the supervisor starts the node again on a store that can write.
+async fn probe_store(
+    store: Store,
+    health: HealthRegistry,
+    server: actix_web::dev::ServerHandle,
+    every_secs: u64,
+    exit_secs: u64,
+    gave_up: Arc<std::sync::atomic::AtomicBool>,
+) {
+    if every_secs == 0 {
+        return;
+    }
+    let mut failing_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(every_secs)).await;
+        let st = store.clone();
+        let result = match tokio::task::spawn_blocking(move || st.probe_write()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                if failing_since.take().is_some() {
+                    tracing::info!("the store writes again");
+                }
+                health.set_store_writable(true);
+                metrics::gauge!("mpay_store_writable").set(1.0);
+            }
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(|| {
+                    tracing::error!(error = %e, "the store cannot write: not ready (free disk space)");
+                    std::time::Instant::now()
+                });
+                health.set_store_writable(false);
+                metrics::gauge!("mpay_store_writable").set(0.0);
+                metrics::counter!("mpay_store_write_failures_total").increment(1);
+                if exit_secs > 0 && since.elapsed() >= Duration::from_secs(exit_secs) {
+                    tracing::error!(
+                        after_secs = since.elapsed().as_secs(),
+                        "the store still cannot write: stopping (exit code 75) for the supervisor to restart the node"
+                    );
+                    gave_up.store(true, std::sync::atomic::Ordering::SeqCst);
+                    server.stop(true).await;
+                    return;
+                }
+            }
+        }
     }
 }

@@ -318,6 +318,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<mpay::app::StoreUnwritable>().is_some() => {
+            eprintln!("error: {e:#}");
+            // EX_TEMPFAIL: a supervisor restarts the node; the store opens again when it can
+            std::process::ExitCode::from(75)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

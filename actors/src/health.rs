@@ -47,6 +47,7 @@ pub struct ActorHealth {
 #[derive(Debug, Clone, Default)]
 pub struct HealthRegistry {
     inner: Arc<RwLock<BTreeMap<(String, String), ActorHealth>>>,
+    store_unwritable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HealthRegistry {
@@ -141,10 +142,28 @@ impl HealthRegistry {
 
     /// Required actors that are not running (empty = ready).
     pub fn not_ready(&self) -> Vec<String> {
-        self.snapshot()
+        let mut down: Vec<String> = self
+            .snapshot()
             .into_iter()
             .filter(|a| a.required && a.state != ActorState::Running)
             .map(|a| format!("{}/{}", a.kind, a.id))
-            .collect()
+            .collect();
+        if !self.store_writable() {
+            down.push("store/unwritable".into());
+        }
+        down
+    }
+
+    /// Records whether the store could write at its last probe.
+    pub fn set_store_writable(&self, writable: bool) {
+        self.store_unwritable
+            .store(!writable, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Could the store write at its last probe (true until a probe fails)?
+    pub fn store_writable(&self) -> bool {
+        !self
+            .store_unwritable
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -206,10 +206,26 @@ pub struct NodeSettings {
     /// Store page cache in MiB (sled `cache_capacity`); size it to the hot working set.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// How often the node checks that its store can still write (seconds; 0 = never).
+    #[serde(default = "default_store_probe_secs")]
+    pub store_probe_secs: u64,
+    /// After the store has failed to write for this long (seconds), the node stops with exit
+    /// code 75 so that its supervisor restarts it on a store that can write again (the store
+    /// does not recover from a write failure in place); 0 = keep running, not ready.
+    #[serde(default = "default_unwritable_exit_secs")]
+    pub unwritable_exit_secs: u64,
 }
 
 fn default_cache_mb() -> u64 {
     256
+}
+
+fn default_store_probe_secs() -> u64 {
+    2
+}
+
+fn default_unwritable_exit_secs() -> u64 {
+    30
 }
 
 /// `[http]`.

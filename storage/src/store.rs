@@ -116,6 +116,17 @@ impl Store {
         Ok(())
     }
 
+    /// Writes and flushes a small record (`meta/probe`): Ok when the store can write. sled does
+    /// not recover in place from a failed write (a full disk): once this fails it keeps failing
+    /// until the store is opened again.
+    /// Errors: the write or the flush failed.
+    pub fn probe_write(&self) -> Result<(), StorageError> {
+        let meta = self.db.open_tree("meta")?;
+        meta.insert(b"probe", chrono::Utc::now().to_rfc3339().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

@@ -441,11 +441,16 @@ async fn live() -> HttpResponse {
 /// what is missing otherwise.
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let down = state.health.not_ready();
+    let store = if state.health.store_writable() {
+        "open"
+    } else {
+        "unwritable"
+    };
     if down.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "UP", "store": "open"}))
+        HttpResponse::Ok().json(json!({"status": "UP", "store": store}))
     } else {
         HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "DOWN", "store": "open", "notRunning": down}))
+            .json(json!({"status": "DOWN", "store": store, "notRunning": down}))
     }
 }
 

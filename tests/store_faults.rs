@@ -1,6 +1,9 @@
-//! Whole-store backup and restore (issue 9 point 4): every tree round-trips byte for byte, an
-//! online backup is taken while the node serves and writes, and a restored node answers a Node
-//! retry of an acknowledged receipt OK without a false double-payment anomaly.
+//! Store faults (issue 9 points 4, 9, 10):
+//! - whole-store backup and restore: every tree round-trips byte for byte, an online backup is
+//!   taken while the node serves and writes, and a restored node answers a Node retry of an
+//!   acknowledged receipt OK without a false double-payment anomaly;
+//! - a damaged store is named, with the way to restore it (no panic);
+//! - a full disk makes the node not ready, and it stops for its supervisor to start it again.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -332,4 +335,173 @@ async fn a_damaged_store_is_named_with_the_way_to_restore_it() {
         assert!(text.contains("mpay store import --config"), "{text}");
         assert!(!text.contains("panicked"), "{text}");
     }
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// None when this machine does not let the test mount (not root): the caller says so.
+    fn mount(megabytes: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(cfg: &Path, data: &Path, client: &reqwest::blocking::Client) -> (Child, String) {
+    let ops = data.join("ops.json");
+    let _ = std::fs::remove_file(&ops);
+    let child = Child(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not start"
+        );
+        if let Some(url) = std::fs::read(&ops)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["url"].as_str().map(str::to_owned))
+        {
+            if client
+                .get(format!("{url}/health/ready"))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return (child, url);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn post_position(client: &reqwest::blocking::Client, url: &str, iupd: &str) -> u16 {
+    client
+        .post(format!("{url}/api/v1/organizations/{ORG_A}/debtpositions"))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .json(&position_body(iupd, 900))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_full_disk_makes_the_node_not_ready_and_it_restarts_to_write_again() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        if std::env::var_os("MPAY_REQUIRE_SHARED").is_some_and(|v| v == "1") {
+            panic!("cannot mount a small tmpfs (needs root) and MPAY_REQUIRE_SHARED=1");
+        }
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    };
+    let data = disk.path().join("data");
+    let cfg = disk.path().join("mpay.toml");
+    let text = common::config_text(&data).replacen(
+        "[node]\n",
+        "[node]\nstore_probe_secs = 1\nunwritable_exit_secs = 3\ncache_mb = 16\n",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let client = reqwest::blocking::Client::new();
+    let (mut child, url) = serve(&cfg, &data, &client);
+    assert_eq!(post_position(&client, &url, "FULL-0"), 201);
+
+    // fill the disk
+    let filler = disk.path().join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut i = 1;
+    wait_until("a write to fail", 30, || {
+        i += 1;
+        post_position(&client, &url, &format!("FULL-{i}")) >= 500
+    });
+    wait_until("readiness to say the store cannot write", 10, || {
+        client
+            .get(format!("{url}/health/ready"))
+            .send()
+            .is_ok_and(|r| r.status() == 503 && r.text().unwrap_or_default().contains("unwritable"))
+    });
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("mpay_store_writable 0"), "{metrics}");
+
+    // space is back: the node stops by itself for its supervisor (exit code 75) ...
+    std::fs::remove_file(&filler).unwrap();
+    let mut status = None;
+    wait_until("the node to stop by itself", 30, || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(75));
+    drop(child);
+
+    // ... and, started again, it writes, with what it had before
+    let (_child, url) = serve(&cfg, &data, &client);
+    assert_eq!(post_position(&client, &url, "AFTER"), 201);
+    let r = client
+        .get(format!(
+            "{url}/api/v1/organizations/{ORG_A}/debtpositions/FULL-0"
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
