@@ -505,3 +505,114 @@ fn a_full_disk_makes_the_node_not_ready_and_it_restarts_to_write_again() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Is `line` the completion of an `fdatasync`/`fsync` that succeeded?
+fn is_sync_done(line: &str) -> bool {
+    let done = line.trim_end().ends_with("= 0");
+    done && (line.contains("fdatasync(")
+        || line.contains("fsync(")
+        || line.contains("<... fdatasync resumed>")
+        || line.contains("<... fsync resumed>"))
+}
+
+#[actix_rt::test]
+async fn no_receipt_is_acknowledged_before_the_sync_that_covers_it() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        if std::env::var_os("MPAY_REQUIRE_SHARED").is_some_and(|v| v == "1") {
+            panic!("strace is missing (ops/test installs it) and MPAY_REQUIRE_SHARED=1");
+        }
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("mpay.toml");
+    std::fs::write(&cfg, common::config_text(&data)).unwrap();
+    let trace = dir.path().join("trace.txt");
+    let ops = data.join("ops.json");
+    let mut strace = Child(
+        Command::new("strace")
+            .args(["-f", "-qq", "-s", "1000000", "-o"])
+            .arg(&trace)
+            .args([
+                "-e",
+                "trace=pwrite64,pwritev,write,writev,sendto,sendmsg,fdatasync,fsync",
+            ])
+            .arg(BIN)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let mut url = String::new();
+    for _ in 0..600 {
+        if let Some(u) = std::fs::read(&ops)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["url"].as_str().map(str::to_owned))
+        {
+            if client
+                .get(format!("{u}/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                url = u;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!url.is_empty(), "the traced node did not start");
+    let mut receipts = Vec::new();
+    for i in 0..5 {
+        let r = client
+            .post(format!(
+                "{url}/api/v1/organizations/{ORG_A}/debtpositions?toPublish=true"
+            ))
+            .header("Ocp-Apim-Subscription-Key", KEY_A)
+            .json(&position_body(&format!("SYNC-{i}"), 1200))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        let nav = body["paymentOption"][0]["nav"].as_str().unwrap().to_owned();
+        receipts.push(pay_notice(&client, &url, ORG_A, &nav).await.receipt_id);
+    }
+    // stop the node cleanly (strace ends with it), then read the trace
+    let pid = strace.0.id();
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-P", &pid.to_string()])
+        .status();
+    let waited = tokio::task::spawn_blocking(move || {
+        let s = strace.0.wait();
+        (s, strace)
+    })
+    .await
+    .unwrap();
+    assert!(waited.0.is_ok());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for id in &receipts {
+        let written = lines
+            .iter()
+            .position(|l| l.contains("pwrite") && l.contains(id.as_str()))
+            .unwrap_or_else(|| panic!("receipt {id} never written to the store file"));
+        let answered = lines
+            .iter()
+            .skip(written)
+            .position(|l| l.contains("paSendRTV2Response"))
+            .map(|n| n + written)
+            .unwrap_or_else(|| panic!("no paSendRTV2 answer after receipt {id} was written"));
+        assert!(
+            lines[written..answered].iter().any(|l| is_sync_done(l)),
+            "receipt {id} was answered (trace line {}) before an fdatasync/fsync completed after its write (line {})",
+            answered + 1,
+            written + 1
+        );
+    }
+}

@@ -3,6 +3,10 @@
 //! A writer that must not acknowledge before its data is on disk calls
 //! [`Durability::commit`] after its write. Concurrent callers share flushes: while one flush
 //! runs, later callers queue; the next flush covers all of them.
+//!
+//! A flush is sled's own (it writes its buffers with `pwrite` and `sync_file_range`, which
+//! flushes neither the file's metadata nor the drive's cache) followed by an `fdatasync` of
+//! the store's data file, so that an acknowledged write survives a power loss (issue 9 point 3).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +54,8 @@ pub struct Durability {
 
 struct Inner {
     db: sled::Db,
+    /// sled's data file (`<dir>/db`), synced after each flush; `None` for a temporary store.
+    data_file: Option<Arc<std::fs::File>>,
     tickets: AtomicU64,
     flush_lock: Mutex<()>,
     flushed_tx: watch::Sender<u64>,
@@ -57,11 +63,15 @@ struct Inner {
 }
 
 impl Durability {
-    pub(crate) fn new(db: sled::Db) -> Self {
+    pub(crate) fn new(db: sled::Db, dir: Option<&std::path::Path>) -> Self {
         let (flushed_tx, _) = watch::channel(0);
+        let data_file = dir
+            .and_then(|d| std::fs::File::open(d.join("db")).ok())
+            .map(Arc::new);
         Durability {
             inner: Arc::new(Inner {
                 db,
+                data_file,
                 tickets: AtomicU64::new(0),
                 flush_lock: Mutex::new(()),
                 flushed_tx,
@@ -87,12 +97,31 @@ impl Durability {
             // Everything written before this load is covered by the flush below.
             let target = self.inner.tickets.load(Ordering::SeqCst);
             let db = self.inner.db.clone();
+            let file = self.inner.data_file.clone();
             let started = std::time::Instant::now();
-            tokio::task::spawn_blocking(move || db.flush()).await??;
+            tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+                db.flush()?;
+                if let Some(f) = file {
+                    f.sync_data()
+                        .map_err(|e| StorageError::file("syncing the store's data file", e))?;
+                }
+                Ok(())
+            })
+            .await??;
             metrics::histogram!("mpay_flush_seconds").record(started.elapsed().as_secs_f64());
             self.inner.flushes.fetch_add(1, Ordering::Relaxed);
             self.inner.flushed_tx.send_replace(target);
         }
+    }
+
+    /// `fdatasync` of the store's data file (after a flush of sled's own), blocking.
+    /// Errors: the sync failed.
+    pub(crate) fn sync_data_file(&self) -> Result<(), StorageError> {
+        if let Some(f) = &self.inner.data_file {
+            f.sync_data()
+                .map_err(|e| StorageError::file("syncing the store's data file", e))?;
+        }
+        Ok(())
     }
 
     /// Number of physical flushes done so far (group-commit efficiency = commits / flushes).
@@ -109,7 +138,7 @@ mod tests {
     async fn queued_commits_share_one_flush() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let d = Durability::new(db.clone());
+        let d = Durability::new(db.clone(), None);
         // Hold the flush lock as if a flush were running, queue 50 writers behind it.
         let guard = d.inner.flush_lock.lock().await;
         let mut tasks = Vec::new();

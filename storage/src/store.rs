@@ -67,7 +67,7 @@ impl Store {
             }
         };
         tracing::info!(cache_bytes, dir = %dir.display(), "store opened");
-        let durability = Durability::new(db.clone());
+        let durability = Durability::new(db.clone(), Some(dir));
         Ok(Store {
             db,
             ledger,
@@ -113,7 +113,7 @@ impl Store {
     /// Flushes everything to disk now (blocking). Used at shutdown and by the CLI.
     pub fn flush_blocking(&self) -> Result<(), StorageError> {
         self.db.flush()?;
-        Ok(())
+        self.durability.sync_data_file()
     }
 
     /// Writes and flushes a small record (`meta/probe`): Ok when the store can write. sled does
