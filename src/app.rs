@@ -204,7 +204,8 @@ pub fn smtp_settings(settings: &Settings) -> anyhow::Result<SmtpSettings> {
     let password = m.password().map_err(|e| anyhow::anyhow!(e))?;
     let ca_pem = match &m.ca_cert {
         Some(p) => Some(
-            std::fs::read(p).with_context(|| format!("mail.ca_cert: cannot read {}", p.display()))?,
+            std::fs::read(p)
+                .with_context(|| format!("mail.ca_cert: cannot read {}", p.display()))?,
         ),
         None => None,
     };
@@ -513,8 +514,10 @@ impl Application {
         }
         if settings.mail.enabled {
             println!(
-                "  receipt e-mails: SMTP {}:{} ({:?})",
-                settings.mail.host, settings.mail.port, settings.mail.tls
+                "  receipt e-mails: SMTP {}:{} (tls = {})",
+                settings.mail.host,
+                settings.mail.port,
+                settings.mail.tls.as_str()
             );
         }
         match &settings.feeds.drop_dir {

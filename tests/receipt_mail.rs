@@ -34,13 +34,14 @@ fn mail_config(port: u16) -> String {
 
 /// The node with `[mail]` on `port` and the test renderer.
 async fn spawn_mail_app(port: u16) -> TestApp {
+    spawn_mail_app_with(&mail_config(port)).await
+}
+
+/// The node with the `[mail]` section `mail` and the test renderer.
+async fn spawn_mail_app_with(mail: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("mpay.toml");
-    let text = format!(
-        "{}{}",
-        config_text(&dir.path().join("data")),
-        mail_config(port)
-    );
+    let text = format!("{}{mail}", config_text(&dir.path().join("data")));
     std::fs::write(&cfg, text).unwrap();
     let settings = Settings::load(&Sources {
         demo: false,
@@ -48,11 +49,10 @@ async fn spawn_mail_app(port: u16) -> TestApp {
         env: false,
     })
     .unwrap();
-    let renderer: mpay_actors::mailer::ReceiptPdf =
-        Arc::new(|r: &mpay_storage::StoredReceipt| {
-            assert!(!r.receipt_id.is_empty());
-            Ok(TEST_PDF.to_vec())
-        });
+    let renderer: mpay_actors::mailer::ReceiptPdf = Arc::new(|r: &mpay_storage::StoredReceipt| {
+        assert!(!r.receipt_id.is_empty());
+        Ok(TEST_PDF.to_vec())
+    });
     let app = Application::build_with_receipt_pdf(settings, false, Some(renderer))
         .await
         .unwrap();
@@ -185,7 +185,10 @@ async fn the_receipt_arrives_by_email_with_its_pdf_its_xml_and_an_italian_text()
     assert_eq!(attachments.len(), 2, "{attachments:?}");
     let pdf = &attachments[0];
     assert_eq!(pdf["contentType"], "application/pdf");
-    assert_eq!(pdf["filename"], format!("ricevuta-{receipt_id}.pdf").as_str());
+    assert_eq!(
+        pdf["filename"],
+        format!("ricevuta-{receipt_id}.pdf").as_str()
+    );
     assert_eq!(
         hex::decode(pdf["hex"].as_str().unwrap()).unwrap(),
         TEST_PDF,
@@ -246,7 +249,10 @@ async fn the_receipt_arrives_by_email_with_its_pdf_its_xml_and_an_italian_text()
     let silent = create_and_pay(&app, "MAIL-2", None).await;
     let (status, v) = email_state(&app, &silent).await;
     assert_eq!(status, 404, "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("has no e-mail"), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("has no e-mail"),
+        "{v}"
+    );
     // another organization's key sees nothing of it
     let r = api_get(&app, ORG_B, KEY_B, &format!("/receipts/{receipt_id}/email")).await;
     assert_eq!(r.status(), 404);
@@ -267,7 +273,10 @@ async fn the_receipt_arrives_by_email_with_its_pdf_its_xml_and_an_italian_text()
     assert_eq!(r.status(), 202);
     let copies = wait_messages(out.path(), &receipt_id, 2).await;
     assert_eq!(copies.len(), 2);
-    wait_state(&app, &receipt_id, |v| v["state"] == "SENT" && v["attempts"] == 2).await;
+    wait_state(&app, &receipt_id, |v| {
+        v["state"] == "SENT" && v["attempts"] == 2
+    })
+    .await;
     app.handle.stop(true).await;
 }
 
@@ -296,7 +305,47 @@ async fn an_smtp_outage_delays_the_email_which_arrives_once_when_the_server_is_b
     let second = create_and_pay(&app, "OUT-2", Some("anna.bianchi@example.org")).await;
     wait_messages(out.path(), &second, 1).await;
     wait_state(&app, &second, |v| v["state"] == "SENT").await;
-    assert_eq!(messages_of(out.path(), &receipt_id).len(), 1, "exactly once");
+    assert_eq!(
+        messages_of(out.path(), &receipt_id).len(),
+        1,
+        "exactly once"
+    );
     assert_eq!(messages(out.path()).len(), 2);
+    app.handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn starttls_with_a_private_ca_and_auth_with_the_password_from_a_file() {
+    let port = free_port();
+    let out = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = files.path().join("smtp-cert.pem");
+    let key = files.path().join("smtp-key.pem");
+    let password = files.path().join("smtp-password");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&password, "pw-of-the-relay-0001\n").unwrap();
+    let _sink = SmtpSink::start_with(
+        port,
+        out.path(),
+        &[
+            cert.as_os_str(),
+            key.as_os_str(),
+            "mpay".as_ref(),
+            "pw-of-the-relay-0001".as_ref(),
+        ],
+    );
+    let app = spawn_mail_app_with(&format!(
+        "\n[mail]\nenabled = true\nhost = \"localhost\"\nport = {port}\ntls = \"starttls\"\nfrom = \"ricevute@borgo-demo.example.it\"\nusername = \"mpay\"\npassword_file = \"{}\"\nca_cert = \"{}\"\ntimeout_ms = 2000\nbackoff_base_ms = 100\nbackoff_max_ms = 400\n",
+        password.display(),
+        cert.display()
+    ))
+    .await;
+    let receipt_id = create_and_pay(&app, "TLS-1", Some(DEBTOR_EMAIL)).await;
+    let m = wait_messages(out.path(), &receipt_id, 1).await;
+    assert_eq!(m[0]["rcptTos"], json!([DEBTOR_EMAIL]));
+    let v = wait_state(&app, &receipt_id, |v| v["state"] == "SENT").await;
+    assert_eq!(v["attempts"], 1, "accepted at the first attempt: {v}");
     app.handle.stop(true).await;
 }

@@ -89,7 +89,10 @@ impl std::fmt::Debug for SmtpSettings {
             .field("from", &self.from)
             .field(
                 "user",
-                &self.credentials.as_ref().map(|(u, _)| format!("{u} (password ***)")),
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(u, _)| format!("{u} (password ***)")),
             )
             .field("timeout", &self.timeout)
             .finish()
@@ -201,17 +204,15 @@ pub fn build_message(
     }
     let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(text.body));
     if let Some(pdf) = pdf {
-        parts = parts.singlepart(
-            Attachment::new(format!("ricevuta-{name}.pdf"))
-                .body(pdf, ContentType::parse("application/pdf").map_err(|e| e.to_string())?),
-        );
+        parts = parts.singlepart(Attachment::new(format!("ricevuta-{name}.pdf")).body(
+            pdf,
+            ContentType::parse("application/pdf").map_err(|e| e.to_string())?,
+        ));
     }
-    parts = parts.singlepart(
-        Attachment::new(format!("ricevuta-{name}.xml")).body(
-            receipt.raw_xml.clone().into_bytes(),
-            ContentType::parse("application/xml").map_err(|e| e.to_string())?,
-        ),
-    );
+    parts = parts.singlepart(Attachment::new(format!("ricevuta-{name}.xml")).body(
+        receipt.raw_xml.clone().into_bytes(),
+        ContentType::parse("application/xml").map_err(|e| e.to_string())?,
+    ));
     b.multipart(parts).map_err(|e| format!("message: {e}"))
 }
 
@@ -324,7 +325,9 @@ impl Actor for ReceiptMailer {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
         self.inner.health.register(KIND, "main", false);
-        self.inner.health.set_state(KIND, "main", ActorState::Running);
+        self.inner
+            .health
+            .set_state(KIND, "main", ActorState::Running);
         self.report();
         ctx.run_interval(Duration::from_secs(5), |this, _| this.report());
         // what a previous run left open (in-flight ones included) goes again
@@ -378,7 +381,9 @@ impl Inner {
                 let after = match &outcome {
                     Outcome::Sent => {
                         if self.down.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                            tracing::info!("SMTP server reachable again; sending queued receipt e-mails");
+                            tracing::info!(
+                                "SMTP server reachable again; sending queued receipt e-mails"
+                            );
                         }
                         metrics::counter!("mpay_mail_sent_total").increment(1);
                         let lag = (now - m.created_at).num_milliseconds().max(0) as f64 / 1000.0;
@@ -471,7 +476,9 @@ impl Inner {
         let id = m.receipt_id.clone();
         let receipt = match self.store.blocking(move |s| s.ledger.receipt(&id)).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Outcome::Refused(format!("receipt {} not in the store", m.receipt_id)),
+            Ok(None) => {
+                return Outcome::Refused(format!("receipt {} not in the store", m.receipt_id))
+            }
             Err(e) => return Outcome::Later(format!("receipt not read: {e}")),
         };
         let pdf = match &self.pdf {

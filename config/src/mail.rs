@@ -18,6 +18,17 @@ pub enum MailTls {
     None,
 }
 
+impl MailTls {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starttls => "starttls",
+            Self::Tls => "tls",
+            Self::None => "none",
+        }
+    }
+}
+
 /// `[mail]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -95,13 +106,15 @@ impl MailSettings {
             .map(|(_, a)| a.trim_end_matches('>'))
             .unwrap_or(from);
         if !mpay_messages::domain::cart::valid_email(addr.trim()) {
-            return e("from", "must be an e-mail address (`a@b.it` or `Name <a@b.it>`)");
+            return e(
+                "from",
+                "must be an e-mail address (`a@b.it` or `Name <a@b.it>`)",
+            );
         }
         if self.password.is_some() && self.password_file.is_some() {
             return e("password_file", "give password or password_file, not both");
         }
-        if (self.password.is_some() || self.password_file.is_some()) && self.username.is_none()
-        {
+        if (self.password.is_some() || self.password_file.is_some()) && self.username.is_none() {
             return e("username", "a password needs username");
         }
         for (k, p) in [
@@ -145,7 +158,12 @@ impl MailSettings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("mail.password_file {}: {e}", path.display()))?;
-                let line = text.lines().next().unwrap_or_default().trim_end().to_string();
+                let line = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end()
+                    .to_string();
                 Ok(Some(SecretString::from(line)))
             }
             None => Ok(None),
@@ -177,7 +195,10 @@ mod tests {
 
     #[test]
     fn checks_name_the_key() {
-        assert!(MailSettings::default().check().is_ok(), "off: nothing needed");
+        assert!(
+            MailSettings::default().check().is_ok(),
+            "off: nothing needed"
+        );
         assert!(on().check().is_ok());
         let bad = MailSettings {
             from: "nobody".into(),

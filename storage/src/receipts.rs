@@ -394,7 +394,11 @@ impl SledLedger {
     /// The e-mail a stored receipt enqueues in its own unit of work: when e-mail is on, the
     /// payment succeeded and someone has an address (the cart's, the payer's, the debtor's in
     /// the receipt or in the position: [`mpay_messages::domain::mail::recipients`]).
-    fn mail_for(&self, stored: &StoredReceipt, position_email: Option<&str>) -> Option<ReceiptMail> {
+    fn mail_for(
+        &self,
+        stored: &StoredReceipt,
+        position_email: Option<&str>,
+    ) -> Option<ReceiptMail> {
         if !self
             .receipts
             .mail_enabled

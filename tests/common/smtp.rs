@@ -14,11 +14,18 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start(port: u16, out: &Path) -> SmtpSink {
+        Self::start_with(port, out, &[])
+    }
+
+    /// With `args` after the port and folder: `CERT_PEM KEY_PEM` (STARTTLS required), then
+    /// `USER PASSWORD` (AUTH required).
+    pub fn start_with(port: u16, out: &Path, args: &[&std::ffi::OsStr]) -> SmtpSink {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
         let mut child = Command::new("python3")
             .arg(&script)
             .arg(port.to_string())
             .arg(out)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,4 +81,3 @@ pub fn messages_of(out: &Path, receipt_id: &str) -> Vec<Value> {
         })
         .collect()
 }
-

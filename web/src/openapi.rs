@@ -14,8 +14,8 @@ use crate::api::model::*;
 use crate::api::notifications::{self, NotificationModel, NotificationsPage};
 use crate::api::positions;
 use crate::api::receipts::{
-    self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
-    ReceiptEmailModel, ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,
+    self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptEmailModel, ReceiptModel,
+    ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,
 };
 use crate::api::reconciliation;
 use crate::api::v3::{

@@ -679,7 +679,9 @@ async fn send_rt(
     );
     // the address the citizen gave in the portal's cart (the receipt e-mail goes there too)
     let contact_email = match (&state.carts, state.store.ledger.receipt_mail_enabled()) {
-        (Some(carts), true) => carts.contact_email(&id, nav.trim(), receipt.payment_note.as_deref()),
+        (Some(carts), true) => {
+            carts.contact_email(&id, nav.trim(), receipt.payment_note.as_deref())
+        }
         _ => None,
     };
     let stored = StoredReceipt {

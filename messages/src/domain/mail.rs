@@ -345,8 +345,12 @@ mod tests {
             t.subject,
             "Ricevuta di pagamento pagoPA – Comune di Borgo Demo – avviso 312000000000000099"
         );
-        assert!(t.body.contains("il pagamento di 1.234,56 euro a favore di Comune di Borgo Demo"));
-        assert!(t.body.contains("Data e ora del pagamento: 30/11/2026 10:05"));
+        assert!(t
+            .body
+            .contains("il pagamento di 1.234,56 euro a favore di Comune di Borgo Demo"));
+        assert!(t
+            .body
+            .contains("Data e ora del pagamento: 30/11/2026 10:05"));
         assert!(t.body.contains("in formato PDF"));
         let xml_only = receipt_text(&ReceiptFacts {
             with_pdf: false,

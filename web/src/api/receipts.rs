@@ -27,7 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(list_receipts))
             .route("/{receiptId}", web::get().to(get_receipt))
             .route("/{receiptId}/email", web::get().to(get_receipt_email))
-            .route("/{receiptId}/email/resend", web::post().to(resend_receipt_email)),
+            .route(
+                "/{receiptId}/email/resend",
+                web::post().to(resend_receipt_email),
+            ),
     )
     .service(
         web::scope("/organizations/{organizationfiscalcode}/anomalies")
