@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use mpay_actors::bus::{Bus, InProcessBus};
 use mpay_actors::cart::CartRegistry;
 use mpay_actors::ente_connector::{ConnectorSettings, Connectors, Dialect, EnteEndpoint};
+use mpay_actors::mailer::{Mailer, MailerSettings, ReceiptPdf, SmtpSecurity, SmtpSettings};
 use mpay_actors::node_channel::{CheckoutSettings, CheckoutVersion, NodeChannel};
 use mpay_actors::{
     ActorHandle, FlushJournal, HealthRegistry, JournalWriter, Scheduler, SchedulerConfig, Tick,
@@ -187,6 +188,66 @@ pub fn connector_settings(settings: &Settings) -> ConnectorSettings {
     }
 }
 
+/// The receipt PDF renderer of `mpay serve` (the receipt e-mail's attachment; rendering runs
+/// on a blocking thread). `None` until the documents crate is wired: the e-mail then carries
+/// the pagoPA receipt XML only. Wiring: `Some(Arc::new(|r: &StoredReceipt| …))` returning the
+/// PDF bytes or the reason it could not be rendered.
+pub fn receipt_pdf_renderer() -> Option<ReceiptPdf> {
+    None
+}
+
+/// The mailer's view of `[mail]` (the password read here, once: from the settings or
+/// `password_file`). Errors: a password file that cannot be read.
+pub fn smtp_settings(settings: &Settings) -> anyhow::Result<SmtpSettings> {
+    use mpay_config::mail::MailTls;
+    let m = &settings.mail;
+    let password = m.password().map_err(|e| anyhow::anyhow!(e))?;
+    let ca_pem = match &m.ca_cert {
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("mail.ca_cert: cannot read {}", p.display()))?,
+        ),
+        None => None,
+    };
+    Ok(SmtpSettings {
+        host: m.host.trim().to_string(),
+        port: m.port,
+        security: match m.tls {
+            MailTls::Starttls => SmtpSecurity::Starttls,
+            MailTls::Tls => SmtpSecurity::Tls,
+            MailTls::None => SmtpSecurity::Plain,
+        },
+        from: m.from.trim().to_string(),
+        credentials: match (&m.username, password) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
+            (Some(u), None) => Some((u.clone(), secrecy::SecretString::from(String::new()))),
+            _ => None,
+        },
+        ca_pem,
+        hello_name: if m.hello_name.trim().is_empty() {
+            settings.node.id.clone()
+        } else {
+            m.hello_name.trim().to_string()
+        },
+        timeout: Duration::from_millis(m.timeout_ms.max(1)),
+    })
+}
+
+/// The mailer's retries (`[mail]`).
+pub fn mailer_settings(settings: &Settings) -> MailerSettings {
+    let m = &settings.mail;
+    let ms = |v: u64| chrono::Duration::milliseconds(i64::try_from(v).unwrap_or(i64::MAX / 2));
+    MailerSettings {
+        policy: DeliveryPolicy {
+            backoff_base: ms(m.backoff_base_ms),
+            backoff_max: ms(m.backoff_max_ms),
+            horizon: ms(m.horizon_secs.saturating_mul(1000)),
+            ..DeliveryPolicy::default()
+        },
+        batch: m.batch,
+    }
+}
+
 /// A started node (actors running, HTTP bound but not yet served until
 /// [`Application::run_until_stopped`]).
 pub struct Application {
@@ -214,6 +275,16 @@ impl Application {
     /// Errors: the store cannot be opened (locked by another process, permissions), the address
     /// cannot be bound, the organizations' settings are unusable.
     pub async fn build(settings: Settings, demo: bool) -> anyhow::Result<Self> {
+        Self::build_with_receipt_pdf(settings, demo, receipt_pdf_renderer()).await
+    }
+
+    /// [`Application::build`] with the receipt PDF renderer of the receipt e-mail given
+    /// (tests inject one; `mpay serve` uses [`receipt_pdf_renderer`]).
+    pub async fn build_with_receipt_pdf(
+        settings: Settings,
+        demo: bool,
+        receipt_pdf: Option<ReceiptPdf>,
+    ) -> anyhow::Result<Self> {
         // --- portal addition: with --demo and no [checkout] base_url, the simulated pagoPA
         // Checkout runs embedded on a second port
         let mut settings = settings;
@@ -311,8 +382,28 @@ impl Application {
             connector_settings(&settings),
         )
         .map_err(|e| anyhow::anyhow!("notification endpoint: {e}"))?;
+        // the receipt e-mail: the store enqueues it with the receipt; the ReceiptMailer sends it
+        store.ledger.set_receipt_mail(settings.mail.enabled);
+        let mailer = if settings.mail.enabled {
+            Some(
+                Mailer::start(
+                    &mut watchdog,
+                    &smtp_settings(&settings)?,
+                    mailer_settings(&settings),
+                    receipt_pdf,
+                    &store,
+                    &health,
+                )
+                .map_err(|e| anyhow::anyhow!("[mail]: {e}"))?,
+            )
+        } else {
+            None
+        };
         let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(&settings.node.id, 4096));
         connectors.listen(bus.as_ref());
+        if let Some(m) = &mailer {
+            m.listen(bus.as_ref());
+        }
         watchdog.start();
 
         // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder
@@ -422,6 +513,14 @@ impl Application {
             println!("  feeds FTP:  ftp://{}", settings.ftp.bind);
         } else {
             println!("  feeds FTP:  off ([ftp] enabled = false)");
+        }
+        if settings.mail.enabled {
+            println!(
+                "  receipt e-mails: SMTP {}:{} (tls = {})",
+                settings.mail.host,
+                settings.mail.port,
+                settings.mail.tls.as_str()
+            );
         }
         match &settings.feeds.drop_dir {
             Some(d) => println!("  feeds drop folder: {}/<fiscal code>/", d.display()),

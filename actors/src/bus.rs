@@ -38,6 +38,13 @@ pub enum Event {
         /// Notification id.
         id: u64,
     },
+    /// An operator put a receipt's e-mail back in the mail queue.
+    MailRequeued {
+        /// The organization of the receipt.
+        organization: String,
+        /// receiptId.
+        receipt_id: String,
+    },
 }
 
 impl Event {
@@ -46,6 +53,7 @@ impl Event {
         match self {
             Event::ReceiptStored { .. } => "receipt.stored",
             Event::NotificationRequeued { .. } => "notification.requeued",
+            Event::MailRequeued { .. } => "mail.requeued",
         }
     }
 
@@ -53,7 +61,8 @@ impl Event {
     pub fn organization(&self) -> &str {
         match self {
             Event::ReceiptStored { organization, .. }
-            | Event::NotificationRequeued { organization, .. } => organization,
+            | Event::NotificationRequeued { organization, .. }
+            | Event::MailRequeued { organization, .. } => organization,
         }
     }
 

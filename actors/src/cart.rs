@@ -513,6 +513,36 @@ impl CartRegistry {
     /// notice index; returns its id. A receipt of a notice no cart took does nothing.
     ///
     /// Errors: the store failed.
+    /// The e-mail address the citizen gave in the cart that took a notice (the receipt
+    /// e-mail goes there): the cart named by the receipt's `paymentNote`, else the cart
+    /// store's notice index. `None`: no cart, or no address.
+    pub fn contact_email(
+        &self,
+        organization: &str,
+        notice_number: &str,
+        payment_note: Option<&str>,
+    ) -> Option<String> {
+        let store = &self.inner.store;
+        let has = |c: &Cart| {
+            c.items
+                .iter()
+                .any(|i| i.organization == organization && i.notice_number == notice_number)
+        };
+        let by_note = payment_note
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .and_then(|note| store.get(note).ok().flatten())
+            .filter(|c| has(c));
+        let cart = match by_note {
+            Some(c) => c,
+            None => {
+                let id = store.cart_of_notice(organization, notice_number).ok()??;
+                store.get(&id).ok()??
+            }
+        };
+        cart.email
+    }
+
     pub fn receipt_stored(
         &self,
         organization: &str,

@@ -790,6 +790,7 @@ mod tests {
                 stand_in: false,
             },
             flags: vec![],
+            contact_email: None,
         }
     }
 

@@ -14,6 +14,8 @@
 //!   facts become durable.
 //! - [`ente_connector::EnteConnector`] (one per Ente with a notification endpoint, started by
 //!   [`ente_connector::Connectors`] and woken by the bus): delivers the Ente's outbox.
+//! - [`mailer::ReceiptMailer`] (one per node, started by [`mailer::Mailer`], woken by the
+//!   bus): sends each receipt's e-mail from the durable mail queue (SMTP, `lettre`).
 
 pub mod bus;
 pub mod cart;
@@ -22,6 +24,7 @@ pub mod fdr_sync;
 pub mod feed_loader;
 pub mod health;
 pub mod journal;
+pub mod mailer;
 pub mod node_channel;
 pub mod scheduler;
 pub mod watchdog;

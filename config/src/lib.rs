@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub mod catalogue;
+pub mod mail;
 pub mod notification;
 pub mod portal;
 pub mod reporting;
@@ -101,6 +102,9 @@ pub struct Settings {
     /// pagoPA's FdR API, where reporting flows are downloaded (`[fdr]`, see `reporting.rs`).
     #[serde(default)]
     pub fdr: crate::reporting::FdrSettings,
+    /// The receipt e-mail's SMTP server and retries (`[mail]`, see `mail.rs`).
+    #[serde(default)]
+    pub mail: crate::mail::MailSettings,
 }
 
 /// `[feeds]`: bulk debt-position feeds (FORMAT.md §5).
@@ -660,6 +664,7 @@ impl Settings {
             return Err(invalid("api.max_page_limit", "must be at least 1"));
         }
         self.notifications.check().map_err(|(k, r)| invalid(k, r))?;
+        self.mail.check().map_err(|(k, r)| invalid(k, r))?;
         if !(1..=1000).contains(&self.fdr.page_size) {
             return Err(invalid(
                 "fdr.page_size",

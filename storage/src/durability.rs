@@ -30,6 +30,8 @@ pub enum DurabilityPoint {
     Cli,
     /// Ente notifications acknowledged (never delivered again after this).
     Notification,
+    /// A receipt e-mail accepted by the SMTP server (never sent again after this).
+    Mail,
 }
 
 impl DurabilityPoint {
@@ -42,6 +44,7 @@ impl DurabilityPoint {
             Self::IuvBlock => "iuv_block",
             Self::Cli => "cli",
             Self::Notification => "notification",
+            Self::Mail => "mail",
         }
     }
 }

@@ -10,7 +10,7 @@
 //! byte, JSON v1 / compact v2) and `records` (compact record types) at the bottom; `keys`
 //! (index enum, key layout), `trees` (receipt trees and keys, one-time upgrades) and `tx` (the
 //! unit-of-work helper) above them; the repositories `ledger` (positions), `receipts` +
-//! `receipt_queries`, `outbox` (Ente notifications), `archive`, `journal`, feeds on top; [`Store`] and its async wrappers
+//! `receipt_queries`, `outbox` (Ente notifications), `mail` (receipt e-mails), `archive`, `journal`, feeds on top; [`Store`] and its async wrappers
 //! (`asynch`) over all of them.
 
 pub mod archive;
@@ -25,6 +25,7 @@ pub use feeds::output as feeds_output;
 pub mod journal;
 pub mod keys;
 pub mod ledger;
+pub mod mail;
 pub mod outbox;
 pub mod receipt_queries;
 pub mod receipts;
@@ -42,6 +43,7 @@ pub use keys::Index;
 pub use ledger::{
     ListOrder, Page, PositionFilter, PositionRepository, SledLedger, TimerKind, VerifyReport,
 };
+pub use mail::MailCounts;
 pub use outbox::Backlog;
 pub use receipt_queries::{Acknowledgement, AnomalyRecord, AnomalyState, ReceiptFilter};
 pub use receipts::{Anomaly, AnomalyKind, ReceiptDisposition, ReceiptRepository, StoredReceipt};

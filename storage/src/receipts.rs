@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use mpay_messages::domain::delivery::Notification;
+use mpay_messages::domain::mail::ReceiptMail;
 use mpay_messages::domain::PaymentFacts;
 use mpay_messages::position::DebtPosition;
 use mpay_messages::receipt_check::ReceiptFlag;
@@ -63,6 +64,10 @@ pub struct StoredReceipt {
     /// stored with the receipt and raised as anomalies.
     #[serde(default)]
     pub flags: Vec<ReceiptFlag>,
+    /// The e-mail address the payer gave in the portal's cart that paid this notice (the
+    /// receipt e-mail goes there too); not part of the receipt itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_email: Option<String>,
 }
 
 pub use mpay_messages::domain::AnomalyKind;
@@ -122,8 +127,9 @@ fn insert_receipt_tx(
     receipt: &StoredReceipt,
     anomalies: &[(u64, Anomaly)],
     notification: Option<&Notification>,
+    mail: Option<&ReceiptMail>,
 ) -> Result<(), Abort> {
-    let [r, by_notice, by_org, a, a_by_org, outbox, outbox_open] = t else {
+    let [r, by_notice, by_org, a, a_by_org, outbox, outbox_open, mail_open] = t else {
         return Err(Abort::Storage(sled::Error::ReportableBug(
             "a receipt unit of work lost its trees".into(),
         )));
@@ -157,6 +163,9 @@ fn insert_receipt_tx(
         let key = outbox_key(&n.organization, n.id);
         outbox.insert(key.as_slice(), encode_record(OUTBOX, n).map_err(encoded)?)?;
         outbox_open.insert(key, &[][..])?;
+    }
+    if let Some(m) = mail {
+        mail_open.insert(m.receipt_id.as_bytes(), encode(m).map_err(encoded)?)?;
     }
     Ok(())
 }
@@ -241,6 +250,7 @@ impl ReceiptRepository for SledLedger {
                 }
                 let notice = position_key(&org, &nav);
                 let note = self.notification_for(&stored, &nav)?;
+                let mail = self.mail_for(&stored, None);
                 transact(
                     self.ledger_trees(),
                     &rt.write_trees(),
@@ -248,7 +258,7 @@ impl ReceiptRepository for SledLedger {
                         if tx.index_tree(Index::Notice).get(&notice)?.is_some() {
                             return Err(Abort::Abort(LedgerError::Contended));
                         }
-                        insert_receipt_tx(t, &stored, &an, note.as_ref())
+                        insert_receipt_tx(t, &stored, &an, note.as_ref(), mail.as_ref())
                     },
                 )
                 .or_else(|e| match e {
@@ -301,6 +311,7 @@ impl ReceiptRepository for SledLedger {
                 .map(|a| Ok((self.db.generate_id()?, a)))
                 .collect::<Result<_, sled::Error>>()?;
             let note = self.notification_for(&stored, &iupd)?;
+            let mail = self.mail_for(&stored, old.debtor.email.as_deref());
             let result = transact(
                 self.ledger_trees(),
                 &rt.write_trees(),
@@ -311,7 +322,7 @@ impl ReceiptRepository for SledLedger {
                     if let Some(new) = &new {
                         write_position(tx, Some(&old), Some(new))?;
                     }
-                    insert_receipt_tx(t, &stored, &ids, note.as_ref())
+                    insert_receipt_tx(t, &stored, &ids, note.as_ref(), mail.as_ref())
                 },
             );
             match result {
@@ -378,6 +389,40 @@ impl SledLedger {
             position,
             stored.received_at,
         )))
+    }
+
+    /// The e-mail a stored receipt enqueues in its own unit of work: when e-mail is on, the
+    /// payment succeeded and someone has an address (the cart's, the payer's, the debtor's in
+    /// the receipt or in the position: [`mpay_messages::domain::mail::recipients`]).
+    fn mail_for(
+        &self,
+        stored: &StoredReceipt,
+        position_email: Option<&str>,
+    ) -> Option<ReceiptMail> {
+        if !self
+            .receipts
+            .mail_enabled
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || !stored.receipt.outcome.trim().eq_ignore_ascii_case("OK")
+        {
+            return None;
+        }
+        let r = &stored.receipt;
+        let to = mpay_messages::domain::mail::recipients([
+            stored.contact_email.as_deref(),
+            r.payer.as_ref().and_then(|p| p.email.as_deref()),
+            r.debtor.email.as_deref(),
+            position_email,
+        ]);
+        (!to.is_empty()).then(|| {
+            ReceiptMail::of_receipt(
+                &stored.receipt_id,
+                &stored.organization,
+                &stored.notice_number,
+                to,
+                stored.received_at,
+            )
+        })
     }
 
     /// The receipt that paid a notice of `position` first: the notice's own applied receipt,

@@ -12,6 +12,10 @@
 //!   (compact record): every notification of an Ente, in the order they were enqueued
 //! - `outbox_open`: same key → ∅, only while the notification is PENDING or RETRYING (what a
 //!   connector drains)
+//! - `mail_open`: receiptId → [`mpay_messages::domain::mail::ReceiptMail`] (JSON) while the
+//!   receipt's e-mail is PENDING or RETRYING (what the mailer drains; one insert in the
+//!   receipt's unit of work)
+//! - `mail_done`: receiptId → the same record once SENT or FAILED (moved by the mailer)
 //! - `meta`: `upgrade/<name>` → UTC instant (RFC 3339) the upgrade finished
 
 use std::collections::HashSet;
@@ -35,6 +39,10 @@ pub struct ReceiptTrees {
     pub(crate) acks: sled::Tree,
     pub(crate) outbox: sled::Tree,
     pub(crate) outbox_open: sled::Tree,
+    pub(crate) mail_open: sled::Tree,
+    pub(crate) mail_done: sled::Tree,
+    /// Receipts get an e-mail to their payer/debtor (`[mail]` configured).
+    pub(crate) mail_enabled: std::sync::atomic::AtomicBool,
     /// Organizations whose receipts get a notification (those with an endpoint).
     pub(crate) notified: RwLock<HashSet<String>>,
     pub(crate) stripes: Vec<Mutex<()>>,
@@ -51,13 +59,16 @@ impl ReceiptTrees {
             acks: db.open_tree("anomaly_acks")?,
             outbox: db.open_tree("outbox")?,
             outbox_open: db.open_tree("outbox_open")?,
+            mail_open: db.open_tree("mail_open")?,
+            mail_done: db.open_tree("mail_done")?,
+            mail_enabled: std::sync::atomic::AtomicBool::new(false),
             notified: RwLock::new(HashSet::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
 
     /// The trees a receipt write adds to a unit of work, in this order.
-    pub(crate) fn write_trees(&self) -> [&sled::Tree; 7] {
+    pub(crate) fn write_trees(&self) -> [&sled::Tree; 8] {
         [
             &self.receipts,
             &self.by_notice,
@@ -66,6 +77,7 @@ impl ReceiptTrees {
             &self.anomalies_by_org,
             &self.outbox,
             &self.outbox_open,
+            &self.mail_open,
         ]
     }
 

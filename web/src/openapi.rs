@@ -14,7 +14,7 @@ use crate::api::model::*;
 use crate::api::notifications::{self, NotificationModel, NotificationsPage};
 use crate::api::positions;
 use crate::api::receipts::{
-    self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
+    self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptEmailModel, ReceiptModel,
     ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,
 };
 use crate::api::reconciliation;
@@ -83,6 +83,8 @@ impl Modify for Security {
         feeds::reject,
         receipts::list_receipts,
         receipts::get_receipt,
+        receipts::get_receipt_email,
+        receipts::resend_receipt_email,
         receipts::list_anomalies,
         receipts::acknowledge,
         reconciliation::import_flow,
@@ -104,14 +106,14 @@ impl Modify for Security {
         NotificationFeeModel, OptionWithPosition, PaidModel, PaymentOptionGroup,
         PaymentOptionsResponse, DebtorModel, InstallmentModel, PaymentOptionModelV3,
         PaymentOptionResponseV3, PaymentPositionModelV3, PaymentPositionResponseV3,
-        PaymentPositionsInfoV3, NotificationModel, NotificationsPage
+        PaymentPositionsInfoV3, NotificationModel, NotificationsPage, ReceiptEmailModel
     )),
     modifiers(&Security),
     tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
          (name = "debt positions v3", description = "The same positions in GPD's v3 representation: each payment option is a single solution or a plan of installments"),
          (name = "payment options", description = "Payment options by IUV or notice number, paid outside pagoPA, reported transfers, notification fee, and the payment-options API of SANP 3.9+"),
          (name = "GPD compatibility", description = "GPD's info endpoint"),
-         (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action"),
+         (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action; the receipt's e-mail to its payer/debtor (state, resend)"),
          (name = "reconciliation", description = "Reporting flows (FdR) and bank statements (camt.053/054, OPI giornale di cassa) imported per organization, and the reconciliation of receipts, flows and credits with one label per line"),
          (name = "notifications", description = "What each payment notification to the Ente's own system became (signed webhook or MPay notificaPagamento): state, attempts, last error, next attempt; resend"),
          (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))

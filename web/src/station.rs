@@ -677,6 +677,13 @@ async fn send_rt(
         receipt.receipt_id.trim().to_string(),
         receipt.payment_note.clone(),
     );
+    // the address the citizen gave in the portal's cart (the receipt e-mail goes there too)
+    let contact_email = match (&state.carts, state.store.ledger.receipt_mail_enabled()) {
+        (Some(carts), true) => {
+            carts.contact_email(&id, nav.trim(), receipt.payment_note.as_deref())
+        }
+        _ => None,
+    };
     let stored = StoredReceipt {
         receipt_id: receipt.receipt_id.clone(),
         organization: org_fc.clone(),
@@ -690,6 +697,7 @@ async fn send_rt(
         raw_xml: String::from_utf8_lossy(raw).into_owned(),
         receipt,
         flags,
+        contact_email,
     };
     let receipt_id = stored.receipt_id.clone();
     let disposition = match state.store.apply_receipt(stored).await {

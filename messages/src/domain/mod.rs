@@ -12,6 +12,8 @@
 //!   flow, and the label of every payment, row and credit.
 //! - [`delivery`]: notifications to an Ente — states, backoff with jitter, horizon, circuit
 //!   breaker, order per position.
+//! - [`mail`]: the receipt e-mail — who receives it, its Italian text, its states (the
+//!   backoff and horizon of [`delivery`]).
 //!
 //! The records themselves live in [`crate::position`]; edges map [`PositionError`] and
 //! [`NotPayable`] once each (station → `PAA_*` fault in [`crate::wire::faults`], REST → problem
@@ -20,6 +22,7 @@
 pub mod cart;
 pub mod dates;
 pub mod delivery;
+pub mod mail;
 pub mod position;
 pub mod receipt;
 pub mod reconcile;

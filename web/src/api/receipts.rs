@@ -1,6 +1,7 @@
 //! Receipts and anomalies of an organization (the Ente's IT sees what happened):
 //! `GET …/receipts`, `GET …/receipts/{receiptId}`, `GET …/anomalies`,
-//! `POST …/anomalies/{id}/acknowledge`. Same API key and cross-tenant rules as the debt
+//! `POST …/anomalies/{id}/acknowledge`, the receipt's e-mail to its payer/debtor
+//! (`GET …/receipts/{receiptId}/email`, `POST …/receipts/{receiptId}/email/resend`). Same API key and cross-tenant rules as the debt
 //! positions (401 without a key, 403 for another organization's path).
 //!
 //! Receipts are shown with pagoPA's field names (paSendRT `ctReceipt`), amounts in integer euro
@@ -8,6 +9,7 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use mpay_messages::domain::mail::ReceiptMail;
 use mpay_messages::time::rome_local_to_utc;
 use mpay_storage::{AnomalyRecord, AnomalyState, ReceiptFilter, StoredReceipt};
 use serde::{Deserialize, Serialize};
@@ -23,7 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/organizations/{organizationfiscalcode}/receipts")
             .route("", web::get().to(list_receipts))
-            .route("/{receiptId}", web::get().to(get_receipt)),
+            .route("/{receiptId}", web::get().to(get_receipt))
+            .route("/{receiptId}/email", web::get().to(get_receipt_email))
+            .route(
+                "/{receiptId}/email/resend",
+                web::post().to(resend_receipt_email),
+            ),
     )
     .service(
         web::scope("/organizations/{organizationfiscalcode}/anomalies")
@@ -319,6 +326,144 @@ pub async fn get_receipt(
             auth.fiscal_code()
         ))),
     }
+}
+
+/// The e-mail of a receipt to its payer/debtor.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptEmailModel {
+    /// receiptId.
+    pub receipt_id: String,
+    /// PENDING, RETRYING, SENT or FAILED.
+    pub state: String,
+    /// Where it goes.
+    pub recipients: Vec<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Enqueued (with the receipt).
+    pub created_at: DateTime<Utc>,
+    /// Next attempt (PENDING / RETRYING).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Last attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Accepted by the SMTP server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ReceiptMail> for ReceiptEmailModel {
+    fn from(m: &ReceiptMail) -> Self {
+        ReceiptEmailModel {
+            receipt_id: m.receipt_id.clone(),
+            state: m.state.as_str().to_string(),
+            recipients: m.recipients.clone(),
+            attempts: m.attempts,
+            created_at: m.created_at,
+            next_attempt_at: m.next_attempt_at.filter(|_| m.state.is_open()),
+            last_attempt_at: m.last_attempt_at,
+            last_error: m.last_error.clone(),
+            sent_at: m.sent_at,
+        }
+    }
+}
+
+/// The receipt's e-mail, when the receipt is the organization's; 404 otherwise.
+async fn org_mail(
+    state: &AppState,
+    auth: &OrgAuth,
+    receipt_id: &str,
+) -> Result<Option<ReceiptMail>, Problem> {
+    let org = auth.fiscal_code().to_string();
+    let id = receipt_id.to_string();
+    let (receipt, mail) = state
+        .store
+        .blocking(move |s| {
+            Ok::<_, mpay_storage::LedgerError>((
+                s.ledger.organization_receipt(&org, &id)?,
+                s.ledger.receipt_mail(&id)?,
+            ))
+        })
+        .await?;
+    if receipt.is_none() {
+        return Err(Problem::not_found(format!(
+            "no receipt {receipt_id:?} for organization {}",
+            auth.fiscal_code()
+        )));
+    }
+    Ok(mail)
+}
+
+fn no_mail(receipt_id: &str) -> Problem {
+    Problem::not_found(format!(
+        "receipt {receipt_id:?} has no e-mail (no payer or debtor address, or e-mail was off when it was stored)"
+    ))
+}
+
+/// `GET …/receipts/{receiptId}/email`: the receipt's e-mail to its payer/debtor — state
+/// (PENDING, RETRYING, SENT, FAILED), recipients, attempts, last error, next attempt.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{organizationfiscalcode}/receipts/{receiptId}/email",
+    params(("organizationfiscalcode" = String, Path), ("receiptId" = String, Path)),
+    responses((status = 200, body = ReceiptEmailModel), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("ApiKey" = [])),
+    tag = "receipts"
+)]
+pub async fn get_receipt_email(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let m = org_mail(&state, &auth, &path.1)
+        .await?
+        .ok_or_else(|| no_mail(&path.1))?;
+    Ok(HttpResponse::Ok().json(ReceiptEmailModel::from(&m)))
+}
+
+/// `POST …/receipts/{receiptId}/email/resend`: sends the receipt's e-mail again (a FAILED
+/// one, or a SENT one the citizen lost); an open one is made due now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{organizationfiscalcode}/receipts/{receiptId}/email/resend",
+    params(("organizationfiscalcode" = String, Path), ("receiptId" = String, Path)),
+    responses((status = 202, body = ReceiptEmailModel), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("ApiKey" = [])),
+    tag = "receipts"
+)]
+pub async fn resend_receipt_email(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    org_mail(&state, &auth, &path.1)
+        .await?
+        .ok_or_else(|| no_mail(&path.1))?;
+    let id = path.1.clone();
+    let m = state
+        .store
+        .blocking(move |s| s.ledger.resend_mail(&id, Utc::now()))
+        .await?
+        .ok_or_else(|| no_mail(&path.1))?;
+    state
+        .store
+        .durability
+        .commit(mpay_storage::DurabilityPoint::RestWrite)
+        .await
+        .map_err(Problem::internal)?;
+    if let Some(bus) = &state.bus {
+        bus.publish(mpay_actors::bus::Event::MailRequeued {
+            organization: auth.fiscal_code().to_string(),
+            receipt_id: m.receipt_id.clone(),
+        });
+    }
+    Ok(HttpResponse::Accepted().json(ReceiptEmailModel::from(&m)))
 }
 
 /// `GET …/anomalies`: double payments, payments with a difference, unknown notices, station
