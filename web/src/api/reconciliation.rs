@@ -253,6 +253,9 @@ pub async fn sync_flows(
     match api.sync(&state.store, &org).await {
         Ok(report) => {
             committed(&state).await?;
+            for flow_id in &report.acquired {
+                flow_acquired(&state, &org, flow_id).await?;
+            }
             Ok(HttpResponse::Ok().json(report))
         }
         Err(mpay_actors::fdr_sync::SyncError::List(e)) => Err(Problem::new(
