@@ -206,8 +206,6 @@ async fn request_reply_queue_groups_and_live_subscriptions_over_core_nats() {
             s2.lock().unwrap().push(e.id.clone());
         }
     });
-    // core subscriptions are live once the server has them
-    tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..20 {
         a.publish(Event::PositionCreated {
             organization: "80001234568".into(),

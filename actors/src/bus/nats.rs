@@ -276,6 +276,8 @@ impl Bus for NatsBus {
             let (tx, rx) = mpsc::channel(1024);
             for f in filters {
                 let mut sub = self.client.subscribe(f).await.map_err(unavailable)?;
+                // the server has the subscription before this returns
+                self.client.flush().await.map_err(unavailable)?;
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     while let Some(m) = sub.next().await {
@@ -304,6 +306,7 @@ impl Bus for NatsBus {
                 .queue_subscribe(filter, group)
                 .await
                 .map_err(unavailable)?;
+            self.client.flush().await.map_err(unavailable)?;
             Ok(forward(sub))
         }
         .boxed()
@@ -371,6 +374,8 @@ impl Bus for NatsBus {
                 .queue_subscribe(subject, group)
                 .await
                 .map_err(unavailable)?;
+            // served once the server has the subscription
+            self.client.flush().await.map_err(unavailable)?;
             let (tx, rx) = mpsc::channel(256);
             let client = self.client.clone();
             tokio::spawn(async move {

@@ -541,4 +541,28 @@ mod tests {
         assert_eq!(next_due(&open), Some(now));
         assert_eq!(next_due(&open[2..3]), Some(now + Duration::seconds(5)));
     }
+
+    #[test]
+    fn a_revocation_follows_a_notified_payment_once() {
+        let pay = Notification::of_receipt(7, "80001234568", "r-1", "3120", "IUPD-1", t0());
+        assert_eq!(
+            revocation_target(&[]),
+            None,
+            "never notified: nothing to revoke"
+        );
+        assert_eq!(revocation_target(std::slice::from_ref(&pay)), Some(&pay));
+        let rev = Notification::revocation_of(&pay, 9, t0());
+        assert_eq!(rev.kind, NotificationKind::PaymentRevocation);
+        assert_eq!(
+            (rev.receipt_id.as_str(), rev.position.as_str(), rev.state),
+            ("r-1", "IUPD-1", NotificationState::Pending),
+            "same receipt and ordering key: it leaves after the payment"
+        );
+        assert!(rev.id > pay.id);
+        assert_eq!(
+            revocation_target(&[pay, rev]),
+            None,
+            "one revocation per receipt"
+        );
+    }
 }

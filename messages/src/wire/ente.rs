@@ -568,4 +568,35 @@ mod tests {
         ));
         assert_eq!(idempotency_key("80001234568", 7), "mpay-80001234568-7");
     }
+
+    #[test]
+    fn notifica_revoca_has_the_payment_fields_then_rt_and_rr() {
+        let n = sample(true);
+        let x = n.to_soap_revoca(Some("<RR/>"));
+        assert!(x.contains("<d:NotificaRevocaPagamentoRequest>"));
+        assert!(x.contains("</d:NotificaRevocaPagamentoRequest>"));
+        let pay = n.to_soap();
+        let body = |s: &str, root: &str| {
+            s.split(&format!("<d:{root}>"))
+                .nth(1)
+                .and_then(|r| r.split(&format!("</d:{root}>")).next())
+                .unwrap()
+                .to_string()
+        };
+        let (p, r) = (
+            body(&pay, "NotificaPagamentoRequest"),
+            body(&x, "NotificaRevocaPagamentoRequest"),
+        );
+        let rt_end = p.find("</d:rtXML>").unwrap() + "</d:rtXML>".len();
+        assert_eq!(
+            r.get(..rt_end),
+            p.get(..rt_end),
+            "same fields, same order, up to rtXML"
+        );
+        assert!(r[rt_end..].starts_with("<d:rrXML>&lt;RR/&gt;</d:rrXML>"));
+        assert!(
+            !n.to_soap_revoca(None).contains("rrXML"),
+            "no RR: no element"
+        );
+    }
 }
