@@ -739,9 +739,12 @@ impl Connectors {
                             Ok(e) => this.wake(e.event.organization()),
                             Err(_) => this.wake_all(),
                         }
-                        if let Err(e) = job.ack().await {
-                            tracing::debug!(error = %e, "wake-up not acked (handed out again: harmless)");
-                        }
+                        // acked aside: the next wake-up need not wait for the server
+                        actix::spawn(async move {
+                            if let Err(e) = job.ack().await {
+                                tracing::debug!(error = %e, "wake-up not acked (handed out again: harmless)");
+                            }
+                        });
                     }
                     Ok(Delivery::Lagged) => this.wake_all(),
                     Ok(Delivery::Closed) => break,

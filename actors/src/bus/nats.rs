@@ -88,32 +88,53 @@ impl NatsBus {
     }
 }
 
-/// Publishes the envelopes in order, each until JetStream has it.
+/// Publishes the envelopes, each until JetStream has it: what is waiting is sent in one go
+/// (up to 512) and the acks awaited together; what failed is sent again after a pause (in its
+/// order; a retry may overtake nothing of its batch, and the server deduplicates by id).
 async fn publisher(js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<Envelope>) {
-    while let Some(env) = rx.recv().await {
-        let Ok(payload) = serde_json::to_vec(&env) else {
-            continue;
-        };
+    while let Some(first) = rx.recv().await {
+        let mut pending = vec![first];
+        while pending.len() < 512 {
+            match rx.try_recv() {
+                Ok(e) => pending.push(e),
+                Err(_) => break,
+            }
+        }
         let mut wait = Duration::from_millis(50);
         loop {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(MSG_ID, env.id.as_str());
-            let sent = match js
-                .publish_with_headers(env.subject.clone(), headers, payload.clone().into())
-                .await
-            {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match sent {
-                Ok(()) => break,
-                Err(e) => {
-                    metrics::counter!("mpay_bus_publish_retries_total").increment(1);
-                    tracing::warn!(error = %e, id = %env.id, "event not yet in JetStream; again");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
+            let mut acks = Vec::with_capacity(pending.len());
+            let mut failed = Vec::new();
+            for env in pending {
+                let Ok(payload) = serde_json::to_vec(&env) else {
+                    continue;
+                };
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(MSG_ID, env.id.as_str());
+                match js
+                    .publish_with_headers(env.subject.clone(), headers, payload.into())
+                    .await
+                {
+                    Ok(ack) => acks.push((env, ack)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, id = %env.id, "event not sent");
+                        failed.push(env);
+                    }
                 }
             }
+            for (env, ack) in acks {
+                if let Err(e) = ack.await {
+                    tracing::debug!(error = %e, id = %env.id, "event not acknowledged");
+                    failed.push(env);
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            metrics::counter!("mpay_bus_publish_retries_total").increment(failed.len() as u64);
+            tracing::warn!(events = failed.len(), "events not yet in JetStream; again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+            pending = failed;
         }
     }
 }
@@ -203,6 +224,18 @@ impl Pull {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 None => self.messages = None,
+            }
+        }
+    }
+}
+
+impl Drop for Pull {
+    fn drop(&mut self) {
+        // the message stream unsubscribes on a spawned task: dropped outside a runtime (the
+        // process ending), it is left to the process's end instead of panicking
+        if tokio::runtime::Handle::try_current().is_err() {
+            if let Some(m) = self.messages.take() {
+                std::mem::forget(m);
             }
         }
     }
