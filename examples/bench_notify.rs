@@ -32,12 +32,15 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use common::{KEY_A, ORG_A};
 use serde_json::Value;
 
+/// A call as the connector made it: headers and body.
+type Sample = (Vec<(String, String)>, Vec<u8>);
+
 #[derive(Default)]
 struct Ente {
     /// receiptId → when its notification arrived.
     arrived: HashMap<String, Instant>,
     /// (headers, body) of the first calls: the baseline replays them.
-    samples: Vec<(Vec<(String, String)>, Vec<u8>)>,
+    samples: Vec<Sample>,
     calls: u64,
 }
 

@@ -29,6 +29,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_mpay");
 const SECRET: &str = "webhook-secret-of-the-ente-0123";
 
 type Log = Arc<Mutex<Vec<(String, String, bool)>>>;
+/// What the observer saw: (envelope id, type) per delivery, ids acked, ids handed out again
+/// after their ack.
+type Observed = (Vec<(String, String)>, HashSet<String>, Vec<String>);
 
 async fn receive(req: HttpRequest, body: web::Bytes, log: web::Data<Log>) -> HttpResponse {
     let h = |n: &str| {
@@ -168,7 +171,7 @@ async fn over_nats_every_payment_is_notified_once_through_a_server_restart() {
         )
         .await
         .unwrap();
-    let seen: Arc<Mutex<(Vec<(String, String)>, HashSet<String>, Vec<String>)>> = Arc::default();
+    let seen: Arc<Mutex<Observed>> = Arc::default();
     let s = seen.clone();
     actix_rt::spawn(async move {
         while let Ok(Delivery::Job(job)) = events.next().await {

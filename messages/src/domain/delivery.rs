@@ -69,7 +69,7 @@ pub enum NotificationKind {
 /// Of the notifications of one receipt, the payment notification a revocation must follow:
 /// None when the Ente was never told of the payment (nothing to revoke) or a revocation is
 /// already queued (one per receipt).
-pub fn revocation_target<'a>(of_receipt: &'a [Notification]) -> Option<&'a Notification> {
+pub fn revocation_target(of_receipt: &[Notification]) -> Option<&Notification> {
     if of_receipt
         .iter()
         .any(|n| n.kind == NotificationKind::PaymentRevocation)
