@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix::{Actor, Supervisor};
 use anyhow::Context as _;
+use mpay_actors::bus::nats::NatsBus;
 use mpay_actors::bus::{Bus, InProcessBus};
 use mpay_actors::cart::CartRegistry;
 use mpay_actors::ente_connector::{ConnectorSettings, Connectors, Dialect, EnteEndpoint};
@@ -399,15 +400,25 @@ impl Application {
         } else {
             None
         };
-        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(&settings.node.id, 4096));
-        connectors.listen(bus.as_ref());
+        // the bus: in-process, or NATS JetStream when a URL is configured (`--nats`)
+        let bus: Arc<dyn Bus> = if settings.bus.nats_url.trim().is_empty() {
+            Arc::new(InProcessBus::new(&settings.node.id, 4096).with_store(store.clone()))
+        } else {
+            Arc::new(
+                NatsBus::connect(settings.bus.nats_url.trim(), &settings.node.id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("[bus] nats_url: {e}"))?,
+            )
+        };
+        connectors.listen(bus.clone());
         if let Some(m) = &mailer {
-            m.listen(bus.as_ref());
+            m.listen(bus.clone());
         }
         watchdog.start();
 
         // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder
-        let feeds = crate::feeds::FeedServices::start(&settings, &store, &health)?;
+        let feeds =
+            crate::feeds::FeedServices::start(&settings, &store, &health, Some(bus.clone()))?;
         // --- end feeds addition
 
         let state = AppState::new(

@@ -59,8 +59,12 @@ impl FeedServices {
         settings: &Settings,
         store: &Store,
         health: &HealthRegistry,
+        bus: Option<std::sync::Arc<dyn mpay_actors::bus::Bus>>,
     ) -> anyhow::Result<Self> {
         let launcher = FeedLauncher::new(feed_service(settings, store)?, health.clone());
+        if let Some(bus) = bus {
+            launcher.set_bus(bus);
+        }
         match launcher.resume_interrupted(settings.feeds.resume_interrupted) {
             Ok(v) if !v.is_empty() => {
                 tracing::info!(

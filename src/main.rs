@@ -50,6 +50,10 @@ enum Command {
         /// Bind address (default from configuration: 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
+        /// Message bus over this NATS server (JetStream), e.g. nats://127.0.0.1:4222; without
+        /// it (and without `[bus] nats_url`) the bus is in-process.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
     },
     /// IUV and notice-number tools.
     Iuv {
@@ -405,10 +409,13 @@ fn configured_org<'a>(
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Serve { config, bind } => {
+        Command::Serve { config, bind, nats } => {
             let mut settings = load_settings(&config)?;
             if let Some(b) = bind {
                 settings.http.bind = b;
+            }
+            if let Some(url) = nats {
+                settings.bus.nats_url = url;
             }
             let system = actix_rt::System::new();
             system.block_on(async move {

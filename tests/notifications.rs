@@ -555,3 +555,264 @@ async fn an_ente_down_gets_its_backlog_in_order_once_it_is_back() {
     );
     ente.stop().await;
 }
+
+/// A FlussoRiversamento for `receiver` with rows `(iuv, iur, cents, outcome code)`.
+fn flow_for(receiver: &str, id: &str, rows: &[(String, String, i64, &str)]) -> String {
+    let euros = |c: i64| format!("{}.{:02}", c / 100, c % 100);
+    let total: i64 = rows.iter().map(|r| r.2).sum();
+    let mut x = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><pag:FlussoRiversamento xmlns:pag=\"http://www.digitpa.gov.it/schemas/2011/Pagamenti/\">\
+<pag:versioneOggetto>1.0</pag:versioneOggetto><pag:identificativoFlusso>{id}</pag:identificativoFlusso>\
+<pag:dataOraFlusso>2026-07-04T08:30:00</pag:dataOraFlusso><pag:identificativoUnivocoRegolamento>TRN-{id}</pag:identificativoUnivocoRegolamento>\
+<pag:dataRegolamento>2026-07-03</pag:dataRegolamento><pag:istitutoMittente><pag:identificativoUnivocoMittente>\
+<pag:tipoIdentificativoUnivoco>B</pag:tipoIdentificativoUnivoco><pag:codiceIdentificativoUnivoco>PSPXITXXXXX</pag:codiceIdentificativoUnivoco>\
+</pag:identificativoUnivocoMittente><pag:denominazioneMittente>PSP di Prova</pag:denominazioneMittente></pag:istitutoMittente>\
+<pag:istitutoRicevente><pag:identificativoUnivocoRicevente><pag:tipoIdentificativoUnivoco>G</pag:tipoIdentificativoUnivoco>\
+<pag:codiceIdentificativoUnivoco>{receiver}</pag:codiceIdentificativoUnivoco></pag:identificativoUnivocoRicevente></pag:istitutoRicevente>\
+<pag:numeroTotalePagamenti>{n}</pag:numeroTotalePagamenti><pag:importoTotalePagamenti>{t}</pag:importoTotalePagamenti>",
+        n = rows.len(),
+        t = euros(total)
+    );
+    for (i, (iuv, iur, cents, code)) in rows.iter().enumerate() {
+        x.push_str(&format!(
+            "<pag:datiSingoliPagamenti><pag:identificativoUnivocoVersamento>{iuv}</pag:identificativoUnivocoVersamento>\
+<pag:identificativoUnivocoRiscossione>{iur}</pag:identificativoUnivocoRiscossione><pag:indiceDatiSingoloPagamento>{idx}</pag:indiceDatiSingoloPagamento>\
+<pag:singoloImportoPagato>{a}</pag:singoloImportoPagato><pag:codiceEsitoSingoloPagamento>{code}</pag:codiceEsitoSingoloPagamento>\
+<pag:dataEsitoSingoloPagamento>2026-07-02</pag:dataEsitoSingoloPagamento></pag:datiSingoliPagamenti>",
+            idx = i + 1,
+            a = euros(*cents)
+        ));
+    }
+    x.push_str("</pag:FlussoRiversamento>");
+    x
+}
+
+#[actix_web::test]
+async fn a_revoked_payment_reaches_the_soap_ente_as_notifica_revoca_pagamento_after_its_payment() {
+    let ente = Ente::start().await;
+    let url = ente.url("/IntegraenteService/notifica");
+    let app = spawn_app_edited(|c| with_endpoints(c, None, Some(&url))).await;
+    let navs = [
+        create(&app, ORG_B, KEY_B, position("R-1", IBAN_B, &[1500])).await,
+        create(&app, ORG_B, KEY_B, position("R-2", IBAN_B, &[2500])).await,
+    ];
+    let (revoked, _) = pay(&app, ORG_B, &navs[0][0]).await;
+    let (kept, _) = pay(&app, ORG_B, &navs[1][0]).await;
+    eventually("both payments notified", || ente.received().len() >= 2).await;
+
+    // a reporting flow: the first payment revoked (outcome 3), the second executed (0); an
+    // unknown receipt revoked is ignored
+    let flow = flow_for(
+        ORG_B,
+        "2026-07-04PSPXITXXXXX-R1",
+        &[
+            (navs[0][0][1..].to_string(), revoked.clone(), 1500, "3"),
+            (navs[1][0][1..].to_string(), kept.clone(), 2500, "0"),
+            (
+                "99999999999999999".to_string(),
+                "unknown-iur".to_string(),
+                100,
+                "3",
+            ),
+        ],
+    );
+    let import = |body: String| {
+        app.client
+            .post(format!(
+                "{}/api/v1/organizations/{ORG_B}/fdrs/import",
+                app.base
+            ))
+            .header("Ocp-Apim-Subscription-Key", KEY_B)
+            .header("X-File-Name", "flow-r1.xml")
+            .body(body)
+            .send()
+    };
+    let r = import(flow.clone()).await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    eventually("the revocation notified", || ente.received().len() >= 3).await;
+    let got = ente.received();
+    let body = &got[2].body;
+    assert!(
+        body.contains("NotificaRevocaPagamentoRequest"),
+        "notificaRevocaPagamento: {body}"
+    );
+    assert!(!body.contains("<d:NotificaPagamentoRequest"));
+    let fields = |b: &str, name: &str| {
+        let open = format!("<d:{name}>");
+        b.split(&open)
+            .nth(1)
+            .and_then(|rest| rest.split(&format!("</d:{name}>")).next())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        fields(body, "codiceTransazionePagonet"),
+        Some(revoked.clone())
+    );
+    assert_eq!(fields(body, "numeroAvvisoPagoPA"), Some(navs[0][0].clone()));
+    assert_eq!(fields(body, "importoPagato").as_deref(), Some("1500"));
+    assert!(fields(body, "rtXML").is_some(), "the RT goes along");
+    // the same fields as the payment's notificaPagamento, in the same order
+    let payment = got
+        .iter()
+        .find(|g| {
+            g.body.contains("NotificaPagamentoRequest")
+                && fields(&g.body, "codiceTransazionePagonet").as_deref() == Some(revoked.as_str())
+        })
+        .unwrap();
+    assert_eq!(
+        fields(&payment.body, "rtXML"),
+        fields(body, "rtXML"),
+        "same RT"
+    );
+    // a second import of the same flow (unchanged) and a later revision queue nothing more
+    let r = import(flow).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v = notifications(&app, ORG_B, KEY_B, "").await;
+    assert_eq!(v["pageInfo"]["items_found"], 3, "{v}");
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ente.received().len(), 3, "one revocation, once");
+    ente.stop().await;
+}
+
+/// Certificates for the mTLS Ente: a private CA, the Ente's server certificate (localhost)
+/// and mpay's client certificate, both issued by the CA. PEM: (ca, server cert, server key,
+/// client cert + key).
+fn mtls_material() -> (String, String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Ente test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["mpay-client".to_string()]).unwrap();
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mpay");
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+    (
+        ca_cert.pem(),
+        server.pem(),
+        server_key.serialize_pem(),
+        format!("{}{}", client.pem(), client_key.serialize_pem()),
+    )
+}
+
+/// An Ente over HTTPS that requires a client certificate issued by `ca_pem`.
+async fn mtls_ente(ca_pem: &str, cert_pem: &str, key_pem: &str) -> (Ente, u16) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let ente = Ente {
+        state: Arc::default(),
+        port,
+        handle: Arc::default(),
+    };
+    let data = web::Data::new(ente.state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen_rustls_0_23(l, config)
+    .unwrap()
+    .run();
+    *ente.handle.lock().unwrap() = Some(server.handle());
+    actix_rt::spawn(server);
+    (ente, port)
+}
+
+#[actix_web::test]
+async fn an_mtls_ente_accepts_the_configured_client_certificate_and_refuses_a_node_without_it() {
+    let (ca, server_cert, server_key, client) = mtls_material();
+    let (ente, port) = mtls_ente(&ca, &server_cert, &server_key).await;
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_path, client_path) = (certs.path().join("ca.pem"), certs.path().join("client.pem"));
+    std::fs::write(&ca_path, &ca).unwrap();
+    std::fs::write(&client_path, &client).unwrap();
+    let url = format!("https://localhost:{port}/hook");
+    let endpoint = |with_cert: bool| {
+        let mut t = format!(
+            "\n[organizations.notification]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\ntimeout_ms = 2000\nca_cert = \"{}\"\n",
+            ca_path.display()
+        );
+        if with_cert {
+            t.push_str(&format!("client_cert = \"{}\"\n", client_path.display()));
+        }
+        move |mut cfg: String| {
+            let second = cfg.match_indices("[[organizations]]").nth(1).unwrap().0;
+            cfg.insert_str(second, &t);
+            cfg.push_str(
+                "\n[notifications]\nbackoff_base_ms = 100\nbackoff_max_ms = 400\nbreaker_failures = 2\nbreaker_open_ms = 300\n",
+            );
+            cfg
+        }
+    };
+
+    // with the client certificate: delivered, signed
+    let app = spawn_app_edited(endpoint(true)).await;
+    let nav = create(&app, ORG_A, KEY_A, position("M-1", IBAN_A, &[1000])).await;
+    let (receipt_id, _) = pay(&app, ORG_A, &nav[0]).await;
+    eventually("delivery over mTLS", || !ente.received().is_empty()).await;
+    let got = ente.received();
+    assert!(got[0].signature_ok);
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["receipt"]["receiptId"], receipt_id.as_str());
+
+    // without it: the handshake fails, the notification is retried, the breaker opens
+    let bare = spawn_app_edited(endpoint(false)).await;
+    let nav = create(&bare, ORG_A, KEY_A, position("M-2", IBAN_A, &[1000])).await;
+    pay(&bare, ORG_A, &nav[0]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = notifications(&bare, ORG_A, KEY_A, "?state=RETRYING").await;
+        let m = metrics(&bare).await;
+        let open = format!("mpay_ente_breaker_state{{organization=\"{ORG_A}\"}} 1");
+        let n = &v["notifications"][0];
+        if n["attempts"].as_u64().unwrap_or(0) >= 2 && m.contains(&open) {
+            let e = n["lastError"].as_str().unwrap();
+            assert!(e.contains("connection") || e.contains("transport"), "{e}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not refused as expected: {v}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ente.received().len(),
+        1,
+        "nothing reached the Ente without the certificate"
+    );
+    ente.stop().await;
+}

@@ -26,7 +26,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use mpay_messages::domain::delivery::{
-    deliverable, next_due, Breaker, BreakerState, DeliveryPolicy, Notification, NotificationState,
+    deliverable, next_due, Breaker, BreakerState, DeliveryPolicy, Notification, NotificationKind,
+    NotificationState,
 };
 use mpay_messages::position::{DebtPosition, Origin};
 use mpay_messages::wire::ente::{
@@ -37,7 +38,7 @@ use mpay_messages::OrgFiscalCode;
 use mpay_storage::{DurabilityPoint, PositionRepository, ReceiptRepository, Store, StoredReceipt};
 use rand::Rng as _;
 
-use crate::bus::{Bus, Received};
+use crate::bus::{Bus, Delivery};
 use crate::health::{ActorState, HealthRegistry};
 use crate::watchdog::{ActorHandle, Watchdog};
 
@@ -136,7 +137,11 @@ pub enum Attempt {
 pub fn webhook_body(n: &Notification, r: &StoredReceipt) -> PaymentNotification {
     PaymentNotification {
         notification_id: ente::idempotency_key(&n.organization, n.id),
-        event: ente::PAYMENT_RECEIPT_EVENT.into(),
+        event: match n.kind {
+            NotificationKind::PaymentReceipt => ente::PAYMENT_RECEIPT_EVENT,
+            NotificationKind::PaymentRevocation => ente::PAYMENT_REVOKED_EVENT,
+        }
+        .into(),
         version: ente::WEBHOOK_VERSION,
         organization_fiscal_code: r.organization.clone(),
         iupd: r.iupd.clone(),
@@ -298,7 +303,11 @@ pub async fn deliver(
             }
         }
         Dialect::Soap => {
-            let body = notifica(n, r, position, endpoint).to_soap();
+            let notifica = notifica(n, r, position, endpoint);
+            let body = match n.kind {
+                NotificationKind::PaymentReceipt => notifica.to_soap(),
+                NotificationKind::PaymentRevocation => notifica.to_soap_revoca(None),
+            };
             let resp = req
                 .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
                 .header("SOAPAction", "\"\"")
@@ -696,21 +705,70 @@ impl Connectors {
         }
     }
 
-    /// Wakes connectors on the bus's events, until the bus closes (spawned on the current
-    /// runtime).
-    pub fn listen(&self, bus: &dyn Bus) {
-        let mut sub = bus.subscribe();
+    /// Wakes connectors on the bus's events (a receipt stored, a notification requeued),
+    /// read through the bus's durable consumer `ente-connectors-<node>` (over NATS a JetStream
+    /// consumer: a wake-up published while this node was away is handed out when it is back);
+    /// each event is acked once its connector was told. The outbox stays the durable record:
+    /// an event acked or lost changes nothing that was delivered (spawned on the current
+    /// runtime; ends when the bus closes).
+    pub fn listen(&self, bus: Arc<dyn Bus>) {
         let this = self.clone();
         actix::spawn(async move {
+            let durable = format!("ente-connectors-{}", consumer_name(bus.node()));
+            let filters = [
+                "mpay.v1.receipt.stored.>",
+                "mpay.v1.notification.requeued.>",
+                // a reporting flow may have queued revocations
+                "mpay.v1.fdr.acquired.>",
+            ];
+            let mut consumer = loop {
+                match bus.consume(&durable, &filters).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bus consumer of the connectors not ready; again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            // what was published before the consumer existed is in the outbox: drain it
+            this.wake_all();
             loop {
-                match sub.recv().await {
-                    Received::Event(e) => this.wake(e.event.organization()),
-                    Received::Lagged(_) => this.wake_all(),
-                    Received::Closed => break,
+                match consumer.next().await {
+                    Ok(Delivery::Job(job)) => {
+                        match job.envelope() {
+                            Ok(e) => this.wake(e.event.organization()),
+                            Err(_) => this.wake_all(),
+                        }
+                        // acked aside: the next wake-up need not wait for the server
+                        actix::spawn(async move {
+                            if let Err(e) = job.ack().await {
+                                tracing::debug!(error = %e, "wake-up not acked (handed out again: harmless)");
+                            }
+                        });
+                    }
+                    Ok(Delivery::Lagged) => this.wake_all(),
+                    Ok(Delivery::Closed) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bus consumer of the connectors failed; again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
         });
     }
+}
+
+/// A node id as a consumer-name token.
+pub(crate) fn consumer_name(node: &str) -> String {
+    node.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub struct SyncReport {
     pub failed: Vec<SyncFailure>,
     /// The cursor after this run (`publishedGt` of the next).
     pub cursor: Option<String>,
+    /// The flow ids stored now (the caller publishes `FdrAcquired` for each, once durable).
+    pub acquired: Vec<String>,
 }
 
 /// Why a synchronisation could not run at all.
@@ -252,6 +254,7 @@ impl FdrApi {
                         .await
                         .map_err(join)??;
                         report.stored += 1;
+                        report.acquired.push(e.fdr.clone());
                         if put == FlowImport::Revision {
                             report.revisions += 1;
                         }

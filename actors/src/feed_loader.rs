@@ -41,6 +41,7 @@ struct Inner {
     arbiter: ArbiterHandle,
     active: Mutex<HashMap<String, Option<Addr<FeedLoader>>>>,
     stopping: AtomicBool,
+    bus: std::sync::OnceLock<Arc<dyn crate::bus::Bus>>,
 }
 
 /// Starts, resumes and confirms loads in actors; shared by the asynchronous transports. Cheap
@@ -69,8 +70,14 @@ impl FeedLauncher {
                 arbiter: Arbiter::current(),
                 active: Mutex::new(HashMap::new()),
                 stopping: AtomicBool::new(false),
+                bus: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Publishes `FeedLoaded` on `bus` when a load ends (set once, before loads start).
+    pub fn set_bus(&self, bus: Arc<dyn crate::bus::Bus>) {
+        let _ = self.inner.bus.set(bus);
     }
 
     /// The feed service.
@@ -370,8 +377,20 @@ impl FeedLoader {
         let job = self.job.clone();
         let durability = inner.service.store().durability.clone();
         let work = async move {
-            if let Err(e) = durability.commit(DurabilityPoint::BulkLoad).await {
-                tracing::error!(error = %e, "bulk load commit failed");
+            match durability.commit(DurabilityPoint::BulkLoad).await {
+                Err(e) => tracing::error!(error = %e, "bulk load commit failed"),
+                Ok(()) => {
+                    if let Some(bus) = inner.bus.get() {
+                        bus.publish(crate::bus::Event::FeedLoaded {
+                            organization: job.organization.clone(),
+                            flow_id: job.flow_id.clone(),
+                            state: serde_json::to_value(status)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_else(|| format!("{status:?}")),
+                        });
+                    }
+                }
             }
             let _ = tokio::task::spawn_blocking(move || {
                 // the spool folder stays: its upload feeds the compatibility copies and

@@ -37,7 +37,7 @@ use mpay_storage::{DurabilityPoint, ReceiptRepository as _, Store, StoredReceipt
 use rand::Rng as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::bus::{Bus, Received};
+use crate::bus::{Bus, Delivery};
 use crate::health::{ActorState, HealthRegistry};
 use crate::watchdog::{ActorHandle, Watchdog};
 
@@ -549,19 +549,41 @@ impl Mailer {
     }
 
     /// Wakes the mailer on the bus's receipt and requeue events, until the bus closes.
-    pub fn listen(&self, bus: &dyn Bus) {
-        let mut sub = bus.subscribe();
+    pub fn listen(&self, bus: Arc<dyn Bus>) {
         let this = self.clone();
         actix::spawn(async move {
+            let durable = format!(
+                "receipt-mailer-{}",
+                crate::ente_connector::consumer_name(bus.node())
+            );
+            let filters = ["mpay.v1.receipt.stored.>", "mpay.v1.mail.requeued.>"];
+            let mut consumer = loop {
+                match bus.consume(&durable, &filters).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bus consumer of the mailer not ready; again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            // what was published before the consumer existed is in the queue: send it
+            this.wake();
             loop {
-                match sub.recv().await {
-                    Received::Event(e) => match e.event {
-                        crate::bus::Event::ReceiptStored { .. }
-                        | crate::bus::Event::MailRequeued { .. } => this.wake(),
-                        crate::bus::Event::NotificationRequeued { .. } => {}
-                    },
-                    Received::Lagged(_) => this.wake(),
-                    Received::Closed => break,
+                match consumer.next().await {
+                    Ok(Delivery::Job(job)) => {
+                        this.wake();
+                        actix::spawn(async move {
+                            if let Err(e) = job.ack().await {
+                                tracing::debug!(error = %e, "wake-up not acked (handed out again: harmless)");
+                            }
+                        });
+                    }
+                    Ok(Delivery::Lagged) => this.wake(),
+                    Ok(Delivery::Closed) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bus consumer of the mailer failed; again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
         });

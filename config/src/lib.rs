@@ -105,6 +105,18 @@ pub struct Settings {
     /// The receipt e-mail's SMTP server and retries (`[mail]`, see `mail.rs`).
     #[serde(default)]
     pub mail: crate::mail::MailSettings,
+    /// The message bus (`[bus]`): in-process unless a NATS URL is given.
+    #[serde(default)]
+    pub bus: BusSettings,
+}
+
+/// `[bus]`: the message bus between the actors (and the nodes).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSettings {
+    /// NATS server URL (`nats://host:4222`, JetStream enabled); empty = the in-process bus.
+    /// `mpay serve --nats URL` overrides it.
+    pub nats_url: String,
 }
 
 /// `[feeds]`: bulk debt-position feeds (FORMAT.md §5).

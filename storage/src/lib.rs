@@ -34,6 +34,7 @@ mod records;
 mod store;
 mod trees;
 pub mod tx;
+pub mod workqueue;
 
 pub use archive::{ArchiveRepository, SledArchive};
 pub use durability::{Durability, DurabilityPoint};
@@ -48,3 +49,4 @@ pub use outbox::Backlog;
 pub use receipt_queries::{Acknowledgement, AnomalyRecord, AnomalyState, ReceiptFilter};
 pub use receipts::{Anomaly, AnomalyKind, ReceiptDisposition, ReceiptRepository, StoredReceipt};
 pub use store::{Store, DEFAULT_CACHE_BYTES};
+pub use workqueue::{QueuedItem, SledWorkQueue};

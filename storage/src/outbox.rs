@@ -9,7 +9,9 @@
 //! compare-and-swap on the stored record (a resend meanwhile wins; the outcome is dropped).
 
 use chrono::{DateTime, Utc};
-use mpay_messages::domain::delivery::{Notification, NotificationState};
+use mpay_messages::domain::delivery::{revocation_target, Notification, NotificationState};
+
+use crate::receipts::ReceiptRepository as _;
 
 use crate::codec::{decode_record, encode_record};
 use crate::error::LedgerError;
@@ -75,6 +77,83 @@ impl SledLedger {
             b.open += 1;
         }
         Ok(b)
+    }
+
+    /// Enqueues the revocation of receipt `receipt_id` of `org` (a reporting flow listed it as
+    /// REVOKED), behind its payment notification (same ordering key). `None`: the Ente has no
+    /// endpoint, the receipt was never notified, or its revocation is already queued.
+    pub fn enqueue_revocation(
+        &self,
+        org: &str,
+        receipt_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, LedgerError> {
+        if !self.receipts.is_notified(org) {
+            return Ok(None);
+        }
+        // one writer per receipt (the receipt's own stripe): never two revocations
+        let _guard = self
+            .receipts
+            .stripes
+            .get(crate::receipts::stripe(receipt_id))
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        let t = &self.receipts;
+        let mut of_receipt = Vec::new();
+        for item in t.outbox.scan_prefix(org_prefix(org)) {
+            let (k, v) = item?;
+            let n = Self::decode_notification(&k, &v)?;
+            if n.receipt_id == receipt_id {
+                of_receipt.push(n);
+            }
+        }
+        let Some(payment) = revocation_target(&of_receipt) else {
+            return Ok(None);
+        };
+        let n = Notification::revocation_of(payment, self.db.generate_id()?, now);
+        let key = outbox_key(org, n.id);
+        let bytes = encode_record(OUTBOX, &n)?;
+        transact(
+            self.ledger_trees(),
+            &[&t.outbox, &t.outbox_open],
+            |_: &LedgerTx<'_>, trees| {
+                let [outbox, open] = trees else {
+                    return Err(Abort::Storage(sled::Error::ReportableBug(
+                        "an outbox unit of work lost its trees".into(),
+                    )));
+                };
+                outbox.insert(key.as_slice(), bytes.as_slice())?;
+                open.insert(key.as_slice(), &[][..])?;
+                Ok::<_, Abort<LedgerError>>(())
+            },
+        )?;
+        Ok(Some(n))
+    }
+
+    /// Enqueues the revocations a reporting flow of `org` announces: its REVOKED rows whose
+    /// IUR is a stored receipt of `org` for the row's IUV (see [`Self::enqueue_revocation`]).
+    /// The caller makes them durable (`Durability::commit`) and wakes the connector.
+    pub fn enqueue_flow_revocations(
+        &self,
+        org: &str,
+        flow: &mpay_messages::fdr::Flow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Notification>, LedgerError> {
+        let mut out = Vec::new();
+        for row in &flow.rows {
+            if row.status != mpay_messages::fdr::PayStatus::Revoked {
+                continue;
+            }
+            let Some(r) = self.receipt(row.iur.trim())? else {
+                continue;
+            };
+            if r.organization != org || r.receipt.creditor_reference_id.trim() != row.iuv.trim() {
+                continue;
+            }
+            if let Some(n) = self.enqueue_revocation(org, &r.receipt_id, now)? {
+                out.push(n);
+            }
+        }
+        Ok(out)
     }
 
     /// One notification of `org`.

@@ -114,7 +114,7 @@ pub trait ReceiptRepository: Send + Sync {
     fn receipt_count(&self) -> usize;
 }
 
-fn stripe(id: &str) -> usize {
+pub(crate) fn stripe(id: &str) -> usize {
     id.bytes()
         .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
         % STRIPES

@@ -504,6 +504,9 @@ pub enum NotificationStateV2 {
 pub enum NotificationKindV2 {
     /// PAYMENT_RECEIPT.
     PaymentReceipt,
+    /// PAYMENT_REVOCATION (appended: postcard numbers variants in order, so records written
+    /// before it read unchanged).
+    PaymentRevocation,
 }
 
 /// [`Notification`] (an Ente's outbox entry), frozen.
@@ -534,6 +537,7 @@ impl Compact for Notification {
             organization: self.organization.clone(),
             kind: match self.kind {
                 NotificationKind::PaymentReceipt => NotificationKindV2::PaymentReceipt,
+                NotificationKind::PaymentRevocation => NotificationKindV2::PaymentRevocation,
             },
             receipt_id: self.receipt_id.clone(),
             notice_number: self.notice_number.clone(),
@@ -560,6 +564,7 @@ impl Compact for Notification {
             organization: r.organization,
             kind: match r.kind {
                 NotificationKindV2::PaymentReceipt => NotificationKind::PaymentReceipt,
+                NotificationKindV2::PaymentRevocation => NotificationKind::PaymentRevocation,
             },
             receipt_id: r.receipt_id,
             notice_number: r.notice_number,

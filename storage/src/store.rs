@@ -105,6 +105,12 @@ impl Store {
         Ok((db, ledger, archive, journal, reconciliation))
     }
 
+    /// The durable work queue `name` of the in-process bus ([`SledWorkQueue`]).
+    /// Errors: the trees cannot be opened.
+    pub fn work_queue(&self, name: &str) -> Result<crate::SledWorkQueue, StorageError> {
+        crate::SledWorkQueue::open(&self.db, name)
+    }
+
     /// The page cache the store was opened with (bytes).
     pub fn cache_bytes(&self) -> u64 {
         self.cache_bytes

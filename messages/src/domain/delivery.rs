@@ -61,6 +61,24 @@ impl NotificationState {
 pub enum NotificationKind {
     /// The outcome and receipt of a payment (paSendRT / paSendRTV2).
     PaymentReceipt,
+    /// A payment already notified was revoked (a reporting flow lists it with outcome 3,
+    /// REVOKED): MPay's `notificaRevocaPagamento`, or the webhook's `PAYMENT_REVOKED`.
+    PaymentRevocation,
+}
+
+/// Of the notifications of one receipt, the payment notification a revocation must follow:
+/// None when the Ente was never told of the payment (nothing to revoke) or a revocation is
+/// already queued (one per receipt).
+pub fn revocation_target(of_receipt: &[Notification]) -> Option<&Notification> {
+    if of_receipt
+        .iter()
+        .any(|n| n.kind == NotificationKind::PaymentRevocation)
+    {
+        return None;
+    }
+    of_receipt
+        .iter()
+        .find(|n| n.kind == NotificationKind::PaymentReceipt)
 }
 
 /// One notification of an Ente's outbox.
@@ -124,6 +142,22 @@ impl Notification {
             last_attempt_at: None,
             last_error: None,
             delivered_at: None,
+        }
+    }
+
+    /// A new PENDING revocation of the payment notified by `payment`, due now: same Ente,
+    /// receipt and ordering key, so it leaves after the payment's own notification.
+    pub fn revocation_of(payment: &Notification, id: u64, now: DateTime<Utc>) -> Self {
+        Notification {
+            kind: NotificationKind::PaymentRevocation,
+            ..Notification::of_receipt(
+                id,
+                &payment.organization,
+                &payment.receipt_id,
+                &payment.notice_number,
+                &payment.position,
+                now,
+            )
         }
     }
 
@@ -506,5 +540,29 @@ mod tests {
         assert_eq!(ids, vec![1, 3, 5]);
         assert_eq!(next_due(&open), Some(now));
         assert_eq!(next_due(&open[2..3]), Some(now + Duration::seconds(5)));
+    }
+
+    #[test]
+    fn a_revocation_follows_a_notified_payment_once() {
+        let pay = Notification::of_receipt(7, "80001234568", "r-1", "3120", "IUPD-1", t0());
+        assert_eq!(
+            revocation_target(&[]),
+            None,
+            "never notified: nothing to revoke"
+        );
+        assert_eq!(revocation_target(std::slice::from_ref(&pay)), Some(&pay));
+        let rev = Notification::revocation_of(&pay, 9, t0());
+        assert_eq!(rev.kind, NotificationKind::PaymentRevocation);
+        assert_eq!(
+            (rev.receipt_id.as_str(), rev.position.as_str(), rev.state),
+            ("r-1", "IUPD-1", NotificationState::Pending),
+            "same receipt and ordering key: it leaves after the payment"
+        );
+        assert!(rev.id > pay.id);
+        assert_eq!(
+            revocation_target(&[pay, rev]),
+            None,
+            "one revocation per receipt"
+        );
     }
 }

@@ -30,6 +30,9 @@ use super::xml::{self, escape, Element};
 /// Event name of a payment notification.
 pub const PAYMENT_RECEIPT_EVENT: &str = "PAYMENT_RECEIPT";
 
+/// Event name of a revocation (a payment already notified was revoked).
+pub const PAYMENT_REVOKED_EVENT: &str = "PAYMENT_REVOKED";
+
 /// Version of the webhook body.
 pub const WEBHOOK_VERSION: u32 = 1;
 
@@ -46,7 +49,8 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 pub struct PaymentNotification {
     /// The notification's key (also the `Idempotency-Key` header).
     pub notification_id: String,
-    /// `PAYMENT_RECEIPT`.
+    /// `PAYMENT_RECEIPT`, or `PAYMENT_REVOKED` for the revocation of a payment notified
+    /// before (same receipt, a new notification id).
     pub event: String,
     /// Body version (1).
     pub version: u32,
@@ -220,6 +224,21 @@ impl Out {
 impl NotificaPagamento {
     /// The SOAP 1.1 envelope.
     pub fn to_soap(&self) -> String {
+        self.envelope("NotificaPagamentoRequest", None)
+    }
+
+    /// The SOAP 1.1 envelope of `notificaRevocaPagamento` (INTERFACES.md §6.1, port
+    /// "IntegraEnteNotifica"): the same fields in the same order, `rtXML`, then `rrXML` (the
+    /// revocation request, when there is one: a revocation learnt from a reporting flow has
+    /// none). The port's schema is not public: the element names are MPay's field names.
+    pub fn to_soap_revoca(&self, rr_xml: Option<&str>) -> String {
+        self.envelope(
+            "NotificaRevocaPagamentoRequest",
+            Some(rr_xml.unwrap_or_default()),
+        )
+    }
+
+    fn envelope(&self, root: &str, rr_xml: Option<&str>) -> String {
         let mut w = Out(String::with_capacity(
             1024 + self.rt_xml.as_ref().map_or(0, |r| r.len() * 5 / 4),
         ));
@@ -227,7 +246,7 @@ impl NotificaPagamento {
         w.0.push_str(&format!(
             r#"<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:d="{INTEGRAENTE_NS}"><soapenv:Header/><soapenv:Body>"#
         ));
-        w.open("NotificaPagamentoRequest");
+        w.open(root);
         w.el("codiceTransazionePagonet", &self.codice_transazione);
         w.el(
             "codiceDettaglioTransazionePagonet",
@@ -267,12 +286,15 @@ impl NotificaPagamento {
         if let Some(rt) = &self.rt_xml {
             w.el("rtXML", rt);
         }
+        if let Some(rr) = rr_xml.filter(|r| !r.is_empty()) {
+            w.el("rrXML", rr);
+        }
         if let Some(e) = &self.estesi {
             w.el("identificativoUnivocoRiscossione", &e.iur);
             w.el("tassonomia", &e.tassonomia);
             w.el("identificativoUnivocoVersamento", &e.iuv);
         }
-        w.close("NotificaPagamentoRequest");
+        w.close(root);
         w.0.push_str("</soapenv:Body></soapenv:Envelope>");
         w.0
     }
@@ -545,5 +567,36 @@ mod tests {
             "zz"
         ));
         assert_eq!(idempotency_key("80001234568", 7), "mpay-80001234568-7");
+    }
+
+    #[test]
+    fn notifica_revoca_has_the_payment_fields_then_rt_and_rr() {
+        let n = sample(true);
+        let x = n.to_soap_revoca(Some("<RR/>"));
+        assert!(x.contains("<d:NotificaRevocaPagamentoRequest>"));
+        assert!(x.contains("</d:NotificaRevocaPagamentoRequest>"));
+        let pay = n.to_soap();
+        let body = |s: &str, root: &str| {
+            s.split(&format!("<d:{root}>"))
+                .nth(1)
+                .and_then(|r| r.split(&format!("</d:{root}>")).next())
+                .unwrap()
+                .to_string()
+        };
+        let (p, r) = (
+            body(&pay, "NotificaPagamentoRequest"),
+            body(&x, "NotificaRevocaPagamentoRequest"),
+        );
+        let rt_end = p.find("</d:rtXML>").unwrap() + "</d:rtXML>".len();
+        assert_eq!(
+            r.get(..rt_end),
+            p.get(..rt_end),
+            "same fields, same order, up to rtXML"
+        );
+        assert!(r[rt_end..].starts_with("<d:rrXML>&lt;RR/&gt;</d:rrXML>"));
+        assert!(
+            !n.to_soap_revoca(None).contains("rrXML"),
+            "no RR: no element"
+        );
     }
 }

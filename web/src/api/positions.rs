@@ -16,7 +16,7 @@ use super::model::*;
 use super::warnings::json_with_warnings;
 use crate::auth::OrgAuth;
 use crate::problem::{FieldError, Problem};
-use crate::state::{AppState, OrgContext};
+use crate::state::{AppState, OrgContext, PositionChange};
 
 /// Routes of this module.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -448,6 +448,7 @@ pub(crate) async fn create_position(
     })
     .await?;
     durable(state).await?;
+    state.tell_position(PositionChange::Created, &created);
     Ok((created, warnings))
 }
 
@@ -531,6 +532,9 @@ pub async fn create_bulk(
     })
     .await?;
     durable(&state).await?;
+    for p in &created {
+        state.tell_position(PositionChange::Created, p);
+    }
     Ok(json_with_warnings(
         StatusCode::CREATED,
         &MultiplePaymentPositionResponse {
@@ -907,6 +911,7 @@ pub(crate) async fn update_position(
     })
     .await?;
     durable(state).await?;
+    state.tell_position(PositionChange::Updated, &updated);
     Ok((updated, warnings))
 }
 
@@ -933,11 +938,13 @@ pub async fn delete(
     let org = auth.fiscal_code().clone();
     let store = state.store.clone();
     let action = delete_action(&auth.org);
+    let (org2, iupd2) = (org.clone(), iupd.clone());
     ledger(&state, move |l| {
         l.delete(&org, &iupd, &|p| may(&store, p, action))
     })
     .await?;
     durable(&state).await?;
+    state.tell_position_id(PositionChange::Cancelled, org2.as_str(), &iupd2);
     Ok(HttpResponse::Ok().json("OK"))
 }
 
@@ -1008,5 +1015,10 @@ async fn transition(
     })
     .await?;
     durable(&state).await?;
+    let change = match action {
+        Action::Invalidate => PositionChange::Cancelled,
+        _ => PositionChange::Updated,
+    };
+    state.tell_position(change, &p);
     Ok(HttpResponse::Ok().json(PaymentPositionResponse::from(&p)))
 }

@@ -93,6 +93,11 @@ pub async fn import_flow(
         r.import_flow_file(org, name, body, Utc::now())
     })
     .await?;
+    if let FileImport::Imported(f) = &done {
+        if matches!(f.outcome, FlowImport::New | FlowImport::Revision) {
+            flow_acquired(&state, auth.fiscal_code().as_str(), &f.flow_id).await?;
+        }
+    }
     match done {
         FileImport::Imported(f) => Ok(match f.outcome {
             FlowImport::New | FlowImport::Revision => HttpResponse::Created().json(f),
@@ -135,6 +140,42 @@ async fn import<T: Send + 'static>(
         .map_err(Problem::internal)?;
     committed(state).await?;
     Ok(done)
+}
+
+/// A flow revision is stored: the revocations it announces go to the Ente's outbox (durable
+/// before the answer), and the bus hears `FdrAcquired` (the Ente's connector wakes on it).
+async fn flow_acquired(state: &AppState, org: &str, flow_id: &str) -> Result<(), Problem> {
+    let (o, f) = (org.to_string(), flow_id.to_string());
+    let queued = state
+        .store
+        .blocking(move |s| {
+            let latest = s
+                .reconciliation
+                .revisions(&o, &f)
+                .map_err(mpay_storage::LedgerError::Storage)?;
+            match latest.last() {
+                Some(stored) => s
+                    .ledger
+                    .enqueue_flow_revocations(&o, &stored.flow, Utc::now()),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
+        .map_err(Problem::internal)?;
+    if !queued.is_empty() {
+        committed(state).await?;
+        tracing::info!(
+            organization = org,
+            flow = flow_id,
+            revocations = queued.len(),
+            "revocations queued for the Ente"
+        );
+    }
+    state.tell(mpay_actors::bus::Event::FdrAcquired {
+        organization: org.to_string(),
+        flow_id: flow_id.to_string(),
+    });
+    Ok(())
 }
 
 async fn committed(state: &AppState) -> Result<(), Problem> {
@@ -212,6 +253,9 @@ pub async fn sync_flows(
     match api.sync(&state.store, &org).await {
         Ok(report) => {
             committed(&state).await?;
+            for flow_id in &report.acquired {
+                flow_acquired(&state, &org, flow_id).await?;
+            }
             Ok(HttpResponse::Ok().json(report))
         }
         Err(mpay_actors::fdr_sync::SyncError::List(e)) => Err(Problem::new(

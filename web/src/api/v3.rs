@@ -19,7 +19,7 @@ use super::positions::{
 use super::warnings::json_with_warnings;
 use crate::auth::OrgAuth;
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::{AppState, PositionChange};
 
 /// Routes of this module (under `/api/v3`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -446,11 +446,13 @@ pub async fn delete(
     let org = auth.fiscal_code().clone();
     let store = state.store.clone();
     let action = delete_action(&auth.org);
+    let (org2, iupd2) = (org.clone(), iupd.clone());
     ledger(&state, move |l| {
         l.delete(&org, &iupd, &|p| may(&store, p, action))
     })
     .await?;
     durable(&state).await?;
+    state.tell_position_id(PositionChange::Cancelled, org2.as_str(), &iupd2);
     Ok(HttpResponse::Ok().json("OK"))
 }
 
@@ -479,6 +481,12 @@ async fn transition(
     })
     .await?;
     durable(state).await?;
+    let change = if publish {
+        PositionChange::Updated
+    } else {
+        PositionChange::Cancelled
+    };
+    state.tell_position(change, &p);
     Ok(HttpResponse::Ok().json(PaymentPositionResponseV3::from(&p)))
 }
 
