@@ -214,6 +214,13 @@ impl Application {
     /// Errors: the store cannot be opened (locked by another process, permissions), the address
     /// cannot be bound, the organizations' settings are unusable.
     pub async fn build(settings: Settings, demo: bool) -> anyhow::Result<Self> {
+        let legacy = settings.legacy_secret_keys();
+        if !legacy.is_empty() {
+            tracing::warn!(
+                entries = %legacy.join(", "),
+                "unsalted SHA-256 secrets in the configuration (accepted): replace them with the output of `mpay hash-secret`"
+            );
+        }
         // --- portal addition: with --demo and no [checkout] base_url, the simulated pagoPA
         // Checkout runs embedded on a second port
         let mut settings = settings;
