@@ -180,7 +180,10 @@ fn secrets_and_their_hashes_never_reach_the_log() {
     let client = reqwest::blocking::Client::new();
     for (org, key) in [(ORG_C, KEY_C), (ORG_A, KEY_A)] {
         let r = client
-            .get(format!("{}/api/v1/organizations/{org}/debtpositions", p.base))
+            .get(format!(
+                "{}/api/v1/organizations/{org}/debtpositions",
+                p.base
+            ))
             .header("Ocp-Apim-Subscription-Key", key)
             .send()
             .unwrap();
@@ -329,7 +332,10 @@ async fn failed_authentications_are_throttled() {
         let r = app
             .client
             .get(&url)
-            .header("Ocp-Apim-Subscription-Key", format!("guess-{i:04}-xxxxxxxxxxxx"))
+            .header(
+                "Ocp-Apim-Subscription-Key",
+                format!("guess-{i:04}-xxxxxxxxxxxx"),
+            )
             .send()
             .await
             .unwrap();
@@ -427,7 +433,8 @@ async fn slow_bodies_are_cut_and_connections_per_ip_limited() {
     let slow = actix_rt::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut s = TcpStream::connect(&h2).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         write!(
             s,
             "POST /pagopa/paForNode HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nSOAPAction: paVerifyPaymentNotice\r\nContent-Length: 1000000\r\n\r\n<"
@@ -450,12 +457,21 @@ async fn slow_bodies_are_cut_and_connections_per_ip_limited() {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        (started.elapsed(), String::from_utf8_lossy(&answer).to_string())
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&answer).to_string(),
+        )
     });
     // meanwhile a normal verify
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
-    let body = station_soap(&app.client, &app.base, "paVerifyPaymentNotice", verify_body()).await;
+    let body = station_soap(
+        &app.client,
+        &app.base,
+        "paVerifyPaymentNotice",
+        verify_body(),
+    )
+    .await;
     assert!(body.contains("paVerifyPaymentNoticeRes"), "{body}");
     assert!(t.elapsed() < Duration::from_secs(1));
     let (took, answer) = slow.await.unwrap();
@@ -466,7 +482,9 @@ async fn slow_bodies_are_cut_and_connections_per_ip_limited() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("BODY_TIMEOUT"), "{answer}");
     // the connection limit per IP: 12 idle connections, then a request on a 13th
-    let idle: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(&host).unwrap()).collect();
+    let idle: Vec<TcpStream> = (0..12)
+        .map(|_| TcpStream::connect(&host).unwrap())
+        .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fresh = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -515,14 +533,16 @@ async fn ftp_folders_stay_only_feed_files_within_the_quota() {
     let results = actix_rt::task::spawn_blocking(move || {
         let mut ftp = suppaftp::FtpStream::connect(&addr).unwrap();
         ftp.login("ente_c", FTP_PASSWORD_C).unwrap();
-        let mut r = Vec::new();
-        r.push(("rmdir in", ftp.rmdir("in").is_ok()));
+        let mut r = vec![("rmdir in", ftp.rmdir("in").is_ok())];
         r.push(("rmdir /out", ftp.rmdir("/out").is_ok()));
         r.push(("mkdir x", ftp.mkdir("x").is_ok()));
         r.push((
             "put notes.txt",
-            ftp.put_file("/in/notes.txt", &mut std::io::Cursor::new(b"hello".to_vec()))
-                .is_ok(),
+            ftp.put_file(
+                "/in/notes.txt",
+                &mut std::io::Cursor::new(b"hello".to_vec()),
+            )
+            .is_ok(),
         ));
         r.push((
             "put /x.csv",
@@ -544,9 +564,7 @@ async fn ftp_folders_stay_only_feed_files_within_the_quota() {
                 &mut std::io::Cursor::new(b"0123".to_vec()),
             )
             .is_ok()
-                && ftp
-                    .rename("/in/c_x000-OK-1_0.md5", "/in/evil.txt")
-                    .is_ok(),
+                && ftp.rename("/in/c_x000-OK-1_0.md5", "/in/evil.txt").is_ok(),
         ));
         let _ = ftp.quit();
         r
@@ -557,7 +575,10 @@ async fn ftp_folders_stay_only_feed_files_within_the_quota() {
         assert!(!ok, "{what} was allowed: {results:?}");
     }
     assert!(home.join("in").is_dir() && home.join("out").is_dir());
-    assert!(!home.join("in/c_x000-BIG-1_0.md5").exists(), "over-quota file kept");
+    assert!(
+        !home.join("in/c_x000-BIG-1_0.md5").exists(),
+        "over-quota file kept"
+    );
     assert!(!home.join("in/notes.txt").exists());
     // a sidecar within the quota is stored
     assert!(home.join("in/c_x000-OK-1_0.md5").is_file());

@@ -16,8 +16,8 @@ pub mod notification;
 pub mod portal;
 pub mod reporting;
 pub mod secrets;
-pub use secrets::{HashForm, SecretHash};
 pub use catalogue::{Catalogue, OrgEntry, StationEntry, StationRelation};
+pub use secrets::{HashForm, SecretHash};
 
 use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
 use secrecy::SecretString;
@@ -309,7 +309,9 @@ impl AuthSettings {
     /// The server secret's bytes, if configured.
     pub fn server_secret(&self) -> Option<&[u8]> {
         use secrecy::ExposeSecret as _;
-        self.hash_secret.as_ref().map(|s| s.expose_secret().as_bytes())
+        self.hash_secret
+            .as_ref()
+            .map(|s| s.expose_secret().as_bytes())
     }
 }
 
@@ -962,7 +964,10 @@ impl Settings {
         }
         if let Some(s) = self.auth.server_secret() {
             if s.len() < 32 {
-                return Err(invalid("auth.hash_secret", "must be at least 32 characters"));
+                return Err(invalid(
+                    "auth.hash_secret",
+                    "must be at least 32 characters",
+                ));
             }
         }
         if self.auth.failure_limit == 0 || self.auth.failure_window_secs == 0 {

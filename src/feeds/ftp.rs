@@ -122,8 +122,8 @@ impl Accounts {
         let ok = tokio::task::spawn_blocking(move || match stored {
             Some(h) => h.verify(&password, None),
             None => {
-                let _ = SecretHash::new(mpay_config::secrets::dummy_argon2())
-                    .verify(&password, None);
+                let _ =
+                    SecretHash::new(mpay_config::secrets::dummy_argon2()).verify(&password, None);
                 false
             }
         })
@@ -327,16 +327,23 @@ impl StorageBackend<FtpUser> for FeedFs {
             .unwrap_or(u64::MAX);
         let left = self.quota_bytes.saturating_sub(used);
         if left == 0 {
-            return Err(StorageError::from(ErrorKind::ExceededStorageAllocationError));
+            return Err(StorageError::from(
+                ErrorKind::ExceededStorageAllocationError,
+            ));
         }
         use tokio::io::AsyncReadExt as _;
         let limited = bytes.take(left.saturating_add(1));
         let path = path.as_ref().to_path_buf();
-        let written = self.inner.put(user, limited, path.clone(), start_pos).await?;
+        let written = self
+            .inner
+            .put(user, limited, path.clone(), start_pos)
+            .await?;
         if written > left {
             let _ = self.inner.del(user, path).await;
             tracing::warn!(user = %user, "FTP upload refused: quota exceeded");
-            return Err(StorageError::from(ErrorKind::ExceededStorageAllocationError));
+            return Err(StorageError::from(
+                ErrorKind::ExceededStorageAllocationError,
+            ));
         }
         Ok(written)
     }
@@ -397,8 +404,8 @@ pub fn housekeeping(root: &Path, organizations: &[String], days: u64) -> usize {
     if days == 0 {
         return 0;
     }
-    let Some(limit) = std::time::SystemTime::now()
-        .checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
+    let Some(limit) =
+        std::time::SystemTime::now().checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
     else {
         return 0;
     };
@@ -585,10 +592,7 @@ impl FtpServer {
         });
         let ctx = Arc::new(ConnFactory {
             accounts: accounts.clone(),
-            uploads: Arc::new(Uploads {
-                accounts,
-                launcher,
-            }),
+            uploads: Arc::new(Uploads { accounts, launcher }),
             settings: settings.ftp.clone(),
             root: root.clone(),
             open: ConnCounts::default(),

@@ -153,9 +153,7 @@ pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let over = req
-        .conn_data::<Arc<ConnTicket>>()
-        .is_some_and(|t| t.over);
+    let over = req.conn_data::<Arc<ConnTicket>>().is_some_and(|t| t.over);
     if over {
         metrics::counter!("mpay_http_connections_refused_total").increment(1);
         let mut res = Problem::new(
@@ -166,7 +164,8 @@ pub async fn body_deadline(
         .with_code("TOO_MANY_CONNECTIONS")
         .with_retry_after(1)
         .error_response();
-        res.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+        res.head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
         return Ok(req.into_response(res).map_into_right_body());
     }
     let base = req
@@ -203,7 +202,8 @@ pub async fn body_deadline(
         )
         .with_code("BODY_TIMEOUT")
         .error_response();
-        res.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+        res.head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
         return Ok(ServiceResponse::new(req, res).map_into_right_body());
     }
     Ok(res.map_into_left_body())

@@ -39,7 +39,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Seconds for the `Retry-After` header (429 / 503), not in the body.
     #[serde(skip)]
-    pub retry_after: Option<u64>,
+    /// (`NonZeroU16` keeps `Problem` as small as before: it is the error of many `Result`s.)
+    pub retry_after: Option<std::num::NonZeroU16>,
 }
 
 impl Problem {
@@ -59,7 +60,8 @@ impl Problem {
 
     /// The same problem with a `Retry-After` header of `secs` seconds.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
+        let secs = u16::try_from(secs.max(1)).unwrap_or(u16::MAX);
+        self.retry_after = std::num::NonZeroU16::new(secs);
         self
     }
 
