@@ -75,8 +75,10 @@ impl SecretHash {
         let s = self.0.trim();
         if s.starts_with("$argon2") {
             argon2::PasswordHash::new(s)
+                .ok()
+                .filter(|h| h.hash.is_some() && h.salt.is_some())
                 .map(|_| HashForm::Argon2)
-                .map_err(|_| "an argon2 entry that is not a valid PHC string")
+                .ok_or("an argon2 entry that is not a valid PHC string (salt and hash)")
         } else if let Some(hex) = s.strip_prefix(HMAC_PREFIX) {
             if is_hex64(hex) {
                 Ok(HashForm::Hmac)
