@@ -286,6 +286,13 @@ impl Application {
         demo: bool,
         receipt_pdf: Option<ReceiptPdf>,
     ) -> anyhow::Result<Self> {
+        let legacy = settings.legacy_secret_keys();
+        if !legacy.is_empty() {
+            tracing::warn!(
+                entries = %legacy.join(", "),
+                "unsalted SHA-256 secrets in the configuration (accepted): replace them with the output of `mpay hash-secret`"
+            );
+        }
         // --- portal addition: with --demo and no [checkout] base_url, the simulated pagoPA
         // Checkout runs embedded on a second port
         let mut settings = settings;

@@ -70,6 +70,19 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Prints the stored form of a secret for the configuration: an FTP password as argon2id
+    /// (`[[ftp.accounts]] password_hash`), an API key as `hmac-sha256:…` with the server secret
+    /// `[auth] hash_secret` (`api_key_hashes`, `[[broker.api_keys]] hash`). The secret is read
+    /// from standard input (one line) when not given.
+    HashSecret {
+        /// What the secret is.
+        #[arg(long, value_enum)]
+        kind: SecretKind,
+        /// The secret (omit it to read it from standard input, out of the shell history).
+        secret: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Bulk debt-position feeds (run while the server is stopped).
     Feed {
         #[command(subcommand)]
@@ -305,9 +318,18 @@ enum StoreCommand {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SecretKind {
+    /// An FTP account's password (argon2id).
+    FtpPassword,
+    /// A REST API key (HMAC-SHA256 with `[auth] hash_secret`).
+    ApiKey,
+}
+
 #[derive(Subcommand)]
 enum ApikeyCommand {
-    /// Prints the SHA-256 to put in `api_key_hashes`.
+    /// Prints the legacy unsalted SHA-256 of a key (still accepted in `api_key_hashes`; prefer
+    /// `mpay hash-secret --kind api-key`).
     Hash {
         /// The key.
         key: String,
@@ -337,7 +359,7 @@ fn main() -> std::process::ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MPAY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,sled=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,sled=warn,libunftp=warn"));
     use std::io::IsTerminal as _;
     // colours only on a terminal: a log sent to a file or a pipe stays plain text
     let builder = tracing_subscriber::fmt()
@@ -474,6 +496,36 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Dev { command } => match command {
             DevCommand::EnteReceiver { bind, secret } => dev::ente_receiver(&bind, secret)?,
         },
+        Command::HashSecret {
+            kind,
+            secret,
+            config,
+        } => {
+            let secret = match secret {
+                Some(s) => s,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            anyhow::ensure!(!secret.is_empty(), "an empty secret");
+            match kind {
+                SecretKind::FtpPassword => println!(
+                    "{}",
+                    mpay_config::secrets::argon2_hash(&secret).map_err(anyhow::Error::msg)?
+                ),
+                SecretKind::ApiKey => {
+                    let settings = load_settings(&config)?;
+                    let server = settings.auth.server_secret().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "auth.hash_secret is not set: set MPAY__AUTH__HASH_SECRET (at least 32 characters) as the server will have it"
+                        )
+                    })?;
+                    println!("{}", mpay_config::secrets::hmac_digest(server, &secret));
+                }
+            }
+        }
         Command::Apikey { command } => match command {
             ApikeyCommand::Hash { key } => println!("{}", mpay_config::hash_api_key(&key)),
             ApikeyCommand::New => {

@@ -16,7 +16,9 @@ pub mod mail;
 pub mod notification;
 pub mod portal;
 pub mod reporting;
+pub mod secrets;
 pub use catalogue::{Catalogue, OrgEntry, StationEntry, StationRelation};
+pub use secrets::{HashForm, SecretHash};
 
 use mpay_messages::{Iban, NoticeLayout, OrgFiscalCode};
 use secrecy::SecretString;
@@ -90,6 +92,9 @@ pub struct Settings {
     /// FTP server for bulk feeds.
     #[serde(default)]
     pub ftp: FtpSettings,
+    /// Stored secrets and the throttling of failed logins.
+    #[serde(default)]
+    pub auth: AuthSettings,
     /// Citizen portal and cart (`[portal]`, see `portal.rs`).
     #[serde(default)]
     pub portal: crate::portal::PortalSettings,
@@ -182,6 +187,21 @@ pub struct FtpSettings {
     pub ftps_required: bool,
     /// Accounts, one per organization.
     pub accounts: Vec<FtpAccount>,
+    /// Control connections open at once, all clients; a further one is answered 421 and
+    /// closed. Default 64.
+    pub max_connections: usize,
+    /// Control connections one client IP may hold. Default 8.
+    pub max_connections_per_ip: usize,
+    /// A connection must log in within this time or it is closed, seconds. Default 30.
+    pub login_timeout_secs: u64,
+    /// An idle session is closed after this time, seconds. Default 300.
+    pub idle_timeout_secs: u64,
+    /// Bytes an account may keep in its folder (`in/` + `out/`); an upload beyond it is
+    /// refused. Default 1 GiB; 0 = no quota.
+    pub quota_bytes: u64,
+    /// Files in an account's `in/` and `out/` older than this are removed by the housekeeping
+    /// (hourly and at start-up), days. Default 30; 0 = keep forever.
+    pub retention_days: u64,
 }
 
 impl Default for FtpSettings {
@@ -195,6 +215,12 @@ impl Default for FtpSettings {
             tls_key: None,
             ftps_required: true,
             accounts: Vec::new(),
+            max_connections: 64,
+            max_connections_per_ip: 8,
+            login_timeout_secs: 30,
+            idle_timeout_secs: 300,
+            quota_bytes: 1 << 30,
+            retention_days: 30,
         }
     }
 }
@@ -207,8 +233,9 @@ pub struct FtpAccount {
     pub organization: String,
     /// User name.
     pub user: String,
-    /// SHA-256 (hex) of the password (`mpay apikey hash PASSWORD`).
-    pub password_hash: String,
+    /// The password as an argon2id PHC string (`mpay hash-secret --kind ftp-password`), or
+    /// the legacy SHA-256 in hex (accepted, warned about at start-up). Never printed.
+    pub password_hash: SecretHash,
 }
 
 /// `[node]`.
@@ -254,6 +281,70 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Worker threads; 0 = one per core.
     pub workers: usize,
+    /// A request's head must arrive within this time after the connection opens or the
+    /// previous request ends (actix `client_request_timeout`), milliseconds. Default 5000.
+    #[serde(default = "default_head_timeout_ms")]
+    pub head_timeout_ms: u64,
+    /// A request's body must arrive whole within this time of its head (slow-body clients are
+    /// answered 408 and disconnected), milliseconds. Default 10000.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this time, seconds. Default 5.
+    #[serde(default = "default_keep_alive_secs")]
+    pub keep_alive_secs: u64,
+    /// Open connections one client IP may hold; a request on a further one is answered 429 and
+    /// the connection closed. Default 64; 0 = no limit.
+    #[serde(default = "default_http_per_ip")]
+    pub max_connections_per_ip: usize,
+}
+
+fn default_head_timeout_ms() -> u64 {
+    5000
+}
+fn default_body_timeout_ms() -> u64 {
+    10_000
+}
+fn default_keep_alive_secs() -> u64 {
+    5
+}
+fn default_http_per_ip() -> usize {
+    64
+}
+
+/// `[auth]`: the server secret of API key digests and the throttling of failed logins (issue
+/// 9.5, 9.11).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Key of the `hmac-sha256:` API key entries (at least 32 characters). Set it through the
+    /// environment (`MPAY__AUTH__HASH_SECRET`), not in a file kept with the configuration.
+    pub hash_secret: Option<SecretString>,
+    /// Failed authentications (REST API key, FTP login) allowed per client IP, and per
+    /// presented key prefix / FTP user, within `failure_window_secs`; beyond them the client is
+    /// throttled (REST 429 with Retry-After, FTP 421 / refused logins) until the window ends.
+    pub failure_limit: u32,
+    /// The window of `failure_limit`, seconds.
+    pub failure_window_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            hash_secret: None,
+            failure_limit: 20,
+            failure_window_secs: 60,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// The server secret's bytes, if configured.
+    pub fn server_secret(&self) -> Option<&[u8]> {
+        use secrecy::ExposeSecret as _;
+        self.hash_secret
+            .as_ref()
+            .map(|s| s.expose_secret().as_bytes())
+    }
 }
 
 /// `[api]`.
@@ -289,8 +380,9 @@ pub struct BrokerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerKeySettings {
-    /// SHA-256 (hex) of the key, as `mpay apikey hash KEY` prints it.
-    pub hash: String,
+    /// The key's digest, as `mpay hash-secret --kind api-key` prints it (`hmac-sha256:…`), or
+    /// the legacy SHA-256 in hex. Never printed.
+    pub hash: SecretHash,
     /// Segregation codes (aux digit 3, 0..=99) the key may act on; empty = every notice of the
     /// broker's organizations. A notice outside them is refused (403), as GPD does.
     #[serde(default)]
@@ -486,10 +578,11 @@ pub struct OrganizationSettings {
     /// Postal IBANs.
     #[serde(default)]
     pub postal_ibans: Vec<String>,
-    /// SHA-256 (hex) of the API keys accepted for this organization (`Ocp-Apim-Subscription-Key`).
-    /// Produce one with `mpay apikey hash KEY`.
+    /// Digests of the API keys accepted for this organization (`Ocp-Apim-Subscription-Key`):
+    /// `hmac-sha256:…` as `mpay hash-secret --kind api-key` prints it, or the legacy SHA-256 in
+    /// hex. Never printed.
     #[serde(default)]
-    pub api_key_hashes: Vec<String>,
+    pub api_key_hashes: Vec<SecretHash>,
     /// MPay legacy codes.
     #[serde(default)]
     pub mpay: MpayCodes,
@@ -717,12 +810,7 @@ impl Settings {
                 if b.fiscal_code.is_empty() {
                     return Err(invalid(key, "a broker key needs the broker's fiscal_code"));
                 }
-                if k.hash.len() != 64 || !k.hash.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(invalid(
-                        format!("{key}.hash"),
-                        "must be a SHA-256 in hex (64 characters); make one with `mpay apikey hash KEY`",
-                    ));
-                }
+                self.check_api_key_hash(&format!("{key}.hash"), &k.hash)?;
                 if k.segregation_codes.iter().any(|c| *c > 99) {
                     return Err(invalid(
                         format!("{key}.segregation_codes"),
@@ -765,12 +853,7 @@ impl Settings {
                     .map_err(|(k, r)| invalid(key(&format!("notification.{k}")), r))?;
             }
             for (j, h) in org.api_key_hashes.iter().enumerate() {
-                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(invalid(
-                        key(&format!("api_key_hashes[{j}]")),
-                        "must be a SHA-256 in hex (64 characters); make one with `mpay apikey hash KEY`",
-                    ));
-                }
+                self.check_api_key_hash(&key(&format!("api_key_hashes[{j}]")), h)?;
             }
         }
         for (i, st) in self.stations.iter().enumerate() {
@@ -895,16 +978,86 @@ impl Settings {
             if a.user.trim().is_empty() || !users.insert(a.user.clone()) {
                 return Err(invalid(key("user"), "must be non-empty and unique"));
             }
-            if a.password_hash.len() != 64
-                || !a.password_hash.bytes().all(|b| b.is_ascii_hexdigit())
-            {
+            match a.password_hash.form() {
+                Ok(HashForm::Argon2 | HashForm::LegacySha256) => {}
+                Ok(HashForm::Hmac) => {
+                    return Err(invalid(
+                        key("password_hash"),
+                        "an FTP password is stored as argon2id; make one with `mpay hash-secret --kind ftp-password`",
+                    ))
+                }
+                Err(e) => return Err(invalid(key("password_hash"), e)),
+            }
+        }
+        if self.ftp.max_connections == 0 || self.ftp.max_connections_per_ip == 0 {
+            return Err(invalid(
+                "ftp.max_connections",
+                "max_connections and max_connections_per_ip must be at least 1",
+            ));
+        }
+        if let Some(s) = self.auth.server_secret() {
+            if s.len() < 32 {
                 return Err(invalid(
-                    key("password_hash"),
-                    "must be a SHA-256 in hex (64 characters); make one with `mpay apikey hash PASSWORD`",
+                    "auth.hash_secret",
+                    "must be at least 32 characters",
                 ));
             }
         }
+        if self.auth.failure_limit == 0 || self.auth.failure_window_secs == 0 {
+            return Err(invalid(
+                "auth.failure_limit",
+                "failure_limit and failure_window_secs must be at least 1",
+            ));
+        }
         Ok(())
+    }
+
+    fn check_api_key_hash(&self, key: &str, h: &SecretHash) -> Result<(), ConfigError> {
+        match h.form() {
+            Ok(HashForm::LegacySha256) => Ok(()),
+            Ok(HashForm::Hmac) if self.auth.hash_secret.is_some() => Ok(()),
+            Ok(HashForm::Hmac) => Err(invalid(
+                key,
+                "an hmac-sha256: entry needs the server secret auth.hash_secret (MPAY__AUTH__HASH_SECRET)",
+            )),
+            Ok(HashForm::Argon2) => Err(invalid(
+                key,
+                "API keys are checked on every request: store them as hmac-sha256 (`mpay hash-secret --kind api-key`), not argon2",
+            )),
+            Err(e) => Err(invalid(key, e)),
+        }
+    }
+
+    /// The configuration keys whose entries are still the legacy unsalted SHA-256 (to warn
+    /// about at start-up; the values are never named).
+    pub fn legacy_secret_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let brokers = std::iter::once(("broker".to_string(), &self.broker)).chain(
+            self.brokers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("brokers[{i}]"), b)),
+        );
+        for (name, b) in brokers {
+            for (j, k) in b.api_keys.iter().enumerate() {
+                if k.hash.form() == Ok(HashForm::LegacySha256) {
+                    out.push(format!("{name}.api_keys[{j}].hash"));
+                }
+            }
+        }
+        for (i, o) in self.organizations.iter().enumerate() {
+            for (j, h) in o.api_key_hashes.iter().enumerate() {
+                if h.form() == Ok(HashForm::LegacySha256) {
+                    out.push(format!("organizations[{i}].api_key_hashes[{j}]"));
+                }
+            }
+        }
+        for (i, a) in self.ftp.accounts.iter().enumerate() {
+            if a.password_hash.form() == Ok(HashForm::LegacySha256) {
+                out.push(format!("ftp.accounts[{i}].password_hash"));
+            }
+        }
+        out
     }
 
     /// The organization with this fiscal code.
@@ -936,7 +1089,8 @@ pub fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("store-v1")
 }
 
-/// SHA-256 hex of an API key, as stored in `api_key_hashes`.
+/// SHA-256 hex of an API key: the legacy form of `api_key_hashes` (still accepted; new
+/// entries come from `mpay hash-secret`).
 pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }

@@ -495,3 +495,37 @@ fn streaming_large_file_does_not_buffer() {
     }
     assert_eq!(n, 50_000);
 }
+
+/// Issue 9.7: a 10 MB line of `;`, a 4 MB line of `a;` and a line of 2 000 columns are each
+/// one clear row error (Italian), and the rows after them are read; the reader never holds more
+/// than `MAX_LINE_BYTES` of a line (before: ten million fields, +365 MB).
+#[test]
+fn over_long_lines_and_too_many_columns_are_row_errors() {
+    let mut file = format!("{H11}\n").into_bytes();
+    file.extend(std::iter::repeat_n(b';', 10 << 20));
+    file.push(b'\n');
+    file.extend("a;".repeat(2 << 20).bytes());
+    file.push(b'\n');
+    file.extend("x;".repeat(2000).bytes());
+    file.push(b'\n');
+    file.extend(row11("A-1", "2025-06-30", "1", "x").bytes());
+    file.push(b'\n');
+    let rows: Vec<_> = FeedReader::new(file.as_slice(), delta())
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    for (row, code, text) in [
+        (&rows[0], ErrorCode::RowBadFormat, "riga troppo lunga"),
+        (&rows[1], ErrorCode::RowBadFormat, "riga troppo lunga"),
+        (&rows[2], ErrorCode::RowColumnCount, "troppe colonne"),
+    ] {
+        let issues = row.record.as_ref().unwrap_err();
+        assert_eq!(issues[0].code, code, "{issues:?}");
+        assert!(issues[0].message.contains(text), "{issues:?}");
+        assert!(row.raw.is_empty(), "not decoded");
+    }
+    assert_eq!(rows[0].number, 1);
+    assert_eq!(rows[3].number, 4);
+    assert!(rows[3].record.is_ok(), "{:?}", rows[3].record);
+}

@@ -150,6 +150,10 @@ cat >"$TMP/mpay.toml" <<EOF
 id = "bench"
 data_dir = "$TMP/data"
 
+[http]
+# the load generator is one client address: no per-IP connection limit (issue 9.6)
+max_connections_per_ip = 0
+
 [broker]
 fiscal_code = "$BROKER"
 

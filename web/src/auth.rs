@@ -182,6 +182,18 @@ fn query_codes(req: &HttpRequest) -> Result<Option<Vec<u8>>, Problem> {
     Ok(codes)
 }
 
+/// 429 `AUTH_THROTTLED` with `Retry-After` for a client with too many failed authentications.
+pub fn throttled_problem(wait: std::time::Duration) -> Problem {
+    let secs = wait.as_secs().max(1);
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        format!("too many failed authentications from this client: retry in {secs} s"),
+    )
+    .with_code("AUTH_THROTTLED")
+    .with_retry_after(secs)
+}
+
 fn path_org(req: &HttpRequest) -> &str {
     req.match_info().get("organizationfiscalcode").unwrap_or("")
 }
@@ -199,6 +211,10 @@ fn authenticate(req: &HttpRequest) -> Result<OrgAuth, Problem> {
                 format!("missing API key: send it in the {API_KEY_HEADER} header"),
             )
         })?;
+    let attempt = crate::throttle::Attempt::api_key(req.peer_addr().map(|a| a.ip()), &key);
+    if let Some(wait) = state.throttle.check(&attempt) {
+        return Err(throttled_problem(wait));
+    }
     let path_org = path_org(req);
     let forbidden = || {
         Problem::new(
@@ -221,6 +237,7 @@ fn authenticate(req: &HttpRequest) -> Result<OrgAuth, Problem> {
             (!broker.segregation_codes.is_empty()).then(|| broker.segregation_codes.clone());
         (org, codes)
     } else {
+        state.throttle.failed(&attempt);
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",

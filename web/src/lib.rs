@@ -6,6 +6,7 @@ pub mod api;
 pub mod archivio;
 pub mod auth;
 pub mod demo;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -13,6 +14,7 @@ pub mod portal;
 pub mod problem;
 pub mod state;
 pub mod station;
+pub mod throttle;
 pub mod wsdl;
 
 use std::net::TcpListener;
@@ -116,9 +118,14 @@ pub fn server_with_portal(
         Some(p) => state.with_carts(p.carts.clone()),
         None => state,
     };
+    let http = state.settings.http.clone();
     let routes = configure(state);
+    let tracker = limits::ConnTracker::new(http.max_connections_per_ip);
+    let body_timeout = limits::BodyTimeout(std::time::Duration::from_millis(http.body_timeout_ms));
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(web::Data::new(body_timeout))
+            .wrap(actix_web::middleware::from_fn(limits::body_deadline))
             .wrap(actix_web::middleware::from_fn(middleware::observe))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(Problem::new(
@@ -135,6 +142,10 @@ pub fn server_with_portal(
                 }
             })
     })
+    .on_connect(move |conn, ext| tracker.on_connect(conn, ext))
+    .client_request_timeout(std::time::Duration::from_millis(http.head_timeout_ms))
+    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+    .keep_alive(std::time::Duration::from_secs(http.keep_alive_secs))
     .workers(workers)
     .shutdown_timeout(30)
     .listen(listener)?

@@ -37,6 +37,10 @@ pub struct Problem {
     /// Invalid fields, when the request was rejected for its content.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds for the `Retry-After` header (429 / 503), not in the body.
+    #[serde(skip)]
+    /// (`NonZeroU16` keeps `Problem` as small as before: it is the error of many `Result`s.)
+    pub retry_after: Option<std::num::NonZeroU16>,
 }
 
 impl Problem {
@@ -50,7 +54,15 @@ impl Problem {
             code: default_code(status),
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// The same problem with a `Retry-After` header of `secs` seconds.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        let secs = u16::try_from(secs.max(1)).unwrap_or(u16::MAX);
+        self.retry_after = std::num::NonZeroU16::new(secs);
+        self
     }
 
     /// The same problem with another stable `code`.
@@ -147,9 +159,11 @@ impl ResponseError for Problem {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .content_type("application/problem+json")
-            .json(self)
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.content_type("application/problem+json").json(self)
     }
 }
 

@@ -48,9 +48,9 @@ pub struct AppState {
     pub store: Store,
     /// Organizations by fiscal code.
     pub orgs: Arc<HashMap<String, Arc<OrgContext>>>,
-    /// API key hash (hex SHA-256) → organization.
+    /// API key digest (`hmac-sha256:<hex>` or legacy hex SHA-256) → organization.
     pub api_keys: Arc<HashMap<String, Arc<OrgContext>>>,
-    /// Broker-level API key hash (hex SHA-256) → what it opens.
+    /// Broker-level API key digest → what it opens.
     pub broker_keys: Arc<HashMap<String, Arc<BrokerKey>>>,
     /// Actor health.
     pub health: HealthRegistry,
@@ -64,6 +64,8 @@ pub struct AppState {
     pub carts: Option<mpay_actors::cart::CartRegistry>,
     /// The message bus (events where facts become durable); `None` = nobody listens.
     pub bus: Option<Arc<dyn mpay_actors::bus::Bus>>,
+    /// Failed-authentication counters (REST API keys; the FTP server has its own).
+    pub throttle: Arc<crate::throttle::AuthThrottle>,
 }
 
 /// A broker-level API key: acts for every organization served by a station of the broker,
@@ -141,8 +143,8 @@ impl AppState {
                 entry: entry.clone(),
                 settings: o.clone(),
             });
-            for h in &o.api_key_hashes {
-                api_keys.insert(h.to_ascii_lowercase(), ctx.clone());
+            for h in o.api_key_hashes.iter().filter_map(|h| h.lookup_key()) {
+                api_keys.insert(h, ctx.clone());
             }
             orgs.insert(o.fiscal_code.clone(), ctx);
         }
@@ -160,8 +162,11 @@ impl AppState {
                 .flat_map(|st| st.organizations.iter().cloned())
                 .collect();
             for k in &b.api_keys {
+                let Some(lookup) = k.hash.lookup_key() else {
+                    continue;
+                };
                 broker_keys.insert(
-                    k.hash.to_ascii_lowercase(),
+                    lookup,
                     Arc::new(BrokerKey {
                         broker: b.fiscal_code.clone(),
                         organizations: organizations.clone(),
@@ -171,6 +176,7 @@ impl AppState {
             }
         }
         Ok(AppState {
+            throttle: Arc::new(crate::throttle::AuthThrottle::from_settings(&settings.auth)),
             broker_keys: Arc::new(broker_keys),
             catalogue: Arc::new(catalogue),
             settings: Arc::new(settings),
@@ -228,15 +234,30 @@ impl AppState {
     }
 
     /// The organization an API key opens.
+    /// Entries are looked up by their digest: the HMAC with the server secret
+    /// (`hmac-sha256:` entries) or the legacy SHA-256 — two fast digests, no slow hash per
+    /// request.
     pub fn org_for_key(&self, key: &str) -> Option<Arc<OrgContext>> {
-        self.api_keys.get(&mpay_config::hash_api_key(key)).cloned()
+        self.key_digests(key)
+            .find_map(|d| self.api_keys.get(&d))
+            .cloned()
     }
 
     /// The broker-level key an API key is, if it is one.
     pub fn broker_for_key(&self, key: &str) -> Option<Arc<BrokerKey>> {
-        self.broker_keys
-            .get(&mpay_config::hash_api_key(key))
+        self.key_digests(key)
+            .find_map(|d| self.broker_keys.get(&d))
             .cloned()
+    }
+
+    fn key_digests<'a>(&'a self, key: &'a str) -> impl Iterator<Item = String> + 'a {
+        let hmac = self
+            .settings
+            .auth
+            .server_secret()
+            .map(|s| mpay_config::secrets::hmac_digest(s, key));
+        hmac.into_iter()
+            .chain(std::iter::once_with(|| mpay_config::hash_api_key(key)))
     }
 
     /// Sends one exchange to the journal, with the request body as payload when

@@ -220,7 +220,8 @@ fn is_blank(record: &[u8]) -> bool {
 /// A record is the bytes between two record ends outside quotes (so a quoted field may span
 /// lines); its bytes are returned exactly as in the file, without the line end.
 pub struct RawRows<R: BufRead> {
-    input: R,
+    /// Cut like the feed reader's input (`MAX_LINE_BYTES`), so rows match and stay bounded.
+    input: std::io::BufReader<super::reader::LineCap<R>>,
     header: Option<Vec<u8>>,
     header_fields: usize,
     record: Vec<u8>,
@@ -236,7 +237,7 @@ impl<R: BufRead> RawRows<R> {
     /// I/O errors of `input`.
     pub fn new(input: R) -> std::io::Result<Self> {
         let mut me = Self {
-            input,
+            input: std::io::BufReader::new(super::reader::LineCap::new(input)),
             header: None,
             header_fields: 0,
             record: Vec::new(),

@@ -420,7 +420,7 @@ const V2_REQUIRED: [&str; 10] = [
 /// and yields one [`FeedRow`] per data row. `Err` items are file-level failures
 /// (`FILE_ENCODING`): the caller must stop and reject the whole file.
 pub struct FeedReader<R: Read> {
-    csv: csv::Reader<QuoteEscapes<Source<R>>>,
+    csv: csv::Reader<QuoteEscapes<Source<LineCap<R>>>>,
     version: FeedVersion,
     binding: Binding,
     header: Vec<String>,
@@ -474,7 +474,7 @@ impl<R: Read> FeedReader<R> {
     /// `FILE_ENCODING` (not UTF-8, UTF-16), `FILE_VERSION_UNKNOWN` (empty file, unknown header,
     /// wrong separator), `FILE_VERSION_MISMATCH` (header vs file-name token).
     pub fn new(input: R, opts: ReadOptions) -> Result<Self, FeedFileError> {
-        let input = Source::sniff(input).map_err(|e| {
+        let input = Source::sniff(LineCap::new(input)).map_err(|e| {
             FeedFileError::new(ErrorCode::FileEncoding, format!("file illeggibile: {e}"))
         })?;
         let mut csv = csv::ReaderBuilder::new()
@@ -494,6 +494,14 @@ impl<R: Read> FeedReader<R> {
                     ))
                 }
                 Ok(true) => {
+                    if LineCap::<R>::marked(&record) {
+                        return Err(FeedFileError::new(
+                            ErrorCode::FileVersionUnknown,
+                            format!(
+                                "intestazione troppo lunga: oltre {MAX_LINE_BYTES} byte (separatore errato?)"
+                            ),
+                        ));
+                    }
                     if record.iter().next().is_some_and(|f| {
                         f.starts_with(&[0xFF, 0xFE]) || f.starts_with(&[0xFE, 0xFF])
                     }) {
@@ -590,6 +598,25 @@ impl<R: Read> FeedReader<R> {
                 Ok(true) => {}
             }
             let number = self.rows + 1;
+            if let Some(issue) = self.oversized() {
+                // neither decoded nor echoed: memory stays bounded by the line limit
+                self.rows = number;
+                let raw = Vec::new();
+                let view = RowView {
+                    fields: &raw,
+                    binding: &self.binding,
+                    version: self.version,
+                };
+                let echo = RowEcho::of(&view);
+                return Some(Ok(FeedRow {
+                    number,
+                    byte_offset: self.csv.position().byte(),
+                    raw,
+                    echo,
+                    record: Err(vec![issue]),
+                    warnings: Vec::new(),
+                }));
+            }
             let raw = match decode_fields(&self.record, Some(number)) {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
@@ -644,6 +671,33 @@ impl<R: Read> FeedReader<R> {
     }
 }
 
+impl<R: Read> FeedReader<R> {
+    /// The row error of a record over the limits (a physical line longer than
+    /// [`MAX_LINE_BYTES`], or more than [`MAX_COLUMNS`] columns), if it is one.
+    fn oversized(&self) -> Option<RowIssue> {
+        if LineCap::<R>::marked(&self.record) {
+            Some(RowIssue::new(
+                None,
+                ErrorCode::RowBadFormat,
+                format!("riga troppo lunga: oltre {MAX_LINE_BYTES} byte, riga scartata"),
+            ))
+        } else if self.record.len() > MAX_COLUMNS {
+            Some(RowIssue::new(
+                None,
+                ErrorCode::RowColumnCount,
+                format!(
+                    "troppe colonne: {} (al massimo {MAX_COLUMNS}; attese {} per la versione {})",
+                    self.record.len(),
+                    self.binding.width,
+                    self.version
+                ),
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 impl<R: Read> Iterator for FeedReader<R> {
     type Item = Result<FeedRow, FeedFileError>;
 
@@ -656,6 +710,86 @@ impl<R: Read> Iterator for FeedReader<R> {
             self.failed = true;
         }
         item
+    }
+}
+
+/// Longest physical line of a feed file (every format: the widest legitimate row is a few KiB).
+/// A longer line is cut there and its record rejected with a row error (issue 9.7: a 10 MB
+/// line of `;` made the CSV reader hold ten million fields).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Most columns a record may have before it is rejected undecoded.
+pub const MAX_COLUMNS: usize = 1024;
+
+/// Marks where [`LineCap`] cut a line (unlikely in a real file; the cut record is rejected).
+const CUT_MARK: &[u8] = b"\x1a\x1aMPAY-RIGA-TROPPO-LUNGA\x1a\x1a";
+
+/// Read adapter cutting every physical line at [`MAX_LINE_BYTES`]: the rest of the line is
+/// skipped and [`CUT_MARK`] written in its place, so memory downstream is bounded by the limit
+/// whatever the file.
+pub(crate) struct LineCap<R> {
+    inner: R,
+    line: usize,
+    skipping: bool,
+    out: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: Read> LineCap<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        LineCap {
+            inner,
+            line: 0,
+            skipping: false,
+            out: Vec::with_capacity(8192 + CUT_MARK.len()),
+            pos: 0,
+        }
+    }
+
+    /// Whether a record holds a cut line.
+    fn marked(rec: &csv::ByteRecord) -> bool {
+        rec.as_slice()
+            .windows(CUT_MARK.len())
+            .any(|w| w == CUT_MARK)
+    }
+}
+
+impl<R: Read> Read for LineCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(rest) = self.out.get(self.pos..) {
+                if !rest.is_empty() {
+                    let n = rest.len().min(buf.len());
+                    if let (Some(dst), Some(src)) = (buf.get_mut(..n), rest.get(..n)) {
+                        dst.copy_from_slice(src);
+                    }
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            self.out.clear();
+            self.pos = 0;
+            let mut chunk = [0u8; 8192];
+            let n = self.inner.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            for &b in chunk.iter().take(n) {
+                if b == b'\n' {
+                    self.line = 0;
+                    self.skipping = false;
+                    self.out.push(b);
+                } else if self.skipping {
+                    // the rest of an over-long line is dropped
+                } else if self.line >= MAX_LINE_BYTES {
+                    self.skipping = true;
+                    self.out.extend_from_slice(CUT_MARK);
+                } else {
+                    self.line += 1;
+                    self.out.push(b);
+                }
+            }
+        }
     }
 }
 

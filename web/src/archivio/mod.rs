@@ -313,10 +313,24 @@ fn authenticate(
 ) -> Result<Arc<OrgContext>, (StatusCode, String)> {
     match presented_key(req) {
         Some(key) => {
-            let org = state.org_for_key(&key).ok_or((
-                StatusCode::UNAUTHORIZED,
-                "credenziali non valide".to_string(),
-            ))?;
+            let attempt =
+                crate::throttle::Attempt::api_key(req.peer_addr().map(|a| a.ip()), &key);
+            if let Some(wait) = state.throttle.check(&attempt) {
+                return Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "troppi tentativi di autenticazione falliti: riprovare tra {} s",
+                        wait.as_secs().max(1)
+                    ),
+                ));
+            }
+            let Some(org) = state.org_for_key(&key) else {
+                state.throttle.failed(&attempt);
+                return Err((
+                    StatusCode::UNAUTHORIZED,
+                    "credenziali non valide".to_string(),
+                ));
+            };
             if codes_match(&org, base) {
                 Ok(org)
             } else {
