@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub mod catalogue;
+pub mod documents;
 pub mod notification;
 pub mod portal;
 pub mod reporting;
@@ -101,6 +102,9 @@ pub struct Settings {
     /// pagoPA's FdR API, where reporting flows are downloaded (`[fdr]`, see `reporting.rs`).
     #[serde(default)]
     pub fdr: crate::reporting::FdrSettings,
+    /// Payment notices and receipts as PDF (`[documents]`, see `documents.rs`).
+    #[serde(default)]
+    pub documents: crate::documents::DocumentsSettings,
 }
 
 /// `[feeds]`: bulk debt-position feeds (FORMAT.md §5).
@@ -491,6 +495,12 @@ pub struct OrganizationSettings {
     /// `notification.rs`); none = no notifications (receipts stay retrievable by REST).
     #[serde(default)]
     pub notification: Option<crate::notification::NotificationSettings>,
+    /// CBILL code printed on the organization's notices (home banking), when it has one.
+    #[serde(default)]
+    pub cbill: Option<String>,
+    /// Languages of the organization's notices: `it` (default) or `it-de`.
+    #[serde(default)]
+    pub notice_language: crate::documents::NoticeLanguage,
 }
 
 impl OrganizationSettings {
