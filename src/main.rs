@@ -494,7 +494,18 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Notices {
             command:
-                NoticesCommand::Print { org, feed, status, due_from, due_to, out, merge, quiet, qr_baseline, config },
+                NoticesCommand::Print {
+                    org,
+                    feed,
+                    status,
+                    due_from,
+                    due_to,
+                    out,
+                    merge,
+                    quiet,
+                    qr_baseline,
+                    config,
+                },
         } => {
             if (feed.is_some() || status.is_some()) && (due_from.is_some() || due_to.is_some()) {
                 bail!("choose one of --feed, --status, or --due-from/--due-to");
@@ -503,7 +514,13 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let org = configured_org(&settings, &config, &org)?;
             let store = open_store(&settings)?;
             let args = mpay::notices_cli::PrintArgs {
-                selection: mpay_web::api::documents::PrintSelection { feed, status, due_from, due_to, merge },
+                selection: mpay_web::api::documents::PrintSelection {
+                    feed,
+                    status,
+                    due_from,
+                    due_to,
+                    merge,
+                },
                 out,
                 quiet,
                 qr_baseline,

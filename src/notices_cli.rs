@@ -39,12 +39,18 @@ fn file_name(p: &DebtPosition, first_nav: Option<&str>) -> String {
 }
 
 /// Prints the notices; exit code 1 when a position could not be printed (the others are).
-pub fn print(store: &Store, org: &OrganizationSettings, args: &PrintArgs) -> anyhow::Result<ExitCode> {
+pub fn print(
+    store: &Store,
+    org: &OrganizationSettings,
+    args: &PrintArgs,
+) -> anyhow::Result<ExitCode> {
     let fc = OrgFiscalCode::parse(&org.fiscal_code)
         .or_else(|_| OrgFiscalCode::parse_gpd(&org.fiscal_code))
         .map_err(|e| anyhow::anyhow!("organization {}: {e}", org.fiscal_code))?;
-    let positions = select_positions(store.ledger.as_ref(), &fc, &args.selection).map_err(|e| anyhow::anyhow!(e))?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let positions = select_positions(store.ledger.as_ref(), &fc, &args.selection)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let bar = if args.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -114,7 +120,11 @@ pub fn print(store: &Store, org: &OrganizationSettings, args: &PrintArgs) -> any
     for f in &failures {
         eprintln!("not printed: {f}");
     }
-    let target = if args.selection.merge { merged_path.display().to_string() } else { args.out.display().to_string() };
+    let target = if args.selection.merge {
+        merged_path.display().to_string()
+    } else {
+        args.out.display().to_string()
+    };
     println!(
         "printed {printed} notices ({} payment options, {:.1} MB) of {} positions in {elapsed:.2} s ({:.1} notices/s), {} failed -> {target}",
         options.load(Ordering::Relaxed),
@@ -141,7 +151,11 @@ pub fn print(store: &Store, org: &OrganizationSettings, args: &PrintArgs) -> any
             positions.len() as f64 / qr_elapsed
         );
     }
-    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

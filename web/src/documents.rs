@@ -14,7 +14,10 @@ use std::path::Path;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use mpay_config::documents::NoticeLanguage;
-use mpay_documents::{Language, NoticeInput, NoticeOption, OptionKind, Party, ReceiptInput, ReceiptTransfer, StampInfo};
+use mpay_documents::{
+    Language, NoticeInput, NoticeOption, OptionKind, Party, ReceiptInput, ReceiptTransfer,
+    StampInfo,
+};
 use mpay_messages::position::{DebtPosition, Destination, PaymentOption};
 use mpay_storage::StoredReceipt;
 use secrecy::ExposeSecret as _;
@@ -85,7 +88,8 @@ impl VerifyKey {
 
     /// The public id of a receipt.
     pub fn id(&self, org: &str, receipt_id: &str) -> String {
-        let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{org}:{receipt_id}"));
+        let name =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{org}:{receipt_id}"));
         format!("{name}.{}", self.tag(org, receipt_id))
     }
 
@@ -95,25 +99,39 @@ impl VerifyKey {
         if tag.len() != TAG_HEX || name.len() > 200 {
             return None;
         }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(name).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(name)
+            .ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let (org, receipt_id) = text.split_once(':')?;
         let expected = self.tag(org, receipt_id);
         let same = expected.len() == tag.len()
-            && expected.bytes().zip(tag.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && expected
+                .bytes()
+                .zip(tag.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         same.then(|| (org.to_owned(), receipt_id.to_owned()))
     }
 }
 
-/// The postal account an option's money goes to, when all of it goes to one postal IBAN
-/// (the Poste bollettino carries one account for the whole amount).
+/// The postal account an option's money goes to, when all of it goes to one BancoPosta
+/// account (the Poste bollettino carries one account for the whole amount): a transfer's
+/// postal IBAN, or its IBAN when that is a Poste Italiane IBAN (ABI 07601).
 fn postal_account(option: &PaymentOption) -> Option<String> {
     let mut account: Option<String> = None;
     for t in &option.transfers {
         let iban = match &t.destination {
             Destination::PostalIban { postal_iban } => postal_iban,
-            Destination::Iban { postal_iban: Some(p), .. } => p,
-            _ => return None,
+            Destination::Iban {
+                postal_iban: Some(p),
+                ..
+            } => p,
+            Destination::Iban {
+                iban,
+                postal_iban: None,
+            } => iban,
+            Destination::Stamp(_) => return None,
         };
         let this = mpay_documents::payload::postal_account_from_iban(iban.as_str())?;
         match &account {
@@ -134,18 +152,34 @@ fn language(org: &OrganizationSettings) -> Language {
 /// The notice of a position: the single solution(s) first, then each plan's installments by
 /// due date; `only` keeps the options of one notice number (with the plan it belongs to
 /// numbered as in the whole notice).
-pub fn notice_input(org: &OrganizationSettings, p: &DebtPosition, only: Option<&str>) -> NoticeInput {
+pub fn notice_input(
+    org: &OrganizationSettings,
+    p: &DebtPosition,
+    only: Option<&str>,
+) -> NoticeInput {
     let mut options: Vec<NoticeOption> = Vec::new();
-    let mut singles: Vec<&PaymentOption> = p.payment_options.iter().filter(|o| !o.is_partial_payment).collect();
+    let mut singles: Vec<&PaymentOption> = p
+        .payment_options
+        .iter()
+        .filter(|o| !o.is_partial_payment)
+        .collect();
     singles.sort_by_key(|o| o.due_date);
     for o in singles {
         options.push(option_of(o, OptionKind::Single));
     }
-    let mut plans: Vec<&str> = p.payment_options.iter().filter_map(PaymentOption::plan_key).collect();
+    let mut plans: Vec<&str> = p
+        .payment_options
+        .iter()
+        .filter_map(PaymentOption::plan_key)
+        .collect();
     plans.sort_unstable();
     plans.dedup();
     for plan in plans {
-        let mut rates: Vec<&PaymentOption> = p.payment_options.iter().filter(|o| o.plan_key() == Some(plan)).collect();
+        let mut rates: Vec<&PaymentOption> = p
+            .payment_options
+            .iter()
+            .filter(|o| o.plan_key() == Some(plan))
+            .collect();
         rates.sort_by_key(|o| o.due_date);
         let of = u32::try_from(rates.len()).unwrap_or(u32::MAX);
         for (i, o) in rates.into_iter().enumerate() {
@@ -158,10 +192,12 @@ pub fn notice_input(org: &OrganizationSettings, p: &DebtPosition, only: Option<&
     }
     let d = &p.debtor;
     let address = [
-        d.street_name.as_deref().map(|s| match d.civic_number.as_deref() {
-            Some(n) if !n.trim().is_empty() => format!("{s} {n}"),
-            _ => s.to_owned(),
-        }),
+        d.street_name
+            .as_deref()
+            .map(|s| match d.civic_number.as_deref() {
+                Some(n) if !n.trim().is_empty() => format!("{s} {n}"),
+                _ => s.to_owned(),
+            }),
         d.postal_code.clone(),
         d.city.as_deref().map(|c| match d.province.as_deref() {
             Some(pr) if !pr.trim().is_empty() => format!("{c} ({pr})"),
@@ -181,7 +217,11 @@ pub fn notice_input(org: &OrganizationSettings, p: &DebtPosition, only: Option<&
         .map(|o| o.description.clone())
         .unwrap_or_default();
     NoticeInput {
-        ec_name: if p.company_name.trim().is_empty() { org.name.clone() } else { p.company_name.clone() },
+        ec_name: if p.company_name.trim().is_empty() {
+            org.name.clone()
+        } else {
+            p.company_name.clone()
+        },
         ec_fiscal_code: p.organization_fiscal_code.as_str().to_owned(),
         cbill: org.cbill.clone().filter(|c| !c.trim().is_empty()),
         ec_office: p.office_name.clone(),
@@ -224,14 +264,22 @@ pub fn receipt_input(s: &StoredReceipt, ec_name: &str, verify_url: String) -> Re
         Some(cf) if !cf.trim().is_empty() => format!("{} ({}, {cf})", r.psp_company_name, r.id_psp),
         _ => format!("{} ({})", r.psp_company_name, r.id_psp),
     };
-    let channel = [Some(r.id_channel.as_str()), Some(r.channel_description.as_str()), r.payment_method.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter(|c| !c.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" · ");
+    let channel = [
+        Some(r.id_channel.as_str()),
+        Some(r.channel_description.as_str()),
+        r.payment_method.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|c| !c.trim().is_empty())
+    .collect::<Vec<_>>()
+    .join(" · ");
     ReceiptInput {
-        ec_name: if r.company_name.trim().is_empty() { ec_name.to_owned() } else { r.company_name.clone() },
+        ec_name: if r.company_name.trim().is_empty() {
+            ec_name.to_owned()
+        } else {
+            r.company_name.clone()
+        },
         ec_fiscal_code: r.fiscal_code.clone(),
         debtor: party(&r.debtor),
         payer: r.payer.as_ref().map(party),
@@ -303,7 +351,13 @@ mod tests {
     fn verify_ids_name_the_receipt_and_cannot_be_forged() {
         let key = VerifyKey::from_bytes(b"0123456789abcdef0123456789abcdef");
         let id = key.id("77777777777", "c1a5d3e0b7f94e2a8d6c5b4a3f2e1d0c");
-        assert_eq!(key.open(&id), Some(("77777777777".into(), "c1a5d3e0b7f94e2a8d6c5b4a3f2e1d0c".into())));
+        assert_eq!(
+            key.open(&id),
+            Some((
+                "77777777777".into(),
+                "c1a5d3e0b7f94e2a8d6c5b4a3f2e1d0c".into()
+            ))
+        );
         let other = VerifyKey::from_bytes(b"another key of thirty-two bytes!");
         assert_eq!(other.open(&id), None, "another key");
         let (name, tag) = id.rsplit_once('.').unwrap();
@@ -311,7 +365,11 @@ mod tests {
         bad.replace_range(0..1, if tag.starts_with('0') { "1" } else { "0" });
         assert_eq!(key.open(&format!("{name}.{bad}")), None, "tampered tag");
         let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("77777777777:other");
-        assert_eq!(key.open(&format!("{forged}.{tag}")), None, "tag of another receipt");
+        assert_eq!(
+            key.open(&format!("{forged}.{tag}")),
+            None,
+            "tag of another receipt"
+        );
         assert_eq!(key.open("garbage"), None);
     }
 

@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::api::documents::{self, PrintJobModel, PrintSelection};
 use crate::api::feeds::{self, FeedChecksumModel, FeedErrorModel, FeedModel, FeedProgressModel};
 use crate::api::gpd::{
     self, AppInfo, ErrorResponse, IbanChangeModel, IbanChangeResponse, InstallmentOption,
@@ -13,7 +14,6 @@ use crate::api::gpd::{
 use crate::api::model::*;
 use crate::api::notifications::{self, NotificationModel, NotificationsPage};
 use crate::api::positions;
-use crate::api::documents::{self, PrintJobModel, PrintSelection};
 use crate::api::receipts::{
     self, AcknowledgeModel, AnomaliesPage, AnomalyModel, MapEntry, ReceiptModel,
     ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,

@@ -178,7 +178,9 @@ impl AppState {
             fiscal_code: "-".into(),
             reason: format!("documents verification key: {e}"),
         })?;
-        let print_jobs = crate::api::documents::PrintJobs::new(settings.node.data_dir.join("documents").join("print-jobs"));
+        let print_jobs = crate::api::documents::PrintJobs::new(
+            settings.node.data_dir.join("documents").join("print-jobs"),
+        );
         Ok(AppState {
             verify_key,
             print_jobs,

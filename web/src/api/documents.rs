@@ -69,10 +69,16 @@ pub async fn position_notice_pdf(
 ) -> Result<HttpResponse, Problem> {
     let p = read_own(&state, &auth, &path.1).await?;
     if p.payment_options.is_empty() {
-        return Err(Problem::not_found(format!("debt position {:?} has no notice", path.1)));
+        return Err(Problem::not_found(format!(
+            "debt position {:?} has no notice",
+            path.1
+        )));
     }
     let input = notice_input(&auth.org.settings, &p, None);
-    let name = input.options.first().map_or_else(|| p.iupd.clone(), |o| o.nav.clone());
+    let name = input
+        .options
+        .first()
+        .map_or_else(|| p.iupd.clone(), |o| o.nav.clone());
     let pdf = render(move || mpay_documents::render_notice(&input)).await?;
     Ok(pdf_response(pdf, &format!("avviso-{name}.pdf")))
 }
@@ -95,7 +101,12 @@ pub async fn notice_pdf(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let raw = path.1.trim().to_owned();
-    let not_ours = || Problem::not_found(format!("no notice {raw:?} for organization {}", auth.fiscal_code()));
+    let not_ours = || {
+        Problem::not_found(format!(
+            "no notice {raw:?} for organization {}",
+            auth.fiscal_code()
+        ))
+    };
     let nav = NoticeNumber::parse_unchecked(&raw).map_err(|_| not_ours())?;
     if !auth.allows(&nav) {
         return Err(Problem::new(
@@ -106,7 +117,9 @@ pub async fn notice_pdf(
     }
     let org = auth.fiscal_code().clone();
     let key = nav.clone();
-    let p = ledger(&state, move |l| l.find_by_notice(&org, &key)).await?.ok_or_else(not_ours)?;
+    let p = ledger(&state, move |l| l.find_by_notice(&org, &key))
+        .await?
+        .ok_or_else(not_ours)?;
     let input = notice_input(&auth.org.settings, &p, Some(nav.as_str()));
     if input.options.is_empty() {
         return Err(not_ours());
@@ -117,7 +130,12 @@ pub async fn notice_pdf(
 
 /// The public origin documents link to: `[portal] public_url`, else the request's.
 pub(crate) fn public_origin(state: &AppState, req: &HttpRequest) -> String {
-    let configured = state.settings.portal.public_url.trim().trim_end_matches('/');
+    let configured = state
+        .settings
+        .portal
+        .public_url
+        .trim()
+        .trim_end_matches('/');
     if configured.is_empty() {
         let info = req.connection_info();
         format!("{}://{}", info.scheme(), info.host())
@@ -145,16 +163,37 @@ pub async fn receipt_pdf(
     req: HttpRequest,
 ) -> Result<HttpResponse, Problem> {
     let org = auth.fiscal_code().to_string();
-    let found = state.store.organization_receipt(org.clone(), path.1.clone()).await?;
-    let r = found.ok_or_else(|| Problem::not_found(format!("no receipt {:?} for organization {org}", path.1)))?;
-    let verify = format!("{}/ricevute/verify/{}", public_origin(&state, &req), state.verify_key.id(&org, &r.receipt_id));
+    let found = state
+        .store
+        .organization_receipt(org.clone(), path.1.clone())
+        .await?;
+    let r = found.ok_or_else(|| {
+        Problem::not_found(format!("no receipt {:?} for organization {org}", path.1))
+    })?;
+    let verify = format!(
+        "{}/ricevute/verify/{}",
+        public_origin(&state, &req),
+        state.verify_key.id(&org, &r.receipt_id)
+    );
     let input = receipt_input(&r, &auth.org.name, verify);
     let pdf = render(move || mpay_documents::render_receipt(&input)).await?;
-    Ok(pdf_response(pdf, &format!("ricevuta-{}.pdf", safe_name(&r.receipt_id))))
+    Ok(pdf_response(
+        pdf,
+        &format!("ricevuta-{}.pdf", safe_name(&r.receipt_id)),
+    ))
 }
 
-pub(crate) fn safe_name(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+/// A file-name-safe form of an identifier.
+pub fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Which positions a mass print takes (one of).
@@ -177,18 +216,28 @@ pub struct PrintSelection {
 impl PrintSelection {
     fn check(&self) -> Result<PositionFilter, String> {
         let by_date = self.due_from.is_some() || self.due_to.is_some();
-        let chosen = [self.feed.is_some(), self.status.is_some(), by_date].iter().filter(|b| **b).count();
+        let chosen = [self.feed.is_some(), self.status.is_some(), by_date]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if chosen != 1 {
             return Err("choose one of feed, status, or dueFrom/dueTo".into());
         }
         let status = match self.status.as_deref() {
             None => None,
             Some(s) => Some(
-                serde_json::from_value::<PositionStatus>(serde_json::Value::String(s.trim().to_ascii_uppercase()))
-                    .map_err(|_| format!("unknown status {s:?}"))?,
+                serde_json::from_value::<PositionStatus>(serde_json::Value::String(
+                    s.trim().to_ascii_uppercase(),
+                ))
+                .map_err(|_| format!("unknown status {s:?}"))?,
             ),
         };
-        Ok(PositionFilter { status, due_from: self.due_from, due_to: self.due_to, ..PositionFilter::default() })
+        Ok(PositionFilter {
+            status,
+            due_from: self.due_from,
+            due_to: self.due_to,
+            ..PositionFilter::default()
+        })
     }
 }
 
@@ -207,10 +256,15 @@ pub fn select_positions(
             .list(org, &filter, ListOrder::InsertedAsc, page, 1000)
             .map_err(|e| e.to_string())?;
         let n = p.items.len();
-        out.extend(p.items.into_iter().filter(|d| match &selection.feed {
-            Some(flow) => matches!(&d.origin, Origin::Feed { flow_id } if flow_id == flow),
-            None => true,
-        }).filter(|d| !d.payment_options.is_empty()));
+        out.extend(
+            p.items
+                .into_iter()
+                .filter(|d| match &selection.feed {
+                    Some(flow) => matches!(&d.origin, Origin::Feed { flow_id } if flow_id == flow),
+                    None => true,
+                })
+                .filter(|d| !d.payment_options.is_empty()),
+        );
         if n < 1000 {
             break;
         }
@@ -261,12 +315,18 @@ pub struct PrintJobs {
 impl PrintJobs {
     /// Jobs writing their results under `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        PrintJobs { dir, jobs: Arc::default(), idempotency: Arc::default() }
+        PrintJobs {
+            dir,
+            jobs: Arc::default(),
+            idempotency: Arc::default(),
+        }
     }
 
     fn get(&self, org: &str, id: &str) -> Option<(PrintJobModel, PathBuf)> {
         let jobs = self.jobs.lock().ok()?;
-        jobs.get(id).filter(|j| j.org == org).map(|j| (j.model.clone(), j.path.clone()))
+        jobs.get(id)
+            .filter(|j| j.org == org)
+            .map(|j| (j.model.clone(), j.path.clone()))
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut PrintJobModel)) {
@@ -330,7 +390,14 @@ pub async fn create_print_job(
         created_at: Utc::now(),
         result: None,
     };
-    jobs.jobs.lock().map_err(Problem::internal)?.insert(id.clone(), Job { org: org.clone(), model: model.clone(), path: path.clone() });
+    jobs.jobs.lock().map_err(Problem::internal)?.insert(
+        id.clone(),
+        Job {
+            org: org.clone(),
+            model: model.clone(),
+            path: path.clone(),
+        },
+    );
     let ledger = state.store.ledger.clone();
     let ctx = auth.org.clone();
     let segregation = auth.segregation_codes.clone();
@@ -338,12 +405,16 @@ pub async fn create_print_job(
     let job_id = id.clone();
     let result_url = format!("/api/v1/organizations/{org}/notices/print-jobs/{id}/result.zip");
     tokio::task::spawn_blocking(move || {
-        let auth = OrgAuth { org: ctx.clone(), segregation_codes: segregation };
+        let auth = OrgAuth {
+            org: ctx.clone(),
+            segregation_codes: segregation,
+        };
         let outcome = (|| -> Result<(), String> {
-            let positions: Vec<DebtPosition> = select_positions(ledger.as_ref(), &ctx.fiscal_code, &selection)?
-                .into_iter()
-                .filter(|p| auth.check_position(p).is_ok())
-                .collect();
+            let positions: Vec<DebtPosition> =
+                select_positions(ledger.as_ref(), &ctx.fiscal_code, &selection)?
+                    .into_iter()
+                    .filter(|p| auth.check_position(p).is_ok())
+                    .collect();
             run_jobs.update(&job_id, |m| {
                 m.status = "RUNNING".into();
                 m.total = positions.len();
@@ -354,11 +425,15 @@ pub async fn create_print_job(
             let tmp = path.with_extension("zip.part");
             let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
             let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-            let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
             let mut merged = selection.merge.then(mpay_documents::MergedNotices::new);
             for p in &positions {
                 let input = notice_input(&ctx.settings, p, None);
-                let name = input.options.first().map_or_else(|| safe_name(&p.iupd), |o| o.nav.clone());
+                let name = input
+                    .options
+                    .first()
+                    .map_or_else(|| safe_name(&p.iupd), |o| o.nav.clone());
                 let result = match merged.as_mut() {
                     Some(m) => m.add(&input),
                     None => mpay_documents::render_notice(&input).and_then(|pdf| {
@@ -379,10 +454,14 @@ pub async fn create_print_job(
             }
             if let Some(m) = merged {
                 let pdf = m.finish().map_err(|e| e.to_string())?;
-                zip.start_file("notices.pdf", opts).map_err(|e| e.to_string())?;
+                zip.start_file("notices.pdf", opts)
+                    .map_err(|e| e.to_string())?;
                 zip.write_all(&pdf).map_err(|e| e.to_string())?;
             }
-            zip.finish().map_err(|e| e.to_string())?.flush().map_err(|e| e.to_string())?;
+            zip.finish()
+                .map_err(|e| e.to_string())?
+                .flush()
+                .map_err(|e| e.to_string())?;
             std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
             Ok(())
         })();
@@ -398,7 +477,10 @@ pub async fn create_print_job(
         });
     });
     Ok(HttpResponse::Accepted()
-        .insert_header((actix_web::http::header::LOCATION, format!("/api/v1/organizations/{org}/notices/print-jobs/{id}")))
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/api/v1/organizations/{org}/notices/print-jobs/{id}"),
+        ))
         .json(model))
 }
 
@@ -418,10 +500,9 @@ pub async fn print_job_status(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let org = auth.fiscal_code().to_string();
-    let (model, _) = state
-        .print_jobs
-        .get(&org, &path.1)
-        .ok_or_else(|| Problem::not_found(format!("no print job {:?} for organization {org}", path.1)))?;
+    let (model, _) = state.print_jobs.get(&org, &path.1).ok_or_else(|| {
+        Problem::not_found(format!("no print job {:?} for organization {org}", path.1))
+    })?;
     Ok(HttpResponse::Ok().json(model))
 }
 
@@ -442,16 +523,24 @@ pub async fn print_job_result(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let org = auth.fiscal_code().to_string();
-    let (model, file) = state
-        .print_jobs
-        .get(&org, &path.1)
-        .ok_or_else(|| Problem::not_found(format!("no print job {:?} for organization {org}", path.1)))?;
+    let (model, file) = state.print_jobs.get(&org, &path.1).ok_or_else(|| {
+        Problem::not_found(format!("no print job {:?} for organization {org}", path.1))
+    })?;
     if model.status != "DONE" {
-        return Err(Problem::conflict(format!("print job {} is {}", model.job_id, model.status)));
+        return Err(Problem::conflict(format!(
+            "print job {} is {}",
+            model.job_id, model.status
+        )));
     }
-    let bytes = web::block(move || std::fs::read(file)).await.map_err(Problem::internal)?.map_err(Problem::internal)?;
+    let bytes = web::block(move || std::fs::read(file))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
-        .insert_header((actix_web::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"avvisi-{}.zip\"", model.job_id)))
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"avvisi-{}.zip\"", model.job_id),
+        ))
         .body(bytes))
 }

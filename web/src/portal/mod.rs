@@ -256,7 +256,10 @@ pub fn configure(portal: Portal) -> impl Fn(&mut web::ServiceConfig) + Clone {
                 "/servizio/{org}/{code}",
                 web::post().to(forms::service_submit),
             )
-            .route("/avvisi/{org}/{nav}/pdf", web::get().to(documents::notice_pdf))
+            .route(
+                "/avvisi/{org}/{nav}/pdf",
+                web::get().to(documents::notice_pdf),
+            )
             .route("/ricevute/verify/{id}", web::get().to(documents::verify))
             .route("/ricevute/{id}/pdf", web::get().to(documents::receipt_pdf))
             .route("/mpay/pagonet/extern.do", web::get().to(forms::extern_get))

@@ -658,9 +658,10 @@ pub async fn outcome(
             v.receipt_id = cart
                 .receipt_of(&i.organization, &i.notice_number)
                 .map(str::to_string);
-            v.receipt_link = v.receipt_id.as_deref().map(|r| {
-                format!("/ricevute/{}/pdf", state.verify_key.id(&i.organization, r))
-            });
+            v.receipt_link = v
+                .receipt_id
+                .as_deref()
+                .map(|r| format!("/ricevute/{}/pdf", state.verify_key.id(&i.organization, r)));
             v
         })
         .collect();
