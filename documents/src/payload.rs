@@ -167,7 +167,7 @@ pub fn ascii_fold(text: &str) -> String {
 pub fn format_notice_number(nav: &str) -> String {
     let mut out = String::with_capacity(nav.len() + nav.len() / 4);
     for (i, c) in nav.chars().enumerate() {
-        if i > 0 && i % 4 == 0 {
+        if i > 0 && i.is_multiple_of(4) {
             out.push(' ');
         }
         out.push(c);
@@ -182,7 +182,7 @@ pub fn format_euro(cents: i64) -> String {
     let euros = (abs / 100).to_string();
     let mut grouped = String::with_capacity(euros.len() + euros.len() / 3);
     for (i, c) in euros.chars().enumerate() {
-        if i > 0 && (euros.len() - i) % 3 == 0 {
+        if i > 0 && (euros.len() - i).is_multiple_of(3) {
             grouped.push('.');
         }
         grouped.push(c);
