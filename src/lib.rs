@@ -4,4 +4,5 @@
 pub mod app;
 pub mod feeds;
 pub mod feeds_cli;
+pub mod notices_cli;
 pub mod recon_cli;

@@ -104,10 +104,53 @@ enum Command {
         #[command(subcommand)]
         command: ReconCommand,
     },
+    /// Payment notices as PDF (run while the server is stopped; the REST job
+    /// `…/notices/print-jobs` otherwise).
+    Notices {
+        #[command(subcommand)]
+        command: NoticesCommand,
+    },
     /// Development helpers.
     Dev {
         #[command(subcommand)]
         command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NoticesCommand {
+    /// Prints the notices of an organization's positions chosen by feed, status or due dates:
+    /// one PDF per position named by its notice number, or one merged `notices.pdf`.
+    Print {
+        /// Organization fiscal code.
+        #[arg(long)]
+        org: String,
+        /// The positions created by this feed (flow id).
+        #[arg(long, value_name = "FLOW_ID", group = "which")]
+        feed: Option<String>,
+        /// The positions in this status (e.g. VALID).
+        #[arg(long, group = "which")]
+        status: Option<String>,
+        /// Positions with an option due on or after this day (YYYY-MM-DD).
+        #[arg(long, value_name = "DAY")]
+        due_from: Option<chrono::NaiveDate>,
+        /// Positions with an option due on or before this day (YYYY-MM-DD).
+        #[arg(long, value_name = "DAY")]
+        due_to: Option<chrono::NaiveDate>,
+        /// Output folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// One merged PDF instead of one per position.
+        #[arg(long)]
+        merge: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Also time the QR codes alone for the same notices (ops/bench/notices).
+        #[arg(long, hide = true)]
+        qr_baseline: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 
@@ -492,6 +535,41 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let settings = load_settings(&config)?;
             configured_org(&settings, &config, &org)?;
             return mpay::recon_cli::run(&open_store(&settings)?, &org, json);
+        }
+        Command::Notices {
+            command:
+                NoticesCommand::Print {
+                    org,
+                    feed,
+                    status,
+                    due_from,
+                    due_to,
+                    out,
+                    merge,
+                    quiet,
+                    qr_baseline,
+                    config,
+                },
+        } => {
+            if (feed.is_some() || status.is_some()) && (due_from.is_some() || due_to.is_some()) {
+                bail!("choose one of --feed, --status, or --due-from/--due-to");
+            }
+            let settings = load_settings(&config)?;
+            let org = configured_org(&settings, &config, &org)?;
+            let store = open_store(&settings)?;
+            let args = mpay::notices_cli::PrintArgs {
+                selection: mpay_web::api::documents::PrintSelection {
+                    feed,
+                    status,
+                    due_from,
+                    due_to,
+                    merge,
+                },
+                out,
+                quiet,
+                qr_baseline,
+            };
+            return mpay::notices_cli::print(&store, org, &args);
         }
         Command::Dev { command } => match command {
             DevCommand::EnteReceiver { bind, secret } => dev::ente_receiver(&bind, secret)?,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub mod catalogue;
 pub mod mail;
+pub mod documents;
 pub mod notification;
 pub mod portal;
 pub mod reporting;
@@ -113,6 +114,9 @@ pub struct Settings {
     /// The message bus (`[bus]`): in-process unless a NATS URL is given.
     #[serde(default)]
     pub bus: BusSettings,
+    /// Payment notices and receipts as PDF (`[documents]`, see `documents.rs`).
+    #[serde(default)]
+    pub documents: crate::documents::DocumentsSettings,
 }
 
 /// `[bus]`: the message bus between the actors (and the nodes).
@@ -616,6 +620,12 @@ pub struct OrganizationSettings {
     /// `notification.rs`); none = no notifications (receipts stay retrievable by REST).
     #[serde(default)]
     pub notification: Option<crate::notification::NotificationSettings>,
+    /// CBILL code printed on the organization's notices (home banking), when it has one.
+    #[serde(default)]
+    pub cbill: Option<String>,
+    /// Languages of the organization's notices: `it` (default) or `it-de`.
+    #[serde(default)]
+    pub notice_language: crate::documents::NoticeLanguage,
 }
 
 impl OrganizationSettings {

@@ -7,6 +7,7 @@ pub mod archivio;
 pub mod auth;
 pub mod demo;
 pub mod limits;
+pub mod documents;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -52,6 +53,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
             .service(
                 web::scope("/api/v1")
                     .wrap(actix_web::middleware::from_fn(auth::refuse_key_in_query))
+                    .configure(api::documents::configure)
                     .configure(api::positions::configure)
                     .configure(api::gpd::configure)
                     .configure(api::feeds::configure)

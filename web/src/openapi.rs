@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::api::documents::{self, PrintJobModel, PrintSelection};
 use crate::api::feeds::{self, FeedChecksumModel, FeedErrorModel, FeedModel, FeedProgressModel};
 use crate::api::gpd::{
     self, AppInfo, ErrorResponse, IbanChangeModel, IbanChangeResponse, InstallmentOption,
@@ -93,7 +94,13 @@ impl Modify for Security {
         reconciliation::import_statement,
         reconciliation::report,
         notifications::list_notifications,
-        notifications::resend
+        notifications::resend,
+        documents::position_notice_pdf,
+        documents::notice_pdf,
+        documents::receipt_pdf,
+        documents::create_print_job,
+        documents::print_job_status,
+        documents::print_job_result
     ),
     components(schemas(
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
@@ -106,7 +113,7 @@ impl Modify for Security {
         NotificationFeeModel, OptionWithPosition, PaidModel, PaymentOptionGroup,
         PaymentOptionsResponse, DebtorModel, InstallmentModel, PaymentOptionModelV3,
         PaymentOptionResponseV3, PaymentPositionModelV3, PaymentPositionResponseV3,
-        PaymentPositionsInfoV3, NotificationModel, NotificationsPage, ReceiptEmailModel
+        PaymentPositionsInfoV3, NotificationModel, NotificationsPage, ReceiptEmailModel, PrintSelection, PrintJobModel
     )),
     modifiers(&Security),
     tags((name = "debt positions", description = "Create, read, update, publish, invalidate and delete debt positions"),
@@ -116,6 +123,7 @@ impl Modify for Security {
          (name = "receipts", description = "Receipts received from pagoPA (pagoPA field names, the request as received) and the anomalies they raised (double payments, differences, unknown notices, station mismatches, receipt departures), with an acknowledge action; the receipt's e-mail to its payer/debtor (state, resend)"),
          (name = "reconciliation", description = "Reporting flows (FdR) and bank statements (camt.053/054, OPI giornale di cassa) imported per organization, and the reconciliation of receipts, flows and credits with one label per line"),
          (name = "notifications", description = "What each payment notification to the Ente's own system became (signed webhook or MPay notificaPagamento): state, attempts, last error, next attempt; resend"),
+         (name = "documents", description = "Payment notices (pagoPA avviso with QR codes and the Poste Data Matrix) and receipts as PDF; asynchronous mass printing of notices (202 + job id, idempotent with Idempotency-Key, progress, result.zip)"),
          (name = "feeds", description = "Bulk debt-position feeds (MyPay/PU CSV 1.0-2.0-eng and ours): upload, status, outcome report, IUV exchange file, result.zip with the MyPay/PU compatibility copies"))
 )]
 pub struct ApiDoc;

@@ -66,6 +66,10 @@ pub struct AppState {
     pub bus: Option<Arc<dyn mpay_actors::bus::Bus>>,
     /// Failed-authentication counters (REST API keys; the FTP server has its own).
     pub throttle: Arc<crate::throttle::AuthThrottle>,
+    /// The key of the receipts' public verification ids (`crate::documents`).
+    pub verify_key: crate::documents::VerifyKey,
+    /// Asynchronous mass-print jobs (`POST …/notices/print-jobs`).
+    pub print_jobs: crate::api::documents::PrintJobs,
 }
 
 /// A broker-level API key: acts for every organization served by a station of the broker,
@@ -175,8 +179,17 @@ impl AppState {
                 );
             }
         }
+        let verify_key = crate::documents::VerifyKey::load(&settings).map_err(|e| StateError {
+            fiscal_code: "-".into(),
+            reason: format!("documents verification key: {e}"),
+        })?;
+        let print_jobs = crate::api::documents::PrintJobs::new(
+            settings.node.data_dir.join("documents").join("print-jobs"),
+        );
         Ok(AppState {
             throttle: Arc::new(crate::throttle::AuthThrottle::from_settings(&settings.auth)),
+            verify_key,
+            print_jobs,
             broker_keys: Arc::new(broker_keys),
             catalogue: Arc::new(catalogue),
             settings: Arc::new(settings),

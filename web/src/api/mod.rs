@@ -1,5 +1,6 @@
 //! The REST API for Ente systems (`/api/v1`).
 
+pub mod documents;
 pub mod feeds;
 pub mod gpd;
 pub mod model;

@@ -9,6 +9,7 @@
 //! marked paid only by its receipt: the outcome page reads the receipts the station stored.
 
 pub mod assets;
+mod documents;
 mod forms;
 mod pages;
 
@@ -56,6 +57,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "outcome.html",
         include_str!("../../templates/portal/outcome.html"),
+    ),
+    (
+        "verify.html",
+        include_str!("../../templates/portal/verify.html"),
     ),
     (
         "error.html",
@@ -229,7 +234,8 @@ fn error_page(
     )
 }
 
-/// Registers the portal's routes (`/`, `/avviso`, `/servizio/…`, `/carrello…`,
+/// Registers the portal's routes (`/`, `/avviso`, `/servizio/…`, `/carrello…`, the documents
+/// (`/avvisi/{org}/{nav}/pdf`, `/ricevute/{id}/pdf`, `/ricevute/verify/{id}`),
 /// `/mpay/pagonet/extern.do`, `/static/…`).
 pub fn configure(portal: Portal) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
@@ -250,6 +256,12 @@ pub fn configure(portal: Portal) -> impl Fn(&mut web::ServiceConfig) + Clone {
                 "/servizio/{org}/{code}",
                 web::post().to(forms::service_submit),
             )
+            .route(
+                "/avvisi/{org}/{nav}/pdf",
+                web::get().to(documents::notice_pdf),
+            )
+            .route("/ricevute/verify/{id}", web::get().to(documents::verify))
+            .route("/ricevute/{id}/pdf", web::get().to(documents::receipt_pdf))
             .route("/mpay/pagonet/extern.do", web::get().to(forms::extern_get))
             .route(
                 "/mpay/pagonet/extern.do",

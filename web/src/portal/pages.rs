@@ -55,6 +55,8 @@ pub(super) struct ItemView {
     amount: String,
     due_date: String,
     receipt_id: Option<String>,
+    /// The public receipt download (`/ricevute/{verification id}/pdf`), once paid.
+    receipt_link: Option<String>,
 }
 
 pub(super) fn item_view(i: &CartItem) -> ItemView {
@@ -69,6 +71,7 @@ pub(super) fn item_view(i: &CartItem) -> ItemView {
             .map(|d| d.format("%d/%m/%Y").to_string())
             .unwrap_or_else(|| "—".into()),
         receipt_id: None,
+        receipt_link: None,
     }
 }
 
@@ -655,6 +658,10 @@ pub async fn outcome(
             v.receipt_id = cart
                 .receipt_of(&i.organization, &i.notice_number)
                 .map(str::to_string);
+            v.receipt_link = v
+                .receipt_id
+                .as_deref()
+                .map(|r| format!("/ricevute/{}/pdf", state.verify_key.id(&i.organization, r)));
             v
         })
         .collect();
