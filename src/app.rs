@@ -190,11 +190,37 @@ pub fn connector_settings(settings: &Settings) -> ConnectorSettings {
 }
 
 /// The receipt PDF renderer of `mpay serve` (the receipt e-mail's attachment; rendering runs
-/// on a blocking thread). `None` until the documents crate is wired: the e-mail then carries
-/// the pagoPA receipt XML only. Wiring: `Some(Arc::new(|r: &StoredReceipt| …))` returning the
-/// PDF bytes or the reason it could not be rendered.
-pub fn receipt_pdf_renderer() -> Option<ReceiptPdf> {
-    None
+/// on a blocking thread): the same PDF as `GET …/receipts/{id}/pdf`, its QR code linking to the
+/// verification page at `[portal] public_url` (else the HTTP bind address). `None` when the
+/// verification key cannot be read or created: the e-mail then carries the receipt XML only.
+pub fn receipt_pdf_renderer(settings: &Settings) -> Option<ReceiptPdf> {
+    let key = match mpay_web::documents::VerifyKey::load(settings) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "receipt e-mails without PDF: the verification key cannot be read");
+            return None;
+        }
+    };
+    let configured = settings.portal.public_url.trim().trim_end_matches('/');
+    let origin = if configured.is_empty() {
+        format!("http://{}", settings.http.bind)
+    } else {
+        configured.to_owned()
+    };
+    let names: std::collections::HashMap<String, String> = settings
+        .organizations
+        .iter()
+        .map(|o| (o.fiscal_code.clone(), o.name.clone()))
+        .collect();
+    Some(Arc::new(move |r: &mpay_storage::StoredReceipt| {
+        let name = names.get(&r.organization).cloned().unwrap_or_default();
+        let url = format!(
+            "{origin}/ricevute/verify/{}",
+            key.id(&r.organization, &r.receipt_id)
+        );
+        let input = mpay_web::documents::receipt_input(r, &name, url);
+        mpay_documents::render_receipt(&input).map_err(|e| e.to_string())
+    }))
 }
 
 /// The mailer's view of `[mail]` (the password read here, once: from the settings or
@@ -276,7 +302,8 @@ impl Application {
     /// Errors: the store cannot be opened (locked by another process, permissions), the address
     /// cannot be bound, the organizations' settings are unusable.
     pub async fn build(settings: Settings, demo: bool) -> anyhow::Result<Self> {
-        Self::build_with_receipt_pdf(settings, demo, receipt_pdf_renderer()).await
+        let pdf = receipt_pdf_renderer(&settings);
+        Self::build_with_receipt_pdf(settings, demo, pdf).await
     }
 
     /// [`Application::build`] with the receipt PDF renderer of the receipt e-mail given

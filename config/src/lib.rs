@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub mod catalogue;
-pub mod mail;
 pub mod documents;
+pub mod mail;
 pub mod notification;
 pub mod portal;
 pub mod reporting;
