@@ -199,6 +199,7 @@ pub fn safe_name(s: &str) -> String {
 /// Which positions a mass print takes (one of).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"status": "VALID", "merge": false}))]
 pub struct PrintSelection {
     /// The positions created by this feed (flow id).
     pub feed: Option<String>,
