@@ -720,7 +720,8 @@ async fn cancellation_and_discharge() {
 }
 
 #[actix_rt::test]
-async fn notice_pdf_is_not_available_and_says_so() {
+async fn the_notice_pdf_is_answered_in_base64() {
+    use base64::Engine as _;
     let app = spawn_app().await;
     send(&app, &Doc::new("PDF-1", "P-1", "12.34"))
         .await
@@ -731,9 +732,12 @@ async fn notice_pdf_is_not_available_and_says_so() {
         Cred::Key(KEY_A),
     )
     .await;
-    a.assert_esito("02");
-    assert!(a.text_of("messaggioEsito").contains("non disponibile"));
-    assert_eq!(a.text_of("stampaPDFDocumentoPagoPA"), "");
+    a.assert_esito("00");
+    let pdf = base64::engine::general_purpose::STANDARD
+        .decode(a.text_of("stampaPDFDocumentoPagoPA").trim())
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    assert!(pdf.len() > 1000, "{} bytes", pdf.len());
     assert_eq!(a.text_of("numeroDocumento"), "PDF-1");
     call(
         &app,

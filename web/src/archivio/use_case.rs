@@ -437,8 +437,8 @@ pub(super) fn discharge(
 }
 
 /// `richiestaAvvisoPagoPa`: the document is checked (`05` absent, `04` fiscal code or total
-/// not matching); the notice PDF is not produced by this platform yet, so the answer is `02`
-/// with an empty `stampaPDFDocumentoPagoPA` — never a fake PDF.
+/// not matching), then its pagoPA notice (every option, as `GET …/notices/pdf` prints it) is
+/// rendered and answered in `stampaPDFDocumentoPagoPA` (base64); a rendering failure is `01`.
 pub(super) fn notice_pdf(state: &AppState, org: &OrgContext, s: StampaDocumento) -> Done {
     let snap = read(state, org, &s.numero_documento)?;
     let (Some(doc), Some(pos)) = (&snap.document, &snap.position) else {
@@ -470,8 +470,19 @@ pub(super) fn notice_pdf(state: &AppState, org: &OrgContext, s: StampaDocumento)
             format!("importoTotaleDocumento {asked} (centesimi) non corrispondente al documento"),
         ));
     }
-    Err(fail(
-        Esito::Configurazione,
-        "generazione PDF dell'avviso pagoPA non disponibile su questa piattaforma",
+    use base64::Engine as _;
+    let input = crate::documents::notice_input(&org.settings, pos, None);
+    let pdf = mpay_documents::render_notice(&input).map_err(|e| {
+        tracing::error!(error = %e, document = %s.numero_documento, "notice PDF not rendered");
+        fail(
+            Esito::Generico,
+            "generazione dell'avviso pagoPA non riuscita",
+        )
+    })?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pdf);
+    Ok((
+        "avviso pagoPA generato".into(),
+        ResponseBody::Stampa(s, encoded),
+        false,
     ))
 }
