@@ -41,6 +41,9 @@ pub const VERSION: u32 = 2;
 const DEFAULT_TREE: &[u8] = b"__sled__default";
 /// Trees left out unless asked for.
 const JOURNAL_TREES: &[&str] = &["journal"];
+/// The tree of the node's write probe (operational, never backed up: a backup of a running
+/// node would otherwise differ from its restore by the probe's timestamp).
+pub(crate) const PROBE_TREE: &str = "store_probe";
 
 /// What a backup or a restore covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -126,7 +129,8 @@ impl Store {
         names.sort();
         for name in names {
             let tree_name = String::from_utf8_lossy(&name).into_owned();
-            if !journal && JOURNAL_TREES.contains(&tree_name.as_str()) {
+            if tree_name == PROBE_TREE || (!journal && JOURNAL_TREES.contains(&tree_name.as_str()))
+            {
                 continue;
             }
             let tree = if name.as_ref() == DEFAULT_TREE {
@@ -172,7 +176,9 @@ pub fn restore(
     dir: &std::path::Path,
     input: &mut dyn BufRead,
 ) -> Result<BackupSummary, StorageError> {
-    let db = sled::Config::new().path(dir).open()?;
+    // no background flusher: its thread would hold the store (and its lock) for a while after
+    // this returns, and the caller opens the store next
+    let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
     for name in db.tree_names() {
         let tree = if name.as_ref() == DEFAULT_TREE {
             (*db).clone()

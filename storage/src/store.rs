@@ -122,13 +122,13 @@ impl Store {
         self.durability.sync_data_file()
     }
 
-    /// Writes and flushes a small record (`meta/probe`): Ok when the store can write. sled does
+    /// Writes and flushes a small record (tree `store_probe`, left out of backups): Ok when the store can write. sled does
     /// not recover in place from a failed write (a full disk): once this fails it keeps failing
     /// until the store is opened again.
     /// Errors: the write or the flush failed.
     pub fn probe_write(&self) -> Result<(), StorageError> {
-        let meta = self.db.open_tree("meta")?;
-        meta.insert(b"probe", chrono::Utc::now().to_rfc3339().as_bytes())?;
+        let probe = self.db.open_tree(crate::backup::PROBE_TREE)?;
+        probe.insert(b"probe", chrono::Utc::now().to_rfc3339().as_bytes())?;
         self.db.flush()?;
         Ok(())
     }
