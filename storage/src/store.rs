@@ -33,6 +33,32 @@ pub struct Store {
     cache_bytes: u64,
 }
 
+/// How long an open waits for the store's lock to be released by a handle of this same process
+/// that is closing: sled's background flusher keeps the files open for up to one flush interval
+/// (500 ms) after the last handle is dropped. Another process holding the store (a running
+/// `mpay serve`) still gets the "locked" error, after this wait.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StorageError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(e) => {
+                let e = StorageError::from(e);
+                if !e.is_locked() || std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir` with the [`DEFAULT_CACHE_BYTES`] page cache.
     /// Errors: [`StorageError`] when the folder cannot be opened (permissions, another process
@@ -93,10 +119,7 @@ impl Store {
         ),
         StorageError,
     > {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let db = open_sled(dir, cache_bytes)?;
         let ledger = Arc::new(SledLedger::open(&db)?);
         crate::receipts::upgrade(&db, &ledger.receipts)?;
         let archive = Arc::new(SledArchive::open(&db, ledger.clone())?);
