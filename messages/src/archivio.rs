@@ -1021,6 +1021,18 @@ mod tests {
 </soapenv:Envelope>"#;
 
     #[test]
+    fn a_fault_echoing_control_characters_stays_well_formed() {
+        // fuzz target `archivio_request`: the unknown encoding label of the request (with a
+        // control character) is echoed in the fault, which was then ill-formed XML
+        let body = b"<?xml version=\"1.0\" encoding=\"ISO-88\x02\"?><a/>";
+        let err = decode(body).unwrap_err();
+        for soap12 in [false, true] {
+            let fault = encode_fault(4, &err.to_string(), soap12);
+            assert!(xml::parse(fault.as_bytes()).is_ok(), "{fault}");
+        }
+    }
+
+    #[test]
     fn an_insert_decodes_with_lenient_facets() {
         let d = decode(INSERT.as_bytes()).unwrap();
         assert_eq!(d.operation, Operation::Inserimento);

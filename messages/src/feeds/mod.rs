@@ -21,7 +21,7 @@ pub use container::{
     check_rest_flow_id, extract_zip, FeedFileName, FeedManifest, ZipContents, ZipLimits,
     MANIFEST_NAME,
 };
-pub use reader::{FeedReader, FeedRow, ReadOptions};
+pub use reader::{FeedReader, FeedRow, ReadOptions, MAX_COLUMNS, MAX_LINE_BYTES};
 pub use record::{FeedRecord, FeedTransfer, NoticeRequest, PaymentOptionType};
 pub use report::{
     IuvExchangeLine, IuvExchangeWriter, IuvKind, OutcomeLine, OutcomeWriter, RowOutcome,

@@ -284,14 +284,34 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
     }
 }
 
-/// Escapes text for element content and attribute values.
+/// Escapes text for element content and attribute values. A character XML 1.0 cannot carry
+/// (a control character echoed from a malformed request, say) becomes U+FFFD, so what we
+/// write is always well-formed.
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    quick_xml::escape::escape(s)
+    if s.chars().all(is_xml_char) {
+        return quick_xml::escape::escape(s);
+    }
+    let kept: String = s
+        .chars()
+        .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
+        .collect();
+    std::borrow::Cow::Owned(quick_xml::escape::escape(&kept).into_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_never_writes_what_xml_cannot_carry() {
+        // found by the fuzz target `archivio_request`: a control character echoed from a
+        // request's encoding label made the SOAP fault ill-formed
+        let text = escape("a\u{2}<b>\u{FFFF}\t\u{1F600}");
+        assert_eq!(text, "a\u{FFFD}&lt;b&gt;\u{FFFD}\t\u{1F600}");
+        let doc = format!("<x>{text}</x>");
+        assert!(parse(doc.as_bytes()).is_ok());
+        assert_eq!(escape("plain & simple"), "plain &amp; simple");
+    }
 
     #[test]
     fn namespaces_resolve_whatever_the_prefix() {
