@@ -554,7 +554,6 @@ impl Drop for NatsServer {
 /// The node's position events from now on (`mpay.v1.position.>` on its bus).
 #[allow(dead_code)]
 pub async fn position_events(app: &TestApp) -> mpay_actors::bus::Subscription {
-    use mpay_actors::bus::Bus as _;
     let bus = app.app_state.bus.clone().expect("the node has a bus");
     bus.subscribe(&["mpay.v1.position.>"]).await.unwrap()
 }
