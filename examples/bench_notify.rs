@@ -7,7 +7,9 @@
 //! receipts: the station's fastest path, so that the intake does not hide the outbox).
 //!
 //! 1. **baseline**: the same webhook calls (bodies and headers as the connector sends them)
-//!    made directly in a loop, one at a time, as the connector does;
+//!    made directly in a loop, one at a time (the baseline), and again with
+//!    `BENCH_CONCURRENCY` calls in flight (the connector's `[notifications] concurrency`, 8 by
+//!    default: the fair comparison for a connector that delivers that many positions at once);
 //! 2. **drain**: `BENCH_RECEIPTS` receipts stored while the Ente holds its first answer (the
 //!    outbox fills), then released: deliveries per second until the last ack;
 //! 3. **lag**: `BENCH_LAG_SECS` seconds of receipts at `BENCH_RATE` per second: lag from the
@@ -149,6 +151,8 @@ async fn main() {
     let lag_secs = env("BENCH_LAG_SECS", 10);
     let conns = env("BENCH_CONNS", 16) as usize;
     let nats = std::env::var("BENCH_NATS").unwrap_or_default();
+    // the connector's calls in flight (config default unless BENCH_CONCURRENCY is set)
+    let concurrency = env("BENCH_CONCURRENCY", 8) as usize;
     let bus = if nats.is_empty() {
         "in-process"
     } else {
@@ -186,7 +190,7 @@ async fn main() {
                 "\n[organizations.notification]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"bench-secret-0123456789\"\ntimeout_ms = 600000\n"
             ),
         );
-        cfg.push_str("\n[notifications]\nbackoff_base_ms = 200\nbackoff_max_ms = 1000\nbatch = 256\n");
+        cfg.push_str(&format!("\n[notifications]\nbackoff_base_ms = 200\nbackoff_max_ms = 1000\nbatch = 256\nconcurrency = {concurrency}\n"));
         if !nats2.is_empty() {
             cfg.push_str(&format!("\n[bus]\nnats_url = \"{nats2}\"\n"));
         }
@@ -263,11 +267,11 @@ async fn main() {
     let drain_rate = receipts as f64 / drain.as_secs_f64();
     let calls_after_drain = ente.lock().unwrap().calls;
 
-    // 1. baseline: the same calls, directly, one at a time (what a connector does)
-    let samples = ente.lock().unwrap().samples.clone();
+    // 1. baseline: the same calls, directly, one at a time in a loop; and the same calls with
+    //    as many in flight as the connector has (`[notifications] concurrency`)
+    let samples = Arc::new(ente.lock().unwrap().samples.clone());
     let base_n = receipts.min(20_000);
-    let t_base = Instant::now();
-    for i in 0..base_n {
+    let call = move |client: reqwest::Client, samples: Arc<Vec<Sample>>, i: u64| async move {
         let (headers, body) = &samples[(i as usize) % samples.len()];
         let mut req = client.post(format!("http://127.0.0.1:{port}/baseline"));
         for (n, v) in headers {
@@ -275,8 +279,31 @@ async fn main() {
         }
         let r = req.body(body.clone()).send().await.unwrap();
         assert!(r.status().is_success());
+    };
+    let t_base = Instant::now();
+    for i in 0..base_n {
+        call(client.clone(), samples.clone(), i).await;
     }
     let base_rate = base_n as f64 / t_base.elapsed().as_secs_f64();
+    let t_base = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, samples, next) = (client.clone(), samples.clone(), next.clone());
+        tasks.push(actix_rt::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= base_n {
+                    break;
+                }
+                call(client.clone(), samples.clone(), i).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let base_conc_rate = base_n as f64 / t_base.elapsed().as_secs_f64();
 
     // 3. lag at a fixed rate
     let lag_n = rate * lag_secs;
@@ -342,8 +369,9 @@ async fn main() {
         fill.as_secs_f64(),
         receipts as f64 / fill.as_secs_f64()
     );
-    println!("  baseline: {base_n} webhook calls in a loop: {base_rate:.0} calls/s");
-    println!("  outbox:   {receipts} deliveries drained in {:.1} s: {drain_rate:.0} deliveries/s = {:.2} x baseline (target >= 0.8)", drain.as_secs_f64(), drain_rate / base_rate);
+    println!("  baseline: {base_n} webhook calls in a loop, one at a time: {base_rate:.0} calls/s");
+    println!("  baseline: {base_n} webhook calls, {concurrency} in flight (the connector's concurrency): {base_conc_rate:.0} calls/s");
+    println!("  outbox:   {receipts} deliveries drained in {:.1} s: {drain_rate:.0} deliveries/s = {:.2} x loop baseline (target >= 0.8), {:.2} x {concurrency}-in-flight baseline", drain.as_secs_f64(), drain_rate / base_rate, drain_rate / base_conc_rate);
     println!(
         "  lag:      {} receipts at {offered:.0}/s offered: p50 {} ms, p99 {} ms, max {} ms (target p99 <= 1000 ms){}",
         lags.len(),

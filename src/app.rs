@@ -186,6 +186,7 @@ pub fn connector_settings(settings: &Settings) -> ConnectorSettings {
             breaker_open: ms(n.breaker_open_ms),
         },
         batch: n.batch,
+        concurrency: n.concurrency,
     }
 }
 

@@ -516,6 +516,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let settings = load_settings(&config)?;
             configured_org(&settings, &config, &org)?;
             let store = open_store(&settings)?;
+            // revocations are queued for the Enti with an endpoint, as by a running node
+            store.ledger.set_notified_organizations(
+                settings
+                    .organizations
+                    .iter()
+                    .filter(|o| o.notification.is_some())
+                    .map(|o| o.fiscal_code.clone()),
+            );
             return match command {
                 FdrCommand::Import { files, .. } => import(&store, &org, Kind::Flow, &files),
                 FdrCommand::List { .. } => list(&store, &org),

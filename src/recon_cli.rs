@@ -1,14 +1,17 @@
 //! `mpay fdr import|list`, `mpay bank import`, `mpay recon run`: the reconciliation commands an
 //! operator runs on a stopped node (with the server running, the same through the REST API
 //! `…/fdrs/import`, `…/bank-statements`, `…/reconciliation`). Imports go through the same
-//! functions as the REST API (`storage::reconciliation`).
+//! functions as the REST API (`storage::reconciliation`); a flow import queues the revocations
+//! it announces with the same function too (`Store::enqueue_revocations_of_flow`: delivered by
+//! the Ente's connector when the node runs). The organizations notified are those with an
+//! `[organizations.notification]` endpoint, set by the caller from the configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::Utc;
-use mpay_storage::reconciliation::{self, FileImport};
+use mpay_storage::reconciliation::{self, FileImport, FlowImport};
 use mpay_storage::Store;
 
 fn euros(cents: i64) -> String {
@@ -39,19 +42,35 @@ pub fn import(store: &Store, org: &str, kind: Kind, files: &[PathBuf]) -> anyhow
         let r = &store.reconciliation;
         let line = match kind {
             Kind::Flow => match r.import_flow_file(org, &name, &bytes, Utc::now())? {
-                FileImport::Imported(f) => format!(
-                    "{name}: flow {} revision {} {:?}: {} rows, {} EUR{}",
-                    f.flow_id,
-                    f.revision,
-                    f.outcome,
-                    f.rows,
-                    euros(f.total_cents),
-                    if f.flags.is_empty() {
-                        String::new()
+                FileImport::Imported(f) => {
+                    // as the REST import: a new flow or revision queues its revocations
+                    let revocations = if matches!(f.outcome, FlowImport::New | FlowImport::Revision)
+                    {
+                        store
+                            .enqueue_revocations_of_flow(org, &f.flow_id, Utc::now())?
+                            .len()
                     } else {
-                        format!(", flags {:?}", f.flags)
-                    }
-                ),
+                        0
+                    };
+                    format!(
+                        "{name}: flow {} revision {} {:?}: {} rows, {} EUR{}{}",
+                        f.flow_id,
+                        f.revision,
+                        f.outcome,
+                        f.rows,
+                        euros(f.total_cents),
+                        if f.flags.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", flags {:?}", f.flags)
+                        },
+                        if revocations > 0 {
+                            format!(", {revocations} revocations queued for the Ente")
+                        } else {
+                            String::new()
+                        }
+                    )
+                }
                 FileImport::Rejected(why) => {
                     failed = true;
                     format!("{name}: REFUSED (kept for inspection): {why}")

@@ -994,3 +994,25 @@ async fn two_organizations_cannot_share_mpay_codes() {
     };
     assert!(err.contains("MPay codes"), "{err}");
 }
+
+#[actix_rt::test]
+async fn every_document_write_is_a_position_event_on_the_bus() {
+    let app = spawn_app().await;
+    let mut events = position_events(&app).await;
+    let mut doc = Doc::new("EVT-1", "E-1", "100.00");
+    doc.tributi = vec![Tributo("3944", "100.00", None, None)];
+    send(&app, &doc).await.assert_esito("00");
+    expect_position_event(&mut events, "position.created", ORG_A, "EVT-1").await;
+    call(
+        &app,
+        &discharge_xml("EVT-1", &[("3944", 1, "30.00")]),
+        Cred::Key(KEY_A),
+    )
+    .await
+    .assert_esito("00");
+    expect_position_event(&mut events, "position.updated", ORG_A, "EVT-1").await;
+    call(&app, &cancel_xml("05671", "EVT-1"), Cred::Key(KEY_A))
+        .await
+        .assert_esito("00");
+    expect_position_event(&mut events, "position.cancelled", ORG_A, "EVT-1").await;
+}

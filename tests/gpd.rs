@@ -437,6 +437,7 @@ async fn gpd_compat_organization_accepts_gpd_ibans_any_iuv_and_deletes_unpaid() 
 #[actix_web::test]
 async fn v3_plans_payment_options_and_paid_outside_agree() {
     let app = spawn_app_with(&extra()).await;
+    let mut events = position_events(&app).await;
     let inst = |iuv: &str, cents: i64, due: &str| {
         json!({
         "iuv": iuv, "amount": cents, "description": "rata", "dueDate": due,
@@ -464,6 +465,7 @@ async fn v3_plans_payment_options_and_paid_outside_agree() {
     )
     .await;
     assert_eq!(s, 201, "{p}");
+    expect_position_event(&mut events, "position.created", ORG_G, "V3-1").await;
     assert_eq!(p["paymentOption"].as_array().unwrap().len(), 3);
     assert_eq!(
         p["paymentOption"][1]["installments"]
@@ -493,6 +495,7 @@ async fn v3_plans_payment_options_and_paid_outside_agree() {
     let (s, paid) = call(&app, Method::POST, &format!("/api/v1/organizations/{ORG_G}/paymentoptions/paids/347000000000000012"), KEY_G,
         Some(json!({"paymentDate": "2029-12-01T10:00:00Z", "paymentMethod": "CONTANTI", "pspCompany": "Sportello", "idReceipt": "R-1"}))).await;
     assert_eq!(s, 200, "{paid}");
+    expect_position_event(&mut events, "position.updated", ORG_G, "V3-1").await;
     assert_eq!(paid["status"], "PO_PAID");
     assert_eq!(paid["paymentMethod"], "CONTANTI");
     assert_eq!(paid["paymentDate"], "2029-12-01T10:00:00Z");
@@ -606,6 +609,8 @@ async fn v3_plans_payment_options_and_paid_outside_agree() {
 #[actix_web::test]
 async fn notification_fee_bulk_v2_and_iban_change() {
     let app = spawn_app_with(&extra()).await;
+    // every write below is published once durable (position.created|updated|cancelled)
+    let mut events = position_events(&app).await;
     let v1 = format!("/api/v1/organizations/{ORG_G}/debtpositions");
     let (s, _) = call(
         &app,
@@ -616,6 +621,7 @@ async fn notification_fee_bulk_v2_and_iban_change() {
     )
     .await;
     assert_eq!(s, 201);
+    expect_position_event(&mut events, "position.created", ORG_G, "F-1").await;
     let (s, o) = call(
         &app,
         Method::PUT,
@@ -626,6 +632,7 @@ async fn notification_fee_bulk_v2_and_iban_change() {
     .await;
     assert_eq!(s, 200, "{o}");
     assert_eq!(o["amount"], 1150);
+    expect_position_event(&mut events, "position.updated", ORG_G, "F-1").await;
     assert_eq!(o["notificationFee"], 150);
     assert_eq!(o["transfer"][0]["amount"], 1150);
     assert!(o["lastUpdatedDateNotificationFee"].is_string());
@@ -638,6 +645,7 @@ async fn notification_fee_bulk_v2_and_iban_change() {
     )
     .await;
     assert_eq!((s, r["updatedTransfers"].as_u64()), (200, Some(1)));
+    expect_position_event(&mut events, "position.updated", ORG_G, "F-1").await;
     let v2 = format!("/api/v2/organizations/{ORG_G}/debtpositions");
     let (s, _) = call(
         &app,
@@ -650,6 +658,8 @@ async fn notification_fee_bulk_v2_and_iban_change() {
     )
     .await;
     assert_eq!(s, 201);
+    expect_position_event(&mut events, "position.created", ORG_G, "F-2").await;
+    expect_position_event(&mut events, "position.created", ORG_G, "F-3").await;
     let (s, u) = call(
         &app,
         Method::PUT,
@@ -659,6 +669,7 @@ async fn notification_fee_bulk_v2_and_iban_change() {
     )
     .await;
     assert_eq!(s, 200, "{u}");
+    expect_position_event(&mut events, "position.updated", ORG_G, "F-2").await;
     assert_eq!(
         u["paymentPositions"][0]["paymentOption"][0]["transfer"][0]["iban"],
         "X2"
@@ -688,6 +699,8 @@ async fn notification_fee_bulk_v2_and_iban_change() {
     )
     .await;
     assert_eq!(s, 200);
+    expect_position_event(&mut events, "position.cancelled", ORG_G, "F-2").await;
+    expect_position_event(&mut events, "position.cancelled", ORG_G, "F-3").await;
     assert_eq!(
         call(&app, Method::GET, &format!("{v1}/F-3"), KEY_G, None)
             .await

@@ -674,6 +674,70 @@ async fn a_revoked_payment_reaches_the_soap_ente_as_notifica_revoca_pagamento_af
     ente.stop().await;
 }
 
+/// `mpay fdr import` (the CLI's import, run here on the node's store) queues the revocations
+/// a flow announces with the same function as the REST import
+/// (`Store::enqueue_revocations_of_flow`): visible in `GET …/notifications` at once, delivered
+/// by the connector when it is woken (a node's start; here the `fdr.acquired` a running node
+/// publishes), once; the same flow imported again queues nothing more.
+#[actix_web::test]
+async fn the_cli_flow_import_queues_the_revocations_the_rest_import_queues() {
+    let ente = Ente::start().await;
+    let url = ente.url("/IntegraenteService/notifica");
+    let app = spawn_app_edited(|c| with_endpoints(c, None, Some(&url))).await;
+    let nav = create(&app, ORG_B, KEY_B, position("CLI-1", IBAN_B, &[1500]))
+        .await
+        .remove(0);
+    let (revoked, _) = pay(&app, ORG_B, &nav).await;
+    eventually("the payment notified", || !ente.received().is_empty()).await;
+
+    let flow_id = "2026-07-04PSPXITXXXXX-C1";
+    let flow = flow_for(
+        ORG_B,
+        flow_id,
+        &[(nav[1..].to_string(), revoked.clone(), 1500, "3")],
+    );
+    let file = app.dir.path().join("flow-c1.xml");
+    std::fs::write(&file, flow).unwrap();
+    let cli_import = |file: std::path::PathBuf| {
+        let store = app.store.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            mpay::recon_cli::import(&store, ORG_B, mpay::recon_cli::Kind::Flow, &[file]).unwrap()
+        })
+    };
+    let code = cli_import(file.clone()).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let v = notifications(&app, ORG_B, KEY_B, "").await;
+    assert_eq!(v["pageInfo"]["items_found"], 2, "{v}");
+    let revocation = v["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "PAYMENT_REVOCATION")
+        .unwrap_or_else(|| panic!("no revocation queued: {v}"))
+        .clone();
+    assert_eq!(revocation["receiptId"], revoked.as_str());
+    // the same flow again: unchanged, nothing more queued
+    let code = cli_import(file).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let v = notifications(&app, ORG_B, KEY_B, "").await;
+    assert_eq!(v["pageInfo"]["items_found"], 2, "{v}");
+
+    app.app_state.tell(mpay_actors::bus::Event::FdrAcquired {
+        organization: ORG_B.into(),
+        flow_id: flow_id.into(),
+    });
+    eventually("the revocation notified", || ente.received().len() >= 2).await;
+    let got = ente.received();
+    assert!(
+        got[1].body.contains("NotificaRevocaPagamentoRequest") && got[1].body.contains(&revoked),
+        "notificaRevocaPagamento of {revoked}: {}",
+        got[1].body
+    );
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ente.received().len(), 2, "one revocation, once");
+    ente.stop().await;
+}
+
 /// Certificates for the mTLS Ente: a private CA, the Ente's server certificate (localhost)
 /// and mpay's client certificate, both issued by the CA. PEM: (ca, server cert, server key,
 /// client cert + key).

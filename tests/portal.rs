@@ -346,6 +346,7 @@ async fn two_organizations_and_a_spontaneous_payment_paid_end_to_end() {
         .json()
         .await
         .unwrap();
+    let mut events = position_events(app).await;
     let (s, _, loc) = b
         .post(
             &svc,
@@ -370,6 +371,21 @@ async fn two_organizations_and_a_spontaneous_payment_paid_end_to_end() {
         after["payment_position_list"].as_array().unwrap().len(),
         before["payment_position_list"].as_array().unwrap().len() + 1
     );
+    // the spontaneous payment's position is published on the bus once durable
+    let iupds = |v: &Value| -> Vec<String> {
+        v["payment_position_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["iupd"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let old_iupds = iupds(&before);
+    let created = iupds(&after)
+        .into_iter()
+        .find(|i| !old_iupds.contains(i))
+        .unwrap();
+    expect_position_event(&mut events, "position.created", ORG_A, &created).await;
 
     // the cart: three notices of two organizations
     let (s, html, _) = b.get(&format!("{}{cart_path}", p.base)).await.into_parts();

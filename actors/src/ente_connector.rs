@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use mpay_messages::domain::delivery::{
     deliverable, next_due, Breaker, BreakerState, DeliveryPolicy, Notification, NotificationKind,
     NotificationState,
@@ -344,6 +345,8 @@ pub struct ConnectorSettings {
     pub policy: DeliveryPolicy,
     /// Open notifications read per pass.
     pub batch: usize,
+    /// Calls in flight at once (each for a different position).
+    pub concurrency: usize,
 }
 
 /// Wake up: there may be work.
@@ -487,8 +490,28 @@ type Loaded = (Notification, Option<StoredReceipt>, Option<DebtPosition>);
 
 impl Pass {
     /// Delivers what is due; returns the breaker and when to look again.
+    ///
+    /// Each pass reads up to `batch` open notifications, keeps the first due one of each
+    /// position ([`deliverable`]) and delivers those with up to `concurrency` calls in flight:
+    /// they are of different positions, so order per position holds (a position's next
+    /// notification is read only by a later pass, after this one's outcome is written).
+    ///
+    /// Outcomes are written once per pass, in one unit of work
+    /// ([`mpay_storage::SledLedger::update_notifications`]), then flushed once
+    /// (`Durability::commit(Notification)`) when the pass had an ack — before the next pass
+    /// reads the outbox. Why batching cannot lose a notification: an ack is recorded only
+    /// after the Ente answered, and the record that closes the notification reaches the disk
+    /// only with that flush; a crash before it leaves the notification open in the durable
+    /// store, so it is delivered again after the restart with the same `Idempotency-Key`
+    /// (at-least-once before our durable record of the ack, as for a single write). A crash
+    /// cannot make the store say DELIVERED for a call that was not acknowledged: the record
+    /// is written only from an `Attempt::Ack`. Within the process, no notification of this
+    /// pass is read again before its outcome is in sled (the next pass starts after the
+    /// write), so nothing is sent twice without a crash. Failures (RETRYING) lost in a crash
+    /// only mean an earlier retry.
     async fn run(self, mut breaker: Breaker) -> (Breaker, Option<DateTime<Utc>>) {
         let org = self.endpoint.organization.clone();
+        let concurrency = self.settings.concurrency.max(1);
         loop {
             let (o, batch) = (org.clone(), self.settings.batch);
             let open = match self
@@ -515,26 +538,35 @@ impl Pass {
                     return (breaker, Some(Utc::now() + chrono::Duration::seconds(5)));
                 }
             };
+            let mut outcomes: Vec<(Notification, Notification)> = Vec::with_capacity(loaded.len());
             let mut acked = false;
-            let mut unrecorded = false;
-            for (n, receipt, position) in loaded {
-                if !breaker.admit(Utc::now()) {
-                    // nothing leaves while the breaker is open; look again when it half-opens
-                    let probe = breaker.retry_at();
-                    let next = match (probe, next_due(&open)) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
+            let mut held_back = false;
+            let (client, endpoint) = (&self.client, &*self.endpoint);
+            let mut pending = loaded.into_iter();
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                while in_flight.len() < concurrency && !held_back {
+                    let Some((n, receipt, position)) = pending.next() else {
+                        break;
                     };
-                    if acked {
-                        self.commit(&org).await;
+                    if !breaker.admit(Utc::now()) {
+                        // nothing leaves while the breaker is open; what is in flight ends
+                        held_back = true;
+                        break;
                     }
-                    return (breaker, next);
+                    in_flight.push(async move {
+                        let attempt = match &receipt {
+                            Some(r) => deliver(client, endpoint, &n, r, position.as_ref()).await,
+                            None => Attempt::Refused(format!(
+                                "receipt {} not in the store",
+                                n.receipt_id
+                            )),
+                        };
+                        (n, attempt)
+                    });
                 }
-                let attempt = match &receipt {
-                    Some(r) => {
-                        deliver(&self.client, &self.endpoint, &n, r, position.as_ref()).await
-                    }
-                    None => Attempt::Refused(format!("receipt {} not in the store", n.receipt_id)),
+                let Some((n, attempt)) = in_flight.next().await else {
+                    break;
                 };
                 let now = Utc::now();
                 let after = match &attempt {
@@ -575,29 +607,38 @@ impl Pass {
                         f
                     }
                 };
-                let (before, after2) = (n.clone(), after);
+                outcomes.push((n, after));
+            }
+            drop(in_flight);
+            let unrecorded = if outcomes.is_empty() {
+                false
+            } else {
                 let written = self
                     .store
-                    .blocking(move |s| s.ledger.update_notification(&before, &after2))
+                    .blocking(move |s| s.ledger.update_notifications(&outcomes))
                     .await;
-                if let Err(e) = written {
-                    unrecorded = true;
-                    self.health
-                        .error(KIND, &org, &format!("outcome not recorded: {e}"));
+                match written {
+                    Ok(_) => false,
+                    Err(e) => {
+                        self.health
+                            .error(KIND, &org, &format!("outcomes not recorded: {e}"));
+                        true
+                    }
                 }
-            }
-            if acked {
+            };
+            if acked && !unrecorded {
                 self.commit(&org).await;
             }
             if unrecorded {
-                // the store refused the outcome: not again at once (the Ente dedupes a repeat)
+                // the store refused the outcomes: not again at once (the Ente dedupes a repeat)
                 return (breaker, Some(Utc::now() + chrono::Duration::seconds(5)));
             }
             metrics::gauge!("mpay_ente_breaker_state", "organization" => org.clone())
                 .set(breaker.state(Utc::now()).gauge());
-            if breaker.state(Utc::now()) == BreakerState::Open {
-                let probe = breaker.retry_at();
-                return (breaker, probe);
+            if held_back || breaker.state(Utc::now()) == BreakerState::Open {
+                // look again when the breaker half-opens (what was held back is due now)
+                let next = breaker.retry_at().or_else(|| next_due(&open));
+                return (breaker, next);
             }
         }
     }

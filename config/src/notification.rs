@@ -114,6 +114,9 @@ pub struct NotificationPolicySettings {
     pub breaker_open_ms: u64,
     /// Open notifications a connector reads per pass.
     pub batch: usize,
+    /// Calls a connector has in flight at once, each for a different position (one position's
+    /// notifications still go one after the other, in order).
+    pub concurrency: usize,
 }
 
 impl Default for NotificationPolicySettings {
@@ -125,6 +128,7 @@ impl Default for NotificationPolicySettings {
             breaker_failures: 5,
             breaker_open_ms: 60_000,
             batch: 256,
+            concurrency: 8,
         }
     }
 }
@@ -153,6 +157,9 @@ impl NotificationPolicySettings {
         }
         if self.batch == 0 {
             return e("batch", "must be at least 1");
+        }
+        if self.concurrency == 0 || self.concurrency > 256 {
+            return e("concurrency", "must be 1..=256");
         }
         Ok(())
     }

@@ -173,11 +173,30 @@ impl SledLedger {
         before: &Notification,
         after: &Notification,
     ) -> Result<bool, LedgerError> {
+        let done = self.update_notifications(&[(before.clone(), after.clone())])?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+
+    /// The outcomes of a connector's pass in one unit of work: each `(before, after)` is
+    /// written when the stored record is still `before` (compare-and-swap per record, as
+    /// [`Self::update_notification`]); one that changed meanwhile (a resend) is skipped and
+    /// reported `false` at its index, the others are written all the same. Nothing is flushed
+    /// here: the caller makes acks durable with `Durability::commit(Notification)`.
+    pub fn update_notifications(
+        &self,
+        changes: &[(Notification, Notification)],
+    ) -> Result<Vec<bool>, LedgerError> {
         let t = &self.receipts;
-        let key = outbox_key(&after.organization, after.id);
-        let old_bytes = encode_record(OUTBOX, before)?;
-        let new_bytes = encode_record(OUTBOX, after)?;
-        let r = transact(
+        let mut encoded = Vec::with_capacity(changes.len());
+        for (before, after) in changes {
+            encoded.push((
+                outbox_key(&after.organization, after.id),
+                encode_record(OUTBOX, before)?,
+                encode_record(OUTBOX, after)?,
+                after.state.is_open(),
+            ));
+        }
+        transact(
             self.ledger_trees(),
             &[&t.outbox, &t.outbox_open],
             |_: &LedgerTx<'_>, trees| {
@@ -186,23 +205,23 @@ impl SledLedger {
                         "an outbox unit of work lost its trees".into(),
                     )));
                 };
-                if outbox.get(&key)?.as_deref() != Some(old_bytes.as_slice()) {
-                    return Err(Abort::Abort(LedgerError::Contended));
+                let mut done = Vec::with_capacity(encoded.len());
+                for (key, old_bytes, new_bytes, still_open) in &encoded {
+                    if outbox.get(key)?.as_deref() != Some(old_bytes.as_slice()) {
+                        done.push(false);
+                        continue;
+                    }
+                    outbox.insert(key.as_slice(), new_bytes.as_slice())?;
+                    if *still_open {
+                        open.insert(key.as_slice(), &[][..])?;
+                    } else {
+                        open.remove(key.as_slice())?;
+                    }
+                    done.push(true);
                 }
-                outbox.insert(key.as_slice(), new_bytes.as_slice())?;
-                if after.state.is_open() {
-                    open.insert(key.as_slice(), &[][..])?;
-                } else {
-                    open.remove(key.as_slice())?;
-                }
-                Ok(())
+                Ok::<_, Abort<LedgerError>>(done)
             },
-        );
-        match r {
-            Ok(()) => Ok(true),
-            Err(LedgerError::Contended) => Ok(false),
-            Err(e) => Err(e),
-        }
+        )
     }
 
     /// Puts a notification back to PENDING, due `now` (an operator's resend). `None`: no

@@ -60,6 +60,28 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StorageError> {
 }
 
 impl Store {
+    /// A reporting flow of `org` was stored (a new flow or a higher revision — REST import,
+    /// FdR sync, `mpay fdr import`): the revocations its latest revision announces (outcome-3
+    /// rows for receipts the Ente was notified of) go to the Ente's outbox
+    /// ([`SledLedger::enqueue_flow_revocations`]). The one function every import path calls;
+    /// the caller makes them durable (`Durability::commit` / a flush) and, with a node running,
+    /// wakes the connector (`FdrAcquired`).
+    pub fn enqueue_revocations_of_flow(
+        &self,
+        org: &str,
+        flow_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<mpay_messages::domain::delivery::Notification>, crate::error::LedgerError> {
+        let revisions = self
+            .reconciliation
+            .revisions(org, flow_id)
+            .map_err(crate::error::LedgerError::Storage)?;
+        match revisions.last() {
+            Some(stored) => self.ledger.enqueue_flow_revocations(org, &stored.flow, now),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Opens (or creates) the store in `dir` with the [`DEFAULT_CACHE_BYTES`] page cache.
     /// Errors: [`StorageError`] when the folder cannot be opened (permissions, another process
     /// holds the lock).

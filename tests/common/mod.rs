@@ -550,3 +550,48 @@ impl Drop for NatsServer {
         }
     }
 }
+
+/// The node's position events from now on (`mpay.v1.position.>` on its bus).
+#[allow(dead_code)]
+pub async fn position_events(app: &TestApp) -> mpay_actors::bus::Subscription {
+    let bus = app.app_state.bus.clone().expect("the node has a bus");
+    bus.subscribe(&["mpay.v1.position.>"]).await.unwrap()
+}
+
+/// Waits (at most 10 s) for the position event `kind` (`position.created`, `position.updated`,
+/// `position.cancelled`) of `org` / `iupd`, skipping other events; panics when it does not come.
+#[allow(dead_code)]
+pub async fn expect_position_event(
+    sub: &mut mpay_actors::bus::Subscription,
+    kind: &str,
+    org: &str,
+    iupd: &str,
+) {
+    use mpay_actors::bus::{Event, Received};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(r) = tokio::time::timeout(left, sub.recv()).await else {
+            panic!("no {kind} event of {org}/{iupd}; seen: {seen:?}");
+        };
+        let e = match r {
+            Received::Event(e) => e,
+            Received::Lagged(n) => panic!("the test's subscription lagged by {n}"),
+            Received::Closed => panic!("the bus closed"),
+        };
+        let (o, i) = match &e.event {
+            Event::PositionCreated { organization, iupd }
+            | Event::PositionUpdated { organization, iupd }
+            | Event::PositionCancelled { organization, iupd } => {
+                (organization.as_str(), iupd.as_str())
+            }
+            _ => ("", ""),
+        };
+        if e.kind == kind && o == org && i == iupd {
+            assert!(e.subject.ends_with(org), "subject {}", e.subject);
+            return;
+        }
+        seen.push(format!("{} {o}/{i}", e.kind));
+    }
+}

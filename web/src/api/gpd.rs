@@ -32,7 +32,7 @@ use super::positions::{
 };
 use crate::auth::OrgAuth;
 use crate::problem::{FieldError, Problem};
-use crate::state::AppState;
+use crate::state::{AppState, PositionChange};
 
 /// Routes under `/api/v1/organizations/{organizationfiscalcode}/paymentoptions` and
 /// `/api/v1/payment-options`.
@@ -312,6 +312,7 @@ async fn mark_paid(
         (r, None) => r.map_err(Problem::from)?,
     };
     durable(state).await?;
+    state.tell_position(PositionChange::Updated, &updated);
     let o = updated
         .payment_options
         .iter()
@@ -390,6 +391,7 @@ async fn change_option<E: std::fmt::Display + Send + 'static>(
     }
     let updated = r.map_err(Problem::from)?;
     durable(state).await?;
+    state.tell_position(PositionChange::Updated, &updated);
     let o = updated
         .payment_options
         .iter()
@@ -550,7 +552,8 @@ pub async fn change_iban(
         }),
     };
     let store = state.store.clone();
-    let updated = ledger(&state, move |l| {
+    let org_cf = org.clone();
+    let (updated, touched) = ledger(&state, move |l| {
         let all = l.list(
             &org,
             &PositionFilter::default(),
@@ -560,6 +563,7 @@ pub async fn change_iban(
         )?;
         let mut changed = 0;
         let mut positions = 0;
+        let mut touched = Vec::new();
         for p in all.items.iter().filter(|p| allowed(p)) {
             if positions >= limit {
                 break;
@@ -577,11 +581,15 @@ pub async fn change_iban(
             })?;
             changed += n;
             positions += 1;
+            touched.push(p.iupd.clone());
         }
-        Ok(changed)
+        Ok((changed, touched))
     })
     .await?;
     durable(&state).await?;
+    for iupd in &touched {
+        state.tell_position_id(PositionChange::Updated, org_cf.as_str(), iupd);
+    }
     Ok(HttpResponse::Ok().json(IbanChangeResponse {
         updated_transfers: updated,
     }))
@@ -645,6 +653,9 @@ pub async fn update_bulk(
     })
     .await?;
     durable(&state).await?;
+    for p in written.iter().flatten() {
+        state.tell_position(PositionChange::Updated, p);
+    }
     let out = written
         .iter()
         .flatten()
@@ -708,6 +719,7 @@ pub async fn delete_bulk(
     let org = auth.fiscal_code().clone();
     let store = state.store.clone();
     let iupds = model.payment_position_iupds;
+    let (org_cf, deleted) = (org.clone(), iupds.clone());
     ledger(&state, move |l| {
         l.change_many(&org, &iupds, &|current| {
             may(&store, current, action)?;
@@ -716,6 +728,9 @@ pub async fn delete_bulk(
     })
     .await?;
     durable(&state).await?;
+    for iupd in &deleted {
+        state.tell_position_id(PositionChange::Cancelled, org_cf.as_str(), iupd);
+    }
     Ok(HttpResponse::Ok().json("OK"))
 }
 

@@ -148,18 +148,7 @@ async fn flow_acquired(state: &AppState, org: &str, flow_id: &str) -> Result<(),
     let (o, f) = (org.to_string(), flow_id.to_string());
     let queued = state
         .store
-        .blocking(move |s| {
-            let latest = s
-                .reconciliation
-                .revisions(&o, &f)
-                .map_err(mpay_storage::LedgerError::Storage)?;
-            match latest.last() {
-                Some(stored) => s
-                    .ledger
-                    .enqueue_flow_revocations(&o, &stored.flow, Utc::now()),
-                None => Ok(Vec::new()),
-            }
-        })
+        .blocking(move |s| s.enqueue_revocations_of_flow(&o, &f, Utc::now()))
         .await
         .map_err(Problem::internal)?;
     if !queued.is_empty() {

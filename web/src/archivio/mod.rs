@@ -49,7 +49,7 @@ use mpay_storage::archive::{self, ArchiveError, FlowRecord, Snapshot};
 use mpay_storage::{DurabilityPoint, LedgerError, PositionRepository};
 
 use crate::auth::API_KEY_HEADER;
-use crate::state::{AppState, OrgContext};
+use crate::state::{AppState, OrgContext, PositionChange};
 
 mod mapping;
 mod use_case;
@@ -385,11 +385,11 @@ async fn process(
                     body: empty_body(op),
                     key: None,
                 },
-                false,
+                None,
             )
         }
     };
-    if wrote {
+    if let Some(written) = wrote {
         if let Err(e) = state
             .store
             .durability
@@ -405,6 +405,8 @@ async fn process(
                 key: answer.key,
             };
         }
+        // durable: the bus hears it (as for the REST API's writes)
+        state.tell_position_id(written.change, org.fiscal_code.as_str(), &written.iupd);
     }
     answer
 }

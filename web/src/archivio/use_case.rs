@@ -3,13 +3,13 @@
 
 use super::*;
 
-/// Runs one request on a blocking thread; returns the answer and whether the store was written.
+/// Runs one request on a blocking thread; returns the answer and the position written, if any.
 pub(super) fn run(
     state: &AppState,
     org: &OrgContext,
     base: &RequestBase,
     request: Request,
-) -> (Answer, bool) {
+) -> (Answer, Option<Written>) {
     let print_echo = match &request {
         Request::RichiestaAvviso(s) => Some(s.clone()),
         _ => None,
@@ -77,13 +77,39 @@ pub(super) fn run(
                     body,
                     key: Some(key),
                 },
-                false,
+                None,
             )
         }
     }
 }
 
-pub(super) type Done = Result<(String, ResponseBody, bool), Fail>;
+pub(super) type Done = Result<(String, ResponseBody, Option<Written>), Fail>;
+
+/// The position a request wrote (published on the bus once the write is durable).
+#[derive(Debug, Clone)]
+pub(super) struct Written {
+    /// Created, updated or cancelled.
+    pub change: PositionChange,
+    /// The position's iupd.
+    pub iupd: String,
+}
+
+impl Written {
+    /// What writing `position` over `previous` (`None`: there was none) was.
+    fn of(previous: Option<&DebtPosition>, position: &DebtPosition) -> Self {
+        let change = if position.status == PositionStatus::Invalid {
+            PositionChange::Cancelled
+        } else if previous.is_some() {
+            PositionChange::Updated
+        } else {
+            PositionChange::Created
+        };
+        Written {
+            change,
+            iupd: position.iupd.clone(),
+        }
+    }
+}
 
 pub(super) const OK_MESSAGE: &str = "Operazione eseguita correttamente";
 
@@ -244,7 +270,12 @@ pub(super) fn upsert(
                     message.push_str("; stampa avviso non disponibile");
                 }
                 req.documento = numbered.documento;
-                return Ok((message, ResponseBody::Documento(req.documento), true));
+                let written = Written::of(snap.position.as_ref(), &position);
+                return Ok((
+                    message,
+                    ResponseBody::Documento(req.documento),
+                    Some(written),
+                ));
             }
             Err(ArchiveError::Contended) => continue,
             Err(ArchiveError::FlowDuplicate(_)) => return Err(flow_duplicate(&flow_id)),
@@ -334,7 +365,7 @@ pub(super) fn change_document(
                 return Ok((
                     OK_MESSAGE.into(),
                     ResponseBody::NumeroDocumento(numero.to_string()),
-                    true,
+                    Some(Written::of(Some(pos), &position)),
                 ))
             }
             Err(ArchiveError::Contended) => continue,
@@ -483,6 +514,6 @@ pub(super) fn notice_pdf(state: &AppState, org: &OrgContext, s: StampaDocumento)
     Ok((
         "avviso pagoPA generato".into(),
         ResponseBody::Stampa(s, encoded),
-        false,
+        None,
     ))
 }

@@ -471,11 +471,15 @@ pub async fn service_submit(
     if !matches!(published, Ok(Ok(_))) {
         return fail("Si è verificato un errore interno: riprova tra qualche minuto.".into());
     }
-    let _ = state
+    let durable = state
         .store
         .durability
         .commit(mpay_storage::DurabilityPoint::RestWrite)
         .await;
+    if durable.is_ok() {
+        // created and published in this request: one event, once durable
+        state.tell_position(crate::state::PositionChange::Created, &position);
+    }
     see_other(
         &portal,
         &state,
