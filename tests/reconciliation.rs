@@ -647,6 +647,79 @@ async fn flows_are_downloaded_from_the_fdr_api_with_a_cursor_and_revisions() {
         (Some(0), Some(0)),
         "{third}"
     );
+    // the ReconciliationWorker heard fdr.acquired: the reported options reach PO_REPORTED
+    // through the domain's rule, its run is recorded and shown with the report
+    for iupd in ["SYNC-1", "SYNC-2", "SYNC-3"] {
+        app.wait_for("the position reported", || async {
+            let p: Value = app
+                .get(ORG_A, KEY_A, &format!("/{iupd}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            p["status"] == "REPORTED" && p["paymentOption"][0]["status"] == "PO_REPORTED"
+        })
+        .await;
+    }
+    app.wait_for("the worker's run recorded", || async {
+        let r = report(&app).await;
+        r["lastRun"]["payments"] == 3 && r["lastRun"]["rowsWithoutReceipt"] == 0
+    })
+    .await;
+    let actors: Value = app
+        .client
+        .get(format!("{}/health/actors", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        actors.to_string().contains("ReconciliationWorker"),
+        "{actors}"
+    );
+    // receipts past D+2 without a flow: none of the reported ones; a new payment only once its
+    // deadline is over
+    let d = create_and_pay(&app, "SYNC-4", 1_500).await;
+    let unreported = |as_of: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(format!(
+                    "{}/api/v1/organizations/{ORG_A}/reconciliation/unreported?asOf={as_of}",
+                    app.base
+                ))
+                .header("Ocp-Apim-Subscription-Key", KEY_A)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let today = mpay_messages::time::rome_today();
+    let now = unreported(today.to_string()).await;
+    assert_eq!(now["count"], 0, "{now}");
+    let later = unreported((today + chrono::Duration::days(10)).to_string()).await;
+    assert_eq!(later["count"], 1, "{later}");
+    assert_eq!(later["receipts"][0]["receiptId"], d.receipt_id, "{later}");
+    let deadline: chrono::NaiveDate =
+        serde_json::from_value(later["receipts"][0]["deadline"].clone()).unwrap();
+    assert!(deadline >= today + chrono::Duration::days(2), "{later}");
+    let bad = app
+        .client
+        .get(format!(
+            "{}/api/v1/organizations/{ORG_A}/reconciliation/unreported?asOf=yesterday",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
     let asked = shared.lock().unwrap().published_gt.clone();
     assert_eq!(
         asked,

@@ -47,7 +47,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The first token of every event kind: the subjects `mpay.v1.<root>.>` hold the events (the
 /// NATS events stream captures exactly these).
-pub const EVENT_ROOTS: &[&str] = &["receipt", "notification", "position", "feed", "fdr", "mail"];
+pub const EVENT_ROOTS: &[&str] = &[
+    "receipt",
+    "notification",
+    "position",
+    "feed",
+    "fdr",
+    "mail",
+    "bank",
+    "recon",
+];
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +120,24 @@ pub enum Event {
         /// receiptId.
         receipt_id: String,
     },
+    /// A bank statement was imported (its new credits stored and flushed).
+    BankStatementImported {
+        /// The Ente.
+        organization: String,
+        /// Credits not seen before.
+        new_credits: usize,
+    },
+    /// The `ReconciliationWorker` reconciled an organization (its summary is stored).
+    ReconCompleted {
+        /// The Ente.
+        organization: String,
+        /// Receipt transfers labelled.
+        payments: usize,
+        /// Flow rows without a receipt.
+        rows_without_receipt: usize,
+        /// Receipts past D+2 that no flow reports.
+        unreported: usize,
+    },
 }
 
 impl Event {
@@ -125,6 +152,8 @@ impl Event {
             Event::FeedLoaded { .. } => "feed.loaded",
             Event::FdrAcquired { .. } => "fdr.acquired",
             Event::MailRequeued { .. } => "mail.requeued",
+            Event::BankStatementImported { .. } => "bank.imported",
+            Event::ReconCompleted { .. } => "recon.completed",
         }
     }
 
@@ -138,7 +167,9 @@ impl Event {
             | Event::PositionCancelled { organization, .. }
             | Event::FeedLoaded { organization, .. }
             | Event::FdrAcquired { organization, .. }
-            | Event::MailRequeued { organization, .. } => organization,
+            | Event::MailRequeued { organization, .. }
+            | Event::BankStatementImported { organization, .. }
+            | Event::ReconCompleted { organization, .. } => organization,
         }
     }
 

@@ -40,7 +40,16 @@ pub fn easter_sunday(year: i32) -> Option<NaiveDate> {
 pub fn is_italian_holiday(d: NaiveDate) -> bool {
     let fixed = matches!(
         (d.month(), d.day()),
-        (1, 1) | (1, 6) | (4, 25) | (5, 1) | (6, 2) | (8, 15) | (11, 1) | (12, 8) | (12, 25) | (12, 26)
+        (1, 1)
+            | (1, 6)
+            | (4, 25)
+            | (5, 1)
+            | (6, 2)
+            | (8, 15)
+            | (11, 1)
+            | (12, 8)
+            | (12, 25)
+            | (12, 26)
     );
     fixed || easter_sunday(d.year()).and_then(|e| e.succ_opt()) == Some(d)
 }
@@ -183,13 +192,19 @@ mod tests {
             day("2026-12-07")
         );
         // Friday afternoon: D = Mon 7 Dec, 8 Dec is a holiday: Wed, Thu → 10 Dec
-        assert_eq!(payment_day(at("2026-12-04T15:00:00+01:00")), day("2026-12-07"));
+        assert_eq!(
+            payment_day(at("2026-12-04T15:00:00+01:00")),
+            day("2026-12-07")
+        );
         assert_eq!(
             publication_deadline(at("2026-12-04T15:00:00+01:00")),
             day("2026-12-10")
         );
         // Saturday: D = Monday
-        assert_eq!(payment_day(at("2026-12-05T09:00:00+01:00")), day("2026-12-07"));
+        assert_eq!(
+            payment_day(at("2026-12-05T09:00:00+01:00")),
+            day("2026-12-07")
+        );
         // Christmas Eve afternoon: 25, 26 (Sat), 27 (Sun) skipped: D = Mon 28, deadline Wed 30
         assert_eq!(
             publication_deadline(at("2026-12-24T14:00:00+01:00")),
