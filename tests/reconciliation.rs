@@ -417,6 +417,8 @@ type PublishedFlow = (String, u32, String, Vec<(String, String, i64)>);
 struct FdrApiState {
     flows: Vec<PublishedFlow>,
     failing: std::collections::HashSet<String>,
+    /// Flows whose header names another receiver than the organization asked about.
+    other_receiver: std::collections::HashSet<String>,
     published_gt: Vec<Option<String>>,
 }
 
@@ -469,6 +471,11 @@ async fn fdr_flow(
             .json(serde_json::json!({"appErrorCode": "FDR-3001"}));
     };
     let sum: i64 = f.3.iter().map(|r| r.2).sum();
+    let org = if st.other_receiver.contains(&fdr) {
+        "99999999999".to_string()
+    } else {
+        org
+    };
     actix_web::HttpResponse::Ok().json(serde_json::json!({
         "status": "PUBLISHED", "revision": rev, "fdr": fdr, "fdrDate": "2026-07-04T06:30:00Z",
         "regulation": "TRN-1", "regulationDate": "2026-07-03",
@@ -729,5 +736,45 @@ async fn flows_are_downloaded_from_the_fdr_api_with_a_cursor_and_revisions() {
             Some("2026-07-05T06:00:00Z".into())
         ]
     );
+    // a flow addressed to an organization we do not serve, listed before a normal one: stored
+    // and flagged, never reconciled against our receipts, never in the way of the next flow
+    let (f3, f4) = (
+        "2026-07-0688888888888-S0000103",
+        "2026-07-0688888888888-S0000104",
+    );
+    {
+        let mut st = shared.lock().unwrap();
+        st.flows.push((
+            f3.into(),
+            1,
+            "2026-07-06T06:00:00Z".into(),
+            vec![("01000000000000099".into(), "IUR-X".into(), 1_000)],
+        ));
+        st.other_receiver.insert(f3.into());
+        st.flows.push((
+            f4.into(),
+            1,
+            "2026-07-06T07:00:00Z".into(),
+            vec![(d.iuv.clone(), d.receipt_id.clone(), d.cents)],
+        ));
+    }
+    let fourth = sync().await;
+    assert_eq!(fourth["stored"], 2, "{fourth}");
+    assert_eq!(fourth["flagged"], 1, "{fourth}");
+    assert_eq!(fourth["failed"].as_array().unwrap().len(), 0, "{fourth}");
+    assert_eq!(fourth["cursor"], "2026-07-06T07:00:00Z");
+    let r = report(&app).await;
+    let other = r["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flowId"] == f3)
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(other["flags"].to_string().contains("99999999999"), "{r}");
+    assert!(
+        !r["rowsWithoutReceipt"].to_string().contains("IUR-X"),
+        "its rows are not ours: {r}"
+    );
+    assert_eq!(label_of(&r, &d.receipt_id), "RT_IUF");
     handle.stop(true).await;
 }

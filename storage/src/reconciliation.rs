@@ -664,6 +664,14 @@ pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError
         let s = line.settlement;
         settlements.insert(h.flow_id.clone(), s);
         report.flows.push(line);
+        if f.flow
+            .flags
+            .iter()
+            .any(|fl| matches!(fl, FlowFlag::OtherReceiver { .. }))
+        {
+            // addressed to another organization: listed with its flag, its rows are not ours
+            continue;
+        }
         // one match per row, in the rows' order
         for (row, m) in f
             .flow
