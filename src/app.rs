@@ -449,7 +449,7 @@ impl Application {
             m.listen(bus.clone());
         }
         // reconciliation: FdR sync on a schedule and on demand, runs on fdr.acquired /
-        // bank.imported
+        // fdr.statement_imported
         let recon = mpay_actors::recon_worker::ReconWorker::start(
             &mut watchdog,
             mpay_actors::recon_worker::ReconSettings {

@@ -229,6 +229,14 @@ async fn payments_flows_and_credits_are_labelled_and_faults_never_abort_a_flow()
         .await
         .unwrap();
     assert_eq!(again["alreadyKnown"], 3, "importing twice changes nothing");
+    // the statement's new credits reached the ReconciliationWorker through the bus: its run
+    // (recorded with the reason) already sees the settled flow
+    app.wait_for("a run caused by the statement", || async {
+        let r = report(&app).await;
+        r["lastRun"]["reason"] == "fdr.statement_imported"
+            && r["lastRun"]["totals"]["RT_IUF_TES"][0].as_i64() >= Some(2)
+    })
+    .await;
 
     let r = report(&app).await;
     assert_eq!(label_of(&r, &a.receipt_id), "RT_IUF_TES");

@@ -18,7 +18,7 @@
 //!   bus): sends each receipt's e-mail from the durable mail queue (SMTP, `lettre`).
 //! - [`recon_worker::ReconciliationWorker`] (one per node, started by
 //!   [`recon_worker::ReconWorker`]): syncs flows from the FdR API on a schedule and on demand,
-//!   re-runs reconciliation on `fdr.acquired` / `bank.imported`, publishes `recon.completed`.
+//!   re-runs reconciliation on `fdr.acquired` / `fdr.statement_imported`, publishes `fdr.reconciled`.
 
 pub mod bus;
 pub mod cart;

@@ -6,12 +6,12 @@
 //!   flow announces to the Ente, flushes, and publishes `fdr.acquired`. Syncs never overlap (one
 //!   at a time per node); one organization's failure never stops the others.
 //! - **Reconciling**: it does not poll the store for changes. It hears the bus (`fdr.acquired`:
-//!   a new flow or a higher revision — the run always uses the latest; `bank.imported`: a
+//!   a new flow or a higher revision — the run always uses the latest; `fdr.statement_imported`: a
 //!   statement's new credits) and re-runs the organizations concerned, once per burst:
 //!   `storage::reconciliation::reconcile`, then `mark_reported` (the domain's
 //!   `report_transfer`: options reach `PO_REPORTED` / `PO_PARTIALLY_REPORTED`), the receipts
 //!   past their D+2 deadline (`domain::reporting`), the run's summary stored (`recon_runs`,
-//!   what `GET …/reconciliation` shows as `lastRun`), flushed, then `recon.completed` published.
+//!   what `GET …/reconciliation` shows as `lastRun`), flushed, then `fdr.reconciled` published.
 //!   At start every organization is run once (what changed while the node was down).
 //! - Metrics: `mpay_recon_runs_total`, `mpay_recon_unmatched_rows`,
 //!   `mpay_recon_unreported_receipts` (after D+2), `mpay_recon_unexplained_credits`,
@@ -53,7 +53,7 @@ pub struct ReconSettings {
 pub struct Reconcile {
     /// Organization.
     pub organization: String,
-    /// Why (`fdr.acquired`, `bank.imported`, `start`, …).
+    /// Why (`fdr.acquired`, `fdr.statement_imported`, `start`, …).
     pub reason: String,
 }
 
@@ -112,7 +112,8 @@ impl Handler<Reconcile> for ReconciliationWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) {
-        self.dirty.entry(msg.organization).or_insert(msg.reason);
+        // a burst runs once, recorded with its latest reason
+        self.dirty.insert(msg.organization, msg.reason);
         if !self.running {
             self.next_pass(ctx);
         }
@@ -356,7 +357,7 @@ impl ReconWorker {
     }
 
     /// Publishes on `bus` from now on and re-runs the organizations its `fdr.acquired` and
-    /// `bank.imported` events name, until the bus closes.
+    /// `fdr.statement_imported` events name, until the bus closes.
     pub fn listen(&self, bus: Arc<dyn Bus>) {
         let _ = self.inner.bus.set(bus.clone());
         let this = self.clone();
@@ -365,7 +366,7 @@ impl ReconWorker {
                 "recon-worker-{}",
                 crate::ente_connector::consumer_name(bus.node())
             );
-            let filters = ["mpay.v1.fdr.acquired.>", "mpay.v1.bank.imported.>"];
+            let filters = ["mpay.v1.fdr.acquired.>", "mpay.v1.fdr.statement_imported.>"];
             let mut consumer = loop {
                 match bus.consume(&durable, &filters).await {
                     Ok(c) => break c,

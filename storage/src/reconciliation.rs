@@ -747,7 +747,7 @@ pub struct ReconRun {
     pub organization: String,
     /// When it ran.
     pub at: DateTime<Utc>,
-    /// What made it run (`schedule`, `fdr.acquired`, `bank.imported`, `start`, …).
+    /// What made it run (`schedule`, `fdr.acquired`, `fdr.statement_imported`, `start`, …).
     pub reason: String,
     /// Latest flows reconciled.
     pub flows: usize,

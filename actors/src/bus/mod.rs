@@ -47,16 +47,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The first token of every event kind: the subjects `mpay.v1.<root>.>` hold the events (the
 /// NATS events stream captures exactly these).
-pub const EVENT_ROOTS: &[&str] = &[
-    "receipt",
-    "notification",
-    "position",
-    "feed",
-    "fdr",
-    "mail",
-    "bank",
-    "recon",
-];
+pub const EVENT_ROOTS: &[&str] = &["receipt", "notification", "position", "feed", "fdr", "mail"];
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,8 +143,10 @@ impl Event {
             Event::FeedLoaded { .. } => "feed.loaded",
             Event::FdrAcquired { .. } => "fdr.acquired",
             Event::MailRequeued { .. } => "mail.requeued",
-            Event::BankStatementImported { .. } => "bank.imported",
-            Event::ReconCompleted { .. } => "recon.completed",
+            // under the existing `fdr` root: a new root changes the NATS events stream's
+            // subjects (an existing stream would need updating)
+            Event::BankStatementImported { .. } => "fdr.statement_imported",
+            Event::ReconCompleted { .. } => "fdr.reconciled",
         }
     }
 
