@@ -12,7 +12,6 @@
 //!   `report_transfer`: options reach `PO_REPORTED` / `PO_PARTIALLY_REPORTED`), the receipts
 //!   past their D+2 deadline (`domain::reporting`), the run's summary stored (`recon_runs`,
 //!   what `GET …/reconciliation` shows as `lastRun`), flushed, then `fdr.reconciled` published.
-//!   At start every organization is run once (what changed while the node was down).
 //! - Metrics: `mpay_recon_runs_total`, `mpay_recon_unmatched_rows`,
 //!   `mpay_recon_unreported_receipts` (after D+2), `mpay_recon_unexplained_credits`,
 //!   `mpay_recon_options_reported_total` (per organization); the sync counts
@@ -98,11 +97,9 @@ impl Actor for ReconciliationWorker {
         if self.inner.settings.api.is_some() && !every.is_zero() {
             ctx.run_interval(every, |_, ctx| ctx.notify(SyncAll));
         }
-        // what changed while the node was down (or before a restart by the watchdog)
-        for org in &self.inner.settings.organizations {
-            self.dirty.insert(org.clone(), "start".into());
-        }
-        self.next_pass(ctx);
+        // no run at start: a run is caused by a flow or a statement (over NATS, a durable
+        // consumer hands out what was published while the node was away); a restored store
+        // stays byte-identical to its backup
     }
 }
 
@@ -237,9 +234,24 @@ impl Inner {
                 let reported = recon::mark_reported(s, &report, now)?;
                 let late = recon::unreported(&report, mpay_messages::time::rome_date(now)).len();
                 let run = ReconRun::of(&report, now, &why, reported, late);
-                s.reconciliation
-                    .record_run(&run)
+                // a run that finds what the last one found is not written again (a restored
+                // store stays byte-identical to its backup)
+                let last = s
+                    .reconciliation
+                    .last_run(&o)
                     .map_err(mpay_storage::LedgerError::Storage)?;
+                let same = last.is_some_and(|l| {
+                    ReconRun {
+                        at: run.at,
+                        reason: run.reason.clone(),
+                        ..l
+                    } == run
+                });
+                if !same {
+                    s.reconciliation
+                        .record_run(&run)
+                        .map_err(mpay_storage::LedgerError::Storage)?;
+                }
                 Ok::<_, mpay_storage::LedgerError>(run)
             })
             .await;
