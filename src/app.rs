@@ -449,6 +449,23 @@ impl Application {
         if let Some(m) = &mailer {
             m.listen(bus.clone());
         }
+        // reconciliation: FdR sync on a schedule and on demand, runs on fdr.acquired /
+        // fdr.statement_imported
+        let recon = mpay_actors::recon_worker::ReconWorker::start(
+            &mut watchdog,
+            mpay_actors::recon_worker::ReconSettings {
+                api: mpay_web::api::reconciliation::fdr_api(&settings.fdr),
+                sync_interval: Duration::from_secs(settings.fdr.sync_interval_secs),
+                organizations: settings
+                    .organizations
+                    .iter()
+                    .map(|o| o.fiscal_code.clone())
+                    .collect(),
+            },
+            &store,
+            &health,
+        );
+        recon.listen(bus.clone());
         watchdog.start();
 
         // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder
@@ -464,7 +481,8 @@ impl Application {
             &extra_keys,
         )?
         .with_feeds(feeds.launcher.clone())
-        .with_bus(bus.clone());
+        .with_bus(bus.clone())
+        .with_recon(recon);
         if let Some((cf, _, _)) = &demo_info {
             let (st, cf2) = (state.clone(), cf.clone());
             let n = tokio::task::spawn_blocking(move || mpay_web::demo::seed(&st, &cf2)).await??;

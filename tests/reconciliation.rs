@@ -229,6 +229,14 @@ async fn payments_flows_and_credits_are_labelled_and_faults_never_abort_a_flow()
         .await
         .unwrap();
     assert_eq!(again["alreadyKnown"], 3, "importing twice changes nothing");
+    // the statement's new credits reached the ReconciliationWorker through the bus: its run
+    // (recorded with the reason) already sees the settled flow
+    app.wait_for("a run caused by the statement", || async {
+        let r = report(&app).await;
+        r["lastRun"]["reason"] == "fdr.statement_imported"
+            && r["lastRun"]["totals"]["RT_IUF_TES"][0].as_i64() >= Some(2)
+    })
+    .await;
 
     let r = report(&app).await;
     assert_eq!(label_of(&r, &a.receipt_id), "RT_IUF_TES");
@@ -417,6 +425,8 @@ type PublishedFlow = (String, u32, String, Vec<(String, String, i64)>);
 struct FdrApiState {
     flows: Vec<PublishedFlow>,
     failing: std::collections::HashSet<String>,
+    /// Flows whose header names another receiver than the organization asked about.
+    other_receiver: std::collections::HashSet<String>,
     published_gt: Vec<Option<String>>,
 }
 
@@ -469,6 +479,11 @@ async fn fdr_flow(
             .json(serde_json::json!({"appErrorCode": "FDR-3001"}));
     };
     let sum: i64 = f.3.iter().map(|r| r.2).sum();
+    let org = if st.other_receiver.contains(&fdr) {
+        "99999999999".to_string()
+    } else {
+        org
+    };
     actix_web::HttpResponse::Ok().json(serde_json::json!({
         "status": "PUBLISHED", "revision": rev, "fdr": fdr, "fdrDate": "2026-07-04T06:30:00Z",
         "regulation": "TRN-1", "regulationDate": "2026-07-03",
@@ -647,6 +662,79 @@ async fn flows_are_downloaded_from_the_fdr_api_with_a_cursor_and_revisions() {
         (Some(0), Some(0)),
         "{third}"
     );
+    // the ReconciliationWorker heard fdr.acquired: the reported options reach PO_REPORTED
+    // through the domain's rule, its run is recorded and shown with the report
+    for iupd in ["SYNC-1", "SYNC-2", "SYNC-3"] {
+        app.wait_for("the position reported", || async {
+            let p: Value = app
+                .get(ORG_A, KEY_A, &format!("/{iupd}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            p["status"] == "REPORTED" && p["paymentOption"][0]["status"] == "PO_REPORTED"
+        })
+        .await;
+    }
+    app.wait_for("the worker's run recorded", || async {
+        let r = report(&app).await;
+        r["lastRun"]["payments"] == 3 && r["lastRun"]["rowsWithoutReceipt"] == 0
+    })
+    .await;
+    let actors: Value = app
+        .client
+        .get(format!("{}/health/actors", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        actors.to_string().contains("ReconciliationWorker"),
+        "{actors}"
+    );
+    // receipts past D+2 without a flow: none of the reported ones; a new payment only once its
+    // deadline is over
+    let d = create_and_pay(&app, "SYNC-4", 1_500).await;
+    let unreported = |as_of: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(format!(
+                    "{}/api/v1/organizations/{ORG_A}/reconciliation/unreported?asOf={as_of}",
+                    app.base
+                ))
+                .header("Ocp-Apim-Subscription-Key", KEY_A)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let today = mpay_messages::time::rome_today();
+    let now = unreported(today.to_string()).await;
+    assert_eq!(now["count"], 0, "{now}");
+    let later = unreported((today + chrono::Duration::days(10)).to_string()).await;
+    assert_eq!(later["count"], 1, "{later}");
+    assert_eq!(later["receipts"][0]["receiptId"], d.receipt_id, "{later}");
+    let deadline: chrono::NaiveDate =
+        serde_json::from_value(later["receipts"][0]["deadline"].clone()).unwrap();
+    assert!(deadline >= today + chrono::Duration::days(2), "{later}");
+    let bad = app
+        .client
+        .get(format!(
+            "{}/api/v1/organizations/{ORG_A}/reconciliation/unreported?asOf=yesterday",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
     let asked = shared.lock().unwrap().published_gt.clone();
     assert_eq!(
         asked,
@@ -656,5 +744,45 @@ async fn flows_are_downloaded_from_the_fdr_api_with_a_cursor_and_revisions() {
             Some("2026-07-05T06:00:00Z".into())
         ]
     );
+    // a flow addressed to an organization we do not serve, listed before a normal one: stored
+    // and flagged, never reconciled against our receipts, never in the way of the next flow
+    let (f3, f4) = (
+        "2026-07-0688888888888-S0000103",
+        "2026-07-0688888888888-S0000104",
+    );
+    {
+        let mut st = shared.lock().unwrap();
+        st.flows.push((
+            f3.into(),
+            1,
+            "2026-07-06T06:00:00Z".into(),
+            vec![("01000000000000099".into(), "IUR-X".into(), 1_000)],
+        ));
+        st.other_receiver.insert(f3.into());
+        st.flows.push((
+            f4.into(),
+            1,
+            "2026-07-06T07:00:00Z".into(),
+            vec![(d.iuv.clone(), d.receipt_id.clone(), d.cents)],
+        ));
+    }
+    let fourth = sync().await;
+    assert_eq!(fourth["stored"], 2, "{fourth}");
+    assert_eq!(fourth["flagged"], 1, "{fourth}");
+    assert_eq!(fourth["failed"].as_array().unwrap().len(), 0, "{fourth}");
+    assert_eq!(fourth["cursor"], "2026-07-06T07:00:00Z");
+    let r = report(&app).await;
+    let other = r["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flowId"] == f3)
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(other["flags"].to_string().contains("99999999999"), "{r}");
+    assert!(
+        !r["rowsWithoutReceipt"].to_string().contains("IUR-X"),
+        "its rows are not ours: {r}"
+    );
+    assert_eq!(label_of(&r, &d.receipt_id), "RT_IUF");
     handle.stop(true).await;
 }

@@ -73,6 +73,9 @@ pub struct SyncReport {
     pub already_known: usize,
     /// Flows that failed (fetched again next time).
     pub failed: Vec<SyncFailure>,
+    /// Of the stored, flows addressed to another organization (stored with the flag
+    /// `OtherReceiver`, not reconciled).
+    pub flagged: usize,
     /// The cursor after this run (`publishedGt` of the next).
     pub cursor: Option<String>,
     /// The flow ids stored now (the caller publishes `FdrAcquired` for each, once durable).
@@ -236,11 +239,15 @@ impl FdrApi {
                     .fetch_flow(&http, org, &e.fdr, e.revision, &e.psp_id)
                     .await
                 {
-                    Ok(flow) if flow.header.receiver_id.trim() != org => Err(format!(
-                        "the flow is for organization {}",
-                        flow.header.receiver_id
-                    )),
-                    Ok(flow) => {
+                    Ok(mut flow) => {
+                        let receiver = flow.header.receiver_id.trim().to_string();
+                        if receiver != org {
+                            // stored and flagged: it never blocks the cursor or the others
+                            tracing::warn!(org, fdr = %e.fdr, %receiver, "FdR flow addressed to another organization: kept, flagged, not reconciled");
+                            flow.flags
+                                .push(mpay_messages::fdr::FlowFlag::OtherReceiver { receiver });
+                            report.flagged += 1;
+                        }
                         let stored = StoredFlow {
                             organization: org.to_string(),
                             flow,

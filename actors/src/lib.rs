@@ -16,6 +16,9 @@
 //!   [`ente_connector::Connectors`] and woken by the bus): delivers the Ente's outbox.
 //! - [`mailer::ReceiptMailer`] (one per node, started by [`mailer::Mailer`], woken by the
 //!   bus): sends each receipt's e-mail from the durable mail queue (SMTP, `lettre`).
+//! - [`recon_worker::ReconciliationWorker`] (one per node, started by
+//!   [`recon_worker::ReconWorker`]): syncs flows from the FdR API on a schedule and on demand,
+//!   re-runs reconciliation on `fdr.acquired` / `fdr.statement_imported`, publishes `fdr.reconciled`.
 
 pub mod bus;
 pub mod cart;
@@ -26,6 +29,7 @@ pub mod health;
 pub mod journal;
 pub mod mailer;
 pub mod node_channel;
+pub mod recon_worker;
 pub mod scheduler;
 pub mod watchdog;
 

@@ -18,6 +18,9 @@ pub struct FdrSettings {
     pub page_size: u32,
     /// Request timeout (milliseconds).
     pub timeout_ms: u64,
+    /// How often the `ReconciliationWorker` syncs every organization from the API (seconds;
+    /// 0 = only on demand, `POST …/fdrs/sync`). Reconciliation itself runs on events.
+    pub sync_interval_secs: u64,
 }
 
 impl Default for FdrSettings {
@@ -27,6 +30,7 @@ impl Default for FdrSettings {
             subscription_key: None,
             page_size: 1000,
             timeout_ms: 30_000,
+            sync_interval_secs: 3600,
         }
     }
 }

@@ -32,6 +32,9 @@ pub enum DurabilityPoint {
     Notification,
     /// A receipt e-mail accepted by the SMTP server (never sent again after this).
     Mail,
+    /// Flows acquired from the FdR API, or a reconciliation run's effects (reported options,
+    /// its summary).
+    Reconciliation,
 }
 
 impl DurabilityPoint {
@@ -45,6 +48,7 @@ impl DurabilityPoint {
             Self::Cli => "cli",
             Self::Notification => "notification",
             Self::Mail => "mail",
+            Self::Reconciliation => "reconciliation",
         }
     }
 }

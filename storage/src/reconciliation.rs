@@ -11,6 +11,8 @@
 //! - `fdr_rejects`: `org ++ 0x00 ++ instant` → [`RejectedFile`]: files that are not flows or
 //!   statements, kept for inspection.
 //! - `fdr_cursors`: `org` → `published` of the last flow acquired from the FdR API in order.
+//! - `recon_runs`: `org` → [`ReconRun`], the summary of the last run of the
+//!   `ReconciliationWorker` (when, why, totals per label).
 //!
 //! The run reads the organization's flows, credits and every receipt transfer paid to it
 //! (including transfers of other organizations' notices, for which it scans the receipts):
@@ -115,6 +117,7 @@ pub struct SledReconciliation {
     credits: sled::Tree,
     rejects: sled::Tree,
     cursors: sled::Tree,
+    runs: sled::Tree,
 }
 
 fn flow_key(org: &str, flow_id: &str, sender: &str, revision: u32) -> Vec<u8> {
@@ -161,6 +164,7 @@ impl SledReconciliation {
             credits: db.open_tree("bank_credits")?,
             rejects: db.open_tree("fdr_rejects")?,
             cursors: db.open_tree("fdr_cursors")?,
+            runs: db.open_tree("recon_runs")?,
         })
     }
 
@@ -284,6 +288,21 @@ impl SledReconciliation {
                 decode("bank_credits", &k, &v)
             })
             .collect()
+    }
+
+    /// The summary of the last reconciliation run of `org`.
+    pub fn last_run(&self, org: &str) -> Result<Option<ReconRun>, StorageError> {
+        match self.runs.get(org.as_bytes())? {
+            Some(v) => Ok(Some(decode("recon_runs", org.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the summary of a reconciliation run of `org`.
+    pub fn record_run(&self, run: &ReconRun) -> Result<(), StorageError> {
+        self.runs
+            .insert(run.organization.as_bytes(), encode(run)?)?;
+        Ok(())
     }
 
     /// Keeps a file that could not be read.
@@ -450,6 +469,8 @@ pub struct PaymentLine {
     pub id_transfer: u8,
     /// Amount, cents.
     pub amount_cents: i64,
+    /// When it was paid (the receipt's `paymentDateTime`, else its arrival).
+    pub paid_at: DateTime<Utc>,
     /// Label.
     pub label: Label,
     /// The flow that reports it.
@@ -533,11 +554,17 @@ pub struct Report {
 fn paid_transfers(
     receipts: &sled::Tree,
     org: &str,
-) -> Result<Vec<(PaidTransfer, String)>, StorageError> {
+) -> Result<Vec<(PaidTransfer, DateTime<Utc>)>, StorageError> {
     let mut out = Vec::new();
     for item in receipts.iter() {
         let (k, v) = item?;
         let r: StoredReceipt = decode("receipts", &k, &v)?;
+        let paid_at = r
+            .receipt
+            .payment_date_time
+            .as_deref()
+            .and_then(|t| mpay_messages::time::parse_api_datetime(t).ok())
+            .unwrap_or(r.received_at);
         for t in &r.receipt.transfers {
             if t.fiscal_code_pa != org {
                 continue;
@@ -551,7 +578,7 @@ fn paid_transfers(
                     amount_cents: t.amount.cents(),
                     stamp: t.iban.is_none() && t.mbd_attachment.is_some(),
                 },
-                r.receipt_id.clone(),
+                paid_at,
             ));
         }
     }
@@ -616,10 +643,10 @@ pub fn flow_lines(store: &crate::Store, org: &str) -> Result<Vec<FlowLine>, Stor
 pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
     let flows = store.reconciliation.flows(org)?;
     let credits = store.reconciliation.credits(org)?;
-    let transfers: Vec<PaidTransfer> = paid_transfers(&store.ledger.receipts.receipts, org)?
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
+    let (transfers, paid_at): (Vec<PaidTransfer>, Vec<DateTime<Utc>>) =
+        paid_transfers(&store.ledger.receipts.receipts, org)?
+            .into_iter()
+            .unzip();
     let (credited, credit_flow) = attribute_credits(&flows, &credits);
     let mut report = Report {
         organization: org.to_string(),
@@ -637,6 +664,14 @@ pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError
         let s = line.settlement;
         settlements.insert(h.flow_id.clone(), s);
         report.flows.push(line);
+        if f.flow
+            .flags
+            .iter()
+            .any(|fl| matches!(fl, FlowFlag::OtherReceiver { .. }))
+        {
+            // addressed to another organization: listed with its flag, its rows are not ours
+            continue;
+        }
         // one match per row, in the rows' order
         for (row, m) in f
             .flow
@@ -671,6 +706,7 @@ pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError
             iuv: t.iuv.clone(),
             id_transfer: t.id_transfer,
             amount_cents: t.amount_cents,
+            paid_at: paid_at.get(i).copied().unwrap_or_default(),
             label: label_payment(t, s),
             flow_id,
             warnings,
@@ -701,6 +737,156 @@ pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError
         }
     }
     Ok(report)
+}
+
+/// The summary of one reconciliation run (what `GET …/reconciliation` shows as `lastRun`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconRun {
+    /// Organization.
+    pub organization: String,
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// What made it run (`schedule`, `fdr.acquired`, `fdr.statement_imported`, `start`, …).
+    pub reason: String,
+    /// Latest flows reconciled.
+    pub flows: usize,
+    /// Receipt transfers labelled.
+    pub payments: usize,
+    /// Flow rows without a receipt (`IUV_NO_RT`).
+    pub rows_without_receipt: usize,
+    /// Credits that explain nothing (`TES_NO_IUF_OR_IUV`).
+    pub unexplained_credits: usize,
+    /// Payment options that became reported (`PO_REPORTED` / `PO_PARTIALLY_REPORTED`) in this
+    /// run.
+    pub options_reported: usize,
+    /// Receipts past their D+2 publication deadline that no flow reports, on the run's day.
+    pub unreported_after_deadline: usize,
+    /// Count and cents per label.
+    pub totals: BTreeMap<String, (usize, i64)>,
+}
+
+impl ReconRun {
+    /// The summary of `report`, run at `at` because of `reason`.
+    pub fn of(
+        report: &Report,
+        at: DateTime<Utc>,
+        reason: &str,
+        options_reported: usize,
+        unreported_after_deadline: usize,
+    ) -> Self {
+        ReconRun {
+            organization: report.organization.clone(),
+            at,
+            reason: reason.to_string(),
+            flows: report.flows.len(),
+            payments: report.payments.len(),
+            rows_without_receipt: report.rows_without_receipt.len(),
+            unexplained_credits: report
+                .credits
+                .iter()
+                .filter(|c| c.label == Label::TesNoIufOrIuv)
+                .count(),
+            options_reported,
+            unreported_after_deadline,
+            totals: report
+                .totals
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), *v))
+                .collect(),
+        }
+    }
+}
+
+/// The receipt transfers of `report` that no flow reports although their PSP's publication
+/// deadline (D+2 operating days, [`mpay_messages::domain::reporting`]) is over on business day
+/// `as_of`, oldest deadline first, each with its deadline. Stand-alone stamps are never listed.
+pub fn unreported(report: &Report, as_of: NaiveDate) -> Vec<(PaymentLine, NaiveDate)> {
+    use mpay_messages::domain::reporting::{overdue, PaidNotReported};
+    let seen: Vec<PaidNotReported<'_>> = report
+        .payments
+        .iter()
+        .map(|p| PaidNotReported {
+            receipt_id: &p.receipt_id,
+            paid_at: p.paid_at,
+            reported: p.flow_id.is_some(),
+            stamp: p.label == Label::RtNoIufBollo,
+        })
+        .collect();
+    let late = overdue(&seen, as_of);
+    let mut out = Vec::with_capacity(late.len());
+    for (p, deadline) in late {
+        for line in report
+            .payments
+            .iter()
+            .filter(|l| l.receipt_id == p.receipt_id && l.flow_id.is_none())
+        {
+            out.push((line.clone(), deadline));
+        }
+    }
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
+/// Marks reported, through the domain's rule ([`DebtPosition::report_transfer`]), every
+/// receipt transfer of `report` that a flow row reports and that its position does not show as
+/// reported yet: the option becomes `PO_REPORTED` (all its transfers) or
+/// `PO_PARTIALLY_REPORTED`, the position `REPORTED` when all its paid options are. Returns the
+/// options changed. Idempotent: a transfer already reported is not written again.
+///
+/// [`DebtPosition::report_transfer`]: mpay_messages::position::DebtPosition::report_transfer
+pub fn mark_reported(
+    store: &crate::Store,
+    report: &Report,
+    now: DateTime<Utc>,
+) -> Result<usize, crate::LedgerError> {
+    use crate::{LedgerError, PositionRepository as _, ReceiptRepository as _};
+    use mpay_messages::ids::OrgFiscalCode;
+    let mut changed = 0;
+    for p in report.payments.iter().filter(|p| p.flow_id.is_some()) {
+        let Some(r) = store.ledger.receipt(&p.receipt_id)? else {
+            continue;
+        };
+        let Some(iupd) = r.iupd.as_deref() else {
+            continue;
+        };
+        let Ok(org) = OrgFiscalCode::parse_gpd(&r.organization)
+            .or_else(|_| OrgFiscalCode::parse_unchecked(&r.organization))
+        else {
+            continue;
+        };
+        let Some(position) = store.ledger.get(&org, iupd)? else {
+            continue;
+        };
+        let pending = position.payment_options.iter().any(|o| {
+            o.iuv.as_str() == p.iuv
+                && o.transfers.iter().any(|t| t.id_transfer == p.id_transfer)
+                && !o.details.reported_transfers.contains(&p.id_transfer)
+        });
+        if !pending {
+            continue;
+        }
+        let mut refused = None;
+        let r = store.ledger.modify(&org, iupd, &mut |pos| {
+            pos.report_transfer(&p.iuv, p.id_transfer, p.flow_id.as_deref(), now)
+                .map_err(|e| {
+                    refused = Some(e.to_string());
+                    LedgerError::Contended
+                })
+        });
+        match (r, refused) {
+            (Ok(_), _) => changed += 1,
+            (Err(LedgerError::Contended), Some(why)) => tracing::warn!(
+                receipt = %p.receipt_id,
+                iuv = %p.iuv,
+                id_transfer = p.id_transfer,
+                %why,
+                "a reported transfer could not be marked on its position"
+            ),
+            (Err(e), _) => return Err(e),
+        }
+    }
+    Ok(changed)
 }
 
 fn euro_text(cents: i64) -> String {

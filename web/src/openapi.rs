@@ -93,6 +93,7 @@ impl Modify for Security {
         reconciliation::list_flows,
         reconciliation::import_statement,
         reconciliation::report,
+        reconciliation::unreported,
         notifications::list_notifications,
         notifications::resend,
         documents::position_notice_pdf,

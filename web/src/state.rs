@@ -70,6 +70,8 @@ pub struct AppState {
     pub verify_key: crate::documents::VerifyKey,
     /// Asynchronous mass-print jobs (`POST …/notices/print-jobs`).
     pub print_jobs: crate::api::documents::PrintJobs,
+    /// The reconciliation worker (FdR sync on demand); `None` = the handlers sync themselves.
+    pub recon: Option<mpay_actors::recon_worker::ReconWorker>,
 }
 
 /// A broker-level API key: acts for every organization served by a station of the broker,
@@ -201,6 +203,7 @@ impl AppState {
             feeds: None,
             carts: None,
             bus: None,
+            recon: None,
         })
     }
 
@@ -213,6 +216,12 @@ impl AppState {
     /// Lets the station tell the portal's carts about the receipts it stores.
     pub fn with_carts(mut self, carts: mpay_actors::cart::CartRegistry) -> Self {
         self.carts = Some(carts);
+        self
+    }
+
+    /// Syncs flows through this reconciliation worker.
+    pub fn with_recon(mut self, recon: mpay_actors::recon_worker::ReconWorker) -> Self {
+        self.recon = Some(recon);
         self
     }
 

@@ -111,6 +111,24 @@ pub enum Event {
         /// receiptId.
         receipt_id: String,
     },
+    /// A bank statement was imported (its new credits stored and flushed).
+    BankStatementImported {
+        /// The Ente.
+        organization: String,
+        /// Credits not seen before.
+        new_credits: usize,
+    },
+    /// The `ReconciliationWorker` reconciled an organization (its summary is stored).
+    ReconCompleted {
+        /// The Ente.
+        organization: String,
+        /// Receipt transfers labelled.
+        payments: usize,
+        /// Flow rows without a receipt.
+        rows_without_receipt: usize,
+        /// Receipts past D+2 that no flow reports.
+        unreported: usize,
+    },
 }
 
 impl Event {
@@ -125,6 +143,10 @@ impl Event {
             Event::FeedLoaded { .. } => "feed.loaded",
             Event::FdrAcquired { .. } => "fdr.acquired",
             Event::MailRequeued { .. } => "mail.requeued",
+            // under the existing `fdr` root: a new root changes the NATS events stream's
+            // subjects (an existing stream would need updating)
+            Event::BankStatementImported { .. } => "fdr.statement_imported",
+            Event::ReconCompleted { .. } => "fdr.reconciled",
         }
     }
 
@@ -138,7 +160,9 @@ impl Event {
             | Event::PositionCancelled { organization, .. }
             | Event::FeedLoaded { organization, .. }
             | Event::FdrAcquired { organization, .. }
-            | Event::MailRequeued { organization, .. } => organization,
+            | Event::MailRequeued { organization, .. }
+            | Event::BankStatementImported { organization, .. }
+            | Event::ReconCompleted { organization, .. } => organization,
         }
     }
 

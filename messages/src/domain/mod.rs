@@ -10,6 +10,8 @@
 //!   every edge;
 //! - [`reconcile`]: which receipt a reporting-flow row reports, how far bank credits settle a
 //!   flow, and the label of every payment, row and credit.
+//! - [`reporting`]: a payment's operating day D (13:00 cut, Italian calendar) and the D+2
+//!   deadline after which a receipt no flow reports is followed up.
 //! - [`delivery`]: notifications to an Ente — states, backoff with jitter, horizon, circuit
 //!   breaker, order per position.
 //! - [`mail`]: the receipt e-mail — who receives it, its Italian text, its states (the
@@ -26,6 +28,7 @@ pub mod mail;
 pub mod position;
 pub mod receipt;
 pub mod reconcile;
+pub mod reporting;
 
 pub use position::{
     Action, FeeError, NotPayable, NoticeStatus, PaidOutsideError, PaymentFacts, PositionError,

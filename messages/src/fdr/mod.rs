@@ -243,6 +243,13 @@ pub enum FlowFlag {
     NoReceiptRows(usize),
     /// No rows at all.
     Empty,
+    /// The API listed it for an organization we asked about, but it is addressed to another
+    /// (its `receiver`): kept for inspection, never reconciled against the organization's
+    /// receipts, never in the way of the other flows.
+    OtherReceiver {
+        /// The receiver named by the flow.
+        receiver: String,
+    },
 }
 
 /// A reporting flow: header, every row as sent, and what is odd about it.

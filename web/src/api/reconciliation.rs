@@ -6,7 +6,12 @@
 //! - `GET …/fdrs`: the latest revision of each flow with its settlement and flags;
 //! - `POST …/bank-statements`: a camt.053/054 or OPI giornale di cassa → its credits stored
 //!   (importing the same statement twice changes nothing);
-//! - `GET …/reconciliation`: every payment, reported row and credit with its label.
+//! - `GET …/reconciliation`: every payment, reported row and credit with its label, and the
+//!   summary of the `ReconciliationWorker`'s last run (`lastRun`);
+//! - `GET …/reconciliation/unreported?asOf=`: receipts no flow reports after their D+2
+//!   deadline (`domain::reporting`);
+//! - `POST …/fdrs/sync`: the FdR API download, through the `ReconciliationWorker` when the
+//!   node runs one.
 //!
 //! The body is the file itself (any content type).
 
@@ -28,7 +33,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             &format!("{ORG}/bank-statements"),
             web::post().to(import_statement),
         )
-        .route(&format!("{ORG}/reconciliation"), web::get().to(report));
+        .route(&format!("{ORG}/reconciliation"), web::get().to(report))
+        .route(
+            &format!("{ORG}/reconciliation/unreported"),
+            web::get().to(unreported),
+        );
 }
 
 /// Reads the uploaded file, at most `feeds.max_upload_bytes` (flows and statements are files
@@ -200,7 +209,15 @@ pub async fn import_statement(
     })
     .await?;
     match done {
-        FileImport::Imported(s) => Ok(HttpResponse::Ok().json(s)),
+        FileImport::Imported(s) => {
+            if s.new > 0 {
+                state.tell(mpay_actors::bus::Event::BankStatementImported {
+                    organization: auth.fiscal_code().to_string(),
+                    new_credits: s.new,
+                });
+            }
+            Ok(HttpResponse::Ok().json(s))
+        }
         FileImport::Rejected(why) | FileImport::OtherOrganization(why) => Err(unprocessable(why)),
     }
 }
@@ -221,32 +238,30 @@ pub async fn sync_flows(
     state: web::Data<AppState>,
     auth: OrgAuth,
 ) -> Result<HttpResponse, Problem> {
-    use secrecy::ExposeSecret;
-    let s = &state.settings.fdr;
-    if s.base_url.trim().is_empty() {
-        return Err(Problem::conflict(
-            "the FdR API is not configured ([fdr] base_url): import flows from files (…/fdrs/import)",
-        )
-        .with_code("FDR_NOT_CONFIGURED"));
-    }
-    let api = mpay_actors::fdr_sync::FdrApi {
-        base_url: s.base_url.trim().to_string(),
-        subscription_key: s
-            .subscription_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_string()),
-        page_size: s.page_size,
-        timeout: std::time::Duration::from_millis(s.timeout_ms),
-    };
     let org = auth.fiscal_code().to_string();
-    match api.sync(&state.store, &org).await {
-        Ok(report) => {
-            committed(&state).await?;
-            for flow_id in &report.acquired {
-                flow_acquired(&state, &org, flow_id).await?;
+    let done = match &state.recon {
+        Some(worker) if worker.can_sync() => worker.sync(&org).await,
+        _ => {
+            let Some(api) = fdr_api(&state.settings.fdr) else {
+                return Err(Problem::conflict(
+                    "the FdR API is not configured ([fdr] base_url): import flows from files (…/fdrs/import)",
+                )
+                .with_code("FDR_NOT_CONFIGURED"));
+            };
+            match api.sync(&state.store, &org).await {
+                Ok(report) => {
+                    committed(&state).await?;
+                    for flow_id in &report.acquired {
+                        flow_acquired(&state, &org, flow_id).await?;
+                    }
+                    Ok(report)
+                }
+                Err(e) => Err(e),
             }
-            Ok(HttpResponse::Ok().json(report))
         }
+    };
+    match done {
+        Ok(report) => Ok(HttpResponse::Ok().json(report)),
         Err(mpay_actors::fdr_sync::SyncError::List(e)) => Err(Problem::new(
             actix_web::http::StatusCode::BAD_GATEWAY,
             "FdR API unavailable",
@@ -255,6 +270,23 @@ pub async fn sync_flows(
         .with_code("FDR_UNAVAILABLE")),
         Err(e) => Err(Problem::internal(e)),
     }
+}
+
+/// The FdR API of `[fdr]`; `None` when `base_url` is empty.
+pub fn fdr_api(s: &mpay_config::reporting::FdrSettings) -> Option<mpay_actors::fdr_sync::FdrApi> {
+    use secrecy::ExposeSecret;
+    if s.base_url.trim().is_empty() {
+        return None;
+    }
+    Some(mpay_actors::fdr_sync::FdrApi {
+        base_url: s.base_url.trim().to_string(),
+        subscription_key: s
+            .subscription_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_string()),
+        page_size: s.page_size,
+        timeout: std::time::Duration::from_millis(s.timeout_ms),
+    })
 }
 
 /// `GET /api/v1/organizations/{cf}/fdrs`.
@@ -319,7 +351,81 @@ pub async fn report(
             ))
             .body(body));
     }
-    Ok(HttpResponse::Ok().json(report))
+    let org = auth.fiscal_code().to_string();
+    let last = state
+        .store
+        .blocking(move |s| s.reconciliation.last_run(&org))
+        .await
+        .map_err(Problem::internal)?;
+    let mut body = serde_json::to_value(&report).map_err(Problem::internal)?;
+    if let Some(o) = body.as_object_mut() {
+        o.insert(
+            "lastRun".into(),
+            serde_json::to_value(last).map_err(Problem::internal)?,
+        );
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /api/v1/organizations/{cf}/reconciliation/unreported`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{organizationfiscalcode}/reconciliation/unreported",
+    params(("organizationfiscalcode" = String, Path), ("asOf" = Option<String>, Query, description = "business day (Europe/Rome) judged, YYYY-MM-DD or a date-time; default today")),
+    responses((status = 200, description = "asOf, count, receipts: receiptId, iuv, idTransfer, amountCents, paidAt, deadline (the last day the PSP could publish its flow: D+2 operating days, Italian calendar, 13:00 cut)"),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("ApiKey" = [])),
+    tag = "reconciliation"
+)]
+pub async fn unreported(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    query: web::Query<UnreportedQuery>,
+) -> Result<HttpResponse, Problem> {
+    let as_of = match query.as_of.as_deref().map(str::trim) {
+        None | Some("") => mpay_messages::time::rome_today(),
+        Some(t) => match chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            Ok(d) => d,
+            Err(_) => mpay_messages::time::parse_api_datetime(t)
+                .map(mpay_messages::time::rome_date)
+                .map_err(|e| Problem::field("asOf", e.to_string()))?,
+        },
+    };
+    let org = auth.fiscal_code().to_string();
+    let report = state
+        .store
+        .blocking(move |s| reconciliation::reconcile(s, &org))
+        .await
+        .map_err(Problem::internal)?;
+    let late = reconciliation::unreported(&report, as_of);
+    let receipts: Vec<serde_json::Value> = late
+        .iter()
+        .map(|(p, deadline)| {
+            serde_json::json!({
+                "receiptId": p.receipt_id,
+                "iuv": p.iuv,
+                "idTransfer": p.id_transfer,
+                "amountCents": p.amount_cents,
+                "paidAt": p.paid_at,
+                "deadline": deadline,
+                "label": p.label,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "organization": report.organization,
+        "asOf": as_of,
+        "count": receipts.len(),
+        "receipts": receipts,
+    })))
+}
+
+/// Query of `GET …/reconciliation/unreported`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UnreportedQuery {
+    /// Business day judged.
+    as_of: Option<String>,
 }
 
 /// Query of `GET …/reconciliation`.
