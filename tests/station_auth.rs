@@ -246,27 +246,34 @@ async fn forwarded_for_is_ignored_from_an_untrusted_peer_and_honoured_from_a_tru
     assert_refused(s, &b);
 }
 
+fn ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    (cert.pem(), Issuer::new(p, key))
+}
+
+/// A certificate issued by `issuer`: (cert PEM, key PEM).
+fn leaf(
+    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    cn: &str,
+    sans: Vec<String>,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(sans).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let cert = p.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
 /// PEM material: (CA cert, server cert, server key, good client cert+key, client of another
 /// CA cert+key, client of the CA with a subject not allowed cert+key).
 fn pki() -> (String, String, String, String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca = |name: &str| {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        (cert.pem(), Issuer::new(p, key))
-    };
     let (ca_pem, issuer) = ca("pagoPA test CA");
     let (_, other) = ca("some other CA");
-    let leaf = |issuer: &Issuer<'_, KeyPair>, cn: &str, sans: Vec<String>| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(sans).unwrap();
-        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        let cert = p.signed_by(&key, issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
     let (server, server_key) = leaf(
         &issuer,
         "mpay station",
@@ -356,7 +363,7 @@ fn slow_rest_request(base: &str) -> std::net::TcpStream {
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let head = format!(
-        "POST /api/v1/organizations/{ORG_A}/debtpositions HTTP/1.1\r\nHost: {addr}\r\nOcp-Apim-Subscription-Key: {KEY_A}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"iupd\":"
+        "POST /api/v1/organizations/{ORG_A}/debtpositions HTTP/1.1\r\nHost: {addr}\r\nOcp-Apim-Subscription-Key: {KEY_A}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{{\"iupd\":"
     );
     s.write_all(head.as_bytes()).unwrap();
     s
