@@ -376,7 +376,7 @@ async fn the_station_answers_while_the_other_routes_are_saturated() {
     let client = reqwest::Client::new();
     // every place of the other routes is taken: the next REST request is told to come back
     let mut busy = None;
-    for _ in 0..100 {
+    for _ in 0..200 {
         let r = client
             .get(n.base.clone() + "/api/v1/organizations/" + ORG_A + "/debtpositions")
             .header("Ocp-Apim-Subscription-Key", KEY_A)
@@ -387,7 +387,7 @@ async fn the_station_answers_while_the_other_routes_are_saturated() {
             busy = Some(r);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
     }
     let busy = busy.expect("503 once the other routes are saturated");
     assert_eq!(busy.headers()["retry-after"], "1");
