@@ -293,6 +293,8 @@ pub struct Application {
     pub demo: Option<(String, String, String)>,
     /// Bulk feeds: launcher, FTP server, drop folder (feeds addition).
     pub feeds: crate::feeds::FeedServices,
+    /// The station's mutual-TLS listener (`[station] tls_bind`), when configured.
+    pub station_tls_addr: Option<std::net::SocketAddr>,
     server: actix_web::dev::Server,
 }
 
@@ -383,6 +385,7 @@ impl Application {
                 journal_retention: chrono::Duration::days(i64::from(
                     settings.journal.retention_days,
                 )),
+                journal_max_bytes: settings.journal.max_bytes,
             },
         );
         let scheduler = watchdog.watch("Scheduler", "main", move || {
@@ -526,7 +529,21 @@ impl Application {
         let addr = listener.local_addr()?;
         mpay_web::ops::write_ops_file(&settings.ops_file_path(), addr)
             .context("cannot write the operator file (ops.json) in the data directory")?;
-        let server = mpay_web::server_with_portal(state.clone(), listener, portal)?;
+        // the station's mutual-TLS listener (issue 9.12), when configured
+        let tls_bind = settings.station.tls_bind.trim();
+        let station_tls = if tls_bind.is_empty() {
+            None
+        } else {
+            Some(
+                TcpListener::bind(tls_bind)
+                    .with_context(|| format!("station.tls_bind: cannot bind {tls_bind}"))?,
+            )
+        };
+        let station_tls_addr = match &station_tls {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let server = mpay_web::server_with_listeners(state.clone(), listener, station_tls, portal)?;
         if let Some(l) = checkout_sim {
             let cfg = pagopa_sim::checkout::CheckoutSimConfig {
                 station_url: format!("http://{addr}/pagopa/paForNode"),
@@ -547,6 +564,7 @@ impl Application {
             scheduler,
             demo: demo_info,
             feeds,
+            station_tls_addr,
             server,
         })
     }
@@ -563,6 +581,9 @@ impl Application {
         println!("  OpenAPI:    {base}/api/openapi.json");
         println!("  health:     {base}/health/ready  {base}/health/actors  {base}/metrics");
         println!("  pagoPA station (SOAP, POST):   {base}/pagopa/paForNode   (WSDL: ?wsdl)");
+        if let Some(a) = self.station_tls_addr {
+            println!("  pagoPA station over mutual TLS: https://{a}/pagopa/paForNode");
+        }
         println!(
             "  MPay Archivio Carichi (SOAP, POST):  {base}/ArchivioCarichiService/integraecdifferito   (WSDL: ?wsdl)"
         );

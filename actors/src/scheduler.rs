@@ -1,6 +1,8 @@
 //! `Scheduler`: every tick, applies the ledger's due timers (PUBLISHED → VALID at the validity
 //! date; VALID → EXPIRED after the last due day, Europe/Rome, for positions with
-//! `switchToExpired`) and prunes the journal past its retention.
+//! `switchToExpired`) and prunes the journal past its retention (hourly) and past its size
+//! bound (`[journal] max_bytes`, checked every pass: one atomic read), oldest first. Metrics:
+//! `mpay_journal_bytes`, `mpay_journal_pruned_total{reason}`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,8 @@ pub struct SchedulerConfig {
     pub tick: Duration,
     /// Journal retention.
     pub journal_retention: chrono::Duration,
+    /// Journal size bound, bytes (0 = by age only).
+    pub journal_max_bytes: u64,
 }
 
 /// Runs one pass now; answers the number of positions changed.
@@ -51,6 +55,7 @@ fn run_pass(
     ledger: &dyn PositionRepository,
     journal: &dyn JournalStore,
     retention: chrono::Duration,
+    max_bytes: u64,
     prune: bool,
 ) -> Pass {
     let mut pass = Pass::default();
@@ -87,10 +92,23 @@ fn run_pass(
     }
     if prune {
         match journal.prune(now - retention) {
-            Ok(n) => pass.pruned = n,
+            Ok(n) => {
+                pass.pruned = n;
+                metrics::counter!("mpay_journal_pruned_total", "reason" => "age").increment(n);
+            }
             Err(e) => pass.errors.push(e.to_string()),
         }
     }
+    if max_bytes > 0 && journal.size_bytes() > max_bytes {
+        match journal.prune_to_size(max_bytes) {
+            Ok(n) => {
+                pass.pruned += n;
+                metrics::counter!("mpay_journal_pruned_total", "reason" => "size").increment(n);
+            }
+            Err(e) => pass.errors.push(e.to_string()),
+        }
+    }
+    metrics::gauge!("mpay_journal_bytes").set(journal.size_bytes() as f64);
     pass
 }
 
@@ -129,8 +147,15 @@ impl Scheduler {
         let ledger = self.ledger.clone();
         let journal = self.journal.clone();
         let retention = self.config.journal_retention;
+        let max_bytes = self.config.journal_max_bytes;
         let work = tokio::task::spawn_blocking(move || {
-            run_pass(ledger.as_ref(), journal.as_ref(), retention, prune)
+            run_pass(
+                ledger.as_ref(),
+                journal.as_ref(),
+                retention,
+                max_bytes,
+                prune,
+            )
         });
         ctx.spawn(work.into_actor(self).map(|res, this, _| {
             this.running = false;

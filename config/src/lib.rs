@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub mod access;
 pub mod catalogue;
 pub mod documents;
 pub mod mail;
@@ -261,6 +262,11 @@ pub struct NodeSettings {
     /// does not recover from a write failure in place); 0 = keep running, not ready.
     #[serde(default = "default_unwritable_exit_secs")]
     pub unwritable_exit_secs: u64,
+    /// `development` (default: a station with no allow-list and no mTLS answers anyone, with
+    /// one warning at start-up) or `production` (the station answers only peers in
+    /// `[station] allowed_networks` or authenticated by its mTLS listener).
+    #[serde(default)]
+    pub environment: crate::access::Environment,
 }
 
 fn default_cache_mb() -> u64 {
@@ -300,6 +306,19 @@ pub struct HttpSettings {
     /// the connection closed. Default 64; 0 = no limit.
     #[serde(default = "default_http_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers are believed (CIDR
+    /// ranges or addresses); from any other peer those headers are ignored.
+    #[serde(default, deserialize_with = "crate::access::trusted_proxies")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Requests in flight on every route but the station's (REST, portal, Archivio Carichi,
+    /// WSDL, ops); one more is answered 503 with `Retry-After`, so that the station always
+    /// has room. Default 256; 0 = no limit.
+    #[serde(default = "default_max_inflight_other")]
+    pub max_inflight_other: usize,
+}
+
+fn default_max_inflight_other() -> usize {
+    256
 }
 
 fn default_head_timeout_ms() -> u64 {
@@ -448,6 +467,26 @@ pub struct StationEndpointSettings {
     pub duplicate_receipt_is_ko: bool,
     /// Days a position created by paDemandPaymentNotice stays payable.
     pub demand_due_days: u32,
+    /// Station access (issue 9.12, see `access.rs` and docs/DEPLOYMENT.md): the networks
+    /// (CIDR, IPv4 or IPv6, or single addresses) the station answers — pagoPA's egress ranges.
+    #[serde(default, deserialize_with = "crate::access::allowed_networks")]
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// The station's mutual-TLS listener, `host:port` (empty = none).
+    #[serde(default)]
+    pub tls_bind: String,
+    /// PEM certificate chain of the mTLS listener.
+    #[serde(default)]
+    pub tls_cert: String,
+    /// PEM private key of the mTLS listener.
+    #[serde(default)]
+    pub tls_key: String,
+    /// PEM CA certificate(s) a client certificate must chain to.
+    #[serde(default)]
+    pub client_ca: String,
+    /// When not empty, a client certificate must also carry one of these names as its subject
+    /// common name or as a DNS subject alternative name.
+    #[serde(default)]
+    pub client_subjects: Vec<String>,
 }
 
 /// `[scheduler]`.
@@ -477,6 +516,14 @@ pub struct JournalSettings {
     /// Bytes kept of the payload of a request not attributed to a served organization.
     #[serde(default = "unattributed_payload_bytes")]
     pub unattributed_payload_bytes: usize,
+    /// Upper bound of the journal's stored size (keys + values), bytes: past it the scheduler's
+    /// pass removes the oldest entries first. Default 1 GiB; 0 = age only.
+    #[serde(default = "journal_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn journal_max_bytes() -> u64 {
+    1 << 30
 }
 
 fn unattributed_payload_bytes() -> usize {
@@ -793,6 +840,21 @@ impl Settings {
         }
         if self.scheduler.tick_secs == 0 {
             return Err(invalid("scheduler.tick_secs", "must be at least 1"));
+        }
+        let st = &self.station;
+        if !st.tls_bind.trim().is_empty() {
+            if st.tls_bind.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid("station.tls_bind", "must be ip:port"));
+            }
+            for (k, v) in [
+                ("station.tls_cert", &st.tls_cert),
+                ("station.tls_key", &st.tls_key),
+                ("station.client_ca", &st.client_ca),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(invalid(k, "required when station.tls_bind is set"));
+                }
+            }
         }
         if self.journal.batch_max == 0 {
             return Err(invalid("journal.batch_max", "must be at least 1"));
@@ -1143,6 +1205,26 @@ mod tests {
             file: Some(f.path().to_path_buf()),
             env: false,
         })
+    }
+
+    #[test]
+    fn station_networks_are_parsed_at_load_and_a_bad_one_names_its_key() {
+        let ok = with_file(
+            "[station]\nbody_limit_bytes = 65536\ndemand_due_days = 30\nallowed_networks = [\"203.0.113.0/24\", \"2001:db8::/32\"]\n[http]\nbind = \"127.0.0.1:0\"\nbody_limit_bytes = 65536\nworkers = 1\ntrusted_proxies = [\"10.1.2.3\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.station.allowed_networks.len(), 2);
+        assert_eq!(ok.http.trusted_proxies[0].to_string(), "10.1.2.3/32");
+        let bad = with_file(
+            "[station]\nbody_limit_bytes = 65536\ndemand_due_days = 30\nallowed_networks = [\"203.0.113.0/24\", \"203.0.113.0/40\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("station.allowed_networks[1]"), "{bad}");
+        let tls = with_file("[station]\nbody_limit_bytes = 65536\ndemand_due_days = 30\ntls_bind = \"127.0.0.1:0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(tls.contains("station.tls_cert"), "{tls}");
     }
 
     #[test]

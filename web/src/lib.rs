@@ -15,6 +15,7 @@ pub mod portal;
 pub mod problem;
 pub mod state;
 pub mod station;
+pub mod station_access;
 pub mod throttle;
 pub mod wsdl;
 
@@ -108,6 +109,18 @@ pub fn server_with_portal(
     listener: TcpListener,
     portal: Option<portal::Portal>,
 ) -> std::io::Result<Server> {
+    server_with_listeners(state, listener, None, portal)
+}
+
+/// [`server_with_portal`] with, optionally, the station's mutual-TLS listener
+/// (`[station] tls_bind`, already bound: port 0 in tests): the same application, where a
+/// client must present a certificate of `[station] client_ca` (see [`station_access`]).
+pub fn server_with_listeners(
+    state: AppState,
+    listener: TcpListener,
+    station_tls: Option<TcpListener>,
+    portal: Option<portal::Portal>,
+) -> std::io::Result<Server> {
     let _ = ops::prometheus();
     let workers = match state.settings.http.workers {
         0 => std::thread::available_parallelism()
@@ -120,13 +133,25 @@ pub fn server_with_portal(
         Some(p) => state.with_carts(p.carts.clone()),
         None => state,
     };
+    state.station_access.warn_if_open();
+    let tls = match &station_tls {
+        Some(_) => Some(
+            station_access::tls_server_config(&state.settings)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
+    let subjects = state.settings.station.client_subjects.clone();
     let http = state.settings.http.clone();
     let routes = configure(state);
     let tracker = limits::ConnTracker::new(http.max_connections_per_ip);
     let body_timeout = limits::BodyTimeout(std::time::Duration::from_millis(http.body_timeout_ms));
+    let inflight = web::Data::new(limits::OtherInflight::new(http.max_inflight_other));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(body_timeout))
+            .app_data(inflight.clone())
+            .wrap(actix_web::middleware::from_fn(limits::other_inflight))
             .wrap(actix_web::middleware::from_fn(limits::body_deadline))
             .wrap(actix_web::middleware::from_fn(middleware::observe))
             .default_service(web::to(|| async {
@@ -144,13 +169,20 @@ pub fn server_with_portal(
                 }
             })
     })
-    .on_connect(move |conn, ext| tracker.on_connect(conn, ext))
+    .on_connect(move |conn, ext| {
+        tracker.on_connect(conn, ext);
+        station_access::on_tls_connect(conn, ext, &subjects);
+    })
     .client_request_timeout(std::time::Duration::from_millis(http.head_timeout_ms))
     .client_disconnect_timeout(std::time::Duration::from_secs(1))
     .keep_alive(std::time::Duration::from_secs(http.keep_alive_secs))
     .workers(workers)
     .shutdown_timeout(30)
-    .listen(listener)?
-    .run();
+    .listen(listener)?;
+    let server = match (station_tls, tls) {
+        (Some(l), Some(cfg)) => server.listen_rustls_0_23(l, cfg)?,
+        _ => server,
+    };
+    let server = server.run();
     Ok(server)
 }

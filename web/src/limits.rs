@@ -11,7 +11,13 @@
 //!   at accept through actix's `on_connect`); a request on a further one is answered 429
 //!   `TOO_MANY_CONNECTIONS` and that connection closed.
 //!
-//! Metrics: `mpay_http_body_timeouts_total`, `mpay_http_connections_refused_total`.
+//! - Every route but the station's shares `http.max_inflight_other` requests in flight
+//!   ([`other_inflight`]); one more is answered 503 `BUSY` with `Retry-After`, so REST,
+//!   portal, Archivio Carichi or ops traffic cannot take the capacity the station needs
+//!   (issue 9.6).
+//!
+//! Metrics: `mpay_http_body_timeouts_total`, `mpay_http_connections_refused_total`,
+//! `mpay_http_busy_total`.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -90,8 +96,10 @@ impl ConnTracker {
 
     /// The `on_connect` hook: counts a new TCP connection against its IP.
     pub fn on_connect(self: &Arc<Self>, conn: &dyn Any, ext: &mut Extensions) {
+        type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
         let peer = conn
             .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .or_else(|| conn.downcast_ref::<Tls>().map(|t| t.get_ref().0))
             .and_then(|s| s.peer_addr().ok());
         if let Some(peer) = peer {
             ext.insert(Arc::new(self.open(peer.ip())));
@@ -212,3 +220,99 @@ pub async fn body_deadline(
 /// The base body allowance, as app data.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyTimeout(pub Duration);
+
+/// Requests in flight on the routes other than the station's (`http.max_inflight_other`).
+#[derive(Debug)]
+pub struct OtherInflight {
+    limit: usize,
+    now: std::sync::atomic::AtomicUsize,
+}
+
+impl OtherInflight {
+    /// `limit` requests at once (0 = no limit).
+    pub fn new(limit: usize) -> Self {
+        OtherInflight {
+            limit,
+            now: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn enter(self: &Arc<Self>) -> Option<InflightSlot> {
+        let n = self.now.fetch_add(1, Ordering::AcqRel);
+        let slot = InflightSlot(self.clone());
+        (self.limit == 0 || n < self.limit).then_some(slot)
+    }
+}
+
+/// One request's place, given back when the response is done (or the request dropped).
+struct InflightSlot(Arc<OtherInflight>);
+
+impl Drop for InflightSlot {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Middleware: every route but the station's (`POST /pagopa/paForNode`) and the health
+/// probes (`/health/…`) takes a place among
+/// `http.max_inflight_other`; none left → 503 `BUSY`, `Retry-After: 1`. Station requests
+/// never wait for one.
+pub async fn other_inflight(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    // the station, and the probes a supervisor reads (a busy node is not a dead one)
+    let station = (req.path() == crate::wsdl::PA_FOR_NODE_PATH
+        && req.method() == actix_web::http::Method::POST)
+        || req.path().starts_with("/health/");
+    let gate = req
+        .app_data::<actix_web::web::Data<OtherInflight>>()
+        .map(|d| d.clone().into_inner());
+    let slot = match (station, gate) {
+        (false, Some(gate)) => match gate.enter() {
+            Some(slot) => Some(slot),
+            None => {
+                metrics::counter!("mpay_http_busy_total").increment(1);
+                let res = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Busy",
+                    "too many requests in progress, retry shortly",
+                )
+                .with_code("BUSY")
+                .with_retry_after(1)
+                .error_response();
+                return Ok(req.into_response(res).map_into_right_body());
+            }
+        },
+        _ => None,
+    };
+    let res = next.call(req).await?;
+    // the place is held until the body is sent
+    Ok(res
+        .map_body(move |_, body| HoldSlot {
+            body: actix_web::body::BoxBody::new(body),
+            _slot: slot,
+        })
+        .map_into_left_body())
+}
+
+/// A response body that holds its request's in-flight place until it is sent.
+struct HoldSlot {
+    body: actix_web::body::BoxBody,
+    _slot: Option<InflightSlot>,
+}
+
+impl MessageBody for HoldSlot {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
+}

@@ -72,6 +72,8 @@ pub struct AppState {
     pub print_jobs: crate::api::documents::PrintJobs,
     /// The reconciliation worker (FdR sync on demand); `None` = the handlers sync themselves.
     pub recon: Option<mpay_actors::recon_worker::ReconWorker>,
+    /// Who may call the station (`[station] allowed_networks`, mTLS, `[node] environment`).
+    pub station_access: Arc<crate::station_access::StationAccess>,
 }
 
 /// A broker-level API key: acts for every organization served by a station of the broker,
@@ -190,6 +192,7 @@ impl AppState {
         );
         Ok(AppState {
             throttle: Arc::new(crate::throttle::AuthThrottle::from_settings(&settings.auth)),
+            station_access: Arc::new(crate::station_access::StationAccess::new(&settings)),
             verify_key,
             print_jobs,
             broker_keys: Arc::new(broker_keys),

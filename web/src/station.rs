@@ -91,6 +91,10 @@ pub async fn handle(
     state: web::Data<AppState>,
     mut payload: web::Payload,
 ) -> HttpResponse {
+    if let Err(why) = state.station_access.admit(&req) {
+        // refused before the body is read: no journal entry, a metric and a rate-limited log
+        return state.station_access.refuse(&req, &why);
+    }
     let started = Instant::now();
     let at = Utc::now();
     let action = req

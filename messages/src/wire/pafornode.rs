@@ -1131,12 +1131,15 @@ pub fn encode_fault(op: Operation, fault: &Fault) -> String {
 /// A SOAP 1.1 Fault (`soapenv:Client`) for a request whose operation cannot be told at all
 /// (no known body element, no known SOAPAction): there is no paForNode response to use.
 pub fn encode_soap_fault(reason: &str) -> String {
+    encode_soap_fault_code(FaultCode::SintassiExtraXsd, reason)
+}
+
+/// A SOAP 1.1 Fault (`soapenv:Client`) whose faultstring starts with `code` (e.g. the
+/// station's refusal of a peer that may not call it, before any operation is read).
+pub fn encode_soap_fault_code(code: FaultCode, reason: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>{}</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#,
-        escape(&clean(
-            &format!("{}: {reason}", FaultCode::SintassiExtraXsd.code()),
-            500
-        ))
+        escape(&clean(&format!("{}: {reason}", code.code()), 500))
     )
 }
 
