@@ -241,10 +241,7 @@ pub(crate) fn guard_payments(
             old.organization_fiscal_code.as_str(),
             o.nav.as_str(),
         ))? {
-            let millis = <[u8; 8]>::try_from(v.as_ref())
-                .map(i64::from_be_bytes)
-                .unwrap_or(0);
-            if let Some(t) = DateTime::<Utc>::from_timestamp_millis(millis) {
+            if let Some(t) = in_progress_until(&v) {
                 until.insert(o.nav.clone(), t);
             }
         }
@@ -254,6 +251,12 @@ pub(crate) fn guard_payments(
     }
     old.may_replace_with(new, &|nav| until.get(nav).copied(), now)
         .map_err(|e| Abort::Abort(LedgerError::Rule(e)))
+}
+
+/// The instant a `payments_in_progress` value holds (UTC millis, i64 BE).
+fn in_progress_until(v: &[u8]) -> Option<DateTime<Utc>> {
+    let millis = <[u8; 8]>::try_from(v).map(i64::from_be_bytes).ok()?;
+    DateTime::<Utc>::from_timestamp_millis(millis)
 }
 
 /// [`SledLedger`]'s count before it was first needed.
@@ -878,6 +881,33 @@ impl SledLedger {
                 write_position(tx, old, new)
             },
         )
+    }
+
+    /// Until when the payments in progress on `position`'s notices (paGetPayment, not yet
+    /// settled) run, for those still running at `now`: what `DebtPosition::may_replace_with`
+    /// needs, read outside a unit of work (a feed plans its writes before its transaction and
+    /// checks again inside it).
+    ///
+    /// # Errors
+    /// The tree cannot be read.
+    pub(crate) fn payments_in_progress(
+        &self,
+        position: &DebtPosition,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<NoticeNumber, DateTime<Utc>>, sled::Error> {
+        let mut until = HashMap::new();
+        for o in &position.payment_options {
+            let key = position_key(position.organization_fiscal_code.as_str(), o.nav.as_str());
+            if let Some(t) = self
+                .in_progress
+                .get(key)?
+                .and_then(|v| in_progress_until(&v))
+                .filter(|t| *t > now)
+            {
+                until.insert(o.nav.clone(), t);
+            }
+        }
+        Ok(until)
     }
 
     /// Records that pagoPA asked for the payment data of notice `nav` of the position `iupd`

@@ -1393,3 +1393,128 @@ fn tipo_b_numbers_use_the_notice_code_of_the_service() {
     navs.dedup();
     assert_eq!(navs.len(), 4, "{got:?}");
 }
+
+/// Issue 9.13 through the feeds: a notice whose payment is in progress (paGetPayment answered,
+/// token not expired) keeps its number and amounts and is not cancelled, by a delta row (M, A)
+/// or by a FULL load that leaves it out; other positions of the same files are applied.
+#[test]
+fn a_feed_leaves_a_notice_with_a_payment_in_progress_as_it_is() {
+    let (_d, store) = tmp();
+    let csv = format!(
+        "{H13}{}{}{}",
+        row13("P-1", "", "TSTPRV80A01H501A", "2030-06-30", "10.00", "I"),
+        row13("P-2", "", "TSTPRV80A01H501A", "2030-06-30", "20.00", "I"),
+        row13("P-3", "", "TSTPRV80A01H501A", "2030-06-30", "30.00", "I"),
+    );
+    load(
+        &store,
+        csv.into_bytes(),
+        &LoadOptions::new("c_x000-G1-1_3.csv"),
+    );
+    let begin = |iupd: &str| {
+        let p = store.ledger.get(&org_fc(), iupd).unwrap().unwrap();
+        store
+            .ledger
+            .begin_payment(
+                &org_fc(),
+                iupd,
+                &p.payment_options[0].nav,
+                p.revision,
+                chrono::Utc::now() + chrono::Duration::minutes(30),
+            )
+            .unwrap();
+        p
+    };
+    let p1 = begin("P-1");
+    let p2 = begin("P-2");
+    // a new amount for P-1, a cancellation of P-2, a new amount for P-3 (not being paid)
+    let csv = format!(
+        "{H13}{}{}{}",
+        row13("P-1", "", "TSTPRV80A01H501A", "2030-06-30", "11.00", "M"),
+        row13("P-2", "", "TSTPRV80A01H501A", "2030-06-30", "20.00", "A"),
+        row13("P-3", "", "TSTPRV80A01H501A", "2030-06-30", "31.00", "M"),
+    );
+    load(
+        &store,
+        csv.into_bytes(),
+        &LoadOptions::new("c_x000-G2-1_3.csv"),
+    );
+    assert_eq!(
+        summary(&store, "G2"),
+        vec![
+            s(1, "KO", "SCARTATO", "ROW_INVALID_STATUS"),
+            s(2, "KO", "SCARTATO", "ROW_INVALID_STATUS"),
+            s(3, "OK", "MODIFICATO", "OK"),
+        ]
+    );
+    let why = &lines(&store, "G2")[0].line.descriptions;
+    assert!(
+        why.iter()
+            .any(|d| d.contains("pagamento in corso")
+                && d.contains(p1.payment_options[0].nav.as_str())),
+        "{why:?}"
+    );
+    assert_eq!(
+        store.ledger.get(&org_fc(), "P-1").unwrap().unwrap(),
+        p1,
+        "the notice being paid is unchanged"
+    );
+    assert_eq!(
+        store.ledger.get(&org_fc(), "P-2").unwrap().unwrap(),
+        p2,
+        "the notice being paid is not cancelled"
+    );
+    assert_eq!(
+        store
+            .ledger
+            .get(&org_fc(), "P-3")
+            .unwrap()
+            .unwrap()
+            .payment_options[0]
+            .amount
+            .cents(),
+        3100
+    );
+    // FULL with P-3 only: P-1 and P-2 are absent but being paid, so left alone
+    let mut opts = LoadOptions::new("c_x000-G3-1_3.csv");
+    opts.mode = FeedMode::Full;
+    opts.max_cancel_permille = 1000;
+    let csv = format!(
+        "{H13}{}",
+        row13("P-3", "", "TSTPRV80A01H501A", "2030-06-30", "31.00", "M"),
+    );
+    let out = load(&store, csv.into_bytes(), &opts);
+    assert_eq!(out.record.status, FeedStatus::Done, "{:?}", out.record);
+    assert_eq!(out.record.cancelled, 0);
+    let skipped: Vec<_> = lines(&store, "G3")
+        .into_iter()
+        .filter(|o| o.line.row.is_none())
+        .map(|o| (o.line.iupd, o.line.performed, o.line.codes.join("|")))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            (
+                "P-1".into(),
+                "NON_ANNULLABILE".into(),
+                "SKIPPED_IN_PAYMENT".into()
+            ),
+            (
+                "P-2".into(),
+                "NON_ANNULLABILE".into(),
+                "SKIPPED_IN_PAYMENT".into()
+            ),
+        ]
+    );
+    for p in [&p1, &p2] {
+        assert_eq!(
+            store
+                .ledger
+                .get(&org_fc(), &p.iupd)
+                .unwrap()
+                .unwrap()
+                .status,
+            PositionStatus::Valid
+        );
+    }
+}

@@ -74,9 +74,19 @@ impl Ctx<'_> {
             }
             touched += 1;
             let paid_position = p.status.has_payments();
+            // notices being paid (paGetPayment answered, token not expired) are left alone.
+            // Checked here, when planned: this batch's transaction already spans sled's largest
+            // tuple of trees (9), so a paGetPayment in the moment between plan and commit is not
+            // seen; its receipt still settles the cancelled notice (collected money is never
+            // refused) and is flagged there.
+            let paying = self.store.ledger.payments_in_progress(&p, Utc::now())?;
             let cancel_iuds: Vec<&str> = absent
                 .iter()
-                .filter(|o| !paid_position && o.status == OptionStatus::PoUnpaid)
+                .filter(|o| {
+                    !paid_position
+                        && o.status == OptionStatus::PoUnpaid
+                        && !paying.contains_key(&o.nav)
+                })
                 .filter_map(|o| meta_get(o, meta::IUD))
                 .collect();
             if !cancel_iuds.is_empty() && !self.opts.dry_run {
@@ -104,6 +114,14 @@ impl Ctx<'_> {
                         "ANNULLATO",
                         "OK",
                         "Assente dal flusso completo: annullata",
+                    )
+                } else if !paid_position && paying.contains_key(&o.nav) {
+                    rec.skipped_paid += 1;
+                    (
+                        RowOutcome::Warn,
+                        "NON_ANNULLABILE",
+                        ErrorCode::SkippedInPayment.as_str(),
+                        "Assente dal flusso ma con un pagamento in corso: non annullata",
                     )
                 } else {
                     rec.skipped_paid += 1;

@@ -6,7 +6,8 @@ use mpay_messages::feeds::{FeedRow, RowOutcome};
 use sled::Transactional;
 use std::ops::Range;
 
-use crate::ledger::{apply_prepared, LedgerError};
+use crate::ledger::{apply_prepared, guard_payments, LedgerError};
+use mpay_messages::position::PositionStatus;
 
 use super::engine::*;
 use super::keys::*;
@@ -136,6 +137,7 @@ impl Ctx<'_> {
         // global transaction lock, which every reader of the store waits for
         let writes: Vec<&PlannedWrite> = plans.iter().filter_map(|p| p.write.as_ref()).collect();
         let l = &*self.store.ledger;
+        let now = Utc::now();
         let _running = crate::tx::unit_of_work();
         let result = (
             &l.positions,
@@ -146,11 +148,25 @@ impl Ctx<'_> {
             &l.timers,
             &self.trees.feeds,
             &self.trees.outcomes,
+            &l.in_progress,
         )
-            .transaction(|(p, n, i, d, due, t, f, o)| {
+            .transaction(|(p, n, i, d, due, t, f, o, paying)| {
                 let ledger = [p, n, i, d, due, t];
                 for w in &writes {
                     check_expected(p, w.prepared.key(), &w.expect)?;
+                    if let Some(old) = &w.old {
+                        // a paGetPayment since the plan: the group is planned again (and
+                        // refused there, with its reason)
+                        let target = (w.new.status != PositionStatus::Invalid).then_some(&w.new);
+                        match guard_payments(paying, old, target, now) {
+                            Err(sled::transaction::ConflictableTransactionError::Abort(_)) => {
+                                return Err(sled::transaction::ConflictableTransactionError::Abort(
+                                    LedgerError::Contended,
+                                ))
+                            }
+                            other => other?,
+                        }
+                    }
                     apply_prepared(&ledger, &w.prepared)?;
                 }
                 for (k, v) in &entries {

@@ -248,6 +248,17 @@ impl Ctx<'_> {
         if !needs_write {
             return Ok(rejected(work));
         }
+        // a notice being paid (paGetPayment answered, token not expired) keeps its number and
+        // amounts and is not cancelled, whatever way the change arrives (issue 9.13)
+        if let Some(old) = &existing {
+            if let Err(e) = self.payment_guard(old, &pos)? {
+                for w in &mut work {
+                    w.issues.push(issue(ErrorCode::RowInvalidStatus, e.clone()));
+                    w.performed = "SCARTATO";
+                }
+                return Ok(rejected(work));
+            }
+        }
         // the ledger's bookkeeping, as `create_many` / `modify` would do it
         match &existing {
             None => pos.revision = 1,
@@ -289,6 +300,25 @@ impl Ctx<'_> {
             work,
             write: Some(PlannedWrite::new(existing, pos, expect)?),
         })
+    }
+
+    /// The domain's rule on payments in progress (`DebtPosition::may_replace_with`) for a row
+    /// group that turns `old` into `new` (a cancellation counts as a removal of its notices):
+    /// `Ok(Err(message))` with the Italian reason when refused.
+    pub(crate) fn payment_guard(
+        &self,
+        old: &DebtPosition,
+        new: &DebtPosition,
+    ) -> Result<Result<(), String>, FeedError> {
+        let now = Utc::now();
+        let until = self.store.ledger.payments_in_progress(old, now)?;
+        if until.is_empty() {
+            return Ok(Ok(()));
+        }
+        let target = (new.status != PositionStatus::Invalid).then_some(new);
+        Ok(old
+            .may_replace_with(target, &|nav| until.get(nav).copied(), now)
+            .map_err(|e| payment_in_progress_it(&e)))
     }
 
     /// Applies the rows of a group to the stored position in memory; records issues
@@ -478,5 +508,19 @@ impl Ctx<'_> {
             }
         }
         Some(pos)
+    }
+}
+
+/// The Italian reason a feed row gets when its position has a payment in progress.
+pub(crate) fn payment_in_progress_it(e: &mpay_messages::domain::position::PositionError) -> String {
+    match e {
+        mpay_messages::domain::position::PositionError::PaymentInProgress { nav, until } => {
+            format!(
+                "pagamento in corso sull'avviso {nav} fino alle {}: numero avviso e importi non \
+                 possono cambiare e la posizione non puo' essere annullata prima di allora",
+                mpay_messages::time::rome_datetime(*until).format("%H:%M del %d/%m/%Y")
+            )
+        }
+        other => other.to_string(),
     }
 }
