@@ -34,7 +34,7 @@ pub struct LoadArgs {
     pub report: Option<PathBuf>,
     /// Validate only.
     pub dry_run: bool,
-    /// Resume a load interrupted by a crash.
+    /// Resume a load interrupted by a crash (a load that had ended gets its reports written again).
     pub resume: bool,
     /// Confirm a FULL load held by the guard.
     pub confirm: bool,

@@ -244,7 +244,7 @@ enum FeedCommand {
         /// Validate and report only.
         #[arg(long)]
         dry_run: bool,
-        /// Resume a load interrupted by a crash.
+        /// Resume a load interrupted by a crash (a load that had ended gets its reports written again).
         #[arg(long)]
         resume: bool,
         /// Confirm a FULL load held by the cancellation guard.

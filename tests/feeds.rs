@@ -1077,6 +1077,27 @@ fn sigkill_during_a_cli_load_then_resume_leaves_no_half_applied_position() {
     let status = String::from_utf8_lossy(&status.stdout).to_string();
     if finished_before_kill || status.contains("Done") {
         println!("SKIPPED (crash part): the load ended before the kill: {status}");
+        if !finished_before_kill {
+            // killed after the load ended, perhaps while writing its report: resuming writes
+            // the report again and loads nothing twice
+            let out = mpay(&[
+                "feed",
+                "load",
+                "--org",
+                ORG_C,
+                file.to_str().unwrap(),
+                "--config",
+                cfg.to_str().unwrap(),
+                "--quiet",
+                "--resume",
+            ]);
+            assert!(
+                out.status.success(),
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     } else {
         assert!(status.contains("Running"), "{status}");
         let out = mpay(&[
@@ -1110,6 +1131,30 @@ fn sigkill_during_a_cli_load_then_resume_leaves_no_half_applied_position() {
         lines.iter().all(|l| l.1 == "OK" && l.2 == "INSERITO"),
         "{:?}",
         lines.iter().find(|l| l.1 != "OK")
+    );
+    // a report lost after the load ended (the process killed while writing it): resuming the
+    // ended load writes it again, identical, and loads nothing
+    std::fs::remove_file(root.path().join("c_x000-CRASH-2_0-ESITO.csv")).unwrap();
+    let again = mpay(&[
+        "feed",
+        "load",
+        "--org",
+        ORG_C,
+        file.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--quiet",
+        "--resume",
+    ]);
+    assert!(
+        again.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("c_x000-CRASH-2_0-ESITO.csv")).unwrap(),
+        report
     );
     // every position complete: as many options as rows of its IUPD
     let store = mpay_storage::Store::open(&root.path().join("data/store-v1")).unwrap();

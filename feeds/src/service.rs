@@ -198,12 +198,29 @@ impl FeedService {
                 }
             }
         };
-        let rec = self.run(&job, intent, progress)?;
+        let rec = match self.ended(&job, intent)? {
+            // the load had ended when the process stopped (killed while writing its reports):
+            // resuming writes the reports again, nothing is loaded twice
+            Some(ended) => ended,
+            None => self.run(&job, intent, progress)?,
+        };
         self.inner.store.flush_blocking().map_err(FeedError::from)?;
         let written = self
             .write_outputs(&job)
             .map_err(|e| SubmitError::Io(e.to_string()))?;
         Ok((rec, written))
+    }
+
+    /// The record of `job`'s load when a resume finds it ended (DONE or FAILED).
+    fn ended(&self, job: &FeedJob, intent: Intent) -> Result<Option<FeedLoadRecord>, FeedError> {
+        if !matches!(intent, Intent::Resume) {
+            return Ok(None);
+        }
+        let Ok(org) = OrgFiscalCode::parse(&job.organization) else {
+            return Ok(None);
+        };
+        Ok(get_feed(&self.inner.store, &org, &job.flow_id)?
+            .filter(|r| matches!(r.status, FeedStatus::Done | FeedStatus::Failed)))
     }
 
     /// Marks a load FAILED with `reason` and writes its outputs (when its job is spooled).
