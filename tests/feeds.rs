@@ -1045,6 +1045,20 @@ fn sigkill_during_a_cli_load_then_resume_leaves_no_half_applied_position() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `feed load --resume` of the same file
+    let resume = || {
+        mpay(&[
+            "feed",
+            "load",
+            "--org",
+            ORG_C,
+            file.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--quiet",
+            "--resume",
+        ])
+    };
     let mut child = std::process::Command::new(BIN)
         .args([
             "feed",
@@ -1080,17 +1094,7 @@ fn sigkill_during_a_cli_load_then_resume_leaves_no_half_applied_position() {
         if !finished_before_kill {
             // killed after the load ended, perhaps while writing its report: resuming writes
             // the report again and loads nothing twice
-            let out = mpay(&[
-                "feed",
-                "load",
-                "--org",
-                ORG_C,
-                file.to_str().unwrap(),
-                "--config",
-                cfg.to_str().unwrap(),
-                "--quiet",
-                "--resume",
-            ]);
+            let out = resume();
             assert!(
                 out.status.success(),
                 "{}\n{}",
@@ -1100,17 +1104,7 @@ fn sigkill_during_a_cli_load_then_resume_leaves_no_half_applied_position() {
         }
     } else {
         assert!(status.contains("Running"), "{status}");
-        let out = mpay(&[
-            "feed",
-            "load",
-            "--org",
-            ORG_C,
-            file.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--quiet",
-            "--resume",
-        ]);
+        let out = resume();
         assert!(
             out.status.success(),
             "{}\n{}",
@@ -1135,17 +1129,7 @@ fn sigkill_during_a_cli_load_then_resume_leaves_no_half_applied_position() {
     // a report lost after the load ended (the process killed while writing it): resuming the
     // ended load writes it again, identical, and loads nothing
     std::fs::remove_file(root.path().join("c_x000-CRASH-2_0-ESITO.csv")).unwrap();
-    let again = mpay(&[
-        "feed",
-        "load",
-        "--org",
-        ORG_C,
-        file.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--quiet",
-        "--resume",
-    ]);
+    let again = resume();
     assert!(
         again.status.success(),
         "{}\n{}",

@@ -372,11 +372,27 @@ fn slow_rest_request(base: &str) -> std::net::TcpStream {
 #[actix_web::test]
 async fn the_station_answers_while_the_other_routes_are_saturated() {
     let n = node(under("http", "max_inflight_other = 4")).await;
-    let holders: Vec<_> = (0..4).map(|_| slow_rest_request(&n.base)).collect();
+    // four slow REST bodies take the four places. A holder may reach the server after a GET
+    // of the loop below took a place: it is then answered 503 itself, so holders that got an
+    // answer are replaced until four wait at once.
+    let answered = |h: &std::net::TcpStream| {
+        h.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let got =
+            !matches!(h.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        h.set_nonblocking(false).unwrap();
+        got
+    };
+    let mut holders: Vec<std::net::TcpStream> = Vec::new();
     let client = reqwest::Client::new();
     // every place of the other routes is taken: the next REST request is told to come back
     let mut busy = None;
     for _ in 0..200 {
+        holders.retain(|h| !answered(h));
+        while holders.len() < 4 {
+            holders.push(slow_rest_request(&n.base));
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
         let r = client
             .get(n.base.clone() + "/api/v1/organizations/" + ORG_A + "/debtpositions")
             .header("Ocp-Apim-Subscription-Key", KEY_A)
@@ -387,7 +403,6 @@ async fn the_station_answers_while_the_other_routes_are_saturated() {
             busy = Some(r);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(40)).await;
     }
     let busy = busy.expect("503 once the other routes are saturated");
     assert_eq!(busy.headers()["retry-after"], "1");
