@@ -14,6 +14,11 @@ use pagopa_sim::replay::{self, ReplayArgs};
 use pagopa_sim::rest::{create_notices, discover, CreateRequest, Notice};
 use pagopa_sim::validate::{check_schemas_dir, resolve_schemas_dir, Validator, ValidatorPool};
 
+/// mimalloc, as `mpay`'s binary: the simulator is the load generator of the benches and shares
+/// their cores, so its allocator time is taken from the server measured.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for unexpected outcomes / XSD failures.
 const EXIT_FAILED: u8 = 1;
 /// Exit code for usage, configuration or environment errors (schemas missing, ...).

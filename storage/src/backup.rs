@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::StorageError;
 use crate::store::Store;
+use crate::trees::PROBE_TREE;
 
 /// The `format` of the first line.
 pub const FORMAT: &str = "mpay-store-backup";
@@ -41,9 +42,6 @@ pub const VERSION: u32 = 2;
 const DEFAULT_TREE: &[u8] = b"__sled__default";
 /// Trees left out unless asked for.
 const JOURNAL_TREES: &[&str] = &["journal"];
-/// The tree of the node's write probe (operational, never backed up: a backup of a running
-/// node would otherwise differ from its restore by the probe's timestamp).
-pub(crate) const PROBE_TREE: &str = "store_probe";
 
 /// What a backup or a restore covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -172,7 +172,7 @@ impl Store {
     /// until the store is opened again.
     /// Errors: the write or the flush failed.
     pub fn probe_write(&self) -> Result<(), StorageError> {
-        let probe = self.db.open_tree(crate::backup::PROBE_TREE)?;
+        let probe = self.db.open_tree(crate::trees::PROBE_TREE)?;
         probe.insert(b"probe", chrono::Utc::now().to_rfc3339().as_bytes())?;
         self.db.flush()?;
         Ok(())
