@@ -1085,8 +1085,8 @@ pub fn summary(file: &FlowsFile) -> String {
     for (d, (n, r, dc, m)) in &days {
         s.push_str(&format!(
             "{d}  {n:>5} {r:>5} {:>10} {:>10}\n",
-            crate::amount::Cents(*dc),
-            crate::amount::Cents(*m)
+            crate::amount::Cents(*dc).to_xml(),
+            crate::amount::Cents(*m).to_xml()
         ));
         tot = (tot.0 + n, tot.1 + r, tot.2 + dc, tot.3 + m);
     }
@@ -1094,8 +1094,8 @@ pub fn summary(file: &FlowsFile) -> String {
         "total       {:>5} {:>5} {:>10} {:>10}\n",
         tot.0,
         tot.1,
-        crate::amount::Cents(tot.2),
-        crate::amount::Cents(tot.3)
+        crate::amount::Cents(tot.2).to_xml(),
+        crate::amount::Cents(tot.3).to_xml()
     ));
     s
 }
