@@ -685,7 +685,9 @@ async fn a_simulated_month_reconciles_day_by_day() {
             (
                 id[..10].to_string(),
                 (
-                    f["settlement"].to_string(),
+                    f["settlement"]
+                        .as_str()
+                        .map_or_else(|| f["settlement"].to_string(), str::to_string),
                     f["totalCents"].as_i64().unwrap(),
                     f["creditedCents"].as_i64().unwrap(),
                 ),
