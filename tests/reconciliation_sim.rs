@@ -105,6 +105,11 @@ impl Sim {
     /// `pagopa-sim psp`: `count` fresh notices of `cents` created over REST and paid, dated
     /// over the `days` days before today, recorded in `payments.jsonl`.
     async fn pay(&self, app: &TestApp, count: usize, cents: i64, days: u32) {
+        self.pay_with(app, count, cents, days, 0.0).await;
+    }
+
+    /// [`Sim::pay`] with a share of the payments closed by Stand-In receipts.
+    async fn pay_with(&self, app: &TestApp, count: usize, cents: i64, days: u32, stand_in: f64) {
         let cfg = self.path(&format!("psp-{cents}.toml"));
         std::fs::write(
             &cfg,
@@ -121,7 +126,10 @@ company_name = "PSP di Prova S.p.A."
 fiscal_code = "88888888888"
 [mix]
 v2_share = 0.5
+stand_in_share = {stand_in}
 seed = 7
+[stand_in]
+iban = "{IBAN_A}"
 [notices.discover]
 organizations = ["{ORG_A}"]
 limit = 1
@@ -637,6 +645,40 @@ async fn faults_in_flows_and_credits_end_with_their_label_and_never_abort_a_flow
     assert_eq!(unexplained.len(), 1, "{r}");
     assert_eq!(unexplained[0]["credit"]["amountCents"], 4_242);
     assert_eq!(r["totals"]["RT_IUF_TES"][0], 12, "{}", r["totals"]);
+}
+
+/// Payments closed by Stand-In receipts are reported with outcome 4 (`STAND_IN`): matched,
+/// settled, the flow flagged.
+#[actix_rt::test]
+async fn stand_in_payments_are_reported_flagged_and_settled() {
+    let Some(sim) = Sim::new() else { return };
+    let fdr = sim.serve();
+    let app = node(&fdr).await;
+    sim.pay_with(&app, 4, 3_000, 1, 0.5).await;
+    let payments = sim.payments();
+    assert_eq!(payments.len(), 4);
+    assert_eq!(
+        payments.iter().filter(|p| p["standIn"] == true).count(),
+        2,
+        "{payments:?}"
+    );
+    sim.build(&[]).await;
+    fdr.control("reload").await;
+    let s = sync(&app).await;
+    assert_eq!(s["stored"], 1, "{s}");
+    let statement = sim.bank("camt053", &["--remittance", "old"]).await;
+    assert!(statement.contains("<Ustrd>/PUR/LGPE-RIVERSAMENTO/URI/"));
+    import_statement(&app, "stand-in.xml", statement).await;
+    let r = report(&app).await;
+    for p in &payments {
+        assert_eq!(
+            label_of(&r, p["receiptId"].as_str().unwrap()),
+            "RT_IUF_TES",
+            "{r}"
+        );
+    }
+    let f = &r["flows"][0];
+    assert!(f["flags"].to_string().contains("StandInRows"), "{f}");
 }
 
 /// A month of payments (two runs, two amounts, dated over the 30 and the 7 days before today), one flow
