@@ -41,12 +41,19 @@ pub struct OrgEntry {
     pub service_layouts: HashMap<String, NoticeLayout>,
     /// Registered bank and postal IBANs.
     pub ibans: Vec<Iban>,
+    /// Service code → the IBAN its payments are credited to (parsed once, at start-up).
+    pub service_ibans: HashMap<String, Iban>,
 }
 
 impl OrgEntry {
     /// Is a notice of this layout one of the organization's?
     pub fn recognises(&self, layout: &NoticeLayout) -> bool {
         self.codes.iter().any(|(l, _)| l == layout)
+    }
+
+    /// The IBAN of the organization's service `code` (`None`: not a service of its own).
+    pub fn service_iban(&self, code: &str) -> Option<&Iban> {
+        self.service_ibans.get(code)
     }
 
     /// The layout of notices generated for `service` (its own code, else the default).
@@ -208,6 +215,7 @@ impl Catalogue {
                     previous_stations: previous,
                     service_layouts: HashMap::new(),
                     ibans,
+                    service_ibans: HashMap::new(),
                 },
             );
         }
@@ -220,6 +228,17 @@ impl Catalogue {
                     ));
                 }
             }
+        }
+        for (i, svc) in s.services.iter().enumerate() {
+            let iban = Iban::parse(&svc.iban)
+                .map_err(|e| invalid(format!("services[{i}].iban"), e.to_string()))?;
+            let Some(org) = orgs.get_mut(&svc.organization) else {
+                return Err(invalid(
+                    format!("services[{i}].organization"),
+                    format!("organization {} is not configured", svc.organization),
+                ));
+            };
+            org.service_ibans.insert(svc.code.clone(), iban);
         }
         for (i, svc) in s.services.iter().enumerate() {
             let layout = match (svc.segregation_code, svc.application_code) {
@@ -375,6 +394,18 @@ segregation_code = 47
         let s = load(MULTI).unwrap();
         let c = Catalogue::build(&s).unwrap();
         assert!(c.is_broker("99999999999") && c.is_broker("01987654322"));
+        // a service's IBAN is typed once, here
+        let org = c.organization("80001234568").unwrap();
+        assert_eq!(
+            org.service_iban("TARI").map(Iban::as_str),
+            Some("IT47D0103002600000061234567")
+        );
+        assert!(org.service_iban("IMU").is_none());
+        assert!(c
+            .organization("77777777777")
+            .unwrap()
+            .service_iban("TARI")
+            .is_none());
         assert_eq!(
             c.station("99999999999_01").unwrap().broker.as_str(),
             "99999999999"

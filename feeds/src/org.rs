@@ -54,9 +54,16 @@ pub fn feed_org(settings: &Settings, o: &OrganizationSettings) -> anyhow::Result
         .services
         .iter()
         .filter(|s| s.organization == o.fiscal_code)
-        .map(|s| FeedDebtType {
+        .map(|s| {
+            Iban::parse_unchecked(&s.iban)
+                .map(|iban| (s, iban))
+                .map_err(|e| anyhow::anyhow!("service {}: IBAN {e}", s.code))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .map(|(s, iban)| FeedDebtType {
             code: s.code.clone(),
-            iban: Iban::parse_unchecked(&s.iban).ok(),
+            iban: Some(iban),
             category: Some(s.category.clone()),
             due_date_required: s.due_date_required,
             active: s.feeds_enabled,

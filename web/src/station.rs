@@ -22,7 +22,7 @@ use mpay_messages::wire::pafornode::{
     self as pf, Account, NoticeDescription, Operation, OptionDescription, PaymentData,
     PaymentTransfer, QrCode, Request, Response, StationIds, Subject, TransferType,
 };
-use mpay_messages::{Amount, FiscalCode, Iban, NoticeLayout, NoticeNumber};
+use mpay_messages::{Amount, FiscalCode, NoticeLayout, NoticeNumber};
 use mpay_storage::{
     DurabilityPoint, LedgerError, PositionRepository, ReceiptDisposition, StoredReceipt,
 };
@@ -832,14 +832,18 @@ async fn demand(
         .and_then(|d| find_text(d, &["codiceFiscale", "CodiceFiscale", "fiscalCode"]))
         .and_then(|t| FiscalCode::parse_unchecked(&t).ok())
         .unwrap_or(FiscalCode::Anonymous);
-    let iban = match Iban::parse_unchecked(&service.iban) {
-        Ok(iban) => iban,
-        Err(e) => {
+    let iban = match state
+        .catalogue
+        .organization(&id)
+        .and_then(|o| o.service_iban(&service.code))
+    {
+        Some(iban) => iban.clone(),
+        None => {
             return keys(system_error(
                 op,
                 &id,
-                "demand: service IBAN misconfigured",
-                &e,
+                "demand: service missing from the catalogue",
+                &service.code,
             ))
         }
     };

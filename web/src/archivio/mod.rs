@@ -76,6 +76,27 @@ fn fail(esito: Esito, msg: impl Into<String>) -> Fail {
     Fail(esito, msg.into())
 }
 
+/// The one table from the ledger's errors to MPay's esiti at this edge: what the Ente can act
+/// on gets its own esito and an Italian message; anything else is a logged `Generico`.
+impl From<LedgerError> for Fail {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::SequenceExhausted(_) => {
+                fail(Esito::Configurazione, "sequenza IUV esaurita per l'ente")
+            }
+            LedgerError::NoticeInUse { nav, iupd } => fail(
+                Esito::Validazione,
+                format!("numero avviso {nav} già utilizzato dal documento {iupd}"),
+            ),
+            LedgerError::IuvInUse { iuv, iupd } => fail(
+                Esito::Validazione,
+                format!("IUV {iuv} già utilizzato dal documento {iupd}"),
+            ),
+            other => use_case::storage_fail(other),
+        }
+    }
+}
+
 /// What the handler answers and journals.
 struct Answer {
     esito: Esito,

@@ -217,12 +217,7 @@ pub(super) fn upsert(
             fill_numbers(&mut numbered, &mut || {
                 ledger
                     .next_notice(&org.fiscal_code, &layout)
-                    .map_err(|e| match e {
-                        LedgerError::SequenceExhausted(_) => {
-                            fail(Esito::Configurazione, "sequenza IUV esaurita per l'ente")
-                        }
-                        other => storage_fail(other),
-                    })
+                    .map_err(Fail::from)
             })?;
         } else {
             check_supplied_numbers(org, &mut numbered)?;
@@ -285,19 +280,7 @@ pub(super) fn upsert(
                     format!("documento {numero} già presente"),
                 ))
             }
-            Err(ArchiveError::Ledger(LedgerError::NoticeInUse { nav, iupd })) => {
-                return Err(fail(
-                    Esito::Validazione,
-                    format!("numero avviso {nav} già utilizzato dal documento {iupd}"),
-                ))
-            }
-            Err(ArchiveError::Ledger(LedgerError::IuvInUse { iuv, iupd })) => {
-                return Err(fail(
-                    Esito::Validazione,
-                    format!("IUV {iuv} già utilizzato dal documento {iupd}"),
-                ))
-            }
-            Err(ArchiveError::Ledger(e)) => return Err(storage_fail(e)),
+            Err(ArchiveError::Ledger(e)) => return Err(e.into()),
         }
     }
     Err(fail(

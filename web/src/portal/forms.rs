@@ -17,7 +17,7 @@ use mpay_config::portal::FieldKind;
 use mpay_config::{AmountRule, ServiceSettings};
 use mpay_messages::domain::cart::{format_amount_it, parse_amount_it, CartItem};
 use mpay_messages::position::{DebtPosition, Debtor, MapEntry, Origin, PaymentOption, Transfer};
-use mpay_messages::{Amount, FiscalCode, Iban};
+use mpay_messages::{Amount, FiscalCode};
 use mpay_storage::{LedgerError, PositionRepository};
 use serde::Serialize;
 
@@ -369,7 +369,12 @@ pub async fn service_submit(
             Some(msg),
         )
     };
-    let Ok(iban) = Iban::parse_unchecked(&service.iban) else {
+    let Some(iban) = state
+        .catalogue
+        .organization(&org)
+        .and_then(|o| o.service_iban(&service.code))
+        .cloned()
+    else {
         return fail("Il servizio non è configurato correttamente: contatta l'ente.".into());
     };
     // the cart first: a full or closed cart refuses before anything is created
