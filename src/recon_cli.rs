@@ -186,9 +186,10 @@ pub fn run(store: &Store, org: &str, json: bool) -> anyhow::Result<ExitCode> {
 pub fn export_render() -> mpay_actors::export_batch::ExportRender {
     use mpay_web::exports::{export_from_store, ExportFormat, ExportKind, Period};
     std::sync::Arc::new(|store: &Store, org: &str, kind: &str, format: &str, day| {
-        let kind = ExportKind::parse(kind).ok_or_else(|| format!("unknown export kind {kind:?}"))?;
-        let format =
-            ExportFormat::parse(format).ok_or_else(|| format!("unknown export format {format:?}"))?;
+        let kind =
+            ExportKind::parse(kind).ok_or_else(|| format!("unknown export kind {kind:?}"))?;
+        let format = ExportFormat::parse(format)
+            .ok_or_else(|| format!("unknown export format {format:?}"))?;
         export_from_store(store, org, kind, format, Period { from: day, to: day })
     })
 }
@@ -258,8 +259,9 @@ pub fn export(
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     use mpay_web::exports::{export_from_store, ExportFormat, ExportKind, Period};
-    let kind = ExportKind::parse(kind)
-        .ok_or_else(|| anyhow::anyhow!("--kind {kind:?}: must be payments, flows or reconciliation"))?;
+    let kind = ExportKind::parse(kind).ok_or_else(|| {
+        anyhow::anyhow!("--kind {kind:?}: must be payments, flows or reconciliation")
+    })?;
     let format = ExportFormat::parse(format)
         .ok_or_else(|| anyhow::anyhow!("--format {format:?}: must be csv or xlsx"))?;
     if to < from {
@@ -276,7 +278,11 @@ pub fn export(
 /// `mpay fdr sync`: the FdR API download of `POST …/fdrs/sync` on a stopped node (the flows
 /// stored, their revocations queued for the Ente, flushed). Exit code 1 when some flows failed
 /// (fetched again next time), 2 when the API is not configured.
-pub fn sync(settings: &mpay_config::Settings, store: &Store, org: &str) -> anyhow::Result<ExitCode> {
+pub fn sync(
+    settings: &mpay_config::Settings,
+    store: &Store,
+    org: &str,
+) -> anyhow::Result<ExitCode> {
     let Some(api) = mpay_web::api::reconciliation::fdr_api(&settings.fdr) else {
         eprintln!("the FdR API is not configured ([fdr] base_url): import flows from files (mpay fdr import)");
         return Ok(ExitCode::from(2));

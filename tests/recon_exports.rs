@@ -123,7 +123,10 @@ async fn each_export_downloads_as_csv_and_xlsx_with_exact_amounts() {
             .await;
         assert_eq!(r.status(), 201);
         let created: Value = r.json().await.unwrap();
-        let nav = created["paymentOption"][0]["nav"].as_str().unwrap().to_string();
+        let nav = created["paymentOption"][0]["nav"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let p = common::pay_notice(&app.client, &app.base, ORG_A, &nav).await;
         paid.push((p.iuv, p.receipt_id, cents));
     }
@@ -133,10 +136,28 @@ async fn each_export_downloads_as_csv_and_xlsx_with_exact_amounts() {
         .map(|(iuv, rid, cents)| (iuv.clone(), rid.clone(), 1, *cents, "0"))
         .collect();
     // a row no receipt explains
-    rows.push(("RF99000000000000000000001".into(), "IUR-X".into(), 1, 250, "9"));
+    rows.push((
+        "RF99000000000000000000001".into(),
+        "IUR-X".into(),
+        1,
+        250,
+        "9",
+    ));
     let flow = format!("{today}88888888888-S0000001");
-    upload(&app, "fdrs/import", "flow.xml", flow_xml(&flow, today, &rows)).await;
-    upload(&app, "bank-statements", "camt.xml", camt(&flow, 13_279, today)).await;
+    upload(
+        &app,
+        "fdrs/import",
+        "flow.xml",
+        flow_xml(&flow, today, &rows),
+    )
+    .await;
+    upload(
+        &app,
+        "bank-statements",
+        "camt.xml",
+        camt(&flow, 13_279, today),
+    )
+    .await;
 
     let period = format!(
         "from={}&to={}",
@@ -146,7 +167,10 @@ async fn each_export_downloads_as_csv_and_xlsx_with_exact_amounts() {
     // payments, CSV: `;`, decimal comma, the label of each receipt
     let r = get_export(&app, KEY_A, "payments", &format!("{period}&format=csv")).await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
     assert!(r.headers()["content-disposition"]
         .to_str()
         .unwrap()
@@ -190,7 +214,11 @@ async fn each_export_downloads_as_csv_and_xlsx_with_exact_amounts() {
         assert_eq!(text(&row[c_label]), "RT_IUF_TES");
     }
     // the payment day is a date cell
-    assert!(matches!(rows_x[1][0], Data::DateTime(_)), "{:?}", rows_x[1][0]);
+    assert!(
+        matches!(rows_x[1][0], Data::DateTime(_)),
+        "{:?}",
+        rows_x[1][0]
+    );
 
     // flows: one line per row, the flow's totals and settlement on each
     let r = get_export(&app, KEY_A, "flows", &format!("{period}&format=xlsx")).await;
@@ -218,13 +246,28 @@ async fn each_export_downloads_as_csv_and_xlsx_with_exact_amounts() {
     assert!(csv.contains(";132,79;132,79;QUADRATO;"), "{csv}");
 
     // reconciliation: per day / flow / label, then the totals
-    let r = get_export(&app, KEY_A, "reconciliation", &format!("{period}&format=csv")).await;
+    let r = get_export(
+        &app,
+        KEY_A,
+        "reconciliation",
+        &format!("{period}&format=csv"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let csv = r.text().await.unwrap();
     assert!(csv.starts_with("giorno;identificativoFlusso;etichetta;numero;importo\n"));
     assert!(csv.contains("TOTALE;;RT_IUF_TES;2;130,29"), "{csv}");
-    assert!(csv.contains(&format!("{today};{flow};IUV_NO_RT;1;2,50")), "{csv}");
-    let r = get_export(&app, KEY_A, "reconciliation", &format!("{period}&format=xlsx")).await;
+    assert!(
+        csv.contains(&format!("{today};{flow};IUV_NO_RT;1;2,50")),
+        "{csv}"
+    );
+    let r = get_export(
+        &app,
+        KEY_A,
+        "reconciliation",
+        &format!("{period}&format=xlsx"),
+    )
+    .await;
     let t = sheet(&r.bytes().await.unwrap(), "Riconciliazione");
     let total = t
         .iter()
@@ -246,7 +289,11 @@ async fn each_export_downloads_as_csv_and_xlsx_with_exact_amounts() {
         ("payments", "from=2026-02-30&to=2026-03-31", "from"),
         ("payments", "from=2026-03-01&to=2026-02-01", "to"),
         ("payments", "from=2024-01-01&to=2026-01-01", "to"),
-        ("payments", "from=2026-01-01&to=2026-01-31&format=pdf", "format"),
+        (
+            "payments",
+            "from=2026-01-01&to=2026-01-31&format=pdf",
+            "format",
+        ),
         ("payments", "from=2026-01-01&to=2026-01-31&fmt=csv", "fmt"),
     ] {
         let r = get_export(&app, KEY_A, kind, query).await;
@@ -301,7 +348,13 @@ async fn the_daily_batch_mails_and_uploads_yesterday_once_across_a_restart() {
         let xml = flow_xml(
             &flow,
             yesterday,
-            &[("RF18000000000000000000042".into(), "IUR-42".into(), 1, 4_250, "0")],
+            &[(
+                "RF18000000000000000000042".into(),
+                "IUR-42".into(),
+                1,
+                4_250,
+                "0",
+            )],
         );
         store
             .reconciliation

@@ -35,9 +35,7 @@ pub const KIND: &str = "ExportBatch";
 /// Renders one export on a blocking thread: (store, organization, kind, format, day) → (file
 /// name, bytes). Kinds `payments|flows|reconciliation`, formats `csv|xlsx`.
 pub type ExportRender = Arc<
-    dyn Fn(&Store, &str, &str, &str, NaiveDate) -> Result<(String, Vec<u8>), String>
-        + Send
-        + Sync,
+    dyn Fn(&Store, &str, &str, &str, NaiveDate) -> Result<(String, Vec<u8>), String> + Send + Sync,
 >;
 
 /// Where files are uploaded.
@@ -131,7 +129,7 @@ impl FtpTarget {
                 .into_secure(suppaftp::RustlsConnector::from(Arc::new(cfg)), &self.host)
                 .map_err(|e| fail("AUTH TLS", e))?;
         }
-        ftp.login(&self.user, self.password.expose_secret())
+        ftp.login(self.user.as_str(), self.password.expose_secret())
             .map_err(|e| fail("login", e))?;
         if !self.folder.is_empty() {
             ftp.cwd(&self.folder).map_err(|e| fail("cwd", e))?;
@@ -364,12 +362,14 @@ impl Inner {
                 let mut files = Vec::new();
                 for k in &kinds {
                     for f in &formats {
-                        files.push(render(s, &o, k, f, day).map_err(|e| {
-                            mpay_storage::StorageError::file(
-                                "rendering an export",
-                                std::io::Error::other(e),
-                            )
-                        })?);
+                        files.push(render(s, o.as_str(), k.as_str(), f.as_str(), day).map_err(
+                            |e| {
+                                mpay_storage::StorageError::file(
+                                    "rendering an export",
+                                    std::io::Error::other(e),
+                                )
+                            },
+                        )?);
                     }
                 }
                 Ok::<_, mpay_storage::StorageError>(files)
@@ -432,7 +432,11 @@ impl Inner {
 
     fn failed(&self, org: &str, why: &str) {
         metrics::counter!("mpay_recon_export_failures_total").increment(1);
-        tracing::warn!(organization = org, error = why, "reconciliation exports not delivered; again at the next pass");
+        tracing::warn!(
+            organization = org,
+            error = why,
+            "reconciliation exports not delivered; again at the next pass"
+        );
         self.health.error(KIND, "main", why);
     }
 
@@ -482,10 +486,10 @@ impl Inner {
             } else {
                 "text/csv; charset=utf-8"
             };
-            parts = parts.singlepart(
-                Attachment::new(name.clone())
-                    .body(bytes.clone(), ContentType::parse(ct).map_err(|e| e.to_string())?),
-            );
+            parts = parts.singlepart(Attachment::new(name.clone()).body(
+                bytes.clone(),
+                ContentType::parse(ct).map_err(|e| e.to_string())?,
+            ));
         }
         let message = b.multipart(parts).map_err(|e| format!("message: {e}"))?;
         transport
@@ -524,7 +528,15 @@ mod tests {
     fn ftp_urls_name_user_host_port_and_folder_never_the_password() {
         let t = FtpTarget::parse("ftps://ente@ftp.example.it:2121/in/riconciliazione/", None)
             .map_err(|e| e.to_string());
-        let t = t.as_ref().map(|t| (t.tls, t.user.as_str(), t.host.as_str(), t.port, t.folder.as_str()));
+        let t = t.as_ref().map(|t| {
+            (
+                t.tls,
+                t.user.as_str(),
+                t.host.as_str(),
+                t.port,
+                t.folder.as_str(),
+            )
+        });
         assert_eq!(
             t,
             Ok((true, "ente", "ftp.example.it", 2121, "in/riconciliazione"))

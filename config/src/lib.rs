@@ -1026,7 +1026,10 @@ impl Settings {
             }
         }
         if self.fdr.daily_export_hour > 23 {
-            return Err(invalid("fdr.daily_export_hour", "must be 0..=23 (Europe/Rome)"));
+            return Err(invalid(
+                "fdr.daily_export_hour",
+                "must be 0..=23 (Europe/Rome)",
+            ));
         }
         if self.feeds.max_upload_bytes < 1024 {
             return Err(invalid("feeds.max_upload_bytes", "must be at least 1024"));

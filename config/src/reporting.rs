@@ -66,11 +66,7 @@ impl Default for OrgExportSettings {
             ftp_url: String::new(),
             ftp_password: None,
             ftp_password_env: None,
-            kinds: vec![
-                "payments".into(),
-                "flows".into(),
-                "reconciliation".into(),
-            ],
+            kinds: vec!["payments".into(), "flows".into(), "reconciliation".into()],
             formats: vec!["csv".into()],
         }
     }
@@ -90,12 +86,18 @@ impl OrgExportSettings {
         }
         for (i, f) in self.formats.iter().enumerate() {
             if !matches!(f.trim(), "csv" | "xlsx") {
-                return e(&format!("formats[{i}]"), format!("{f:?}: must be csv or xlsx"));
+                return e(
+                    &format!("formats[{i}]"),
+                    format!("{f:?}: must be csv or xlsx"),
+                );
             }
         }
         for (i, a) in self.email_to.iter().enumerate() {
             if !mpay_messages::domain::cart::valid_email(a.trim()) {
-                return e(&format!("email_to[{i}]"), format!("{a:?} is not an e-mail address"));
+                return e(
+                    &format!("email_to[{i}]"),
+                    format!("{a:?} is not an e-mail address"),
+                );
             }
         }
         let url = self.ftp_url.trim();

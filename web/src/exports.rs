@@ -229,7 +229,10 @@ fn payments(report: &Report, period: Period) -> Table {
 
 fn flow_rows(report: &Report, flows: &[StoredFlow], period: Period) -> Table {
     let mut rows = Vec::new();
-    let mut chosen: Vec<&StoredFlow> = flows.iter().filter(|f| period.contains(flow_day(f))).collect();
+    let mut chosen: Vec<&StoredFlow> = flows
+        .iter()
+        .filter(|f| period.contains(flow_day(f)))
+        .collect();
     chosen.sort_by(|a, b| {
         (flow_day(a), &a.flow.header.flow_id).cmp(&(flow_day(b), &b.flow.header.flow_id))
     });
@@ -244,10 +247,16 @@ fn flow_rows(report: &Report, flows: &[StoredFlow], period: Period) -> Table {
             Cell::Date(flow_day(f)),
             Cell::text(&h.regulation),
             Cell::text(h.psp_id.as_deref().unwrap_or(&h.sender_id)),
-            Cell::Int(i64::try_from(f.flow.rows.iter().filter(|r| r.counted()).count()).unwrap_or(i64::MAX)),
+            Cell::Int(
+                i64::try_from(f.flow.rows.iter().filter(|r| r.counted()).count())
+                    .unwrap_or(i64::MAX),
+            ),
             Cell::Cents(total),
             Cell::Cents(credited),
-            Cell::text(line.map(|l| settlement_it(l.settlement)).unwrap_or("IN_ATTESA_ACCREDITO")),
+            Cell::text(
+                line.map(|l| settlement_it(l.settlement))
+                    .unwrap_or("IN_ATTESA_ACCREDITO"),
+            ),
             Cell::Text(debug_list(&f.flow.flags)),
         ];
         for r in &f.flow.rows {
@@ -256,7 +265,9 @@ fn flow_rows(report: &Report, flows: &[StoredFlow], period: Period) -> Table {
                 Cell::Int(i64::try_from(r.number).unwrap_or(i64::MAX)),
                 Cell::text(&r.iuv),
                 Cell::text(&r.iur),
-                r.id_transfer.map(|i| Cell::Int(i64::from(i))).unwrap_or(Cell::Empty),
+                r.id_transfer
+                    .map(|i| Cell::Int(i64::from(i)))
+                    .unwrap_or(Cell::Empty),
                 r.amount_cents.map(Cell::Cents).unwrap_or(Cell::Empty),
                 Cell::text(r.status.code()),
                 Cell::opt_date(r.date),
@@ -306,10 +317,15 @@ fn totals(report: &Report, flows: &[StoredFlow], period: Period) -> Table {
         e.1 += cents;
     };
     for p in &report.payments {
-        add(rome_date(p.paid_at), p.flow_id.as_deref(), p.label, p.amount_cents);
+        add(
+            rome_date(p.paid_at),
+            p.flow_id.as_deref(),
+            p.label,
+            p.amount_cents,
+        );
     }
     for r in &report.rows_without_receipt {
-        let flow_day = flows
+        let regulated = flows
             .iter()
             .find(|f| f.flow.header.flow_id == r.flow_id)
             .map(flow_day);
@@ -318,7 +334,7 @@ fn totals(report: &Report, flows: &[StoredFlow], period: Period) -> Table {
             .find(|f| f.flow.header.flow_id == r.flow_id)
             .and_then(|f| f.flow.rows.iter().find(|x| x.number == r.row))
             .and_then(|x| x.date);
-        if let Some(day) = row_day.or(flow_day) {
+        if let Some(day) = row_day.or(regulated) {
             add(day, Some(&r.flow_id), r.label, r.amount_cents.unwrap_or(0));
         }
     }
@@ -338,7 +354,11 @@ fn totals(report: &Report, flows: &[StoredFlow], period: Period) -> Table {
         t.1 += cents;
         rows.push(vec![
             Cell::Date(day),
-            if flow.is_empty() { Cell::Empty } else { Cell::Text(flow) },
+            if flow.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::Text(flow)
+            },
             Cell::text(label),
             Cell::Int(n),
             Cell::Cents(cents),
@@ -355,7 +375,13 @@ fn totals(report: &Report, flows: &[StoredFlow], period: Period) -> Table {
     }
     Table {
         sheet: "Riconciliazione",
-        header: vec!["giorno", "identificativoFlusso", "etichetta", "numero", "importo"],
+        header: vec![
+            "giorno",
+            "identificativoFlusso",
+            "etichetta",
+            "numero",
+            "importo",
+        ],
         rows,
     }
 }
@@ -406,7 +432,9 @@ fn render_xlsx(table: &Table) -> Result<Vec<u8>, String> {
     let mut widths: Vec<usize> = table.header.iter().map(|h| h.len()).collect();
     for (c, h) in table.header.iter().enumerate() {
         let col = u16::try_from(c).map_err(|e| e.to_string())?;
-        sheet.write_string_with_format(0, col, *h, &bold).map_err(err)?;
+        sheet
+            .write_string_with_format(0, col, *h, &bold)
+            .map_err(err)?;
     }
     for (r, row) in table.rows.iter().enumerate() {
         let rn = u32::try_from(r + 1).map_err(|e| e.to_string())?;

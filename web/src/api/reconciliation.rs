@@ -495,7 +495,7 @@ pub fn export_params(
            ("from" = String, Query, description = "first day, YYYY-MM-DD (Europe/Rome)"),
            ("to" = String, Query, description = "last day, YYYY-MM-DD, included; at most 366 days after from"),
            ("format" = Option<String>, Query, description = "csv (default: `;`-separated, decimal comma, UTF-8) or xlsx (amounts as numbers, dates as dates, frozen header)")),
-    responses((status = 200, description = "the file (Content-Disposition: attachment; name like pagamenti-<cf>-<from>-<to>.csv)", content_type = "text/csv"),
+    responses((status = 200, description = "the file (Content-Disposition: attachment; name like pagamenti-<cf>-<from>-<to>.csv; text/csv or the XLSX content type)"),
               (status = 400, body = Problem, description = "a bad parameter, named in `errors[].field` (kind, from, to, format)"),
               (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("ApiKey" = [])),
