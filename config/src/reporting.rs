@@ -101,7 +101,7 @@ impl OrgExportSettings {
             }
         }
         let url = self.ftp_url.trim();
-        if !url.is_empty() && !(url.starts_with("ftp://") || url.starts_with("ftps://")) {
+        if !(url.is_empty() || url.starts_with("ftp://") || url.starts_with("ftps://")) {
             return e("ftp_url", "must start with ftp:// or ftps://".into());
         }
         if self.ftp_password.is_some() && self.ftp_password_env.is_some() {
