@@ -468,3 +468,102 @@ async fn the_daily_batch_mails_and_uploads_yesterday_once_across_a_restart() {
     assert_eq!(messages(&mail_out).len(), 1);
     assert_eq!(std::fs::read_dir(&ftp_root).unwrap().count(), 0);
 }
+
+/// `mpay recon export` and `mpay fdr sync` on a stopped node (the demo organization).
+#[test]
+fn the_export_and_sync_commands_run_on_a_stopped_node() {
+    const BIN: &str = env!("CARGO_BIN_EXE_mpay");
+    const DEMO: &str = "80001234568";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--demo", "--data-dir", data.to_str().unwrap()])
+            .env("MPAY_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let day = NaiveDate::from_ymd_opt(2026, 7, 3).unwrap();
+    let flow = flow_xml(
+        "2026-07-0388888888888-S0000077",
+        day,
+        &[("01000000000000077".into(), "IUR-77".into(), 1, 1_999, "0")],
+    )
+    .replace(ORG_A, DEMO);
+    let flow_file = dir.path().join("flow.xml");
+    std::fs::write(&flow_file, flow).unwrap();
+    let (code, out, err) = run(&["fdr", "import", "--org", DEMO, flow_file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    let xlsx = dir.path().join("flussi.xlsx");
+    let (code, out, err) = run(&[
+        "recon",
+        "export",
+        "--org",
+        DEMO,
+        "--kind",
+        "flows",
+        "--from",
+        "2026-07-01",
+        "--to",
+        "2026-07-31",
+        "--format",
+        "xlsx",
+        "--out",
+        xlsx.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("flussi.xlsx"), "{out}");
+    let f = sheet(&std::fs::read(&xlsx).unwrap(), "Flussi");
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[1][col(&f[0], "importo")], Data::Float(19.99));
+    assert_eq!(text(&f[1][col(&f[0], "IUV")]), "01000000000000077");
+
+    let csv = dir.path().join("r.csv");
+    let (code, out, err) = run(&[
+        "recon",
+        "export",
+        "--org",
+        DEMO,
+        "--kind",
+        "reconciliation",
+        "--from",
+        "2026-07-01",
+        "--to",
+        "2026-07-31",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let text_csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        text_csv.contains("2026-07-03;2026-07-0388888888888-S0000077;IUV_NO_RT;1;19,99"),
+        "{text_csv}"
+    );
+
+    let (code, _, err) = run(&[
+        "recon",
+        "export",
+        "--org",
+        DEMO,
+        "--kind",
+        "receipts",
+        "--from",
+        "2026-07-01",
+        "--to",
+        "2026-07-31",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--kind"), "{err}");
+
+    // no FdR API in the demo configuration: said so, exit 2
+    let (code, _, err) = run(&["fdr", "sync", "--org", DEMO]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("[fdr] base_url"), "{err}");
+}
