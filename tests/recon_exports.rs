@@ -276,6 +276,20 @@ async fn each_export_downloads_as_csv_and_xlsx_with_exact_amounts() {
     assert_eq!(total[3], Data::Float(2.0));
     assert_eq!(total[4], Data::Float(130.29));
 
+    // documented in the OpenAPI
+    let spec: Value = app
+        .client
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = &spec["paths"]
+        ["/api/v1/organizations/{organizationfiscalcode}/reconciliation/exports/{kind}"];
+    assert!(path["get"].is_object(), "{path}");
+
     // a period before everything: a header only
     let r = get_export(&app, KEY_A, "payments", "from=2020-01-01&to=2020-01-31").await;
     assert_eq!(r.status(), 200);
@@ -566,4 +580,85 @@ fn the_export_and_sync_commands_run_on_a_stopped_node() {
     let (code, _, err) = run(&["fdr", "sync", "--org", DEMO]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("[fdr] base_url"), "{err}");
+}
+
+/// The node itself: `[organizations.exports]` and `[fdr] daily_export_hour` configured, the
+/// `ExportBatch` it starts delivers yesterday's files at once by e-mail and FTP and records it.
+#[actix_rt::test]
+async fn a_node_with_exports_configured_delivers_yesterday_by_mail_and_ftp() {
+    use mpay_config::{Settings, Sources};
+    let dir = tempfile::tempdir().unwrap();
+    let (mail_out, ftp_root) = (dir.path().join("mail"), dir.path().join("ftp"));
+    std::fs::create_dir_all(&ftp_root).unwrap();
+    let smtp_port = common::free_port();
+    let _sink = SmtpSink::start(smtp_port, &mail_out);
+    let ftp_port = common::free_port();
+    start_ftp(ftp_root.clone(), ftp_port);
+    let exports = format!(
+        "[organizations.exports]\nemail_to = [\"tesoreria@borgo-demo.example.it\"]\n\
+ftp_url = \"ftp://ente@127.0.0.1:{ftp_port}/\"\nftp_password = \"secret\"\n\
+kinds = [\"flows\"]\nformats = [\"csv\"]\n[organizations.mpay]"
+    );
+    let text = format!(
+        "{}\n[mail]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n\
+from = \"Riconciliazione <mpay@borgo-demo.example.it>\"\ntimeout_ms = 2000\n\
+[fdr]\ndaily_export_hour = 0\n",
+        common::config_text(&dir.path().join("data")).replacen("[organizations.mpay]", &exports, 1)
+    );
+    let cfg = dir.path().join("mpay.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let settings = Settings::load(&Sources {
+        demo: false,
+        file: Some(cfg),
+        env: false,
+    })
+    .unwrap();
+    let yesterday = mpay_messages::time::rome_today().pred_opt().unwrap();
+    let flow = format!("{yesterday}88888888888-S0000055");
+    {
+        let store = mpay_storage::Store::open(&settings.store_dir()).unwrap();
+        let xml = flow_xml(
+            &flow,
+            yesterday,
+            &[("01000000000000055".into(), "IUR-55".into(), 1, 555, "0")],
+        );
+        store
+            .reconciliation
+            .import_flow_file(ORG_A, "day.xml", xml.as_bytes(), chrono::Utc::now())
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let app = mpay::app::Application::build(settings, false)
+        .await
+        .unwrap();
+    let store = app.store.clone();
+    actix_rt::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    let name = format!("flussi-{ORG_A}-{yesterday}-{yesterday}.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let done = store
+            .reconciliation
+            .export_delivery(ORG_A, yesterday)
+            .unwrap()
+            .is_some_and(|d| d.emailed_at.is_some() && d.uploaded_at.is_some());
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered: {:?}",
+            store.reconciliation.export_delivery(ORG_A, yesterday)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mails = messages(&mail_out);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["attachments"][0]["filename"], name.as_str());
+    let uploaded = std::fs::read_to_string(ftp_root.join(&name)).unwrap();
+    assert!(
+        uploaded.contains(&flow) && uploaded.contains(";5,55;"),
+        "{uploaded}"
+    );
 }

@@ -126,3 +126,41 @@ impl OrgExportSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_settings_name_the_bad_key() {
+        assert_eq!(OrgExportSettings::default().check(), Ok(()));
+        let bad = |edit: fn(&mut OrgExportSettings)| {
+            let mut s = OrgExportSettings::default();
+            edit(&mut s);
+            s.check().err().map(|(k, _)| k)
+        };
+        assert_eq!(
+            bad(|s| s.kinds = vec!["flows".into(), "receipts".into()]),
+            Some("exports.kinds[1]".into())
+        );
+        assert_eq!(
+            bad(|s| s.formats = vec!["pdf".into()]),
+            Some("exports.formats[0]".into())
+        );
+        assert_eq!(
+            bad(|s| s.email_to = vec!["not an address".into()]),
+            Some("exports.email_to[0]".into())
+        );
+        assert_eq!(
+            bad(|s| s.ftp_url = "sftp://a@b/".into()),
+            Some("exports.ftp_url".into())
+        );
+        assert_eq!(
+            bad(|s| {
+                s.ftp_password = Some(SecretString::from("x"));
+                s.ftp_password_env = Some("X".into());
+            }),
+            Some("exports.ftp_password_env".into())
+        );
+    }
+}
