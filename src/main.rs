@@ -212,6 +212,10 @@ enum ReconCommand {
         /// Every line as JSON.
         #[arg(long)]
         json: bool,
+        /// The business day (YYYY-MM-DD, Europe/Rome) judged for the receipts no flow reports
+        /// after their D+2 deadline (default today).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -571,11 +575,17 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return mpay::recon_cli::import(&store, &org, mpay::recon_cli::Kind::Statement, &files);
         }
         Command::Recon {
-            command: ReconCommand::Run { org, json, config },
+            command:
+                ReconCommand::Run {
+                    org,
+                    json,
+                    date,
+                    config,
+                },
         } => {
             let settings = load_settings(&config)?;
             configured_org(&settings, &config, &org)?;
-            return mpay::recon_cli::run(&open_store(&settings)?, &org, json);
+            return mpay::recon_cli::run(&open_store(&settings)?, &org, json, date);
         }
         Command::Recon {
             command:

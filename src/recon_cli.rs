@@ -140,8 +140,14 @@ pub fn list(store: &Store, org: &str) -> anyhow::Result<ExitCode> {
 
 /// Prints the reconciliation of `org`: totals per label, then what needs a look (or every line
 /// as JSON).
-pub fn run(store: &Store, org: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    store: &Store,
+    org: &str,
+    json: bool,
+    date: Option<chrono::NaiveDate>,
+) -> anyhow::Result<ExitCode> {
     let report = reconciliation::reconcile(store, org)?;
+    let as_of = date.unwrap_or_else(mpay_messages::time::rome_today);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -164,6 +170,19 @@ pub fn run(store: &Store, org: &str, json: bool) -> anyhow::Result<ExitCode> {
             r.iur,
             euros(r.amount_cents.unwrap_or(0)),
             r.status.code()
+        );
+    }
+    let late = reconciliation::unreported(&report, as_of);
+    println!(
+        "  {} receipts not reported after their D+2 deadline on {as_of}",
+        late.len()
+    );
+    for (p, deadline) in &late {
+        println!(
+            "  UNREPORTED  receipt {} IUV {} {} EUR (deadline {deadline})",
+            p.receipt_id,
+            p.iuv,
+            euros(p.amount_cents)
         );
     }
     for c in report

@@ -576,6 +576,15 @@ fn the_export_and_sync_commands_run_on_a_stopped_node() {
     assert_ne!(code, Some(0));
     assert!(err.contains("--kind"), "{err}");
 
+    // `recon run --date`: the day judged for the receipts unreported after D+2
+    let (code, out, err) = run(&["recon", "run", "--org", DEMO, "--date", "2026-07-10"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("0 receipts not reported after their D+2 deadline on 2026-07-10")
+            && out.contains("IUV_NO_RT"),
+        "{out}"
+    );
+
     // no FdR API in the demo configuration: said so, exit 2
     let (code, _, err) = run(&["fdr", "sync", "--org", DEMO]);
     assert_eq!(code, Some(2), "{err}");
