@@ -366,6 +366,10 @@ impl Application {
             health.clone(),
             Duration::from_millis(settings.watchdog.interval_ms),
         );
+        // the size bound removes a sixteenth of the journal at a time (whole segments)
+        store
+            .journal
+            .set_segment_bytes(settings.journal.max_bytes / 16);
         let journal_store: Arc<dyn JournalStore> = store.journal.clone();
         let (js, reg, batch_max, interval) = (
             journal_store.clone(),

@@ -24,6 +24,12 @@ fn shared() -> Option<PathBuf> {
     if dir.join("schemas").is_dir() {
         Some(dir)
     } else {
+        if std::env::var_os("MPAY_REQUIRE_SHARED").is_some_and(|v| v == "1") {
+            panic!(
+                "reference material missing at {} and MPAY_REQUIRE_SHARED=1",
+                dir.display()
+            );
+        }
         eprintln!(
             "SKIPPED: pagoPA spec pack not found at {} (set PAGOPA_SHARED)",
             dir.display()

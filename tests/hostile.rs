@@ -319,6 +319,55 @@ fn ftp_flood_is_refused_and_the_station_keeps_answering() {
     );
 }
 
+/// Behind a trusted reverse proxy every client reaches mpay from the proxy's address: the
+/// throttle counts failures against the forwarded client, so one guesser does not lock out the
+/// other clients of the proxy (before: one bucket for the proxy, the right key got 429 too).
+#[actix_rt::test]
+async fn behind_a_trusted_proxy_the_throttle_counts_the_forwarded_client() {
+    let app = common::spawn_app_edited(|text| {
+        let text = text.replacen(
+            "[http]\n",
+            "[http]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+            1,
+        );
+        format!("{text}\n[auth]\nfailure_limit = 5\nfailure_window_secs = 60\n")
+    })
+    .await;
+    let url = app.positions_url(common::ORG_A);
+    let get = |client: &'static str, key: String| {
+        app.client
+            .get(&url)
+            .header("X-Forwarded-For", client)
+            .header("Ocp-Apim-Subscription-Key", key)
+            .send()
+    };
+    for i in 0..5 {
+        let r = get("203.0.113.7", format!("guess-{i:04}-xxxxxxxxxxxx"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    let r = get("203.0.113.7", common::KEY_A.to_string()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "the guesser waits, even with the right key"
+    );
+    let r = get("198.51.100.9", common::KEY_A.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "another client of the same proxy is not throttled"
+    );
+    // its own wrong key is a plain 401 (a key prefix the guesser did not use)
+    let r = get("198.51.100.9", "other-5555-yyyyyyyyyyyy".to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
 /// Issue 9.11: wrong API keys and FTP passwords are throttled per IP and per key prefix / user:
 /// after `failure_limit` failures the REST API answers 429 with Retry-After (even the right
 /// key, from that IP) and FTP refuses the login; metrics count both.

@@ -24,6 +24,12 @@ fn samples() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
+        if std::env::var_os("MPAY_REQUIRE_SHARED").is_some_and(|v| v == "1") {
+            panic!(
+                "reference material missing at {} and MPAY_REQUIRE_SHARED=1",
+                dir.display()
+            );
+        }
         eprintln!("SKIPPED: samples not found at {}", dir.display());
         None
     }

@@ -14,6 +14,11 @@ use pagopa_sim::replay::{self, ReplayArgs};
 use pagopa_sim::rest::{create_notices, discover, CreateRequest, Notice};
 use pagopa_sim::validate::{check_schemas_dir, resolve_schemas_dir, Validator, ValidatorPool};
 
+/// mimalloc, as `mpay`'s binary: the simulator is the load generator of the benches and shares
+/// their cores, so its allocator time is taken from the server measured.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for unexpected outcomes / XSD failures.
 const EXIT_FAILED: u8 = 1;
 /// Exit code for usage, configuration or environment errors (schemas missing, ...).
@@ -63,6 +68,17 @@ enum Command {
         /// Threads validating XML (libxml2).
         #[arg(long, default_value_t = 2)]
         validator_threads: usize,
+        /// Append one JSON line per payment the station acknowledged (input of `fdr build`).
+        #[arg(long, value_name = "FILE")]
+        payments_out: Option<PathBuf>,
+        /// Date the payments over the N days before today (default: now).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        payment_days: u32,
+    },
+    /// The PSPs' reporting side: flows of the recorded payments, the FdR REST API, bank credits.
+    Fdr {
+        #[command(subcommand)]
+        cmd: pagopa_sim::fdr::FdrCommand,
     },
     /// Post every *_req*.xml of DIR (sorted) and compare answers with the expectations.
     Replay {
@@ -103,12 +119,17 @@ fn schemas_or_die(cli: Option<&Path>) -> Result<PathBuf, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Fdr { cmd } = cli.command {
+        // no XML validation on this side: no schemas needed
+        return pagopa_sim::fdr::main(cmd);
+    }
     let dir = match schemas_or_die(cli.schemas.as_deref()) {
         Ok(d) => d,
         Err(c) => return c,
     };
     match cli.command {
         Command::Validate { files } => validate_files(&dir, &files),
+        Command::Fdr { cmd } => pagopa_sim::fdr::main(cmd),
         Command::Psp {
             station,
             config,
@@ -118,6 +139,8 @@ fn main() -> ExitCode {
             payments,
             concurrency,
             validator_threads,
+            payments_out,
+            payment_days,
         } => with_runtime(psp_main(
             dir,
             PspArgs {
@@ -129,6 +152,8 @@ fn main() -> ExitCode {
                 payments,
                 concurrency,
                 validator_threads,
+                payments_out,
+                payment_days,
             },
         )),
         Command::Replay {
@@ -230,6 +255,8 @@ struct PspArgs {
     payments: Option<usize>,
     concurrency: usize,
     validator_threads: usize,
+    payments_out: Option<PathBuf>,
+    payment_days: u32,
 }
 
 async fn psp_main(schemas: PathBuf, args: PspArgs) -> ExitCode {
@@ -242,7 +269,20 @@ async fn psp_main(schemas: PathBuf, args: PspArgs) -> ExitCode {
         payments,
         concurrency,
         validator_threads,
+        payments_out,
+        payment_days,
     } = args;
+    let payments_out = match payments_out
+        .as_deref()
+        .map(pagopa_sim::fdr::PaymentLog::open)
+    {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            eprintln!("pagopa-sim: ERROR: --payments-out {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
     let cfg = match PspConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -395,6 +435,8 @@ async fn psp_main(schemas: PathBuf, args: PspArgs) -> ExitCode {
         client,
         pool,
         stats: Default::default(),
+        payments_out,
+        payment_days,
     });
     let elapsed = run_jobs(Arc::clone(&runner), jobs, concurrency).await;
     runner.stats.print_human(elapsed);

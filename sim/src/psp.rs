@@ -190,6 +190,10 @@ pub struct Runner {
     pub pool: ValidatorPool,
     /// Statistics.
     pub stats: Stats,
+    /// Where each payment acknowledged by the station is recorded (`--payments-out`).
+    pub payments_out: Option<crate::fdr::PaymentLog>,
+    /// Spread the payment dates over the N days before today (`--payment-days`; 0 = now).
+    pub payment_days: u32,
 }
 
 /// Why a job stopped early (already recorded in the statistics).
@@ -200,6 +204,37 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 impl Runner {
+    /// The receipt's dates: now, or (with `payment_days`) a day among the N before today
+    /// chosen by the job, between 09:00 and 12:59 Italian time (before the Node's 13:00 cut).
+    fn dates(&self, job: &Job) -> ReceiptDates {
+        if self.payment_days == 0 {
+            return ReceiptDates::now();
+        }
+        let rome = chrono_tz::Europe::Rome;
+        let today = chrono::Utc::now().with_timezone(&rome).date_naive();
+        let back = 1 + (job.index as u64 % u64::from(self.payment_days));
+        let minutes = (job.index / self.payment_days as usize) as i64 % 240;
+        let when = (today - chrono::Days::new(back))
+            .and_hms_opt(9, 0, 0)
+            .map(|t| t + chrono::Duration::minutes(minutes))
+            .and_then(|t| {
+                use chrono::TimeZone as _;
+                rome.from_local_datetime(&t).earliest()
+            });
+        match when {
+            Some(t) => ReceiptDates::at(t),
+            None => ReceiptDates::now(),
+        }
+    }
+
+    fn record(&self, r: &Receipt, ctx: &str) {
+        if let Some(log) = &self.payments_out {
+            if let Err(e) = log.record(r) {
+                self.unexpected(ctx, Op::SendRt, "the payment recorded", e, "");
+            }
+        }
+    }
+
     fn psp(&self) -> PspInfo {
         let p = &self.cfg.psp;
         PspInfo {
@@ -498,7 +533,7 @@ impl Runner {
                     &n.qr,
                     &data,
                     &self.psp(),
-                    &ReceiptDates::now(),
+                    &self.dates(job),
                     &opts,
                     &mut rng,
                 ) {
@@ -516,6 +551,7 @@ impl Runner {
                     self.stats.count("receipts_with_stamp");
                 }
                 self.send_receipt(*version, &receipt, &ok(), &ctx).await?;
+                self.record(&receipt, &ctx);
                 self.stats.count("payments_completed");
                 if *duplicate {
                     self.send_receipt(
@@ -567,14 +603,18 @@ impl Runner {
                     transfer_category: self.cfg.stand_in.transfer_category.clone(),
                     debtor: Subject::anonymous(),
                 };
-                let receipt = stand_in_receipt(&input, &self.psp(), &ReceiptDates::now(), &mut rng);
+                let receipt = stand_in_receipt(&input, &self.psp(), &self.dates(job), &mut rng);
                 let accepted = if *different_amount {
                     &self.cfg.expect.stand_in_different_amount
                 } else {
                     &self.cfg.expect.stand_in_receipt
                 };
-                self.send_receipt(*version, &receipt, accepted, &ctx)
+                let c = self
+                    .send_receipt(*version, &receipt, accepted, &ctx)
                     .await?;
+                if c.label == "OK" {
+                    self.record(&receipt, &ctx);
+                }
                 self.stats.count("stand_in_receipts");
                 if *duplicate {
                     self.send_receipt(

@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::StorageError;
 use crate::store::Store;
+use crate::trees::PROBE_TREE;
 
 /// The `format` of the first line.
 pub const FORMAT: &str = "mpay-store-backup";
@@ -41,9 +42,6 @@ pub const VERSION: u32 = 2;
 const DEFAULT_TREE: &[u8] = b"__sled__default";
 /// Trees left out unless asked for.
 const JOURNAL_TREES: &[&str] = &["journal"];
-/// The tree of the node's write probe (operational, never backed up: a backup of a running
-/// node would otherwise differ from its restore by the probe's timestamp).
-pub(crate) const PROBE_TREE: &str = "store_probe";
 
 /// What a backup or a restore covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -129,8 +127,7 @@ impl Store {
         names.sort();
         for name in names {
             let tree_name = String::from_utf8_lossy(&name).into_owned();
-            if tree_name == PROBE_TREE || (!journal && JOURNAL_TREES.contains(&tree_name.as_str()))
-            {
+            if tree_name == PROBE_TREE || JOURNAL_TREES.contains(&tree_name.as_str()) {
                 continue;
             }
             let tree = if name.as_ref() == DEFAULT_TREE {
@@ -155,6 +152,37 @@ impl Store {
             summary.records += n;
             if n > 0 {
                 summary.trees.insert(tree_name, n);
+            }
+        }
+        if journal {
+            // the journal lives in its own files: its entries are written as records of the
+            // previous build's tree, which a restored store moves into files at its first open
+            let tree = crate::journal::LEGACY_TREE;
+            let mut n = 0u64;
+            self.journal.for_each(|entry| {
+                let at = entry
+                    .at
+                    .timestamp_nanos_opt()
+                    .map(|t| t.max(0) as u64)
+                    .unwrap_or(0);
+                let mut k = at.to_be_bytes().to_vec();
+                k.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+                let v = crate::codec::encode(&entry)?;
+                digest_record(&mut hash, tree.as_bytes(), &k, &v);
+                json_line(
+                    out,
+                    &Record {
+                        tree: tree.to_owned(),
+                        k: B64.encode(&k),
+                        v: B64.encode(&v),
+                    },
+                )?;
+                n += 1;
+                Ok(())
+            })?;
+            summary.records += n;
+            if n > 0 {
+                summary.trees.insert(tree.to_owned(), n);
             }
         }
         summary.sha256 = hex(&hash.finalize());
@@ -327,4 +355,65 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::journal::{JournalQuery, JournalStore as _};
+    use mpay_messages::journal::JournalEntry;
+
+    fn entry(i: i64) -> JournalEntry {
+        JournalEntry {
+            at: DateTime::<Utc>::from_timestamp(1_700_000_000 + i, 0).unwrap(),
+            channel: "soap".into(),
+            operation: "paSendRTV2".into(),
+            organization: Some("77777777777".into()),
+            key: Some(format!("k{i}")),
+            status: 200,
+            outcome: "OK".into(),
+            latency_us: 1,
+            request_id: format!("r{i}"),
+            note: None,
+            payload: Some(format!("<body>{i}</body>")),
+        }
+    }
+
+    #[test]
+    fn the_journal_in_its_files_is_backed_up_on_request_and_restored_into_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a")).unwrap();
+        store.journal.set_segment_bytes(4096);
+        for chunk in 0..10 {
+            store
+                .journal
+                .append(&(0..30).map(|i| entry(chunk * 30 + i)).collect::<Vec<_>>())
+                .unwrap();
+        }
+        let mut without = Vec::new();
+        let plain = store.backup(&mut without, false).unwrap();
+        assert!(!plain.trees.contains_key("journal"));
+        let mut with = Vec::new();
+        let full = store.backup(&mut with, true).unwrap();
+        assert_eq!(full.trees.get("journal"), Some(&300));
+        assert_eq!(full.records, plain.records + 300);
+
+        let target = dir.path().join("b");
+        let restored = restore(&target, &mut with.as_slice()).unwrap();
+        assert_eq!(restored.sha256, full.sha256);
+        let again = Store::open(&target).unwrap();
+        assert_eq!(again.journal.len(), 300);
+        let newest = again
+            .journal
+            .query(&JournalQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(newest[0], entry(299));
+        // moved into files: the restored store's own backup is the same
+        let mut copy = Vec::new();
+        assert_eq!(again.backup(&mut copy, true).unwrap().sha256, full.sha256);
+    }
 }

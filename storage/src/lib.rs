@@ -39,7 +39,7 @@ pub mod workqueue;
 pub use archive::{ArchiveRepository, SledArchive};
 pub use durability::{Durability, DurabilityPoint};
 pub use error::{is_locked, LedgerError, StorageError};
-pub use journal::{JournalQuery, JournalStore, SledJournal};
+pub use journal::{FileJournal, JournalQuery, JournalStore};
 pub use keys::Index;
 pub use ledger::{
     ListOrder, Page, PositionFilter, PositionRepository, SledLedger, TimerKind, VerifyReport,

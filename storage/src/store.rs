@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::archive::SledArchive;
 use crate::durability::Durability;
 use crate::error::StorageError;
-use crate::journal::SledJournal;
+use crate::journal::FileJournal;
 use crate::ledger::SledLedger;
 
 /// Default sled page cache: 1 GiB, so that the working set of a 1 M-position store (records,
@@ -24,8 +24,8 @@ pub struct Store {
     pub ledger: Arc<SledLedger>,
     /// Archivio Carichi documents.
     pub archive: Arc<SledArchive>,
-    /// Journal of exchanges.
-    pub journal: Arc<SledJournal>,
+    /// Journal of exchanges (its own files in `<dir>/journal`, not sled).
+    pub journal: Arc<FileJournal>,
     /// Reporting flows, bank credits and rejected files (reconciliation).
     pub reconciliation: Arc<crate::reconciliation::SledReconciliation>,
     /// Group commit.
@@ -136,7 +136,7 @@ impl Store {
             sled::Db,
             Arc<SledLedger>,
             Arc<SledArchive>,
-            Arc<SledJournal>,
+            Arc<FileJournal>,
             Arc<crate::reconciliation::SledReconciliation>,
         ),
         StorageError,
@@ -145,7 +145,7 @@ impl Store {
         let ledger = Arc::new(SledLedger::open(&db)?);
         crate::receipts::upgrade(&db, &ledger.receipts)?;
         let archive = Arc::new(SledArchive::open(&db, ledger.clone())?);
-        let journal = Arc::new(SledJournal::open(&db)?);
+        let journal = Arc::new(FileJournal::open(dir, &db)?);
         let reconciliation = Arc::new(crate::reconciliation::SledReconciliation::open(&db)?);
         Ok((db, ledger, archive, journal, reconciliation))
     }
@@ -172,7 +172,7 @@ impl Store {
     /// until the store is opened again.
     /// Errors: the write or the flush failed.
     pub fn probe_write(&self) -> Result<(), StorageError> {
-        let probe = self.db.open_tree(crate::backup::PROBE_TREE)?;
+        let probe = self.db.open_tree(crate::trees::PROBE_TREE)?;
         probe.insert(b"probe", chrono::Utc::now().to_rfc3339().as_bytes())?;
         self.db.flush()?;
         Ok(())

@@ -164,3 +164,7 @@ pub(crate) fn upgrade_once(
     );
     Ok(())
 }
+
+/// The tree of the node's write probe (`Store::probe_write`; operational, never backed up: a
+/// backup of a running node would otherwise differ from its restore by the probe's timestamp).
+pub(crate) const PROBE_TREE: &str = "store_probe";

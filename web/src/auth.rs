@@ -211,7 +211,8 @@ fn authenticate(req: &HttpRequest) -> Result<OrgAuth, Problem> {
                 format!("missing API key: send it in the {API_KEY_HEADER} header"),
             )
         })?;
-    let attempt = crate::throttle::Attempt::api_key(req.peer_addr().map(|a| a.ip()), &key);
+    let attempt =
+        crate::throttle::Attempt::api_key(state.station_access.request_client_ip(req), &key);
     if let Some(wait) = state.throttle.check(&attempt) {
         return Err(throttled_problem(wait));
     }

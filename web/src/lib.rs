@@ -13,6 +13,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ops;
 pub mod portal;
+pub mod print_jobs;
 pub mod problem;
 pub mod state;
 pub mod station;
@@ -56,6 +57,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
                 web::scope("/api/v1")
                     .wrap(actix_web::middleware::from_fn(auth::refuse_key_in_query))
                     .configure(api::documents::configure)
+                    .configure(api::gpd::configure_transfers)
                     .configure(api::positions::configure)
                     .configure(api::gpd::configure)
                     .configure(api::feeds::configure)

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::documents::{self, PrintJobModel, PrintSelection};
+use crate::api::documents::{self, PrintSelection};
 use crate::api::feeds::{self, FeedChecksumModel, FeedErrorModel, FeedModel, FeedProgressModel};
 use crate::api::gpd::{
     self, AppInfo, ErrorResponse, IbanChangeModel, IbanChangeResponse, InstallmentOption,
@@ -23,6 +23,7 @@ use crate::api::v3::{
     self, DebtorModel, InstallmentModel, PaymentOptionModelV3, PaymentOptionResponseV3,
     PaymentPositionModelV3, PaymentPositionResponseV3, PaymentPositionsInfoV3,
 };
+use crate::print_jobs::PrintJobModel;
 use crate::problem::{FieldError, Problem};
 
 struct Security;

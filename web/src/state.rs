@@ -69,7 +69,7 @@ pub struct AppState {
     /// The key of the receipts' public verification ids (`crate::documents`).
     pub verify_key: crate::documents::VerifyKey,
     /// Asynchronous mass-print jobs (`POST …/notices/print-jobs`).
-    pub print_jobs: crate::api::documents::PrintJobs,
+    pub print_jobs: crate::print_jobs::PrintJobs,
     /// The reconciliation worker (FdR sync on demand); `None` = the handlers sync themselves.
     pub recon: Option<mpay_actors::recon_worker::ReconWorker>,
     /// Who may call the station (`[station] allowed_networks`, mTLS, `[node] environment`).
@@ -187,7 +187,7 @@ impl AppState {
             fiscal_code: "-".into(),
             reason: format!("documents verification key: {e}"),
         })?;
-        let print_jobs = crate::api::documents::PrintJobs::new(
+        let print_jobs = crate::print_jobs::PrintJobs::new(
             settings.node.data_dir.join("documents").join("print-jobs"),
         );
         Ok(AppState {

@@ -131,6 +131,14 @@ impl StationAccess {
         client
     }
 
+    /// The client's address of a request ([`Self::client_ip`] of its TCP peer): what the
+    /// authentication throttle counts failures against, so that clients behind a trusted
+    /// reverse proxy are not one bucket.
+    pub fn request_client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        req.peer_addr()
+            .map(|a| self.client_ip(a.ip(), req.headers()))
+    }
+
     /// Admits a station request or says why not (see the module's documentation).
     pub fn admit(&self, req: &HttpRequest) -> Result<(), Refusal> {
         if let Some(tls) = req.conn_data::<StationTlsClient>() {

@@ -10,7 +10,8 @@
 
 use std::io::{BufRead, Write};
 
-use super::reader::{col, normalise_header, v1_columns, QuoteEscapes};
+use super::reader::{normalise_header, v1_columns, QuoteEscapes};
+use super::row::col;
 use super::FeedVersion;
 use crate::Amount;
 

@@ -16,6 +16,7 @@ pub mod govpay;
 mod reader;
 mod record;
 mod report;
+mod row;
 
 pub use container::{
     check_rest_flow_id, extract_zip, FeedFileName, FeedManifest, ZipContents, ZipLimits,

@@ -6,7 +6,7 @@ use mpay_messages::position::{OptionStatus, PositionStatus};
 use sled::Transactional;
 
 use crate::codec::encode;
-use crate::ledger::{apply_prepared, LedgerError};
+use crate::ledger::{apply_prepared, guard_payments, LedgerError};
 
 use super::engine::*;
 use super::keys::*;
@@ -74,11 +74,10 @@ impl Ctx<'_> {
             }
             touched += 1;
             let paid_position = p.status.has_payments();
-            // notices being paid (paGetPayment answered, token not expired) are left alone.
-            // Checked here, when planned: this batch's transaction already spans sled's largest
-            // tuple of trees (9), so a paGetPayment in the moment between plan and commit is not
-            // seen; its receipt still settles the cancelled notice (collected money is never
-            // refused) and is flagged there.
+            // notices being paid (paGetPayment answered, token not expired) are left alone:
+            // checked here, when planned, and again inside the batch's transaction (a
+            // paGetPayment in between aborts it; the batch is planned again from the same
+            // cursor and leaves that notice alone)
             let paying = self.store.ledger.payments_in_progress(&p, Utc::now())?;
             let cancel_iuds: Vec<&str> = absent
                 .iter()
@@ -158,6 +157,7 @@ impl Ctx<'_> {
         rec.updated_at = Utc::now();
         let rec_bytes = encode(&rec)?;
         let l = &*self.store.ledger;
+        let now = Utc::now();
         let _running = crate::tx::unit_of_work();
         let result = (
             &l.positions,
@@ -169,11 +169,23 @@ impl Ctx<'_> {
             &self.trees.feeds,
             &self.trees.outcomes,
             &self.trees.seen,
+            &l.in_progress,
         )
-            .transaction(|(p, n, i, d, due, t, f, o, seen)| {
+            .transaction(|(p, n, i, d, due, t, f, o, seen, paying)| {
                 let ledger = [p, n, i, d, due, t];
                 for w in &writes {
                     check_expected(p, w.prepared.key(), &w.expect)?;
+                    if let Some(old) = &w.old {
+                        let target = (w.new.status != PositionStatus::Invalid).then_some(&w.new);
+                        match guard_payments(paying, old, target, now) {
+                            Err(sled::transaction::ConflictableTransactionError::Abort(_)) => {
+                                return Err(sled::transaction::ConflictableTransactionError::Abort(
+                                    LedgerError::Contended,
+                                ))
+                            }
+                            other => other?,
+                        }
+                    }
                     apply_prepared(&ledger, &w.prepared)?;
                 }
                 for (k, v) in &entries {

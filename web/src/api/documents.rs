@@ -3,13 +3,10 @@
 //! `Idempotency-Key`; status with progress; `result.zip`). Same API key and tenant rules as the
 //! debt positions; rendering runs on the blocking pool.
 
-use std::collections::HashMap;
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use mpay_messages::position::{DebtPosition, Origin, PositionStatus};
 use mpay_messages::{NoticeNumber, OrgFiscalCode};
 use mpay_storage::{ListOrder, PositionFilter, PositionRepository};
@@ -19,6 +16,7 @@ use utoipa::ToSchema;
 use super::positions::{ledger, read_own};
 use crate::auth::OrgAuth;
 use crate::documents::{notice_input, pdf_response, receipt_input, render};
+use crate::print_jobs::{Job, PrintJobModel};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -272,71 +270,6 @@ pub fn select_positions(
         page += 1;
     }
     Ok(out)
-}
-
-/// The state of a print job.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PrintJobModel {
-    /// Job id.
-    pub job_id: String,
-    /// QUEUED, RUNNING, DONE or FAILED.
-    pub status: String,
-    /// Positions selected.
-    pub total: usize,
-    /// Positions rendered.
-    pub done: usize,
-    /// Positions that could not be rendered (named in `errors`).
-    pub failed: usize,
-    /// Up to 100 `iupd: reason` lines.
-    pub errors: Vec<String>,
-    /// When it was asked for.
-    pub created_at: DateTime<Utc>,
-    /// Where the result is, once DONE.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
-}
-
-#[derive(Debug)]
-struct Job {
-    org: String,
-    model: PrintJobModel,
-    path: PathBuf,
-}
-
-/// The print jobs of this node: kept in memory while it runs (a restart forgets the jobs; their
-/// finished zips stay under `<data_dir>/documents/print-jobs/`).
-#[derive(Debug, Clone)]
-pub struct PrintJobs {
-    dir: PathBuf,
-    jobs: Arc<Mutex<HashMap<String, Job>>>,
-    idempotency: Arc<Mutex<HashMap<(String, String), String>>>,
-}
-
-impl PrintJobs {
-    /// Jobs writing their results under `dir`.
-    pub fn new(dir: PathBuf) -> Self {
-        PrintJobs {
-            dir,
-            jobs: Arc::default(),
-            idempotency: Arc::default(),
-        }
-    }
-
-    fn get(&self, org: &str, id: &str) -> Option<(PrintJobModel, PathBuf)> {
-        let jobs = self.jobs.lock().ok()?;
-        jobs.get(id)
-            .filter(|j| j.org == org)
-            .map(|j| (j.model.clone(), j.path.clone()))
-    }
-
-    fn update(&self, id: &str, f: impl FnOnce(&mut PrintJobModel)) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            if let Some(j) = jobs.get_mut(id) {
-                f(&mut j.model);
-            }
-        }
-    }
 }
 
 /// `POST …/notices/print-jobs`: starts a mass print; 202 with the job. The same

@@ -55,6 +55,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// `PATCH …/debtpositions/transfers` (GPD's IBAN change of every unpaid transfer). Registered
+/// before the debt-positions scope (`lib.rs`), which would otherwise read `transfers` as an iupd.
+pub fn configure_transfers(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/organizations/{organizationfiscalcode}/debtpositions/transfers")
+            .route(web::patch().to(change_iban))
+            .default_service(web::to(super::positions::method_not_allowed)),
+    );
+}
+
 /// Routes of the external v2 bulk API (`/api/v2`).
 pub fn configure_v2(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -36,11 +36,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(not_allowed()),
             )
             .service(
-                web::resource("/transfers")
-                    .route(web::patch().to(super::gpd::change_iban))
-                    .default_service(not_allowed()),
-            )
-            .service(
                 web::resource("/{iupd}")
                     .route(web::get().to(get))
                     .route(web::put().to(update))
@@ -74,7 +69,6 @@ async fn only_known_query(
     let method = req.method().clone();
     let own_checks = path.ends_with("/debtpositions")
         || path.ends_with("/debtpositions/bulk")
-        || path.ends_with("/debtpositions/transfers")
         || method == actix_web::http::Method::PUT;
     if !own_checks && !req.query_string().is_empty() {
         let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
@@ -96,9 +90,11 @@ async fn only_known_query(
     next.call(req).await.map(|r| r.map_into_left_body())
 }
 
-async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+pub(crate) async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
     let path = req.match_pattern().unwrap_or_default();
-    let allow = if path.ends_with("/debtpositions") {
+    let allow = if path.ends_with("/debtpositions/transfers") {
+        "PATCH"
+    } else if path.ends_with("/debtpositions") {
         "GET, POST"
     } else if path.ends_with("/{iupd}") {
         "GET, PUT, DELETE"

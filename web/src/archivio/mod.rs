@@ -314,7 +314,7 @@ fn authenticate(
     match presented_key(req) {
         Some(key) => {
             let attempt =
-                crate::throttle::Attempt::api_key(req.peer_addr().map(|a| a.ip()), &key);
+                crate::throttle::Attempt::api_key(state.station_access.request_client_ip(req), &key);
             if let Some(wait) = state.throttle.check(&attempt) {
                 return Err((
                     StatusCode::TOO_MANY_REQUESTS,
