@@ -473,6 +473,16 @@ impl Application {
             &health,
         );
         recon.listen(bus.clone());
+        // the daily reconciliation exports (e-mail / FTP) of the organizations that want them
+        if let Some(x) = crate::recon_cli::export_batch_settings(&settings)? {
+            mpay_actors::export_batch::ExportBatch::start(
+                &mut watchdog,
+                x,
+                crate::recon_cli::export_render(),
+                &store,
+                &health,
+            );
+        }
         watchdog.start();
 
         // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder

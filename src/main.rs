@@ -176,6 +176,15 @@ enum FdrCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Downloads the organization's new flows from the FdR API (`[fdr] base_url`), as
+    /// `POST …/fdrs/sync` does on a running node.
+    Sync {
+        /// Organization fiscal code.
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -203,6 +212,33 @@ enum ReconCommand {
         /// Every line as JSON.
         #[arg(long)]
         json: bool,
+        /// The business day (YYYY-MM-DD, Europe/Rome) judged for the receipts no flow reports
+        /// after their D+2 deadline (default today).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Writes an export of the organization for a period (as `GET …/reconciliation/exports/{kind}`).
+    Export {
+        /// Organization fiscal code.
+        #[arg(long)]
+        org: String,
+        /// First day, YYYY-MM-DD (Europe/Rome).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, YYYY-MM-DD, included.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// payments, flows or reconciliation.
+        #[arg(long)]
+        kind: String,
+        /// csv or xlsx.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Output file (default: the export's name in the current folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -509,9 +545,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Fdr { command } => {
             use mpay::recon_cli::{import, list, Kind};
             let (org, config) = match &command {
-                FdrCommand::Import { org, config, .. } | FdrCommand::List { org, config } => {
-                    (org.clone(), config.clone())
-                }
+                FdrCommand::Import { org, config, .. }
+                | FdrCommand::List { org, config }
+                | FdrCommand::Sync { org, config } => (org.clone(), config.clone()),
             };
             let settings = load_settings(&config)?;
             configured_org(&settings, &config, &org)?;
@@ -527,6 +563,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return match command {
                 FdrCommand::Import { files, .. } => import(&store, &org, Kind::Flow, &files),
                 FdrCommand::List { .. } => list(&store, &org),
+                FdrCommand::Sync { .. } => mpay::recon_cli::sync(&settings, &store, &org),
             };
         }
         Command::Bank {
@@ -538,11 +575,41 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return mpay::recon_cli::import(&store, &org, mpay::recon_cli::Kind::Statement, &files);
         }
         Command::Recon {
-            command: ReconCommand::Run { org, json, config },
+            command:
+                ReconCommand::Run {
+                    org,
+                    json,
+                    date,
+                    config,
+                },
         } => {
             let settings = load_settings(&config)?;
             configured_org(&settings, &config, &org)?;
-            return mpay::recon_cli::run(&open_store(&settings)?, &org, json);
+            return mpay::recon_cli::run(&open_store(&settings)?, &org, json, date);
+        }
+        Command::Recon {
+            command:
+                ReconCommand::Export {
+                    org,
+                    from,
+                    to,
+                    kind,
+                    format,
+                    out,
+                    config,
+                },
+        } => {
+            let settings = load_settings(&config)?;
+            configured_org(&settings, &config, &org)?;
+            return mpay::recon_cli::export(
+                &open_store(&settings)?,
+                &org,
+                &kind,
+                &format,
+                from,
+                to,
+                out,
+            );
         }
         Command::Notices {
             command:

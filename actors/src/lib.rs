@@ -23,6 +23,7 @@
 pub mod bus;
 pub mod cart;
 pub mod ente_connector;
+pub mod export_batch;
 pub mod fdr_sync;
 pub mod feed_loader;
 pub mod health;

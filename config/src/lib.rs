@@ -680,6 +680,10 @@ pub struct OrganizationSettings {
     /// Languages of the organization's notices: `it` (default) or `it-de`.
     #[serde(default)]
     pub notice_language: crate::documents::NoticeLanguage,
+    /// The reconciliation exports the daily batch delivers (`[organizations.exports]`); none =
+    /// download only.
+    #[serde(default)]
+    pub exports: Option<crate::reporting::OrgExportSettings>,
 }
 
 impl OrganizationSettings {
@@ -1022,6 +1026,17 @@ impl Settings {
                     ));
                 }
             }
+            if let Some(x) = &org.exports {
+                if let Err((k, why)) = x.check() {
+                    return Err(invalid(key(&k), why));
+                }
+            }
+        }
+        if self.fdr.daily_export_hour > 23 {
+            return Err(invalid(
+                "fdr.daily_export_hour",
+                "must be 0..=23 (Europe/Rome)",
+            ));
         }
         if self.feeds.max_upload_bytes < 1024 {
             return Err(invalid("feeds.max_upload_bytes", "must be at least 1024"));

@@ -13,6 +13,9 @@
 //! - `fdr_cursors`: `org` → `published` of the last flow acquired from the FdR API in order.
 //! - `recon_runs`: `org` → [`ReconRun`], the summary of the last run of the
 //!   `ReconciliationWorker` (when, why, totals per label).
+//! - `recon_exports`: `org ++ 0x00 ++ YYYY-MM-DD` → [`ExportDelivery`]: what the daily export
+//!   batch produced for that business day and where it delivered it (a restart never sends a
+//!   day twice).
 //!
 //! The run reads the organization's flows, credits and every receipt transfer paid to it
 //! (including transfers of other organizations' notices, for which it scans the receipts):
@@ -118,6 +121,32 @@ pub struct SledReconciliation {
     rejects: sled::Tree,
     cursors: sled::Tree,
     runs: sled::Tree,
+    exports: sled::Tree,
+}
+
+/// What the daily export batch did for one organization and business day.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportDelivery {
+    /// Organization.
+    pub organization: String,
+    /// The business day exported (Europe/Rome).
+    pub day: Option<NaiveDate>,
+    /// The files produced (names) and their sizes.
+    pub files: Vec<(String, usize)>,
+    /// When the e-mail was accepted by the SMTP server (`None`: not sent yet, or no e-mail
+    /// configured).
+    pub emailed_at: Option<DateTime<Utc>>,
+    /// When the files were uploaded over FTP.
+    pub uploaded_at: Option<DateTime<Utc>>,
+    /// The last failure, if any (retried at the next pass).
+    pub last_error: Option<String>,
+}
+
+fn export_key(org: &str, day: NaiveDate) -> Vec<u8> {
+    let mut k = org_prefix(org);
+    k.extend_from_slice(day.format("%Y-%m-%d").to_string().as_bytes());
+    k
 }
 
 fn flow_key(org: &str, flow_id: &str, sender: &str, revision: u32) -> Vec<u8> {
@@ -165,6 +194,7 @@ impl SledReconciliation {
             rejects: db.open_tree("fdr_rejects")?,
             cursors: db.open_tree("fdr_cursors")?,
             runs: db.open_tree("recon_runs")?,
+            exports: db.open_tree("recon_exports")?,
         })
     }
 
@@ -302,6 +332,33 @@ impl SledReconciliation {
     pub fn record_run(&self, run: &ReconRun) -> Result<(), StorageError> {
         self.runs
             .insert(run.organization.as_bytes(), encode(run)?)?;
+        Ok(())
+    }
+
+    /// What the daily export batch did for `org` and `day`.
+    pub fn export_delivery(
+        &self,
+        org: &str,
+        day: NaiveDate,
+    ) -> Result<Option<ExportDelivery>, StorageError> {
+        let k = export_key(org, day);
+        match self.exports.get(&k)? {
+            Some(v) => Ok(Some(decode("recon_exports", &k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records what the daily export batch did for `d.organization` and `d.day` (flush
+    /// before acting on it).
+    pub fn record_export_delivery(&self, d: &ExportDelivery) -> Result<(), StorageError> {
+        let Some(day) = d.day else {
+            return Err(StorageError::file(
+                "recording an export",
+                std::io::Error::other("an export delivery without its day"),
+            ));
+        };
+        self.exports
+            .insert(export_key(&d.organization, day), encode(d)?)?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod archivio;
 pub mod auth;
 pub mod demo;
 pub mod documents;
+pub mod exports;
 pub mod limits;
 pub mod middleware;
 pub mod openapi;

@@ -95,6 +95,7 @@ impl Modify for Security {
         reconciliation::import_statement,
         reconciliation::report,
         reconciliation::unreported,
+        reconciliation::export,
         notifications::list_notifications,
         notifications::resend,
         documents::position_notice_pdf,

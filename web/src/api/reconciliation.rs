@@ -10,6 +10,8 @@
 //!   summary of the `ReconciliationWorker`'s last run (`lastRun`);
 //! - `GET …/reconciliation/unreported?asOf=`: receipts no flow reports after their D+2
 //!   deadline (`domain::reporting`);
+//! - `GET …/reconciliation/exports/{kind}?from=&to=&format=`: the treasury's files
+//!   (`crate::exports`: payments, flows, reconciliation; CSV or XLSX);
 //! - `POST …/fdrs/sync`: the FdR API download, through the `ReconciliationWorker` when the
 //!   node runs one.
 //!
@@ -37,6 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             &format!("{ORG}/reconciliation/unreported"),
             web::get().to(unreported),
+        )
+        .route(
+            &format!("{ORG}/reconciliation/exports/{{kind}}"),
+            web::get().to(export),
         );
 }
 
@@ -434,4 +440,96 @@ pub struct UnreportedQuery {
 pub struct ReportQuery {
     /// `json` (default) or `csv`.
     format: Option<String>,
+}
+
+/// The longest period one export covers (days).
+pub const MAX_EXPORT_DAYS: i64 = 366;
+
+/// Reads `from`, `to` and `format` of an export request; errors name the parameter.
+pub fn export_params(
+    query: &std::collections::HashMap<String, String>,
+) -> Result<(crate::exports::Period, crate::exports::ExportFormat), Problem> {
+    use crate::exports::{ExportFormat, Period};
+    if let Some(k) = query
+        .keys()
+        .find(|k| !matches!(k.as_str(), "from" | "to" | "format"))
+    {
+        return Err(Problem::field(
+            k.clone(),
+            "unknown parameter (from, to, format)",
+        ));
+    }
+    let day = |name: &str| -> Result<chrono::NaiveDate, Problem> {
+        let v = query
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Problem::field(name, "required: a day YYYY-MM-DD (Europe/Rome)"))?;
+        chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .map_err(|_| Problem::field(name, format!("{v:?} is not a day YYYY-MM-DD")))
+    };
+    let (from, to) = (day("from")?, day("to")?);
+    if to < from {
+        return Err(Problem::field("to", "must not be before from"));
+    }
+    if (to - from).num_days() >= MAX_EXPORT_DAYS {
+        return Err(Problem::field(
+            "to",
+            format!("the period is at most {MAX_EXPORT_DAYS} days"),
+        ));
+    }
+    let format = match query.get("format").map(|f| f.trim()) {
+        None | Some("") => ExportFormat::Csv,
+        Some(f) => ExportFormat::parse(f)
+            .ok_or_else(|| Problem::field("format", format!("{f:?}: must be csv or xlsx")))?,
+    };
+    Ok((Period { from, to }, format))
+}
+
+/// `GET /api/v1/organizations/{cf}/reconciliation/exports/{kind}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{organizationfiscalcode}/reconciliation/exports/{kind}",
+    params(("organizationfiscalcode" = String, Path),
+           ("kind" = String, Path, description = "payments (the receipts paid in the period, with their label and flow), flows (every row of the flows regulated in the period, with the flow's totals, settlement and flags), reconciliation (count and amount per day, flow and label, then a total per label)"),
+           ("from" = String, Query, description = "first day, YYYY-MM-DD (Europe/Rome)"),
+           ("to" = String, Query, description = "last day, YYYY-MM-DD, included; at most 366 days after from"),
+           ("format" = Option<String>, Query, description = "csv (default: `;`-separated, decimal comma, UTF-8) or xlsx (amounts as numbers, dates as dates, frozen header)")),
+    responses((status = 200, description = "the file (Content-Disposition: attachment; name like pagamenti-<cf>-<from>-<to>.csv; text/csv or the XLSX content type)"),
+              (status = 400, body = Problem, description = "a bad parameter, named in `errors[].field` (kind, from, to, format)"),
+              (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("ApiKey" = [])),
+    tag = "reconciliation"
+)]
+pub async fn export(
+    state: web::Data<AppState>,
+    auth: OrgAuth,
+    kind: web::Path<(String, String)>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, Problem> {
+    use crate::exports::{export_from_store, ExportKind};
+    let (_, kind) = kind.into_inner();
+    let kind = ExportKind::parse(&kind).ok_or_else(|| {
+        Problem::field(
+            "kind",
+            format!("{kind:?}: must be payments, flows or reconciliation"),
+        )
+    })?;
+    let (period, format) = export_params(&query)?;
+    let org = auth.fiscal_code().to_string();
+    let (name, bytes) = state
+        .store
+        .blocking(move |s| {
+            Ok::<_, mpay_storage::StorageError>(export_from_store(s, &org, kind, format, period))
+        })
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .body(bytes))
 }
