@@ -286,9 +286,9 @@ pub fn flow_webhook_body(n: &Notification, f: &StoredFlow) -> FlowNotification {
 #[derive(Debug, Clone)]
 pub enum Subject {
     /// A receipt (payment or revocation) and, for SOAP, its position; `None`: not in the store.
-    Receipt(Option<StoredReceipt>, Option<DebtPosition>),
+    Receipt(Box<(Option<StoredReceipt>, Option<DebtPosition>)>),
     /// A reporting flow revision; `None`: not in the store.
-    Flow(Option<StoredFlow>),
+    Flow(Option<Box<StoredFlow>>),
 }
 
 /// POSTs a signed webhook body.
@@ -436,12 +436,10 @@ async fn attempt(
     subject: &Subject,
 ) -> Attempt {
     match subject {
-        Subject::Receipt(Some(r), position) => {
-            deliver(client, endpoint, n, r, position.as_ref()).await
-        }
-        Subject::Receipt(None, _) => {
-            Attempt::Refused(format!("receipt {} not in the store", n.receipt_id))
-        }
+        Subject::Receipt(loaded) => match &**loaded {
+            (Some(r), position) => deliver(client, endpoint, n, r, position.as_ref()).await,
+            (None, _) => Attempt::Refused(format!("receipt {} not in the store", n.receipt_id)),
+        },
         Subject::Flow(Some(f)) => deliver_flow(client, endpoint, n, f).await,
         Subject::Flow(None) => Attempt::Refused(format!(
             "reporting flow {} ({}) not in the store",
@@ -778,7 +776,7 @@ impl Pass {
                                 .map_err(mpay_storage::LedgerError::Storage)?,
                             None => None,
                         };
-                        out.push((n, Subject::Flow(f)));
+                        out.push((n, Subject::Flow(f.map(Box::new))));
                         continue;
                     }
                     let r = s.ledger.receipt(&n.receipt_id)?;
@@ -799,7 +797,7 @@ impl Pass {
                         }
                         _ => None,
                     };
-                    out.push((n, Subject::Receipt(r, p)));
+                    out.push((n, Subject::Receipt(Box::new((r, p)))));
                 }
                 Ok::<_, mpay_storage::LedgerError>(out)
             })
