@@ -234,7 +234,7 @@ async fn sigkill_never_leaves_a_stored_flow_without_its_forwarding_nor_forwards_
         let v = get(
             &client,
             format!(
-                "{}/api/v1/organizations/{ORG_A}/notifications?state=DELIVERED&limit=100",
+                "{}/api/v1/organizations/{ORG_A}/notifications?state=DELIVERED&limit=50",
                 node.base
             ),
         )
@@ -252,7 +252,7 @@ async fn sigkill_never_leaves_a_stored_flow_without_its_forwarding_nor_forwards_
     let all = get(
         &client,
         format!(
-            "{}/api/v1/organizations/{ORG_A}/notifications?limit=100",
+            "{}/api/v1/organizations/{ORG_A}/notifications?limit=50",
             node.base
         ),
     )
