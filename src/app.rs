@@ -168,6 +168,7 @@ pub fn ente_endpoints(settings: &Settings) -> anyhow::Result<Vec<EnteEndpoint>> 
             identity_pem,
             ca_pem: n.ca_cert.as_deref().map(read).transpose()?,
             timeout: Duration::from_millis(n.timeout_ms.max(1)),
+            flows_url: n.flows_target(),
         });
     }
     Ok(out)
@@ -417,6 +418,13 @@ impl Application {
         store
             .ledger
             .set_notified_organizations(endpoints.iter().map(|e| e.organization.clone()));
+        // reporting flows of the Enti that asked for them go to the same outbox, with the flow
+        store.reconciliation.set_flow_forwarding(
+            endpoints
+                .iter()
+                .filter(|e| e.flows_url.is_some())
+                .map(|e| e.organization.clone()),
+        );
         let connectors = Connectors::start(
             &mut watchdog,
             endpoints,

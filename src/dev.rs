@@ -1,6 +1,8 @@
 //! `mpay dev ente-receiver`: a stand-in for an Ente's system that prints every notification it
 //! receives — a signed JSON webhook (signature checked when `--secret` is given) or MPay's SOAP
-//! `notificaPagamento` (answered `retcode 00`) — for demos and for trying an integration.
+//! `notificaPagamento` (answered `retcode 00`), or a reporting flow (`inviaFlussoRend`, answered
+//! `retcode 00`; the webhook's `REPORTING_FLOW` is printed like any webhook) — for demos and for
+//! trying an integration.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use mpay_messages::wire::ente::{self, Pagato};
@@ -16,6 +18,23 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 async fn receive(req: HttpRequest, body: web::Bytes, rx: web::Data<Receiver>) -> HttpResponse {
     let now = chrono::Utc::now().format("%H:%M:%S%.3f");
     let soap = header(&req, "content-type").is_some_and(|c| c.contains("xml"));
+    if soap && String::from_utf8_lossy(&body).contains("InviaFlussoRendRequest") {
+        // a reporting flow (inviaFlussoRend): printed as received, answered retcode 00
+        println!(
+            "{now} inviaFlussoRend {} ({} records)\n{}",
+            req.path(),
+            String::from_utf8_lossy(&body)
+                .matches("RecordVersamento>")
+                .count()
+                / 2,
+            String::from_utf8_lossy(&body)
+        );
+        return HttpResponse::Ok()
+            .content_type("text/xml; charset=utf-8")
+            .body(mpay_messages::wire::ente_flow::invia_flusso_response_soap(
+                "00", "OK",
+            ));
+    }
     if soap {
         return match ente::decode_notifica(&body) {
             Ok(n) => {

@@ -560,6 +560,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     .filter(|o| o.notification.is_some())
                     .map(|o| o.fiscal_code.clone()),
             );
+            // and the flows of the Enti that forward them, with the flow itself
+            store.reconciliation.set_flow_forwarding(
+                settings
+                    .organizations
+                    .iter()
+                    .filter(|o| o.notification.as_ref().is_some_and(|n| n.flows))
+                    .map(|o| o.fiscal_code.clone()),
+            );
             return match command {
                 FdrCommand::Import { files, .. } => import(&store, &org, Kind::Flow, &files),
                 FdrCommand::List { .. } => list(&store, &org),

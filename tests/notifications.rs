@@ -101,9 +101,15 @@ async fn receive(
         } else {
             "posizione non trovata"
         };
+        // inviaFlussoRend has its own answer element (InviaFlussoRendResponse/response)
+        let flow = String::from_utf8_lossy(&body).contains("InviaFlussoRendRequest");
         HttpResponse::Ok()
             .content_type("text/xml; charset=utf-8")
-            .body(mpay_messages::wire::ente::risultato_soap(code, msg))
+            .body(if flow {
+                mpay_messages::wire::ente_flow::invia_flusso_response_soap(code, msg)
+            } else {
+                mpay_messages::wire::ente::risultato_soap(code, msg)
+            })
     } else {
         HttpResponse::NoContent().finish()
     }
@@ -879,4 +885,282 @@ async fn an_mtls_ente_accepts_the_configured_client_certificate_and_refuses_a_no
         "nothing reached the Ente without the certificate"
     );
     ente.stop().await;
+}
+
+/// `flows = true` on the endpoint whose URL is `url` (added by [`with_endpoints`]).
+fn with_flows(cfg: String, url: &str) -> String {
+    let line = format!("url = \"{url}\"\n");
+    assert!(cfg.contains(&line), "no endpoint {url}");
+    cfg.replace(&line, &format!("{line}flows = true\n"))
+}
+
+/// Imports a flow file through the REST API.
+async fn import_flow(
+    app: &TestApp,
+    org: &str,
+    key: &str,
+    name: &str,
+    body: String,
+) -> (u16, Value) {
+    let r = app
+        .client
+        .post(format!(
+            "{}/api/v1/organizations/{org}/fdrs/import",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", key)
+        .header("X-File-Name", name)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// Polls the notifications of `org` until `cond` holds on the listing.
+async fn eventually_listed(
+    app: &TestApp,
+    org: &str,
+    key: &str,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = notifications(app, org, key, "").await;
+        if cond(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reporting-flow forwarding to a webhook Ente (issue 13, INTERFACES.md §6.3): a flow imported
+/// through `POST …/fdrs/import` reaches the Ente once, signed, with its header and every row in
+/// cents; the same file again forwards nothing; a corrected file is forwarded again; the
+/// listing tells the flow from receipts, and a resend delivers it again with the same key.
+#[actix_web::test]
+async fn a_webhook_ente_gets_each_stored_flow_once_signed_with_its_rows() {
+    let ente = Ente::start().await;
+    let url = ente.url("/hooks/mpay");
+    let app = spawn_app_edited(|c| with_flows(with_endpoints(c, Some(&url), None), &url)).await;
+    let flow_id = "2026-07-04PSPXITXXXXX-W1";
+    let rows = |second: i64| {
+        vec![
+            (
+                "01000000000000011".to_string(),
+                "iur-w1".to_string(),
+                1500,
+                "0",
+            ),
+            (
+                "01000000000000012".to_string(),
+                "iur-w2".to_string(),
+                second,
+                "0",
+            ),
+        ]
+    };
+    let flow = flow_for(ORG_A, flow_id, &rows(2505));
+    let (status, v) = import_flow(&app, ORG_A, KEY_A, "flow-w1.xml", flow.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    eventually("the flow forwarded", || !ente.received().is_empty()).await;
+    let got = ente.received();
+    assert!(got[0].signature_ok, "signed with the Ente's secret");
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["event"], "REPORTING_FLOW");
+    assert_eq!(body["organizationFiscalCode"], ORG_A);
+    assert_eq!(body["flowId"], flow_id);
+    assert_eq!(body["revision"], 0);
+    assert_eq!(body["regulation"], format!("TRN-{flow_id}"));
+    assert_eq!(body["regulationDate"], "2026-07-03");
+    assert_eq!(body["senderId"], "PSPXITXXXXX");
+    assert_eq!(body["source"], "flow-w1.xml");
+    assert_eq!(body["declaredTotalCents"], 4005);
+    assert_eq!(body["totalCents"], 4005);
+    let got_rows = body["rows"].as_array().unwrap();
+    assert_eq!(got_rows.len(), 2);
+    assert_eq!(got_rows[0]["iuv"], "01000000000000011");
+    assert_eq!(got_rows[0]["iur"], "iur-w1");
+    assert_eq!(got_rows[0]["amountCents"], 1500);
+    assert_eq!(got_rows[0]["payStatus"], "EXECUTED");
+    assert_eq!(got_rows[1]["amountCents"], 2505);
+    assert_eq!(got_rows[1]["date"], "2026-07-02");
+    assert_eq!(
+        got[0].idempotency_key.as_deref(),
+        body["notificationId"].as_str()
+    );
+    let v = eventually_listed(&app, ORG_A, KEY_A, "the flow DELIVERED", |v| {
+        v["notifications"][0]["state"] == "DELIVERED"
+    })
+    .await;
+    assert_eq!(v["pageInfo"]["items_found"], 1, "{v}");
+    let listed = &v["notifications"][0];
+    assert_eq!(listed["kind"], "REPORTING_FLOW");
+    assert_eq!(listed["flowId"], flow_id);
+    assert_eq!(listed["flowRevision"], 0);
+    assert_eq!(listed["flowSender"], "PSPXITXXXXX");
+    assert_eq!(listed["idempotencyKey"], body["notificationId"]);
+
+    // the same file again: unchanged, nothing forwarded
+    let (status, v) = import_flow(&app, ORG_A, KEY_A, "flow-w1.xml", flow).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["outcome"], "UNCHANGED");
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        ente.received().len(),
+        1,
+        "an unchanged flow is not forwarded"
+    );
+    assert_eq!(
+        notifications(&app, ORG_A, KEY_A, "").await["pageInfo"]["items_found"],
+        1
+    );
+
+    // a corrected file of the same flow: forwarded again, as a new notification
+    let (status, v) = import_flow(
+        &app,
+        ORG_A,
+        KEY_A,
+        "flow-w1-bis.xml",
+        flow_for(ORG_A, flow_id, &rows(2600)),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["outcome"], "REPLACED");
+    eventually("the corrected flow forwarded", || {
+        ente.received().len() >= 2
+    })
+    .await;
+    let got = ente.received();
+    let second: Value = serde_json::from_str(&got[1].body).unwrap();
+    assert!(got[1].signature_ok);
+    assert_eq!(second["rows"][1]["amountCents"], 2600);
+    assert_eq!(second["totalCents"], 4100);
+    assert_ne!(got[1].idempotency_key, got[0].idempotency_key);
+
+    // an operator's resend of the first: delivered again with the same key
+    let id = listed["id"].as_str().unwrap();
+    let r = app
+        .client
+        .post(format!(
+            "{}/api/v1/organizations/{ORG_A}/notifications/{id}/resend",
+            app.base
+        ))
+        .header("Ocp-Apim-Subscription-Key", KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the resend", || ente.received().len() >= 3).await;
+    let got = ente.received();
+    assert_eq!(got[2].idempotency_key, got[0].idempotency_key);
+    assert!(got[2].signature_ok);
+    assert_eq!(ente.distinct().len(), 2, "two flow notifications in all");
+    ente.stop().await;
+}
+
+/// Reporting-flow forwarding to a SOAP Ente: `inviaFlussoRend` with HTTP Basic auth to the
+/// endpoint; `retcode 01` is retried, `00` acks it and nothing is sent after; the same flow
+/// imported again is not forwarded. A receipt-only Ente (flows off) gets no flow.
+#[actix_web::test]
+async fn a_soap_ente_gets_invia_flusso_rend_and_a_retcode_01_is_retried() {
+    let ente = Ente::start().await;
+    ente.state.lock().unwrap().retcodes = vec!["01"];
+    let hook = Ente::start().await;
+    let url = ente.url("/RendicontazioneEnte/inviaFlussoRend");
+    let hook_url = hook.url("/hooks/mpay");
+    // B forwards its flows over SOAP; A has a webhook without flows
+    let app =
+        spawn_app_edited(|c| with_flows(with_endpoints(c, Some(&hook_url), Some(&url)), &url))
+            .await;
+    let flow_id = "2026-07-04PSPXITXXXXX-S1";
+    let flow = flow_for(
+        ORG_B,
+        flow_id,
+        &[
+            (
+                "01000000000000021".to_string(),
+                "iur-s1".to_string(),
+                1500,
+                "0",
+            ),
+            (
+                "01000000000000022".to_string(),
+                "iur-s2".to_string(),
+                2505,
+                "0",
+            ),
+        ],
+    );
+    let (status, v) = import_flow(&app, ORG_B, KEY_B, "flow-s1.xml", flow.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    let v = eventually_listed(&app, ORG_B, KEY_B, "the flow DELIVERED", |v| {
+        v["notifications"][0]["state"] == "DELIVERED"
+    })
+    .await;
+    let listed = &v["notifications"][0];
+    assert_eq!(listed["kind"], "REPORTING_FLOW");
+    assert_eq!(listed["attempts"], 2, "01 then 00: {v}");
+    let got = ente.received();
+    assert_eq!(got.len(), 2, "refused once, acked once");
+    for g in &got {
+        assert!(
+            g.body.contains("<d:InviaFlussoRendRequest>"),
+            "inviaFlussoRend: {}",
+            g.body
+        );
+        assert_eq!(
+            g.authorization.as_deref(),
+            Some("Basic bXBheTpwdy1vZi10aGUtZW50ZQ=="),
+            "HTTP Basic mpay:pw-of-the-ente"
+        );
+    }
+    assert_eq!(got[0].body, got[1].body, "the same request again");
+    let body = &got[1].body;
+    assert!(body.contains(&format!(
+        "<d:chiaveRendicontazione>{flow_id}</d:chiaveRendicontazione><d:tipoInvio>A</d:tipoInvio>"
+    )));
+    assert_eq!(body.matches("<d:RecordVersamento>").count(), 2);
+    assert!(body.contains("<d:CodiceIUV>01000000000000021</d:CodiceIUV>"));
+    assert!(body.contains("<d:ChiaveSpedizionePagamento>iur-s2</d:ChiaveSpedizionePagamento>"));
+    assert!(body.contains("<d:Importo>25.05</d:Importo>"));
+    assert!(body.contains(
+        "<d:TotaleDocumenti>2</d:TotaleDocumenti><d:ImportoTotali>40.05</d:ImportoTotali>"
+    ));
+    let doc = mpay_messages::wire::xml::parse(body.as_bytes()).unwrap();
+    assert_eq!(doc.local, "Envelope", "well-formed SOAP");
+
+    // the same flow again: nothing more
+    let (status, v) = import_flow(&app, ORG_B, KEY_B, "flow-s1.xml", flow).await;
+    assert_eq!(status, 200, "{v}");
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ente.received().len(), 2, "nothing after the ack");
+    // A forwards no flows: its flow is stored, its Ente hears nothing
+    let (status, v) = import_flow(
+        &app,
+        ORG_A,
+        KEY_A,
+        "flow-a.xml",
+        flow_for(
+            ORG_A,
+            "2026-07-04PSPXITXXXXX-A1",
+            &[("01000000000000031".into(), "iur-a1".into(), 100, "0")],
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(hook.received().is_empty(), "flows = false: no flow");
+    assert_eq!(
+        notifications(&app, ORG_A, KEY_A, "").await["pageInfo"]["items_found"],
+        0
+    );
+    ente.stop().await;
+    hook.stop().await;
 }

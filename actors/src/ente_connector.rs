@@ -8,6 +8,12 @@
 //! its own timer at the next due attempt; at start it drains what is open (after a restart or
 //! a crash). It never reads the ledger for changes.
 //!
+//! Reporting flows (INTERFACES.md §6.3): an Ente configured with `flows = true` also gets each
+//! stored flow revision (a `REPORTING_FLOW` notification the store wrote with the flow) — SOAP
+//! `inviaFlussoRend` or the signed webhook body [`ente_flow::FlowNotification`] — to its
+//! `flows_url` (default: its notification URL), with the same retries, breaker and ack; the
+//! ordering key is the flow id.
+//!
 //! Acknowledgement: HTTP 2xx (webhook) or `retcode 00` (SOAP). An acknowledged notification is
 //! marked DELIVERED and flushed before the connector moves to the next batch; it is never
 //! delivered again by the connector (only an operator's resend does that). If the process dies
@@ -34,8 +40,10 @@ use mpay_messages::position::{DebtPosition, Origin};
 use mpay_messages::wire::ente::{
     self, Estesi, NotificaPagamento, PagamentoSpontaneo, Pagato, PaymentNotification, TipoSpontaneo,
 };
+use mpay_messages::wire::ente_flow::{self, FlowNotification, InviaFlussoRend};
 use mpay_messages::wire::receipt_json::ReceiptModel;
 use mpay_messages::OrgFiscalCode;
+use mpay_storage::reconciliation::StoredFlow;
 use mpay_storage::{DurabilityPoint, PositionRepository, ReceiptRepository, Store, StoredReceipt};
 use rand::Rng as _;
 
@@ -77,6 +85,8 @@ pub struct EnteEndpoint {
     pub ca_pem: Option<Vec<u8>>,
     /// Timeout of one call.
     pub timeout: Duration,
+    /// Where reporting flows go (`None`: the Ente does not get them).
+    pub flows_url: Option<String>,
 }
 
 impl std::fmt::Debug for EnteEndpoint {
@@ -91,6 +101,7 @@ impl std::fmt::Debug for EnteEndpoint {
                 },
             )
             .field("url", &self.url)
+            .field("flows_url", &self.flows_url)
             .field("basic_user", &self.basic.as_ref().map(|(u, _)| u))
             .field("mtls", &self.identity_pem.is_some())
             .field("timeout", &self.timeout)
@@ -141,6 +152,8 @@ pub fn webhook_body(n: &Notification, r: &StoredReceipt) -> PaymentNotification 
         event: match n.kind {
             NotificationKind::PaymentReceipt => ente::PAYMENT_RECEIPT_EVENT,
             NotificationKind::PaymentRevocation => ente::PAYMENT_REVOKED_EVENT,
+            // a flow has its own body (flow_webhook_body); never built from a receipt
+            NotificationKind::ReportingFlow => ente_flow::REPORTING_FLOW_EVENT,
         }
         .into(),
         version: ente::WEBHOOK_VERSION,
@@ -258,6 +271,110 @@ fn transport_error(e: &reqwest::Error) -> Attempt {
     Attempt::Unreachable(format!("{what}: {e}"))
 }
 
+/// The webhook body of a stored reporting flow.
+pub fn flow_webhook_body(n: &Notification, f: &StoredFlow) -> FlowNotification {
+    FlowNotification::of(
+        ente::idempotency_key(&n.organization, n.id),
+        &n.organization,
+        &f.flow,
+        &f.source,
+        f.acquired_at,
+    )
+}
+
+/// What a notification carries, as read from the store.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// A receipt (payment or revocation) and, for SOAP, its position; `None`: not in the store.
+    Receipt(Box<(Option<StoredReceipt>, Option<DebtPosition>)>),
+    /// A reporting flow revision; `None`: not in the store.
+    Flow(Option<Box<StoredFlow>>),
+}
+
+/// POSTs a signed webhook body.
+async fn post_webhook(
+    req: reqwest::RequestBuilder,
+    secret: &[u8],
+    n: &Notification,
+    body: Result<Vec<u8>, serde_json::Error>,
+) -> Attempt {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Attempt::Refused(format!("body not encoded: {e}")),
+    };
+    let ts = Utc::now().timestamp();
+    let resp = req
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(ente::TIMESTAMP_HEADER, ts.to_string())
+        .header(ente::SIGNATURE_HEADER, ente::signature(secret, ts, &body))
+        .header(
+            ente::IDEMPOTENCY_HEADER,
+            ente::idempotency_key(&n.organization, n.id),
+        )
+        .body(body)
+        .send()
+        .await;
+    match resp {
+        Ok(resp) if resp.status().is_success() => Attempt::Ack,
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let e = format!("HTTP {status}: {}", brief(&text));
+            if status >= 500 || status == 429 {
+                Attempt::Unreachable(e)
+            } else {
+                Attempt::Refused(e)
+            }
+        }
+        Err(e) => transport_error(&e),
+    }
+}
+
+/// POSTs a SOAP envelope and reads the Ente's `retcode` with `decode`.
+async fn post_soap(
+    req: reqwest::RequestBuilder,
+    body: String,
+    decode: fn(&[u8]) -> Result<ente::Risultato, String>,
+) -> Attempt {
+    let resp = req
+        .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .header("SOAPAction", "\"\"")
+        .body(body)
+        .send()
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => return transport_error(&e),
+    };
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    match decode(&bytes) {
+        Ok(ris) if ris.is_ack() && (200..300).contains(&status) => Attempt::Ack,
+        Ok(ris) => Attempt::Refused(format!(
+            "retcode {}: {}",
+            ris.retcode,
+            brief(&ris.retmessage)
+        )),
+        Err(e) if e.starts_with("SOAP Fault") => Attempt::Refused(e),
+        Err(e) if status >= 500 || status == 429 => {
+            Attempt::Unreachable(format!("HTTP {status}: {e}"))
+        }
+        Err(e) => Attempt::Refused(format!("HTTP {status}: {e}")),
+    }
+}
+
+fn with_basic(
+    client: &reqwest::Client,
+    endpoint: &EnteEndpoint,
+    url: &str,
+) -> reqwest::RequestBuilder {
+    let mut req = client.post(url);
+    if let Some((user, password)) = &endpoint.basic {
+        req = req.basic_auth(user, password.as_ref());
+    }
+    req
+}
+
 /// One attempt to deliver `n` (its receipt `r`) to `endpoint`.
 pub async fn deliver(
     client: &reqwest::Client,
@@ -266,75 +383,68 @@ pub async fn deliver(
     r: &StoredReceipt,
     position: Option<&DebtPosition>,
 ) -> Attempt {
-    let mut req = client.post(&endpoint.url);
-    if let Some((user, password)) = &endpoint.basic {
-        req = req.basic_auth(user, password.as_ref());
-    }
+    let req = with_basic(client, endpoint, &endpoint.url);
     match &endpoint.dialect {
         Dialect::Webhook { secret } => {
-            let body = match serde_json::to_vec(&webhook_body(n, r)) {
-                Ok(b) => b,
-                Err(e) => return Attempt::Refused(format!("body not encoded: {e}")),
-            };
-            let ts = Utc::now().timestamp();
-            let resp = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(ente::TIMESTAMP_HEADER, ts.to_string())
-                .header(ente::SIGNATURE_HEADER, ente::signature(secret, ts, &body))
-                .header(
-                    ente::IDEMPOTENCY_HEADER,
-                    ente::idempotency_key(&n.organization, n.id),
-                )
-                .body(body)
-                .send()
-                .await;
-            match resp {
-                Ok(resp) if resp.status().is_success() => Attempt::Ack,
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
-                    let e = format!("HTTP {status}: {}", brief(&text));
-                    if status >= 500 || status == 429 {
-                        Attempt::Unreachable(e)
-                    } else {
-                        Attempt::Refused(e)
-                    }
-                }
-                Err(e) => transport_error(&e),
-            }
+            post_webhook(req, secret, n, serde_json::to_vec(&webhook_body(n, r))).await
         }
         Dialect::Soap => {
             let notifica = notifica(n, r, position, endpoint);
             let body = match n.kind {
                 NotificationKind::PaymentReceipt => notifica.to_soap(),
                 NotificationKind::PaymentRevocation => notifica.to_soap_revoca(None),
-            };
-            let resp = req
-                .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-                .header("SOAPAction", "\"\"")
-                .body(body)
-                .send()
-                .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) => return transport_error(&e),
-            };
-            let status = resp.status().as_u16();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            match ente::decode_risultato(&bytes) {
-                Ok(ris) if ris.is_ack() && (200..300).contains(&status) => Attempt::Ack,
-                Ok(ris) => Attempt::Refused(format!(
-                    "retcode {}: {}",
-                    ris.retcode,
-                    brief(&ris.retmessage)
-                )),
-                Err(e) if e.starts_with("SOAP Fault") => Attempt::Refused(e),
-                Err(e) if status >= 500 || status == 429 => {
-                    Attempt::Unreachable(format!("HTTP {status}: {e}"))
+                NotificationKind::ReportingFlow => {
+                    return Attempt::Refused("a reporting flow is not a receipt".into())
                 }
-                Err(e) => Attempt::Refused(format!("HTTP {status}: {e}")),
-            }
+            };
+            post_soap(req, body, ente::decode_risultato).await
         }
+    }
+}
+
+/// One attempt to forward the reporting flow `f` of notification `n` to `endpoint`'s
+/// `flows_url`: the signed `REPORTING_FLOW` webhook, or `inviaFlussoRend` (Basic auth when
+/// configured; `retcode 00` is the ack).
+pub async fn deliver_flow(
+    client: &reqwest::Client,
+    endpoint: &EnteEndpoint,
+    n: &Notification,
+    f: &StoredFlow,
+) -> Attempt {
+    let Some(url) = endpoint.flows_url.as_deref() else {
+        return Attempt::Refused(
+            "reporting flows are not forwarded to this Ente (flows = false)".into(),
+        );
+    };
+    let req = with_basic(client, endpoint, url);
+    match &endpoint.dialect {
+        Dialect::Webhook { secret } => {
+            post_webhook(req, secret, n, serde_json::to_vec(&flow_webhook_body(n, f))).await
+        }
+        Dialect::Soap => {
+            let body = InviaFlussoRend::of(&f.flow, &endpoint.codice_ente).to_soap();
+            post_soap(req, body, ente_flow::decode_invia_flusso_response).await
+        }
+    }
+}
+
+/// One attempt for a notification and what it carries.
+async fn attempt(
+    client: &reqwest::Client,
+    endpoint: &EnteEndpoint,
+    n: &Notification,
+    subject: &Subject,
+) -> Attempt {
+    match subject {
+        Subject::Receipt(loaded) => match &**loaded {
+            (Some(r), position) => deliver(client, endpoint, n, r, position.as_ref()).await,
+            (None, _) => Attempt::Refused(format!("receipt {} not in the store", n.receipt_id)),
+        },
+        Subject::Flow(Some(f)) => deliver_flow(client, endpoint, n, f).await,
+        Subject::Flow(None) => Attempt::Refused(format!(
+            "reporting flow {} ({}) not in the store",
+            n.receipt_id, n.notice_number
+        )),
     }
 }
 
@@ -486,7 +596,7 @@ struct Pass {
     health: HealthRegistry,
 }
 
-type Loaded = (Notification, Option<StoredReceipt>, Option<DebtPosition>);
+type Loaded = (Notification, Subject);
 
 impl Pass {
     /// Delivers what is due; returns the breaker and when to look again.
@@ -546,7 +656,7 @@ impl Pass {
             let mut in_flight = FuturesUnordered::new();
             loop {
                 while in_flight.len() < concurrency && !held_back {
-                    let Some((n, receipt, position)) = pending.next() else {
+                    let Some((n, subject)) = pending.next() else {
                         break;
                     };
                     if !breaker.admit(Utc::now()) {
@@ -555,13 +665,7 @@ impl Pass {
                         break;
                     }
                     in_flight.push(async move {
-                        let attempt = match &receipt {
-                            Some(r) => deliver(client, endpoint, &n, r, position.as_ref()).await,
-                            None => Attempt::Refused(format!(
-                                "receipt {} not in the store",
-                                n.receipt_id
-                            )),
-                        };
+                        let attempt = attempt(client, endpoint, &n, &subject).await;
                         (n, attempt)
                     });
                 }
@@ -656,7 +760,7 @@ impl Pass {
         }
     }
 
-    /// Reads the receipts (and, for SOAP, the positions) of `ready`.
+    /// Reads the receipts (and, for SOAP, the positions) and the flows of `ready`.
     async fn load(&self, ready: Vec<Notification>) -> Result<Vec<Loaded>, String> {
         let soap = matches!(self.endpoint.dialect, Dialect::Soap);
         self.store
@@ -664,6 +768,17 @@ impl Pass {
                 let mut out = Vec::with_capacity(ready.len());
                 let mut positions: HashMap<String, Option<DebtPosition>> = HashMap::new();
                 for n in ready {
+                    if n.kind == NotificationKind::ReportingFlow {
+                        let f = match n.flow_ref() {
+                            Some(fr) => s
+                                .reconciliation
+                                .flow_of(&n.organization, &fr)
+                                .map_err(mpay_storage::LedgerError::Storage)?,
+                            None => None,
+                        };
+                        out.push((n, Subject::Flow(f.map(Box::new))));
+                        continue;
+                    }
                     let r = s.ledger.receipt(&n.receipt_id)?;
                     let p = match (&r, soap) {
                         (Some(r), true) => {
@@ -682,7 +797,7 @@ impl Pass {
                         }
                         _ => None,
                     };
-                    out.push((n, r, p));
+                    out.push((n, Subject::Receipt(Box::new((r, p)))));
                 }
                 Ok::<_, mpay_storage::LedgerError>(out)
             })
@@ -903,6 +1018,7 @@ mod tests {
             identity_pem: None,
             ca_pem: None,
             timeout: Duration::from_secs(1),
+            flows_url: None,
         }
     }
 

@@ -48,6 +48,15 @@ pub struct NotificationSettings {
     /// Timeout of one call, milliseconds (default 10 000).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Forward the Ente's reporting flows (FdR) too, through the same outbox (default off):
+    /// `soap` → MPay's `inviaFlussoRend` (INTERFACES.md §6.3), `webhook` → a signed
+    /// `REPORTING_FLOW` JSON body.
+    #[serde(default)]
+    pub flows: bool,
+    /// Where flows go, when not to `url` (MPay configured its RendicontazioneEnte service
+    /// apart: `urlWebServiceEnte`). Same dialect, credentials and TLS settings.
+    #[serde(default)]
+    pub flows_url: Option<String>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -55,12 +64,32 @@ fn default_timeout_ms() -> u64 {
 }
 
 impl NotificationSettings {
+    /// The URL reporting flows go to (`None`: flows are not forwarded).
+    pub fn flows_target(&self) -> Option<String> {
+        self.flows.then(|| {
+            self.flows_url
+                .as_deref()
+                .unwrap_or(&self.url)
+                .trim()
+                .to_string()
+        })
+    }
+
     /// Checks the settings; `Err` is the reason (the caller adds the key).
     pub fn check(&self) -> Result<(), (String, String)> {
         let e = |k: &str, r: &str| Err((k.to_string(), r.to_string()));
         let url = self.url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
             return e("url", "must be an http:// or https:// URL");
+        }
+        if let Some(u) = &self.flows_url {
+            let u = u.trim();
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+                return e("flows_url", "must be an http:// or https:// URL");
+            }
+            if !self.flows {
+                return e("flows_url", "flows_url needs flows = true");
+            }
         }
         if self.kind == EndpointKind::Webhook
             && self

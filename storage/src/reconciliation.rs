@@ -17,26 +17,37 @@
 //!   batch produced for that business day and where it delivered it (a restart never sends a
 //!   day twice).
 //!
+//! Forwarding to the Ente (issue 13): for an organization that asked for its flows
+//! ([`SledReconciliation::set_flow_forwarding`], from `[organizations.notification] flows`),
+//! [`SledReconciliation::put_flow`] writes the flow and its `REPORTING_FLOW` notification in the
+//! Ente's outbox (`outbox` + `outbox_open`) in one transaction: no stored flow without its
+//! notification, also across a crash. The same flow again (UNCHANGED) enqueues nothing; a flow
+//! addressed to another receiver (`OtherReceiver`) is never forwarded.
+//!
 //! The run reads the organization's flows, credits and every receipt transfer paid to it
 //! (including transfers of other organizations' notices, for which it scans the receipts):
 //! a first version for one Ente's volumes; an incremental index is the next step.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::RwLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional as _;
 
 use mpay_messages::bank::{self, Credit};
+use mpay_messages::domain::delivery::{FlowRef, Notification};
 use mpay_messages::domain::reconcile::{
     label_credit, label_payment, label_row, match_rows, settlement, Label, MatchWarning,
     PaidTransfer, Settlement,
 };
 use mpay_messages::fdr::{self, remittance, Flow, FlowFlag, PayStatus};
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, encode_record};
 use crate::error::StorageError;
-use crate::receipts::StoredReceipt;
-use crate::trees::{instant_bytes, org_prefix};
+use crate::receipts::{StoredReceipt, OUTBOX};
+use crate::trees::{instant_bytes, org_prefix, outbox_key};
 
 /// A flow as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +69,8 @@ impl StoredFlow {
         self.flow.header.revision.unwrap_or(0)
     }
 
-    fn sender(&self) -> &str {
+    /// The sender of the flow: the PSP's pagoPA id, else its identifier.
+    pub fn sender(&self) -> &str {
         self.flow
             .header
             .psp_id
@@ -122,6 +134,13 @@ pub struct SledReconciliation {
     cursors: sled::Tree,
     runs: sled::Tree,
     exports: sled::Tree,
+    /// The Ente outbox (the same trees as [`crate::SledLedger`]'s): a forwarded flow's
+    /// notification is written with the flow.
+    outbox: sled::Tree,
+    outbox_open: sled::Tree,
+    db: sled::Db,
+    /// Organizations whose flows go to their Ente.
+    forwarded: RwLock<HashSet<String>>,
 }
 
 /// What the daily export batch did for one organization and business day.
@@ -195,7 +214,36 @@ impl SledReconciliation {
             cursors: db.open_tree("fdr_cursors")?,
             runs: db.open_tree("recon_runs")?,
             exports: db.open_tree("recon_exports")?,
+            outbox: db.open_tree(OUTBOX)?,
+            outbox_open: db.open_tree("outbox_open")?,
+            db: db.clone(),
+            forwarded: RwLock::default(),
         })
+    }
+
+    /// The organizations whose reporting flows are forwarded to their Ente from now on (set at
+    /// start-up from `[organizations.notification] flows`).
+    pub fn set_flow_forwarding(&self, orgs: impl IntoIterator<Item = String>) {
+        let mut set = self.forwarded.write().unwrap_or_else(|p| p.into_inner());
+        set.clear();
+        set.extend(orgs);
+    }
+
+    /// Whether `org`'s flows are forwarded to its Ente.
+    pub fn forwards_flows(&self, org: &str) -> bool {
+        self.forwarded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(org)
+    }
+
+    /// The flow revision a `REPORTING_FLOW` notification of `org` forwards.
+    pub fn flow_of(&self, org: &str, r: &FlowRef) -> Result<Option<StoredFlow>, StorageError> {
+        let key = flow_key(org, &r.flow_id, &r.sender, r.revision);
+        match self.flows.get(&key)? {
+            Some(v) => Ok(Some(decode("fdr_flows", &key, &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Whether this revision of a PSP's flow is stored.
@@ -225,7 +273,10 @@ impl SledReconciliation {
         Ok(())
     }
 
-    /// Stores a flow for `org` (see [`FlowImport`]).
+    /// Stores a flow for `org` (see [`FlowImport`]). A new flow, a higher revision or a
+    /// corrected one of an organization that forwards its flows gets its `REPORTING_FLOW`
+    /// notification in the Ente's outbox in the same transaction (not a flow addressed to
+    /// another receiver). Nothing is flushed here: the caller commits.
     pub fn put_flow(&self, org: &str, stored: &StoredFlow) -> Result<FlowImport, StorageError> {
         let h = &stored.flow.header;
         let key = flow_key(org, &h.flow_id, stored.sender(), stored.revision());
@@ -240,19 +291,55 @@ impl SledReconciliation {
             .next()
             .transpose()?
             .is_some();
-        let outcome = match self.flows.get(&key)? {
-            Some(bytes) => {
-                let old: StoredFlow = decode("fdr_flows", &key, &bytes)?;
-                if old.flow == stored.flow {
-                    return Ok(FlowImport::Unchanged);
-                }
-                FlowImport::Replaced
-            }
-            None if earlier => FlowImport::Revision,
-            None => FlowImport::New,
+        let forward = self.forwards_flows(org)
+            && !stored
+                .flow
+                .flags
+                .iter()
+                .any(|f| matches!(f, FlowFlag::OtherReceiver { .. }));
+        let bytes = encode(stored)?;
+        let notification = if forward {
+            let n = Notification::of_flow(
+                self.db.generate_id()?,
+                org,
+                &FlowRef {
+                    flow_id: h.flow_id.clone(),
+                    sender: stored.sender().to_string(),
+                    revision: stored.revision(),
+                },
+                stored.acquired_at,
+            );
+            Some((outbox_key(org, n.id), encode_record(OUTBOX, &n)?))
+        } else {
+            None
         };
-        self.flows.insert(key, encode(stored)?)?;
-        Ok(outcome)
+        let _running = crate::tx::unit_of_work();
+        let result =
+            (&self.flows, &self.outbox, &self.outbox_open).transaction(|(flows, outbox, open)| {
+                let outcome = match flows.get(&key)? {
+                    Some(old_bytes) => {
+                        let old: StoredFlow = decode("fdr_flows", &key, &old_bytes)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        if old.flow == stored.flow {
+                            return Ok(FlowImport::Unchanged);
+                        }
+                        FlowImport::Replaced
+                    }
+                    None if earlier => FlowImport::Revision,
+                    None => FlowImport::New,
+                };
+                flows.insert(key.as_slice(), bytes.as_slice())?;
+                if let Some((nkey, nbytes)) = &notification {
+                    outbox.insert(nkey.as_slice(), nbytes.as_slice())?;
+                    open.insert(nkey.as_slice(), &[][..])?;
+                }
+                Ok(outcome)
+            });
+        match result {
+            Ok(o) => Ok(o),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(StorageError::from(e)),
+        }
     }
 
     /// The latest revision of each flow of `org`.
@@ -1025,5 +1112,125 @@ impl Report {
         }
         w.into_inner()
             .map_err(|e| StorageError::file("writing the CSV", e.into_error()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod forwarding_tests {
+    use mpay_messages::domain::delivery::NotificationKind;
+    use mpay_messages::fdr::{FlowHeader, FlowRow, SenderKind};
+
+    use super::*;
+    use crate::store::Store;
+
+    const ORG: &str = "80001234568";
+
+    fn stored(revision: Option<u32>, cents: i64, receiver_flag: bool) -> StoredFlow {
+        let mut flow = Flow::new(
+            FlowHeader {
+                flow_id: "2026-07-04PSP-1".into(),
+                revision,
+                flow_date: "2026-07-04T08:30:00".into(),
+                regulation: "TRN-1".into(),
+                regulation_date: None,
+                sender_kind: SenderKind::BicCode,
+                sender_id: "PSPXITXXXXX".into(),
+                psp_id: None,
+                sender_name: None,
+                bic_pouring_bank: None,
+                receiver_id: ORG.into(),
+                receiver_name: None,
+                declared_count: Some(1),
+                declared_total_cents: Some(cents),
+            },
+            vec![FlowRow {
+                number: 1,
+                iuv: "01000000000000001".into(),
+                iur: "iur-1".into(),
+                id_transfer: Some(1),
+                amount_cents: Some(cents),
+                status: PayStatus::Executed,
+                date: None,
+                problems: vec![],
+            }],
+        );
+        if receiver_flag {
+            flow.flags.push(FlowFlag::OtherReceiver {
+                receiver: "01987654322".into(),
+            });
+        }
+        StoredFlow {
+            organization: ORG.into(),
+            flow,
+            source: "fdr-rest".into(),
+            acquired_at: Utc::now(),
+        }
+    }
+
+    fn open(store: &Store) -> Vec<Notification> {
+        store.ledger.open_notifications(ORG, 100).unwrap()
+    }
+
+    #[test]
+    fn a_forwarded_flow_is_enqueued_with_its_write_once_per_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r = &store.reconciliation;
+        // not forwarded: stored, nothing queued
+        assert_eq!(
+            r.put_flow(ORG, &stored(Some(1), 1500, false)).unwrap(),
+            FlowImport::New
+        );
+        assert!(open(&store).is_empty());
+
+        r.set_flow_forwarding([ORG.to_string()]);
+        assert!(r.forwards_flows(ORG));
+        // the same flow again: nothing
+        assert_eq!(
+            r.put_flow(ORG, &stored(Some(1), 1500, false)).unwrap(),
+            FlowImport::Unchanged
+        );
+        assert!(open(&store).is_empty());
+        // a higher revision: queued, naming that revision
+        assert_eq!(
+            r.put_flow(ORG, &stored(Some(2), 1500, false)).unwrap(),
+            FlowImport::Revision
+        );
+        let queued = open(&store);
+        assert_eq!(queued.len(), 1);
+        let n = &queued[0];
+        assert_eq!(n.kind, NotificationKind::ReportingFlow);
+        let fref = n.flow_ref().unwrap();
+        assert_eq!(
+            (fref.flow_id.as_str(), fref.sender.as_str(), fref.revision),
+            ("2026-07-04PSP-1", "PSPXITXXXXX", 2)
+        );
+        let back = r.flow_of(ORG, &fref).unwrap().unwrap();
+        assert_eq!(back.revision(), 2);
+        // again: unchanged, nothing more
+        assert_eq!(
+            r.put_flow(ORG, &stored(Some(2), 1500, false)).unwrap(),
+            FlowImport::Unchanged
+        );
+        assert_eq!(open(&store).len(), 1);
+        // corrected content of the same revision: replaced and forwarded again
+        assert_eq!(
+            r.put_flow(ORG, &stored(Some(2), 1600, false)).unwrap(),
+            FlowImport::Replaced
+        );
+        assert_eq!(open(&store).len(), 2);
+        // a flow addressed to another receiver: stored, never forwarded
+        assert_eq!(
+            r.put_flow(ORG, &stored(Some(3), 1500, true)).unwrap(),
+            FlowImport::Revision
+        );
+        assert_eq!(open(&store).len(), 2);
+        // the record reads back the same after a reopen (compact encoding of the new kind)
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let again = open(&store);
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0], *n);
     }
 }

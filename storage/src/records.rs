@@ -507,6 +507,8 @@ pub enum NotificationKindV2 {
     /// PAYMENT_REVOCATION (appended: postcard numbers variants in order, so records written
     /// before it read unchanged).
     PaymentRevocation,
+    /// REPORTING_FLOW (appended, as above).
+    ReportingFlow,
 }
 
 /// [`Notification`] (an Ente's outbox entry), frozen.
@@ -538,6 +540,7 @@ impl Compact for Notification {
             kind: match self.kind {
                 NotificationKind::PaymentReceipt => NotificationKindV2::PaymentReceipt,
                 NotificationKind::PaymentRevocation => NotificationKindV2::PaymentRevocation,
+                NotificationKind::ReportingFlow => NotificationKindV2::ReportingFlow,
             },
             receipt_id: self.receipt_id.clone(),
             notice_number: self.notice_number.clone(),
@@ -565,6 +568,7 @@ impl Compact for Notification {
             kind: match r.kind {
                 NotificationKindV2::PaymentReceipt => NotificationKind::PaymentReceipt,
                 NotificationKindV2::PaymentRevocation => NotificationKind::PaymentRevocation,
+                NotificationKindV2::ReportingFlow => NotificationKind::ReportingFlow,
             },
             receipt_id: r.receipt_id,
             notice_number: r.notice_number,

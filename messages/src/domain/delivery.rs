@@ -64,6 +64,21 @@ pub enum NotificationKind {
     /// A payment already notified was revoked (a reporting flow lists it with outcome 3,
     /// REVOKED): MPay's `notificaRevocaPagamento`, or the webhook's `PAYMENT_REVOKED`.
     PaymentRevocation,
+    /// A reporting flow (FdR) of the Ente, a new flow or a higher revision: MPay's
+    /// `inviaFlussoRend` (INTERFACES.md §6.3), or the webhook's `REPORTING_FLOW`. Its
+    /// [`Notification::flow_ref`] names the flow revision.
+    ReportingFlow,
+}
+
+/// The flow revision a [`NotificationKind::ReportingFlow`] notification forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRef {
+    /// `identificativoFlusso` / `fdr`.
+    pub flow_id: String,
+    /// The PSP that sent it (its pagoPA id, else the sender's identifier).
+    pub sender: String,
+    /// Revision (0 for an XML file).
+    pub revision: u32,
 }
 
 /// Of the notifications of one receipt, the payment notification a revocation must follow:
@@ -159,6 +174,38 @@ impl Notification {
                 now,
             )
         }
+    }
+
+    /// A new PENDING notification of a stored reporting flow revision, due now. Stored in the
+    /// outbox's compact record without a new field: `receipt_id` holds the flow id,
+    /// `notice_number` holds `revision:sender`, and the ordering key is `fdr:` + the flow id
+    /// (the revisions of one flow leave in order).
+    pub fn of_flow(id: u64, organization: &str, flow: &FlowRef, now: DateTime<Utc>) -> Self {
+        Notification {
+            kind: NotificationKind::ReportingFlow,
+            ..Notification::of_receipt(
+                id,
+                organization,
+                &flow.flow_id,
+                &format!("{}:{}", flow.revision, flow.sender),
+                &format!("fdr:{}", flow.flow_id),
+                now,
+            )
+        }
+    }
+
+    /// The flow revision a [`NotificationKind::ReportingFlow`] notification forwards (`None`
+    /// for the other kinds or a record that does not name one).
+    pub fn flow_ref(&self) -> Option<FlowRef> {
+        if self.kind != NotificationKind::ReportingFlow {
+            return None;
+        }
+        let (revision, sender) = self.notice_number.split_once(':')?;
+        Some(FlowRef {
+            flow_id: self.receipt_id.clone(),
+            sender: sender.to_string(),
+            revision: revision.parse().ok()?,
+        })
     }
 
     /// Is an attempt due at `now`?
@@ -418,6 +465,22 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_flow_notification_names_its_revision_and_orders_by_flow() {
+        let f = FlowRef {
+            flow_id: "2026-07-04PSP:X-1".into(),
+            sender: "PSPXITXXXXX".into(),
+            revision: 3,
+        };
+        let n = Notification::of_flow(7, "80001234568", &f, t0());
+        assert_eq!(n.kind, NotificationKind::ReportingFlow);
+        assert_eq!(n.position, "fdr:2026-07-04PSP:X-1");
+        assert_eq!(n.flow_ref(), Some(f));
+        assert!(n.is_due(t0()));
+        let r = Notification::of_receipt(8, "80001234568", "r", "n", "p", t0());
+        assert_eq!(r.flow_ref(), None, "a receipt names no flow");
     }
 
     fn policy() -> DeliveryPolicy {

@@ -5,6 +5,7 @@
 //! legacy `notificaPagamento`).
 
 pub mod ente;
+pub mod ente_flow;
 pub mod faults;
 pub mod pafornode;
 pub mod receipt_json;

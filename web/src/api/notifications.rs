@@ -35,12 +35,21 @@ pub struct NotificationModel {
     pub id: String,
     /// The `Idempotency-Key` the Ente receives (the same on every attempt).
     pub idempotency_key: String,
-    /// `PAYMENT_RECEIPT`.
+    /// `PAYMENT_RECEIPT`, `PAYMENT_REVOCATION` or `REPORTING_FLOW`.
     pub kind: String,
-    /// The receipt notified.
+    /// The receipt notified (empty for a reporting flow).
     pub receipt_id: String,
-    /// Its notice number.
+    /// Its notice number (empty for a reporting flow).
     pub notice_number: String,
+    /// The reporting flow forwarded (`REPORTING_FLOW`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    /// Its revision (0 for an XML file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_revision: Option<u32>,
+    /// The PSP that sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_sender: Option<String>,
     /// PENDING, RETRYING, DELIVERED or FAILED.
     pub state: String,
     /// Attempts made.
@@ -63,6 +72,12 @@ pub struct NotificationModel {
 
 impl From<&Notification> for NotificationModel {
     fn from(n: &Notification) -> Self {
+        let flow = n.flow_ref();
+        let (receipt_id, notice_number) = if flow.is_some() {
+            (String::new(), String::new())
+        } else {
+            (n.receipt_id.clone(), n.notice_number.clone())
+        };
         NotificationModel {
             id: n.id.to_string(),
             idempotency_key: idempotency_key(&n.organization, n.id),
@@ -70,8 +85,11 @@ impl From<&Notification> for NotificationModel {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-            receipt_id: n.receipt_id.clone(),
-            notice_number: n.notice_number.clone(),
+            receipt_id,
+            notice_number,
+            flow_id: flow.as_ref().map(|f| f.flow_id.clone()),
+            flow_revision: flow.as_ref().map(|f| f.revision),
+            flow_sender: flow.map(|f| f.sender),
             state: n.state.as_str().to_string(),
             attempts: n.attempts,
             created_at: n.created_at,

@@ -109,7 +109,11 @@ pub async fn import_flow(
     })
     .await?;
     if let FileImport::Imported(f) = &done {
-        if matches!(f.outcome, FlowImport::New | FlowImport::Revision) {
+        // a corrected flow (REPLACED) was forwarded again with it: the connector is woken too
+        if matches!(
+            f.outcome,
+            FlowImport::New | FlowImport::Revision | FlowImport::Replaced
+        ) {
             flow_acquired(&state, auth.fiscal_code().as_str(), &f.flow_id).await?;
         }
     }
