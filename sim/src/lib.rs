@@ -10,6 +10,7 @@
 //! codec bug in the station cannot hide behind itself.
 
 pub mod amount;
+pub mod biz_events;
 pub mod build;
 pub mod checkout;
 #[cfg(feature = "xsd")]

@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod receipt_queries;
 pub mod receipts;
 pub mod reconciliation;
+pub mod recovery;
 mod records;
 mod store;
 mod trees;
