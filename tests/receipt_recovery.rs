@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 //! Receipt recovery ("blindatura", issue 14) end to end: the real node (temp store, random
 //! port) and the simulator's biz-events API (`pagopa_sim::biz_events`, built from the spec
 //! pack, on port 0). A payment whose paSendRT was lost (paGetPayment answered, no receipt) is
@@ -219,7 +224,11 @@ async fn a_lost_receipt_is_recovered_once_and_the_quota_holds() {
     let base = biz_events(sim.clone());
     // one call an hour: the first notice takes it, the second waits
     let app = spawn_app_edited(|c| {
-        config(c, &base, "calls_per_hour = 1\ndelay_secs = 86400\nmax_attempts = 3")
+        config(
+            c,
+            &base,
+            "calls_per_hour = 1\ndelay_secs = 86400\nmax_attempts = 3",
+        )
     })
     .await;
     let nav = create(&app, "RECOVER-1", 12_345).await;
@@ -233,17 +242,19 @@ async fn a_lost_receipt_is_recovered_once_and_the_quota_holds() {
     assert_eq!(e["iuv"], iuv.as_str(), "{e}");
     assert_eq!(e["noticeNumber"], nav.as_str());
     assert_eq!(e["reason"], "OPERATOR");
-    assert!(
-        e["state"] == "WAITING" || e["state"] == "RECOVERED",
-        "{e}"
-    );
+    assert!(e["state"] == "WAITING" || e["state"] == "RECOVERED", "{e}");
     let done = until_state(&app, &iuv, "RECOVERED").await;
     assert_eq!(done["receiptId"], receipt.receipt_id.as_str(), "{done}");
     assert_eq!(done["attempts"], 1);
     assert_eq!(sim.requests(), 1);
 
     // the receipt is stored as paSendRT stores it, flagged recovered, the JSON byte-exact
-    let stored = app.store.ledger.receipt(&receipt.receipt_id).unwrap().unwrap();
+    let stored = app
+        .store
+        .ledger
+        .receipt(&receipt.receipt_id)
+        .unwrap()
+        .unwrap();
     assert!(stored.recovered);
     assert_eq!(stored.raw_xml, json_text);
     assert_eq!(stored.operation, "getOrganizationReceipt");
@@ -285,7 +296,14 @@ async fn a_lost_receipt_is_recovered_once_and_the_quota_holds() {
     station_soap(&app.client, &app.base, "paSendRTV2", late).await;
     let org = mpay_messages::OrgFiscalCode::parse(ORG_A).unwrap();
     let n = mpay_messages::NoticeNumber::parse_unchecked(&nav).unwrap();
-    assert_eq!(app.store.ledger.receipts_for_notice(&org, &n).unwrap().len(), 1);
+    assert_eq!(
+        app.store
+            .ledger
+            .receipts_for_notice(&org, &n)
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(notifications_of(&app, &receipt.receipt_id).await, 1);
 
     // the quota (1 an hour) is spent: a second notice waits, no call is made for it
@@ -299,14 +317,17 @@ async fn a_lost_receipt_is_recovered_once_and_the_quota_holds() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let a = recovery_actor(&app).await;
-        let beat = a["last_heartbeat"]
+        let beat = a["lastHeartbeat"]
             .as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
-        if a["mailbox_backlog"] == 1 && beat.is_some_and(|b| b > asked) {
+        if a["mailboxBacklog"] == 1 && beat.is_some_and(|b| b > asked) {
             break;
         }
-        assert!(Instant::now() < deadline, "no pass saw the second notice: {a}");
+        assert!(
+            Instant::now() < deadline,
+            "no pass saw the second notice: {a}"
+        );
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
     let waiting = entry(&app, &receipt2.creditor_reference_id).await;
@@ -377,7 +398,10 @@ async fn an_unknown_receipt_ends_not_found_and_a_stale_payment_is_recovered_by_i
     let ended = until_state(&app, "99000000000000001", "NOT_FOUND").await;
     assert_eq!(ended["attempts"], 2, "{ended}");
     assert!(ended.get("nextAttempt").is_none(), "{ended}");
-    assert!(ended["lastError"].as_str().unwrap().contains("404"), "{ended}");
+    assert!(
+        ended["lastError"].as_str().unwrap().contains("404"),
+        "{ended}"
+    );
     let calls = sim.requests();
     assert_eq!(calls, 2);
 
@@ -388,7 +412,14 @@ async fn an_unknown_receipt_ends_not_found_and_a_stale_payment_is_recovered_by_i
     let done = until_state(&app, &receipt.creditor_reference_id, "RECOVERED").await;
     assert_eq!(done["reason"], "PAYMENT_IN_PROGRESS", "{done}");
     assert_eq!(done["noticeNumber"], nav.as_str());
-    assert!(app.store.ledger.receipt(&receipt.receipt_id).unwrap().unwrap().recovered);
+    assert!(
+        app.store
+            .ledger
+            .receipt(&receipt.receipt_id)
+            .unwrap()
+            .unwrap()
+            .recovered
+    );
     assert_eq!(notifications_of(&app, &receipt.receipt_id).await, 1);
 
     // the ended entry never loops: still NOT_FOUND, still two calls for it

@@ -27,9 +27,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use mpay_messages::domain::recovery::{
-    CallOutcome, RecoveryEntry, RecoveryPolicy, RecoveryReason,
-};
+use mpay_messages::domain::recovery::{CallOutcome, RecoveryEntry, RecoveryPolicy, RecoveryReason};
 use mpay_messages::domain::ReceiptDisposition;
 use mpay_messages::{NoticeNumber, OrgFiscalCode};
 use mpay_storage::{DurabilityPoint, PositionRepository, ReceiptRepository, Store, StoredReceipt};
@@ -93,7 +91,8 @@ impl BizEventsApi {
     /// The base URL does not parse or cannot take path segments.
     pub fn receipt_url(&self, org: &str, iuv: &str, iur: Option<&str>) -> Result<String, String> {
         let base = self.base_url.trim().trim_end_matches('/');
-        let mut url = reqwest::Url::parse(base).map_err(|e| format!("[biz_events] base_url: {e}"))?;
+        let mut url =
+            reqwest::Url::parse(base).map_err(|e| format!("[biz_events] base_url: {e}"))?;
         {
             let mut segs = url
                 .path_segments_mut()
@@ -325,7 +324,12 @@ impl Inner {
             return Ok(false);
         }
         let fetched = api
-            .fetch(&self.client, &entry.organization, &entry.iuv, entry.iur.as_deref())
+            .fetch(
+                &self.client,
+                &entry.organization,
+                &entry.iuv,
+                entry.iur.as_deref(),
+            )
             .await;
         let outcome = match fetched {
             Fetched::Receipt(body) => match recovered_receipt(entry, &body, now) {
@@ -371,10 +375,7 @@ impl Inner {
                 let nav = match (&e.notice_number, iupd) {
                     (Some(n), _) => n.clone(),
                     (None, Some(iupd)) => match s.ledger.get(&org, &iupd)? {
-                        Some(p) => match p
-                            .payment_options
-                            .iter()
-                            .find(|o| o.iuv.as_str() == e.iuv)
+                        Some(p) => match p.payment_options.iter().find(|o| o.iuv.as_str() == e.iuv)
                         {
                             Some(o) => o.nav.as_str().to_string(),
                             None => return Ok(None),
@@ -386,8 +387,7 @@ impl Inner {
                 let Ok(nav) = NoticeNumber::parse_unchecked(&nav) else {
                     return Ok(None);
                 };
-                Ok(s
-                    .ledger
+                Ok(s.ledger
                     .receipts_for_notice(&org, &nav)?
                     .into_iter()
                     .next()
@@ -407,8 +407,7 @@ impl Inner {
         if let Err(e) = self.store.durability.commit(DurabilityPoint::Receipt).await {
             return CallOutcome::Retryable(format!("receipt flush failed: {e}"));
         }
-        if let (Some(bus), false) = (self.bus.get(), disposition == ReceiptDisposition::Duplicate)
-        {
+        if let (Some(bus), false) = (self.bus.get(), disposition == ReceiptDisposition::Duplicate) {
             bus.publish(Event::ReceiptStored {
                 organization: org,
                 receipt_id: receipt_id.clone(),

@@ -280,10 +280,7 @@ async fn by_iur_iuv(
 }
 
 /// Routes under `prefix` (e.g. `/bizevents/service/v1`, or "" to serve at the root).
-pub fn configure(
-    sim: Arc<BizEventsSim>,
-    prefix: &str,
-) -> impl Fn(&mut web::ServiceConfig) + Clone {
+pub fn configure(sim: Arc<BizEventsSim>, prefix: &str) -> impl Fn(&mut web::ServiceConfig) + Clone {
     let data = web::Data::new(sim);
     let prefix = prefix.trim_end_matches('/').to_string();
     move |c: &mut web::ServiceConfig| {
@@ -310,10 +307,12 @@ pub fn serve(
     listener: std::net::TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
     let routes = configure(sim, prefix);
-    Ok(HttpServer::new(move || App::new().configure(routes.clone()))
-        .workers(1)
-        .listen(listener)?
-        .run())
+    Ok(
+        HttpServer::new(move || App::new().configure(routes.clone()))
+            .workers(1)
+            .listen(listener)?
+            .run(),
+    )
 }
 
 /// `pagopa-sim biz-events` options.
@@ -337,7 +336,10 @@ pub struct Options {
 pub fn run(o: Options) -> std::process::ExitCode {
     let mut known = Vec::new();
     if let Some(path) = &o.receipts {
-        match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| read_jsonl(&t)) {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| read_jsonl(&t))
+        {
             Ok(mut r) => known.append(&mut r),
             Err(e) => {
                 eprintln!("pagopa-sim: {}: {e}", path.display());
@@ -371,8 +373,8 @@ pub fn run(o: Options) -> std::process::ExitCode {
     );
     let prefix = o.prefix.clone();
     let sim = BizEventsSim::new(known, o.subscription_key, o.calls_per_hour);
-    let served = actix_web::rt::System::new()
-        .block_on(async move { serve(sim, &prefix, listener)?.await });
+    let served =
+        actix_web::rt::System::new().block_on(async move { serve(sim, &prefix, listener)?.await });
     match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -391,7 +393,10 @@ mod tests {
     fn jsonl_lines_are_read_and_named_when_wrong() {
         let text = "# receipts\n{\"fiscalCode\":\"80001234568\",\"receiptId\":\"t1\",\"creditorReferenceId\":\"IUV1\"}\n\n";
         let r = read_jsonl(text).unwrap();
-        assert_eq!((r[0].receipt_id.as_str(), r[0].iuv.as_str()), ("t1", "IUV1"));
+        assert_eq!(
+            (r[0].receipt_id.as_str(), r[0].iuv.as_str()),
+            ("t1", "IUV1")
+        );
         let err = read_jsonl("{\"fiscalCode\":\"1\"}\n").unwrap_err();
         assert!(err.starts_with("line 1:"), "{err}");
     }

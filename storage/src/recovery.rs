@@ -13,9 +13,7 @@
 //! receipt ([`SledRecovery::stale_payments`]).
 
 use chrono::{DateTime, Duration, Utc};
-use mpay_messages::domain::recovery::{
-    next_call_at, RecoveryEntry, RecoveryReason, RecoveryState,
-};
+use mpay_messages::domain::recovery::{next_call_at, RecoveryEntry, RecoveryReason, RecoveryState};
 
 use crate::codec::{decode, encode};
 use crate::error::StorageError;
@@ -302,10 +300,27 @@ mod tests {
     fn entries_are_queued_once_and_listed_by_state() {
         let (_d, q) = open();
         let now = Utc.with_ymd_and_hms(2026, 12, 5, 10, 0, 0).unwrap();
-        let e = RecoveryEntry::new("80001234568", "IUV1", None, None, RecoveryReason::IuvNoRt, now);
+        let e = RecoveryEntry::new(
+            "80001234568",
+            "IUV1",
+            None,
+            None,
+            RecoveryReason::IuvNoRt,
+            now,
+        );
         assert!(q.request(e.clone(), now).unwrap().1);
-        assert!(!q.request(e.clone(), now).unwrap().1, "the same request changes nothing");
-        let other = RecoveryEntry::new("01987654322", "IUV1", None, None, RecoveryReason::Operator, now);
+        assert!(
+            !q.request(e.clone(), now).unwrap().1,
+            "the same request changes nothing"
+        );
+        let other = RecoveryEntry::new(
+            "01987654322",
+            "IUV1",
+            None,
+            None,
+            RecoveryReason::Operator,
+            now,
+        );
         q.request(other, now).unwrap();
         assert_eq!(q.list("80001234568", None).unwrap().len(), 1);
         assert_eq!(q.due(now).unwrap().len(), 2);
@@ -317,12 +332,19 @@ mod tests {
         let stored = q.get("80001234568", "IUV1").unwrap().unwrap();
         let ended = stored.after(CallOutcome::NotFound, now, &policy);
         assert!(q.replace(&stored, &ended).unwrap());
-        assert!(!q.replace(&stored, &ended).unwrap(), "a stale entry is not written");
+        assert!(
+            !q.replace(&stored, &ended).unwrap(),
+            "a stale entry is not written"
+        );
         assert_eq!(
-            q.list("80001234568", Some(RecoveryState::NotFound)).unwrap(),
+            q.list("80001234568", Some(RecoveryState::NotFound))
+                .unwrap(),
             vec![ended]
         );
-        assert!(q.list("80001234568", Some(RecoveryState::Waiting)).unwrap().is_empty());
+        assert!(q
+            .list("80001234568", Some(RecoveryState::Waiting))
+            .unwrap()
+            .is_empty());
         assert_eq!(q.due(now).unwrap().len(), 1);
     }
 

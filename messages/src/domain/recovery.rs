@@ -40,14 +40,9 @@ impl RecoveryState {
 
     /// Reads a wire name (case-insensitive).
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Waiting,
-            Self::Recovered,
-            Self::NotFound,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|x| x.as_str().eq_ignore_ascii_case(s.trim()))
+        [Self::Waiting, Self::Recovered, Self::NotFound, Self::Failed]
+            .into_iter()
+            .find(|x| x.as_str().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -272,11 +267,8 @@ pub fn next_call_at(
 ) -> Option<DateTime<Utc>> {
     let limit = usize::try_from(calls_per_hour).ok().filter(|l| *l > 0)?;
     let hour = Duration::hours(1);
-    let mut window: Vec<DateTime<Utc>> = recent
-        .iter()
-        .copied()
-        .filter(|t| *t > now - hour)
-        .collect();
+    let mut window: Vec<DateTime<Utc>> =
+        recent.iter().copied().filter(|t| *t > now - hour).collect();
     if window.len() < limit {
         return Some(now);
     }
@@ -363,9 +355,23 @@ mod tests {
             .after(CallOutcome::NotFound, t0(), &p)
             .after(CallOutcome::NotFound, t0(), &p);
         let later = t0() + Duration::days(1);
-        let feeder = RecoveryEntry::new("80001234568", "12000000000000042", None, None, RecoveryReason::IuvNoRt, later);
+        let feeder = RecoveryEntry::new(
+            "80001234568",
+            "12000000000000042",
+            None,
+            None,
+            RecoveryReason::IuvNoRt,
+            later,
+        );
         assert_eq!(RecoveryEntry::merge(Some(&ended), feeder, later), None);
-        let op = RecoveryEntry::new("80001234568", "12000000000000042", None, None, RecoveryReason::Operator, later);
+        let op = RecoveryEntry::new(
+            "80001234568",
+            "12000000000000042",
+            None,
+            None,
+            RecoveryReason::Operator,
+            later,
+        );
         let rearmed = RecoveryEntry::merge(Some(&ended), op, later).unwrap();
         assert_eq!(rearmed.state, RecoveryState::Waiting);
         assert_eq!(rearmed.attempts, 0);
@@ -373,11 +379,25 @@ mod tests {
         assert!(rearmed.due(later));
         // a recovered entry stays as it is, whoever asks
         let done = entry(RecoveryReason::IuvNoRt).already_stored("r", t0());
-        let op = RecoveryEntry::new("80001234568", "12000000000000042", None, None, RecoveryReason::Operator, later);
+        let op = RecoveryEntry::new(
+            "80001234568",
+            "12000000000000042",
+            None,
+            None,
+            RecoveryReason::Operator,
+            later,
+        );
         assert_eq!(RecoveryEntry::merge(Some(&done), op, later), None);
         // a waiting entry learns the IUR a flow row names, nothing else changes
         let waiting = entry(RecoveryReason::PaymentInProgress);
-        let row = RecoveryEntry::new("80001234568", "12000000000000042", None, Some("iur-1".into()), RecoveryReason::IuvNoRt, later);
+        let row = RecoveryEntry::new(
+            "80001234568",
+            "12000000000000042",
+            None,
+            Some("iur-1".into()),
+            RecoveryReason::IuvNoRt,
+            later,
+        );
         let learnt = RecoveryEntry::merge(Some(&waiting), row.clone(), later).unwrap();
         assert_eq!(learnt.iur.as_deref(), Some("iur-1"));
         assert_eq!(learnt.reason, RecoveryReason::PaymentInProgress);
@@ -425,7 +445,10 @@ mod tests {
                 serde_json::json!(s.as_str())
             );
         }
-        assert_eq!(RecoveryState::parse("not_found"), Some(RecoveryState::NotFound));
+        assert_eq!(
+            RecoveryState::parse("not_found"),
+            Some(RecoveryState::NotFound)
+        );
         assert_eq!(RecoveryState::parse("x"), None);
     }
 }

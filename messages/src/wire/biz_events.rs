@@ -380,7 +380,8 @@ mod tests {
 
     #[test]
     fn what_identifies_the_payment_is_required() {
-        let missing_id = RECEIPT.replace("\"receiptId\": \"c0ffee00c0ffee00c0ffee00c0ffee00\",", "");
+        let missing_id =
+            RECEIPT.replace("\"receiptId\": \"c0ffee00c0ffee00c0ffee00c0ffee00\",", "");
         assert_eq!(
             decode_receipt(missing_id.as_bytes()).unwrap_err(),
             field("receiptId", "missing")
@@ -410,7 +411,10 @@ mod tests {
             .replace("\"idTransfer\": 2, ", "");
         let r = decode_receipt(text.as_bytes()).unwrap();
         assert_eq!(
-            r.transfers.iter().map(|t| t.id_transfer).collect::<Vec<_>>(),
+            r.transfers
+                .iter()
+                .map(|t| t.id_transfer)
+                .collect::<Vec<_>>(),
             vec![1, 2]
         );
     }

@@ -24,14 +24,11 @@ use crate::state::AppState;
 /// take `recovery`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     const ORG: &str = "/organizations/{organizationfiscalcode}";
-    cfg.route(
-        &format!("{ORG}/receipts/recover"),
-        web::post().to(recover),
-    )
-    .route(
-        &format!("{ORG}/receipts/recovery"),
-        web::get().to(list_recovery),
-    );
+    cfg.route(&format!("{ORG}/receipts/recover"), web::post().to(recover))
+        .route(
+            &format!("{ORG}/receipts/recovery"),
+            web::get().to(list_recovery),
+        );
 }
 
 /// What to recover: a notice number or an IUV.
@@ -150,7 +147,10 @@ pub async fn recover(
         Some(s) => Some(token("iur", s)?),
     };
     let (nav, iuv) = match (
-        req.notice_number.as_deref().map(str::trim).filter(|s| !s.is_empty()),
+        req.notice_number
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty()),
         req.iuv.as_deref().map(str::trim).filter(|s| !s.is_empty()),
     ) {
         (Some(n), iuv) => {
