@@ -320,7 +320,8 @@ impl Inner {
             })
             .await
             .map_err(|e| e.to_string())?;
-        if !gate.is_some_and(|t| t <= now) {
+        // `None`: the quota is 0 (no calls at all); a later instant: the quota is spent
+        if gate.is_none_or(|t| t > now) {
             return Ok(false);
         }
         let fetched = api

@@ -52,7 +52,8 @@ impl BizEventsSettings {
     /// A URL that is not http(s), zero attempts, a zero poll interval.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
         let url = self.base_url.trim();
-        if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+        let http = url.starts_with("https://") || url.starts_with("http://");
+        if !url.is_empty() && !http {
             return Err(("biz_events.base_url", "must be an http(s) URL"));
         }
         if self.max_attempts == 0 {
