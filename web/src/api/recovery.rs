@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// What to recover: a notice number or an IUV.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(example = json!({"noticeNumber": "312000000000000042"}))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecoverRequest {
     /// Notice number (18 digits).
