@@ -491,6 +491,15 @@ impl Application {
                 &health,
             );
         }
+
+        // receipt recovery from pagoPA's biz-events API ([biz_events]; issue 14)
+        let _recovery = mpay_actors::receipt_recovery::ReceiptRecovery::start(
+            &mut watchdog,
+            recovery_settings(&settings.biz_events),
+            &store,
+            &health,
+        )
+        .with_bus(bus.clone());
         watchdog.start();
 
         // --- feeds addition: FeedLoader launcher (resumes interrupted loads), FTP, drop folder
@@ -760,5 +769,30 @@ async fn probe_store(
                 }
             }
         }
+    }
+}
+
+/// The receipt recovery's settings from `[biz_events]` (the API only when `base_url` is set).
+fn recovery_settings(
+    b: &mpay_config::biz_events::BizEventsSettings,
+) -> mpay_actors::receipt_recovery::RecoverySettings {
+    use secrecy::ExposeSecret;
+    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    mpay_actors::receipt_recovery::RecoverySettings {
+        api: (!b.base_url.trim().is_empty()).then(|| mpay_actors::receipt_recovery::BizEventsApi {
+            base_url: b.base_url.trim().to_string(),
+            subscription_key: b
+                .subscription_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_string()),
+            timeout: Duration::from_millis(b.timeout_ms),
+        }),
+        policy: mpay_messages::domain::recovery::RecoveryPolicy {
+            calls_per_hour: b.calls_per_hour,
+            max_attempts: b.max_attempts,
+            first_backoff: chrono::Duration::seconds(secs(b.backoff_secs)),
+        },
+        delay: chrono::Duration::seconds(secs(b.delay_secs)),
+        poll: Duration::from_secs(b.poll_secs),
     }
 }

@@ -239,7 +239,8 @@ pub fn notifica(
         pagato,
         importo_pagato: rc.payment_amount.cents(),
         data_pagamento: data,
-        rt_xml: Some(r.raw_xml.clone()),
+        // a receipt recovered from biz-events has no RT XML (its raw document is JSON)
+        rt_xml: (!r.recovered).then(|| r.raw_xml.clone()),
         estesi: ente::sends_extended_fields(&endpoint.url).then(|| Estesi {
             iur: r.receipt_id.clone(),
             tassonomia: rc
@@ -1005,6 +1006,7 @@ mod tests {
             },
             flags: vec![],
             contact_email: None,
+            recovered: false,
         }
     }
 

@@ -19,6 +19,9 @@
 //! - [`recon_worker::ReconciliationWorker`] (one per node, started by
 //!   [`recon_worker::ReconWorker`]): syncs flows from the FdR API on a schedule and on demand,
 //!   re-runs reconciliation on `fdr.acquired` / `fdr.statement_imported`, publishes `fdr.reconciled`.
+//! - [`receipt_recovery::ReceiptRecoveryActor`] (one per node, started by
+//!   [`receipt_recovery::ReceiptRecovery`]): the rate-limited recovery of missing receipts from
+//!   pagoPA's biz-events API, stored through the paSendRT path's storage function.
 
 pub mod bus;
 pub mod cart;
@@ -30,6 +33,7 @@ pub mod health;
 pub mod journal;
 pub mod mailer;
 pub mod node_channel;
+pub mod receipt_recovery;
 pub mod recon_worker;
 pub mod scheduler;
 pub mod watchdog;

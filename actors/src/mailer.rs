@@ -209,9 +209,15 @@ pub fn build_message(
             ContentType::parse("application/pdf").map_err(|e| e.to_string())?,
         ));
     }
-    parts = parts.singlepart(Attachment::new(format!("ricevuta-{name}.xml")).body(
+    // a receipt recovered from biz-events keeps pagoPA's JSON as its raw document
+    let (ext, mime) = if receipt.recovered {
+        ("json", "application/json")
+    } else {
+        ("xml", "application/xml")
+    };
+    parts = parts.singlepart(Attachment::new(format!("ricevuta-{name}.{ext}")).body(
         receipt.raw_xml.clone().into_bytes(),
-        ContentType::parse("application/xml").map_err(|e| e.to_string())?,
+        ContentType::parse(mime).map_err(|e| e.to_string())?,
     ));
     b.multipart(parts).map_err(|e| format!("message: {e}"))
 }

@@ -234,6 +234,10 @@ impl Inner {
                 let reported = recon::mark_reported(s, &report, now)?;
                 let late = recon::unreported(&report, mpay_messages::time::rome_date(now)).len();
                 let run = ReconRun::of(&report, now, &why, reported, late);
+                // rows a flow reports without a receipt wait for the receipt recovery
+                // (biz-events); an entry that ended stays ended
+                mpay_storage::recovery::queue_rows_without_receipt(s, &report, now)
+                    .map_err(mpay_storage::LedgerError::Storage)?;
                 // a run that finds what the last one found is not written again (a restored
                 // store stays byte-identical to its backup)
                 let last = s

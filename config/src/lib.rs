@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub mod access;
+pub mod biz_events;
 pub mod catalogue;
 pub mod documents;
 pub mod mail;
@@ -123,6 +124,10 @@ pub struct Settings {
     /// Payment notices and receipts as PDF (`[documents]`, see `documents.rs`).
     #[serde(default)]
     pub documents: crate::documents::DocumentsSettings,
+    /// pagoPA's biz-events API, where missing receipts are recovered (`[biz_events]`, see
+    /// `biz_events.rs`).
+    #[serde(default)]
+    pub biz_events: crate::biz_events::BizEventsSettings,
 }
 
 /// `[bus]`: the message bus between the actors (and the nodes).
@@ -838,6 +843,7 @@ impl Settings {
         }
         self.notifications.check().map_err(|(k, r)| invalid(k, r))?;
         self.mail.check().map_err(|(k, r)| invalid(k, r))?;
+        self.biz_events.check().map_err(|(k, r)| invalid(k, r))?;
         if !(1..=1000).contains(&self.fdr.page_size) {
             return Err(invalid(
                 "fdr.page_size",

@@ -13,6 +13,7 @@
 
 pub mod amount;
 pub mod bank;
+pub mod biz_events;
 pub mod build;
 pub mod checkout;
 #[cfg(feature = "xsd")]

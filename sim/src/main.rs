@@ -97,6 +97,28 @@ enum Command {
         #[arg(long)]
         soap_action_quoted: bool,
     },
+    /// Serve pagoPA's biz-events receipts (`getOrganizationReceipt`) from a JSON lines file of
+    /// `CtReceiptModelResponse` objects and/or `--receipt JSON` (see `pagopa_sim::biz_events`).
+    BizEvents {
+        /// Address to listen on (`127.0.0.1:0` picks a port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: String,
+        /// JSON lines file: one receipt per line, as the API answers it.
+        #[arg(long, value_name = "FILE")]
+        receipts: Option<PathBuf>,
+        /// One receipt (JSON); repeatable.
+        #[arg(long = "receipt", value_name = "JSON")]
+        receipt: Vec<String>,
+        /// Require this `Ocp-Apim-Subscription-Key`.
+        #[arg(long, env = "PAGOPA_SIM_BIZ_EVENTS_KEY")]
+        subscription_key: Option<String>,
+        /// Answer 429 past this many calls in an hour (the real quota is 10).
+        #[arg(long)]
+        calls_per_hour: Option<usize>,
+        /// Path prefix of the API.
+        #[arg(long, default_value = "/bizevents/service/v1")]
+        prefix: String,
+    },
     /// Validate XML files (SOAP envelopes or standalone documents) against the schemas.
     Validate {
         /// Files to check.
@@ -130,6 +152,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { files } => validate_files(&dir, &files),
         Command::Fdr { cmd } => pagopa_sim::fdr::main(cmd),
+        Command::BizEvents {
+            bind,
+            receipts,
+            receipt,
+            subscription_key,
+            calls_per_hour,
+            prefix,
+        } => pagopa_sim::biz_events::run(pagopa_sim::biz_events::Options {
+            bind,
+            receipts,
+            receipt,
+            subscription_key,
+            calls_per_hour,
+            prefix,
+        }),
         Command::Psp {
             station,
             config,

@@ -31,6 +31,7 @@ pub mod receipt_queries;
 pub mod receipts;
 pub mod reconciliation;
 mod records;
+pub mod recovery;
 mod store;
 mod trees;
 pub mod tx;

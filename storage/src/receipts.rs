@@ -56,7 +56,8 @@ pub struct StoredReceipt {
     pub received_at: DateTime<Utc>,
     /// Disposition decided when it was stored.
     pub disposition: ReceiptDisposition,
-    /// The request body, byte-exact (UTF-8).
+    /// The request body, byte-exact (UTF-8); for a receipt recovered from biz-events
+    /// (`recovered`), the API's JSON answer, byte-exact.
     pub raw_xml: String,
     /// The decoded receipt.
     pub receipt: Receipt,
@@ -68,6 +69,10 @@ pub struct StoredReceipt {
     /// receipt e-mail goes there too); not part of the receipt itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_email: Option<String>,
+    /// Recovered from pagoPA's biz-events API (`getOrganizationReceipt`) instead of arriving
+    /// through paSendRT: `raw_xml` holds the API's JSON, and no RT XML exists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
 }
 
 pub use mpay_messages::domain::AnomalyKind;

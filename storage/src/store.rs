@@ -156,6 +156,12 @@ impl Store {
         crate::SledWorkQueue::open(&self.db, name)
     }
 
+    /// The receipt-recovery queue (`recovery`, `recovery_calls`; issue 14).
+    /// Errors: the trees cannot be opened.
+    pub fn recovery(&self) -> Result<crate::recovery::SledRecovery, StorageError> {
+        crate::recovery::SledRecovery::open(&self.db)
+    }
+
     /// The page cache the store was opened with (bytes).
     pub fn cache_bytes(&self) -> u64 {
         self.cache_bytes

@@ -61,6 +61,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
                     .configure(api::positions::configure)
                     .configure(api::gpd::configure)
                     .configure(api::feeds::configure)
+                    .configure(api::recovery::configure)
                     .configure(api::receipts::configure)
                     .configure(api::reconciliation::configure)
                     .configure(api::notifications::configure),

@@ -19,6 +19,7 @@ use crate::api::receipts::{
     ReceiptRecordModel, ReceiptTransferModel, ReceiptsPage, SubjectModel,
 };
 use crate::api::reconciliation;
+use crate::api::recovery::{self, RecoverRequest, RecoveryEntryModel};
 use crate::api::v3::{
     self, DebtorModel, InstallmentModel, PaymentOptionModelV3, PaymentOptionResponseV3,
     PaymentPositionModelV3, PaymentPositionResponseV3, PaymentPositionsInfoV3,
@@ -90,6 +91,8 @@ impl Modify for Security {
         receipts::list_anomalies,
         receipts::acknowledge,
         reconciliation::import_flow,
+        recovery::recover,
+        recovery::list_recovery,
         reconciliation::sync_flows,
         reconciliation::list_flows,
         reconciliation::import_statement,
@@ -106,6 +109,7 @@ impl Modify for Security {
         documents::print_job_result
     ),
     components(schemas(
+        RecoverRequest, RecoveryEntryModel,
         PaymentPositionModel, PaymentOptionModel, TransferModel, StampModel, MapEntryModel,
         MultiplePaymentPositionModel, PaymentPositionResponse, PaymentOptionResponse,
         TransferResponse, PageInfo, PaymentPositionsInfo, MultiplePaymentPositionResponse,

@@ -702,6 +702,7 @@ async fn send_rt(
         receipt,
         flags,
         contact_email,
+        recovered: false,
     };
     let receipt_id = stored.receipt_id.clone();
     let disposition = match state.store.apply_receipt(stored).await {

@@ -14,6 +14,8 @@
 //!   deadline after which a receipt no flow reports is followed up.
 //! - [`delivery`]: notifications to an Ente — states, backoff with jitter, horizon, circuit
 //!   breaker, order per position.
+//! - [`recovery`]: receipt recovery from biz-events — the queue's states, bounded attempts
+//!   with backoff, the hourly quota.
 //! - [`mail`]: the receipt e-mail — who receives it, its Italian text, its states (the
 //!   backoff and horizon of [`delivery`]).
 //!
@@ -28,6 +30,7 @@ pub mod mail;
 pub mod position;
 pub mod receipt;
 pub mod reconcile;
+pub mod recovery;
 pub mod reporting;
 
 pub use position::{

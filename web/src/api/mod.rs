@@ -8,5 +8,6 @@ pub mod notifications;
 pub mod positions;
 pub mod receipts;
 pub mod reconciliation;
+pub mod recovery;
 pub mod v3;
 pub mod warnings;
