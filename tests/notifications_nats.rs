@@ -14,18 +14,16 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use common::node::{ready, start};
 use common::{config_text, NatsServer, IBAN_A, KEY_A, ORG_A};
 use mpay_actors::bus::nats::NatsBus;
 use mpay_actors::bus::{Bus, Delivery};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mpay");
 const SECRET: &str = "webhook-secret-of-the-ente-0123";
 
 type Log = Arc<Mutex<Vec<(String, String, bool)>>>;
@@ -54,67 +52,6 @@ async fn receive(req: HttpRequest, body: web::Bytes, log: web::Data<Log>) -> Htt
         signed,
     ));
     HttpResponse::NoContent().finish()
-}
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(cfg: &std::path::Path, nats: &str) -> Node {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .args(["--bind", "127.0.0.1:0", "--nats", nats])
-        .env("MPAY_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut base = None;
-    while base.is_none() && Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        base = line
-            .split("listening on ")
-            .nth(1)
-            .map(|rest| rest.trim().to_string());
-    }
-    let Some(base) = base else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("no banner from mpay serve --nats");
-    };
-    Node { child, base }
-}
-
-async fn ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn create_and_pay(client: &reqwest::Client, base: &str, iupd: &str) -> String {
@@ -209,7 +146,7 @@ async fn over_nats_every_payment_is_notified_once_through_a_server_restart() {
     std::fs::write(&cfg, text).unwrap();
 
     let client = reqwest::Client::new();
-    let node = start(&cfg, &nats.url());
+    let node = start(&cfg, &["--nats", &nats.url()]);
     ready(&client, &node.base).await;
     let mut acked = Vec::new();
     for i in 0..4 {

@@ -15,17 +15,15 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use common::node::{ready, start};
 use common::{config_text, IBAN_A, KEY_A, ORG_A};
 use rand::Rng as _;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mpay");
 const SECRET: &str = "webhook-secret-of-the-ente-0123";
 
 type Log = Arc<Mutex<Vec<(String, String, bool)>>>;
@@ -55,60 +53,6 @@ async fn receive(req: HttpRequest, body: web::Bytes, log: web::Data<Log>) -> Htt
         .unwrap()
         .push((key, String::from_utf8_lossy(&body).into_owned(), signed));
     HttpResponse::NoContent().finish()
-}
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-fn start(cfg: &std::path::Path) -> Node {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .args(["--bind", "127.0.0.1:0"])
-        .env("MPAY_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut base = None;
-    while base.is_none() && Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        base = line
-            .split("listening on ")
-            .nth(1)
-            .map(|rest| rest.trim().to_string());
-    }
-    let Some(base) = base else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("no banner from mpay serve");
-    };
-    Node { child, base }
-}
-
-async fn ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Creates a position and pays it; returns the receipt id acknowledged by the station.
@@ -173,7 +117,7 @@ async fn sigkill_during_delivery_loses_no_notification_and_repeats_none_after_th
     let mut acked = Vec::new();
     let rounds = 5;
     for round in 0..rounds {
-        let mut node = start(&cfg);
+        let mut node = start(&cfg, &[]);
         ready(&client, &node.base).await;
         for i in 0..6 {
             acked.push(create_and_pay(&client, &node.base, &format!("K-{round}-{i}")).await);
@@ -185,7 +129,7 @@ async fn sigkill_during_delivery_loses_no_notification_and_repeats_none_after_th
         node.child.wait().unwrap();
     }
     // the last life: everything left is delivered
-    let mut node = start(&cfg);
+    let mut node = start(&cfg, &[]);
     ready(&client, &node.base).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

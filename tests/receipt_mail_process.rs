@@ -14,70 +14,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::node::{ready, start};
 use common::smtp::{messages, SmtpSink};
 use common::{config_text, free_port, IBAN_A, KEY_A, ORG_A};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mpay");
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-fn start(cfg: &std::path::Path) -> Node {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .args(["--bind", "127.0.0.1:0"])
-        .env("MPAY_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut base = None;
-    while base.is_none() && Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        base = line
-            .split("listening on ")
-            .nth(1)
-            .map(|rest| rest.trim().to_string());
-    }
-    let Some(base) = base else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("no banner from mpay serve");
-    };
-    Node { child, base }
-}
-
-async fn ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Creates a position whose debtor has an e-mail and pays it; returns the receipt id.
 async fn create_and_pay(client: &reqwest::Client, base: &str, iupd: &str) -> String {
@@ -165,7 +107,7 @@ async fn a_restart_loses_no_receipt_email_and_sends_each_once() {
     let client = reqwest::Client::new();
 
     // first life: the SMTP server is down; the e-mails wait and are retried
-    let mut node = start(&cfg);
+    let mut node = start(&cfg, &[]);
     ready(&client, &node.base).await;
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -185,7 +127,7 @@ async fn a_restart_loses_no_receipt_email_and_sends_each_once() {
 
     // the server is up; the second life sends every queued e-mail, once
     let _sink = SmtpSink::start(port, out.path());
-    let mut node = start(&cfg);
+    let mut node = start(&cfg, &[]);
     ready(&client, &node.base).await;
     all_sent(&client, &node.base, &ids).await;
     let counts = by_receipt(out.path());
@@ -201,7 +143,7 @@ async fn a_restart_loses_no_receipt_email_and_sends_each_once() {
     }
     node.child.kill().unwrap();
     node.child.wait().unwrap();
-    let mut node = start(&cfg);
+    let mut node = start(&cfg, &[]);
     ready(&client, &node.base).await;
     all_sent(&client, &node.base, &more).await;
     let counts = by_receipt(out.path());

@@ -1,6 +1,7 @@
 //! Test harness: the real node on a random port with a temp data dir (zero2prod `spawn_app`).
 #![allow(dead_code)]
 
+pub mod node;
 pub mod smtp;
 
 use std::time::{Duration, Instant};
