@@ -11,7 +11,7 @@ use mpay_actors::bus::nats::NatsBus;
 use mpay_actors::bus::{Bus, InProcessBus};
 use mpay_actors::cart::CartRegistry;
 use mpay_actors::ente_connector::{ConnectorSettings, Connectors, Dialect, EnteEndpoint};
-use mpay_actors::mailer::{Mailer, MailerSettings, ReceiptPdf, SmtpSecurity, SmtpSettings};
+use mpay_actors::mailer::{Mailer, MailerSettings, ReceiptPdf};
 use mpay_actors::node_channel::{CheckoutSettings, CheckoutVersion, NodeChannel};
 use mpay_actors::{
     ActorHandle, FlushJournal, HealthRegistry, JournalWriter, Scheduler, SchedulerConfig, Tick,
@@ -225,43 +225,6 @@ pub fn receipt_pdf_renderer(settings: &Settings) -> Option<ReceiptPdf> {
     }))
 }
 
-/// The mailer's view of `[mail]` (the password read here, once: from the settings or
-/// `password_file`). Errors: a password file that cannot be read.
-pub fn smtp_settings(settings: &Settings) -> anyhow::Result<SmtpSettings> {
-    use mpay_config::mail::MailTls;
-    let m = &settings.mail;
-    let password = m.password().map_err(|e| anyhow::anyhow!(e))?;
-    let ca_pem = match &m.ca_cert {
-        Some(p) => Some(
-            std::fs::read(p)
-                .with_context(|| format!("mail.ca_cert: cannot read {}", p.display()))?,
-        ),
-        None => None,
-    };
-    Ok(SmtpSettings {
-        host: m.host.trim().to_string(),
-        port: m.port,
-        security: match m.tls {
-            MailTls::Starttls => SmtpSecurity::Starttls,
-            MailTls::Tls => SmtpSecurity::Tls,
-            MailTls::None => SmtpSecurity::Plain,
-        },
-        from: m.from.trim().to_string(),
-        credentials: match (&m.username, password) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
-            (Some(u), None) => Some((u.clone(), secrecy::SecretString::from(String::new()))),
-            _ => None,
-        },
-        ca_pem,
-        hello_name: if m.hello_name.trim().is_empty() {
-            settings.node.id.clone()
-        } else {
-            m.hello_name.trim().to_string()
-        },
-        timeout: Duration::from_millis(m.timeout_ms.max(1)),
-    })
-}
-
 /// The mailer's retries (`[mail]`).
 pub fn mailer_settings(settings: &Settings) -> MailerSettings {
     let m = &settings.mail;
@@ -439,7 +402,7 @@ impl Application {
             Some(
                 Mailer::start(
                     &mut watchdog,
-                    &smtp_settings(&settings)?,
+                    &crate::smtp::smtp_settings(&settings)?,
                     mailer_settings(&settings),
                     receipt_pdf,
                     &store,

@@ -6,3 +6,4 @@ pub mod feeds;
 pub mod feeds_cli;
 pub mod notices_cli;
 pub mod recon_cli;
+pub mod smtp;

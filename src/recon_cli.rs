@@ -256,7 +256,7 @@ pub fn export_batch_settings(
     let smtp = if settings.mail.host.trim().is_empty() {
         None
     } else {
-        Some(crate::app::smtp_settings(settings)?)
+        Some(crate::smtp::smtp_settings(settings)?)
     };
     Ok(Some(ExportBatchSettings {
         hour: settings.fdr.daily_export_hour,

@@ -20,6 +20,7 @@ pub mod checkout;
 pub mod client;
 pub mod config;
 pub mod fdr;
+pub mod fdr_cli;
 pub mod model;
 pub mod nav;
 #[cfg(feature = "xsd")]

@@ -78,7 +78,7 @@ enum Command {
     /// The PSPs' reporting side: flows of the recorded payments, the FdR REST API, bank credits.
     Fdr {
         #[command(subcommand)]
-        cmd: pagopa_sim::fdr::FdrCommand,
+        cmd: pagopa_sim::fdr_cli::FdrCommand,
     },
     /// Post every *_req*.xml of DIR (sorted) and compare answers with the expectations.
     Replay {
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Fdr { cmd } = cli.command {
         // no XML validation on this side: no schemas needed
-        return pagopa_sim::fdr::main(cmd);
+        return pagopa_sim::fdr_cli::main(cmd);
     }
     let dir = match schemas_or_die(cli.schemas.as_deref()) {
         Ok(d) => d,
@@ -151,7 +151,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate { files } => validate_files(&dir, &files),
-        Command::Fdr { cmd } => pagopa_sim::fdr::main(cmd),
+        Command::Fdr { cmd } => pagopa_sim::fdr_cli::main(cmd),
         Command::BizEvents {
             bind,
             receipts,

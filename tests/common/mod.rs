@@ -1,6 +1,8 @@
 //! Test harness: the real node on a random port with a temp data dir (zero2prod `spawn_app`).
 #![allow(dead_code)]
 
+// the `mpay` binary as a child: integration tests only (examples include this module too)
+#[cfg(test)]
 pub mod node;
 pub mod smtp;
 
