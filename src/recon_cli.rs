@@ -172,7 +172,7 @@ pub fn run(
             r.status.code()
         );
     }
-    let late = reconciliation::unreported(&report, as_of);
+    let late = reconciliation::unreported(&report.payments, as_of);
     println!(
         "  {} receipts not reported after their D+2 deadline on {as_of}",
         late.len()

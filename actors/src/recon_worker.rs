@@ -8,7 +8,7 @@
 //! - **Reconciling**: it does not poll the store for changes. It hears the bus (`fdr.acquired`:
 //!   a new flow or a higher revision — the run always uses the latest; `fdr.statement_imported`: a
 //!   statement's new credits) and re-runs the organizations concerned, once per burst:
-//!   `storage::reconciliation::reconcile`, then `mark_reported` (the domain's
+//!   `storage::recon_state::advance` (incremental; it calls `mark_reported`, the domain's
 //!   `report_transfer`: options reach `PO_REPORTED` / `PO_PARTIALLY_REPORTED`), the receipts
 //!   past their D+2 deadline (`domain::reporting`), the run's summary stored (`recon_runs`,
 //!   what `GET …/reconciliation` shows as `lastRun`), flushed, then `fdr.reconciled` published.
@@ -230,14 +230,23 @@ impl Inner {
             .store
             .blocking(move |s| {
                 let now = Utc::now();
-                let report = recon::reconcile(s, &o).map_err(mpay_storage::LedgerError::Storage)?;
-                let reported = recon::mark_reported(s, &report, now)?;
-                let late = recon::unreported(&report, mpay_messages::time::rome_date(now)).len();
-                let run = ReconRun::of(&report, now, &why, reported, late);
-                // rows a flow reports without a receipt wait for the receipt recovery
-                // (biz-events); an entry that ended stays ended
-                mpay_storage::recovery::queue_rows_without_receipt(s, &report, now)
-                    .map_err(mpay_storage::LedgerError::Storage)?;
+                let storage = mpay_storage::LedgerError::Storage;
+                // only what changed since the last run is matched; the positions of what a
+                // flow reports are marked, its rows without a receipt queued for recovery
+                let adv = mpay_storage::recon_state::advance(s, &o, now).map_err(storage)?;
+                let open =
+                    mpay_storage::recon_state::unreported_payments(s, &o).map_err(storage)?;
+                let late = recon::unreported(&open, mpay_messages::time::rome_date(now)).len();
+                let run = mpay_storage::recon_state::summary(
+                    s,
+                    &o,
+                    now,
+                    &why,
+                    adv.options_reported,
+                    late,
+                )
+                .map_err(storage)?;
+                tracing::debug!(organization = %o, work = ?adv.work, "reconciliation run");
                 // a run that finds what the last one found is not written again (a restored
                 // store stays byte-identical to its backup)
                 let last = s

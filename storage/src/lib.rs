@@ -29,6 +29,7 @@ pub mod mail;
 pub mod outbox;
 pub mod receipt_queries;
 pub mod receipts;
+pub mod recon_state;
 pub mod reconciliation;
 mod records;
 pub mod recovery;

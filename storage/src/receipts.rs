@@ -134,7 +134,7 @@ fn insert_receipt_tx(
     notification: Option<&Notification>,
     mail: Option<&ReceiptMail>,
 ) -> Result<(), Abort> {
-    let [r, by_notice, by_org, a, a_by_org, outbox, outbox_open, mail_open] = t else {
+    let [r, by_notice, by_org, a, a_by_org, outbox, outbox_open, mail_open, recon_new] = t else {
         return Err(Abort::Storage(sled::Error::ReportableBug(
             "a receipt unit of work lost its trees".into(),
         )));
@@ -172,6 +172,8 @@ fn insert_receipt_tx(
     if let Some(m) = mail {
         mail_open.insert(m.receipt_id.as_bytes(), encode(m).map_err(encoded)?)?;
     }
+    // the next reconciliation run files it
+    recon_new.insert(receipt.receipt_id.as_bytes(), &[][..])?;
     Ok(())
 }
 

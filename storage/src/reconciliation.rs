@@ -24,11 +24,11 @@
 //! notification, also across a crash. The same flow again (UNCHANGED) enqueues nothing; a flow
 //! addressed to another receiver (`OtherReceiver`) is never forwarded.
 //!
-//! The run reads the organization's flows, credits and every receipt transfer paid to it
-//! (including transfers of other organizations' notices, for which it scans the receipts):
-//! a first version for one Ente's volumes; an incremental index is the next step.
+//! Reconciliation is incremental ([`crate::recon_state`]): storing a flow or a credit marks it
+//! for the next run in the same transaction; a run files the receipts that arrived since the
+//! previous one and matches only the flows and credits marked.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::RwLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -38,15 +38,12 @@ use sled::Transactional as _;
 
 use mpay_messages::bank::{self, Credit};
 use mpay_messages::domain::delivery::{FlowRef, Notification};
-use mpay_messages::domain::reconcile::{
-    label_credit, label_payment, label_row, match_rows, settlement, Label, MatchWarning,
-    PaidTransfer, Settlement,
-};
-use mpay_messages::fdr::{self, remittance, Flow, FlowFlag, PayStatus};
+use mpay_messages::domain::reconcile::{Label, MatchWarning, Settlement};
+use mpay_messages::fdr::{self, Flow, FlowFlag, PayStatus};
 
 use crate::codec::{decode, encode, encode_record};
 use crate::error::StorageError;
-use crate::receipts::{StoredReceipt, OUTBOX};
+use crate::receipts::OUTBOX;
 use crate::trees::{instant_bytes, org_prefix, outbox_key};
 
 /// A flow as stored.
@@ -141,6 +138,8 @@ pub struct SledReconciliation {
     db: sled::Db,
     /// Organizations whose flows go to their Ente.
     forwarded: RwLock<HashSet<String>>,
+    /// The incremental reconciliation's state ([`crate::recon_state`]).
+    pub(crate) state: crate::recon_state::ReconTrees,
 }
 
 /// What the daily export batch did for one organization and business day.
@@ -207,9 +206,13 @@ fn credit_key(org: &str, c: &Credit) -> Vec<u8> {
 impl SledReconciliation {
     /// Opens the trees.
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let flows = db.open_tree("fdr_flows")?;
+        let credits = db.open_tree("bank_credits")?;
+        let state = crate::recon_state::ReconTrees::open(db)?;
+        crate::recon_state::upgrade(db, &flows, &credits, &state)?;
         Ok(Self {
-            flows: db.open_tree("fdr_flows")?,
-            credits: db.open_tree("bank_credits")?,
+            flows,
+            credits,
             rejects: db.open_tree("fdr_rejects")?,
             cursors: db.open_tree("fdr_cursors")?,
             runs: db.open_tree("recon_runs")?,
@@ -218,7 +221,16 @@ impl SledReconciliation {
             outbox_open: db.open_tree("outbox_open")?,
             db: db.clone(),
             forwarded: RwLock::default(),
+            state,
         })
+    }
+
+    pub(crate) fn flows_tree(&self) -> &sled::Tree {
+        &self.flows
+    }
+
+    pub(crate) fn credits_tree(&self) -> &sled::Tree {
+        &self.credits
     }
 
     /// The organizations whose reporting flows are forwarded to their Ente from now on (set at
@@ -313,9 +325,16 @@ impl SledReconciliation {
         } else {
             None
         };
+        let dirty_key = crate::recon_state::state_key(org, &h.flow_id, stored.sender());
+        let mark = self.db.generate_id()?.to_be_bytes();
         let _running = crate::tx::unit_of_work();
-        let result =
-            (&self.flows, &self.outbox, &self.outbox_open).transaction(|(flows, outbox, open)| {
+        let result = (
+            &self.flows,
+            &self.outbox,
+            &self.outbox_open,
+            &self.state.dirty_flows,
+        )
+            .transaction(|(flows, outbox, open, dirty)| {
                 let outcome = match flows.get(&key)? {
                     Some(old_bytes) => {
                         let old: StoredFlow = decode("fdr_flows", &key, &old_bytes)
@@ -329,6 +348,8 @@ impl SledReconciliation {
                     None => FlowImport::New,
                 };
                 flows.insert(key.as_slice(), bytes.as_slice())?;
+                // the next reconciliation run matches it (again)
+                dirty.insert(dirty_key.as_slice(), &mark[..])?;
                 if let Some((nkey, nbytes)) = &notification {
                     outbox.insert(nkey.as_slice(), nbytes.as_slice())?;
                     open.insert(nkey.as_slice(), &[][..])?;
@@ -390,7 +411,19 @@ impl SledReconciliation {
                 source: source.to_string(),
                 imported_at: now,
             };
-            self.credits.insert(key, encode(&stored)?)?;
+            let bytes = encode(&stored)?;
+            let mark = self.db.generate_id()?.to_be_bytes();
+            // stored and marked for the next reconciliation run together
+            (&self.credits, &self.state.dirty_credits)
+                .transaction(|(credits, dirty)| {
+                    credits.insert(key.as_slice(), bytes.as_slice())?;
+                    dirty.insert(key.as_slice(), &mark[..])?;
+                    Ok::<_, ConflictableTransactionError<StorageError>>(())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Abort(e) => e,
+                    TransactionError::Storage(e) => StorageError::from(e),
+                })?;
             new += 1;
         }
         Ok((new, known))
@@ -693,194 +726,29 @@ pub struct Report {
     pub totals: BTreeMap<&'static str, (usize, i64)>,
 }
 
-/// Every receipt transfer paid to `org`: transfers of its own notices and of other
-/// organizations' notices that name it as beneficiary.
-fn paid_transfers(
-    receipts: &sled::Tree,
-    org: &str,
-) -> Result<Vec<(PaidTransfer, DateTime<Utc>)>, StorageError> {
-    let mut out = Vec::new();
-    for item in receipts.iter() {
-        let (k, v) = item?;
-        let r: StoredReceipt = decode("receipts", &k, &v)?;
-        let paid_at = r
-            .receipt
-            .payment_date_time
-            .as_deref()
-            .and_then(|t| mpay_messages::time::parse_api_datetime(t).ok())
-            .unwrap_or(r.received_at);
-        for t in &r.receipt.transfers {
-            if t.fiscal_code_pa != org {
-                continue;
-            }
-            out.push((
-                PaidTransfer {
-                    organization: org.to_string(),
-                    iuv: r.receipt.creditor_reference_id.clone(),
-                    receipt_id: r.receipt_id.clone(),
-                    id_transfer: t.id_transfer,
-                    amount_cents: t.amount.cents(),
-                    stamp: t.iban.is_none() && t.mbd_attachment.is_some(),
-                },
-                paid_at,
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// Attributes each credit to the flow its remittance text names (the first candidate id that is
-/// one of `flows`): the signed amounts credited per flow id (reversals negative), and each
-/// credit's flow in the credits' order.
-fn attribute_credits(
-    flows: &[StoredFlow],
-    credits: &[StoredCredit],
-) -> (HashMap<String, Vec<i64>>, Vec<Option<String>>) {
-    let known: HashSet<&str> = flows
-        .iter()
-        .map(|f| f.flow.header.flow_id.as_str())
-        .collect();
-    let mut credited: HashMap<String, Vec<i64>> = HashMap::new();
-    let mut credit_flow = Vec::with_capacity(credits.len());
-    for c in credits {
-        let id = c.credit.texts.iter().find_map(|t| {
-            remittance::parse(t)
-                .and_then(|r| r.flow_id(|id| known.contains(id)).map(str::to_string))
-        });
-        if let Some(id) = &id {
-            let signed = if c.credit.reversal {
-                -c.credit.amount_cents
-            } else {
-                c.credit.amount_cents
-            };
-            credited.entry(id.clone()).or_default().push(signed);
-        }
-        credit_flow.push(id);
-    }
-    (credited, credit_flow)
-}
-
-fn flow_line(f: &StoredFlow, credited: &HashMap<String, Vec<i64>>) -> FlowLine {
-    let h = &f.flow.header;
-    let total = f.flow.counted_total_cents();
-    let amounts = credited.get(&h.flow_id).map(Vec::as_slice).unwrap_or(&[]);
-    FlowLine {
-        flow_id: h.flow_id.clone(),
-        revision: f.revision(),
-        regulation_date: h.regulation_date,
-        total_cents: total,
-        credited_cents: amounts.iter().sum(),
-        settlement: settlement(total, amounts),
-        flags: f.flow.flags.clone(),
-    }
-}
-
-/// The latest flows of `org` with their settlement by the credits: no receipt is read.
+/// The latest flows of `org` with their settlement by the credits (after bringing the
+/// reconciliation up to date: [`crate::recon_state::advance`]).
 pub fn flow_lines(store: &crate::Store, org: &str) -> Result<Vec<FlowLine>, StorageError> {
-    let flows = store.reconciliation.flows(org)?;
-    let credits = store.reconciliation.credits(org)?;
-    let (credited, _) = attribute_credits(&flows, &credits);
-    Ok(flows.iter().map(|f| flow_line(f, &credited)).collect())
+    crate::recon_state::advance(store, org, Utc::now())?;
+    crate::recon_state::flow_lines(store, org)
 }
 
-/// Reconciles `org`: receipts ↔ latest flows ↔ credits, every line labelled.
+/// Reconciles `org`: brings its state up to date ([`crate::recon_state::advance`]: only what
+/// changed since the last run) and reads the whole report (receipts ↔ latest flows ↔
+/// credits, every line labelled).
 pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
-    let flows = store.reconciliation.flows(org)?;
-    let credits = store.reconciliation.credits(org)?;
-    let (transfers, paid_at): (Vec<PaidTransfer>, Vec<DateTime<Utc>>) =
-        paid_transfers(&store.ledger.receipts.receipts, org)?
-            .into_iter()
-            .unzip();
-    let (credited, credit_flow) = attribute_credits(&flows, &credits);
-    let mut report = Report {
-        organization: org.to_string(),
-        flows: Vec::new(),
-        payments: Vec::new(),
-        rows_without_receipt: Vec::new(),
-        credits: Vec::new(),
-        totals: BTreeMap::new(),
-    };
-    let mut reported: HashMap<usize, (String, Settlement, Vec<MatchWarning>)> = HashMap::new();
-    let mut settlements: HashMap<String, Settlement> = HashMap::new();
-    for f in &flows {
-        let h = &f.flow.header;
-        let line = flow_line(f, &credited);
-        let s = line.settlement;
-        settlements.insert(h.flow_id.clone(), s);
-        report.flows.push(line);
-        if f.flow
-            .flags
-            .iter()
-            .any(|fl| matches!(fl, FlowFlag::OtherReceiver { .. }))
-        {
-            // addressed to another organization: listed with its flag, its rows are not ours
-            continue;
-        }
-        // one match per row, in the rows' order
-        for (row, m) in f
-            .flow
-            .rows
-            .iter()
-            .zip(match_rows(org, &f.flow.rows, &transfers))
-        {
-            match m.receipt {
-                Some(i) => {
-                    reported.insert(i, (h.flow_id.clone(), s, m.warnings));
-                }
-                None if !m.duplicate => report.rows_without_receipt.push(RowLine {
-                    flow_id: h.flow_id.clone(),
-                    row: row.number,
-                    iuv: row.iuv.clone(),
-                    iur: row.iur.clone(),
-                    amount_cents: row.amount_cents,
-                    status: row.status.clone(),
-                    label: label_row(false, s),
-                }),
-                None => {}
-            }
-        }
-    }
-    for (i, t) in transfers.iter().enumerate() {
-        let (flow_id, s, warnings) = match reported.remove(&i) {
-            Some((id, s, w)) => (Some(id), Some(s), w),
-            None => (None, None, Vec::new()),
-        };
-        report.payments.push(PaymentLine {
-            receipt_id: t.receipt_id.clone(),
-            iuv: t.iuv.clone(),
-            id_transfer: t.id_transfer,
-            amount_cents: t.amount_cents,
-            paid_at: paid_at.get(i).copied().unwrap_or_default(),
-            label: label_payment(t, s),
-            flow_id,
-            warnings,
-        });
-    }
-    for (c, flow_id) in credits.into_iter().zip(credit_flow) {
-        let s = flow_id.as_ref().and_then(|id| settlements.get(id).copied());
-        report.credits.push(CreditLine {
-            credit: c.credit,
-            label: label_credit(s),
-            flow_id,
-        });
-    }
-    let mut add = |label: Label, cents: i64| {
-        let e = report.totals.entry(label.code()).or_insert((0, 0));
-        e.0 += 1;
-        e.1 += cents;
-    };
-    for p in &report.payments {
-        add(p.label, p.amount_cents);
-    }
-    for r in &report.rows_without_receipt {
-        add(r.label, r.amount_cents.unwrap_or(0));
-    }
-    for c in &report.credits {
-        if c.label == Label::TesNoIufOrIuv {
-            add(c.label, c.credit.amount_cents);
-        }
-    }
-    Ok(report)
+    crate::recon_state::advance(store, org, Utc::now())?;
+    crate::recon_state::report(store, org)
+}
+
+/// The transfers of `org` no flow reports yet, after bringing the reconciliation up to date
+/// (read from their own index: the reported ones are not read).
+pub fn unreported_payments(
+    store: &crate::Store,
+    org: &str,
+) -> Result<Vec<PaymentLine>, StorageError> {
+    crate::recon_state::advance(store, org, Utc::now())?;
+    crate::recon_state::unreported_payments(store, org)
 }
 
 /// The summary of one reconciliation run (what `GET …/reconciliation` shows as `lastRun`).
@@ -942,13 +810,12 @@ impl ReconRun {
     }
 }
 
-/// The receipt transfers of `report` that no flow reports although their PSP's publication
+/// The receipt transfers of `payments` that no flow reports although their PSP's publication
 /// deadline (D+2 operating days, [`mpay_messages::domain::reporting`]) is over on business day
 /// `as_of`, oldest deadline first, each with its deadline. Stand-alone stamps are never listed.
-pub fn unreported(report: &Report, as_of: NaiveDate) -> Vec<(PaymentLine, NaiveDate)> {
+pub fn unreported(payments: &[PaymentLine], as_of: NaiveDate) -> Vec<(PaymentLine, NaiveDate)> {
     use mpay_messages::domain::reporting::{overdue, PaidNotReported};
-    let seen: Vec<PaidNotReported<'_>> = report
-        .payments
+    let seen: Vec<PaidNotReported<'_>> = payments
         .iter()
         .map(|p| PaidNotReported {
             receipt_id: &p.receipt_id,
@@ -960,8 +827,7 @@ pub fn unreported(report: &Report, as_of: NaiveDate) -> Vec<(PaymentLine, NaiveD
     let late = overdue(&seen, as_of);
     let mut out = Vec::with_capacity(late.len());
     for (p, deadline) in late {
-        for line in report
-            .payments
+        for line in payments
             .iter()
             .filter(|l| l.receipt_id == p.receipt_id && l.flow_id.is_none())
         {
@@ -973,7 +839,7 @@ pub fn unreported(report: &Report, as_of: NaiveDate) -> Vec<(PaymentLine, NaiveD
 }
 
 /// Marks reported, through the domain's rule ([`DebtPosition::report_transfer`]), every
-/// receipt transfer of `report` that a flow row reports and that its position does not show as
+/// receipt transfer of `payments` that a flow row reports and that its position does not show as
 /// reported yet: the option becomes `PO_REPORTED` (all its transfers) or
 /// `PO_PARTIALLY_REPORTED`, the position `REPORTED` when all its paid options are. Returns the
 /// options changed. Idempotent: a transfer already reported is not written again.
@@ -981,13 +847,13 @@ pub fn unreported(report: &Report, as_of: NaiveDate) -> Vec<(PaymentLine, NaiveD
 /// [`DebtPosition::report_transfer`]: mpay_messages::position::DebtPosition::report_transfer
 pub fn mark_reported(
     store: &crate::Store,
-    report: &Report,
+    payments: &[PaymentLine],
     now: DateTime<Utc>,
 ) -> Result<usize, crate::LedgerError> {
     use crate::{LedgerError, PositionRepository as _, ReceiptRepository as _};
     use mpay_messages::ids::OrgFiscalCode;
     let mut changed = 0;
-    for p in report.payments.iter().filter(|p| p.flow_id.is_some()) {
+    for p in payments.iter().filter(|p| p.flow_id.is_some()) {
         let Some(r) = store.ledger.receipt(&p.receipt_id)? else {
             continue;
         };

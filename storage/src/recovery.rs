@@ -257,24 +257,18 @@ impl SledRecovery {
 /// The tree cannot be read or written.
 pub fn queue_rows_without_receipt(
     store: &crate::Store,
-    report: &crate::reconciliation::Report,
+    org: &str,
+    rows: &[crate::reconciliation::RowLine],
     now: DateTime<Utc>,
 ) -> Result<usize, StorageError> {
     let q = store.recovery()?;
     let mut changed = 0;
-    for row in &report.rows_without_receipt {
+    for row in rows {
         if row.iuv.trim().is_empty() {
             continue;
         }
         let iur = Some(row.iur.trim().to_string()).filter(|s| !s.is_empty());
-        let entry = RecoveryEntry::new(
-            &report.organization,
-            &row.iuv,
-            None,
-            iur,
-            RecoveryReason::IuvNoRt,
-            now,
-        );
+        let entry = RecoveryEntry::new(org, &row.iuv, None, iur, RecoveryReason::IuvNoRt, now);
         if q.request(entry, now)?.1 {
             changed += 1;
         }

@@ -41,6 +41,9 @@ pub struct ReceiptTrees {
     pub(crate) outbox_open: sled::Tree,
     pub(crate) mail_open: sled::Tree,
     pub(crate) mail_done: sled::Tree,
+    /// Receipts not yet filed by reconciliation (`receiptId` → ()): written with the receipt,
+    /// removed by [`crate::recon_state`]'s ingest.
+    pub(crate) recon_new: sled::Tree,
     /// Receipts get an e-mail to their payer/debtor (`[mail]` configured).
     pub(crate) mail_enabled: std::sync::atomic::AtomicBool,
     /// Organizations whose receipts get a notification (those with an endpoint).
@@ -61,6 +64,7 @@ impl ReceiptTrees {
             outbox_open: db.open_tree("outbox_open")?,
             mail_open: db.open_tree("mail_open")?,
             mail_done: db.open_tree("mail_done")?,
+            recon_new: db.open_tree("recon_new")?,
             mail_enabled: std::sync::atomic::AtomicBool::new(false),
             notified: RwLock::new(HashSet::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
@@ -68,7 +72,7 @@ impl ReceiptTrees {
     }
 
     /// The trees a receipt write adds to a unit of work, in this order.
-    pub(crate) fn write_trees(&self) -> [&sled::Tree; 8] {
+    pub(crate) fn write_trees(&self) -> [&sled::Tree; 9] {
         [
             &self.receipts,
             &self.by_notice,
@@ -78,6 +82,7 @@ impl ReceiptTrees {
             &self.outbox,
             &self.outbox_open,
             &self.mail_open,
+            &self.recon_new,
         ]
     }
 

@@ -250,6 +250,12 @@ pub enum FlowFlag {
         /// The receiver named by the flow.
         receiver: String,
     },
+    /// Sent by a PSP (its pagoPA id) that no receipt we hold came from: kept and reconciled,
+    /// to be looked at (set by reconciliation, not by parsing).
+    UnknownPsp {
+        /// The PSP's id as the flow names it.
+        psp: String,
+    },
 }
 
 /// A reporting flow: header, every row as sent, and what is odd about it.

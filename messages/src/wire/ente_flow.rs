@@ -145,6 +145,7 @@ fn flag_name(f: &FlowFlag) -> &'static str {
         FlowFlag::NoReceiptRows(_) => "NO_RECEIPT_ROWS",
         FlowFlag::Empty => "EMPTY",
         FlowFlag::OtherReceiver { .. } => "OTHER_RECEIVER",
+        FlowFlag::UnknownPsp { .. } => "UNKNOWN_PSP",
     }
 }
 

@@ -402,12 +402,12 @@ pub async fn unreported(
         },
     };
     let org = auth.fiscal_code().to_string();
-    let report = state
+    let open = state
         .store
-        .blocking(move |s| reconciliation::reconcile(s, &org))
+        .blocking(move |s| reconciliation::unreported_payments(s, &org))
         .await
         .map_err(Problem::internal)?;
-    let late = reconciliation::unreported(&report, as_of);
+    let late = reconciliation::unreported(&open, as_of);
     let receipts: Vec<serde_json::Value> = late
         .iter()
         .map(|(p, deadline)| {
@@ -423,7 +423,7 @@ pub async fn unreported(
         })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "organization": report.organization,
+        "organization": auth.fiscal_code(),
         "asOf": as_of,
         "count": receipts.len(),
         "receipts": receipts,
