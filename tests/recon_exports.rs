@@ -481,6 +481,35 @@ async fn the_daily_batch_mails_and_uploads_yesterday_once_across_a_restart() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(messages(&mail_out).len(), 1);
     assert_eq!(std::fs::read_dir(&ftp_root).unwrap().count(), 0);
+
+    // the node was stopped for two more days: the next batch exports both missed days, oldest
+    // first, each once
+    {
+        let store = mpay_storage::Store::open(&data).unwrap();
+        let health = mpay_actors::health::HealthRegistry::new();
+        let batch = ExportBatch::manual(
+            settings.clone(),
+            mpay::recon_cli::export_render(),
+            &store,
+            &health,
+        );
+        let later = chrono::Utc::now() + chrono::Duration::days(2);
+        let done = batch.run_due(later).await;
+        let days: Vec<_> = done.iter().map(|d| d.day.unwrap()).collect();
+        let next = yesterday.succ_opt().unwrap();
+        assert_eq!(days, vec![next, next.succ_opt().unwrap()]);
+        assert!(done
+            .iter()
+            .all(|d| d.emailed_at.is_some() && d.uploaded_at.is_some()));
+        let again = batch.run_due(later).await;
+        assert_eq!(
+            again.len(),
+            1,
+            "only the due day is looked at again: {again:?}"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(messages(&mail_out).len(), 3, "one e-mail per missed day");
 }
 
 /// `mpay recon export` and `mpay fdr sync` on a stopped node (the demo organization).

@@ -184,6 +184,29 @@ pub fn due_day(now: DateTime<Utc>, hour: u32) -> Option<NaiveDate> {
     local.date().pred_opt()
 }
 
+/// How many days back a batch catches up after a stop (the due day included).
+pub const CATCH_UP_DAYS: u32 = 7;
+
+/// The days a batch exports at `now`: the due day ([`due_day`]) and, when the node was stopped
+/// across earlier due hours, every day since `last` (the last day exported for the
+/// organization), at most [`CATCH_UP_DAYS`] back, oldest first. An organization never exported
+/// before starts from the due day (no history is back-filled when exports are switched on).
+pub fn days_due(now: DateTime<Utc>, hour: u32, last: Option<NaiveDate>) -> Vec<NaiveDate> {
+    let Some(due) = due_day(now, hour) else {
+        return Vec::new();
+    };
+    let earliest = due
+        .checked_sub_days(chrono::Days::new(u64::from(
+            CATCH_UP_DAYS.saturating_sub(1),
+        )))
+        .unwrap_or(due);
+    let from = match last.and_then(|l| l.succ_opt()) {
+        Some(next) if next < due => next.max(earliest),
+        _ => due,
+    };
+    from.iter_days().take_while(|d| *d <= due).collect()
+}
+
 struct Inner {
     store: Store,
     settings: ExportBatchSettings,
@@ -300,14 +323,28 @@ impl ExportBatch {
 
 impl Inner {
     async fn run_due(&self, now: DateTime<Utc>) -> Vec<ExportDelivery> {
-        let Some(day) = due_day(now, self.settings.hour) else {
+        if due_day(now, self.settings.hour).is_none() {
             return Vec::new();
-        };
+        }
         // one pass at a time (the timer and a caller)
         let _one = self.running.lock().await;
         let mut out = Vec::new();
         for org in &self.settings.organizations {
-            out.push(self.deliver_day(org, day).await);
+            let o = org.organization.clone();
+            let last = self
+                .store
+                .blocking(move |s| s.reconciliation.last_export_day(&o))
+                .await;
+            let last = match last {
+                Ok(l) => l,
+                Err(e) => {
+                    self.failed(&org.organization, &e.to_string());
+                    None
+                }
+            };
+            for day in days_due(now, self.settings.hour, last) {
+                out.push(self.deliver_day(org, day).await);
+            }
         }
         out
     }
@@ -522,6 +559,29 @@ mod tests {
             due_day(at("2026-12-31T23:30:00Z"), 0),
             NaiveDate::from_ymd_opt(2026, 12, 31)
         );
+    }
+
+    #[test]
+    fn after_a_stop_the_missed_days_are_exported_up_to_a_week_back() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        let d = |m: u32, day: u32| NaiveDate::from_ymd_opt(2026, m, day).unwrap_or_default();
+        let now = at("2026-07-10T05:00:00Z"); // 07:00 in Rome: 9 July is due at 06
+        assert_eq!(days_due(now, 6, None), vec![d(7, 9)]);
+        assert_eq!(days_due(now, 6, Some(d(7, 9))), vec![d(7, 9)]);
+        assert_eq!(days_due(now, 6, Some(d(7, 8))), vec![d(7, 9)]);
+        assert_eq!(
+            days_due(now, 6, Some(d(7, 6))),
+            vec![d(7, 7), d(7, 8), d(7, 9)]
+        );
+        // a month down: the last week only
+        let week: Vec<NaiveDate> = (3..=9).map(|x| d(7, x)).collect();
+        assert_eq!(days_due(now, 6, Some(d(6, 1))), week);
+        // before the hour: nothing
+        assert!(days_due(at("2026-07-10T03:00:00Z"), 6, Some(d(7, 6))).is_empty());
     }
 
     #[test]

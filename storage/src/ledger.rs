@@ -219,6 +219,10 @@ pub struct SledLedger {
     /// notice counts as in progress (written when paGetPayment answers; see
     /// [`SledLedger::begin_payment`]).
     pub(crate) in_progress: sled::Tree,
+    /// `payments_begun_at`: the same records by time — `until` (UTC millis, i64 BE) ++ `org ++
+    /// nav` → () — written with them, so the receipt recovery reads a time range instead of the
+    /// whole tree and prunes what its lookback left behind ([`crate::recovery`]).
+    pub(crate) begun: sled::Tree,
     counters: sled::Tree,
     count: AtomicU64,
     blocks: Mutex<HashMap<String, (u64, u64)>>,
@@ -253,6 +257,27 @@ pub(crate) fn guard_payments(
         .map_err(|e| Abort::Abort(LedgerError::Rule(e)))
 }
 
+/// The tree of [`SledLedger`]'s `begun` index.
+pub(crate) const BEGUN_TREE: &str = "payments_begun_at";
+
+/// Builds, once per store, the time index of the payments in progress a store of the previous
+/// build lacks.
+pub(crate) fn upgrade(db: &sled::Db, l: &SledLedger) -> Result<(), StorageError> {
+    crate::trees::upgrade_once(db, BEGUN_TREE, || {
+        let mut n = 0;
+        let mut batch = sled::Batch::default();
+        for item in l.in_progress.iter() {
+            let (k, v) = item?;
+            let mut key = v.to_vec();
+            key.extend_from_slice(&k);
+            batch.insert(key, &[][..]);
+            n += 1;
+        }
+        l.begun.apply_batch(batch)?;
+        Ok(n)
+    })
+}
+
 /// The instant a `payments_in_progress` value holds (UTC millis, i64 BE).
 fn in_progress_until(v: &[u8]) -> Option<DateTime<Utc>> {
     let millis = <[u8; 8]>::try_from(v).map(i64::from_be_bytes).ok()?;
@@ -278,6 +303,7 @@ impl SledLedger {
             by_due: db.open_tree("by_due")?,
             timers: db.open_tree("timers")?,
             in_progress: db.open_tree("payments_in_progress")?,
+            begun: db.open_tree(BEGUN_TREE)?,
             counters: db.open_tree("counters")?,
             // counted on first use: `Tree::len` reads every record (seconds on a large store),
             // which made start-up wait for it
@@ -928,9 +954,12 @@ impl SledLedger {
     ) -> Result<(), LedgerError> {
         let key = position_key(org.as_str(), iupd);
         let paying_key = position_key(org.as_str(), nav.as_str());
+        let until_bytes = until.timestamp_millis().to_be_bytes();
+        let mut begun_key = until_bytes.to_vec();
+        begun_key.extend_from_slice(&paying_key);
         transact(
             self.ledger_trees(),
-            &[&self.in_progress],
+            &[&self.in_progress, &self.begun],
             |tx: &LedgerTx<'_>, extra| {
                 let bytes = tx
                     .positions
@@ -940,11 +969,15 @@ impl SledLedger {
                 if current.revision != revision {
                     return Err(Abort::Abort(LedgerError::Contended));
                 }
-                if let Some(paying) = extra.first() {
-                    paying.insert(
-                        paying_key.as_slice(),
-                        &until.timestamp_millis().to_be_bytes(),
-                    )?;
+                if let (Some(paying), Some(begun)) = (extra.first(), extra.get(1)) {
+                    // the time index follows the record: the previous instant's entry goes
+                    if let Some(previous) = paying.get(paying_key.as_slice())? {
+                        let mut k = previous.to_vec();
+                        k.extend_from_slice(&paying_key);
+                        begun.remove(k)?;
+                    }
+                    paying.insert(paying_key.as_slice(), &until_bytes)?;
+                    begun.insert(begun_key.as_slice(), &[][..])?;
                 }
                 Ok(())
             },

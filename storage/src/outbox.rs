@@ -20,6 +20,20 @@ use crate::receipts::OUTBOX;
 use crate::trees::{org_prefix, outbox_key};
 use crate::tx::{transact, Abort, LedgerTx};
 
+/// Enqueues a new notification inside a unit of work: the record (`outbox`, `record` =
+/// [`encode_record`] of the notification) and its entry in the open index (`outbox_open`, what a
+/// connector drains) — the one way every writer (receipt, revocation, reporting flow) adds one.
+pub(crate) fn enqueue(
+    outbox: &sled::transaction::TransactionalTree,
+    open: &sled::transaction::TransactionalTree,
+    key: &[u8],
+    record: &[u8],
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    outbox.insert(key, record)?;
+    open.insert(key, &[][..])?;
+    Ok(())
+}
+
 /// Backlog of one Ente.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
@@ -121,8 +135,7 @@ impl SledLedger {
                         "an outbox unit of work lost its trees".into(),
                     )));
                 };
-                outbox.insert(key.as_slice(), bytes.as_slice())?;
-                open.insert(key.as_slice(), &[][..])?;
+                enqueue(outbox, open, &key, &bytes)?;
                 Ok::<_, Abort<LedgerError>>(())
             },
         )?;

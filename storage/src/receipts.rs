@@ -166,8 +166,8 @@ fn insert_receipt_tx(
     }
     if let Some(n) = notification {
         let key = outbox_key(&n.organization, n.id);
-        outbox.insert(key.as_slice(), encode_record(OUTBOX, n).map_err(encoded)?)?;
-        outbox_open.insert(key, &[][..])?;
+        let record = encode_record(OUTBOX, n).map_err(encoded)?;
+        crate::outbox::enqueue(outbox, outbox_open, &key, &record)?;
     }
     if let Some(m) = mail {
         mail_open.insert(m.receipt_id.as_bytes(), encode(m).map_err(encoded)?)?;

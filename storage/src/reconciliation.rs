@@ -351,8 +351,7 @@ impl SledReconciliation {
                 // the next reconciliation run matches it (again)
                 dirty.insert(dirty_key.as_slice(), &mark[..])?;
                 if let Some((nkey, nbytes)) = &notification {
-                    outbox.insert(nkey.as_slice(), nbytes.as_slice())?;
-                    open.insert(nkey.as_slice(), &[][..])?;
+                    crate::outbox::enqueue(outbox, open, nkey, nbytes)?;
                 }
                 Ok(outcome)
             });
@@ -464,6 +463,18 @@ impl SledReconciliation {
         let k = export_key(org, day);
         match self.exports.get(&k)? {
             Some(v) => Ok(Some(decode("recon_exports", &k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The last business day the daily export batch produced files for `org`.
+    pub fn last_export_day(&self, org: &str) -> Result<Option<NaiveDate>, StorageError> {
+        match self.exports.scan_prefix(org_prefix(org)).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                let d: ExportDelivery = decode("recon_exports", &k, &v)?;
+                Ok(d.day)
+            }
             None => Ok(None),
         }
     }

@@ -29,6 +29,7 @@ pub struct SledRecovery {
     entries: sled::Tree,
     calls: sled::Tree,
     in_progress: sled::Tree,
+    begun: sled::Tree,
     by_iuv: sled::Tree,
 }
 
@@ -52,6 +53,7 @@ impl SledRecovery {
             entries: db.open_tree(ENTRIES)?,
             calls: db.open_tree(CALLS)?,
             in_progress: db.open_tree("payments_in_progress")?,
+            begun: db.open_tree(crate::ledger::BEGUN_TREE)?,
             by_iuv: db.open_tree("by_iuv")?,
         })
     }
@@ -220,6 +222,12 @@ impl SledRecovery {
     /// The notices whose payment began (paGetPayment answered) between `since` and `until`:
     /// `(organization, notice number)`. The caller keeps those without a receipt.
     ///
+    /// Reads the time index (`payments_begun_at`) over that range only. What began before
+    /// `since` is pruned first — index entries and their expired `payments_in_progress`
+    /// records (compare-and-swap: one a newer paGetPayment rewrote stays): the lookback only
+    /// moves forward, and a record that ran out long ago blocks nothing
+    /// (`DebtPosition::may_replace_with` compares it with the present).
+    ///
     /// # Errors
     /// The tree cannot be read.
     pub fn payments_begun(
@@ -228,18 +236,34 @@ impl SledRecovery {
         until: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, StorageError> {
         let window = mpay_messages::domain::position::payment_in_progress_window();
+        let lo = (since + window).timestamp_millis().to_be_bytes();
+        let hi = (until + window).timestamp_millis();
+        for item in self.begun.range(..lo.to_vec()) {
+            let (k, _) = item?;
+            if let (Some(at), Some(notice)) = (k.get(..8), k.get(8..)) {
+                let _ =
+                    self.in_progress
+                        .compare_and_swap(notice, Some(at), None as Option<&[u8]>)?;
+            }
+            self.begun.remove(&k)?;
+        }
         let mut out = Vec::new();
-        for item in self.in_progress.iter() {
-            let (k, v) = item?;
-            let began = <[u8; 8]>::try_from(v.as_ref())
-                .ok()
+        for item in self.begun.range(lo.to_vec()..) {
+            let (k, _) = item?;
+            let (Some(at), Some(notice)) = (k.get(..8), k.get(8..)) else {
+                continue;
+            };
+            let millis = <[u8; 8]>::try_from(at)
                 .map(i64::from_be_bytes)
-                .and_then(DateTime::<Utc>::from_timestamp_millis)
-                .map(|t| t - window);
-            if began.filter(|b| *b >= since && *b <= until).is_none() {
+                .unwrap_or(i64::MAX);
+            if millis > hi {
+                break;
+            }
+            // superseded by a later paGetPayment (listed at its own instant)
+            if self.in_progress.get(notice)?.as_deref() != Some(at) {
                 continue;
             }
-            if let Some((org, nav)) = split_org(&k) {
+            if let Some((org, nav)) = split_org(notice) {
                 if let Ok(nav) = std::str::from_utf8(nav) {
                     out.push((org.to_string(), nav.to_string()));
                 }

@@ -144,6 +144,7 @@ impl Store {
         let db = open_sled(dir, cache_bytes)?;
         let ledger = Arc::new(SledLedger::open(&db)?);
         crate::receipts::upgrade(&db, &ledger.receipts)?;
+        crate::ledger::upgrade(&db, &ledger)?;
         let archive = Arc::new(SledArchive::open(&db, ledger.clone())?);
         let journal = Arc::new(FileJournal::open(dir, &db)?);
         let reconciliation = Arc::new(crate::reconciliation::SledReconciliation::open(&db)?);

@@ -1518,3 +1518,69 @@ fn a_feed_leaves_a_notice_with_a_payment_in_progress_as_it_is() {
         );
     }
 }
+
+/// The receipt recovery's look at the payments in progress reads a time range of their index,
+/// not the whole tree, lists a notice once at its latest paGetPayment, and prunes what its
+/// lookback left behind (records long expired: they block nothing).
+#[test]
+fn payments_begun_reads_a_time_range_and_prunes_what_the_lookback_left() {
+    use chrono::TimeZone as _;
+    let (_d, store) = tmp();
+    let csv = format!(
+        "{H13}{}{}{}",
+        row13("P-1", "", "TSTPRV80A01H501A", "2030-06-30", "10.00", "I"),
+        row13("P-2", "", "TSTPRV80A01H501A", "2030-06-30", "20.00", "I"),
+        row13("P-3", "", "TSTPRV80A01H501A", "2030-06-30", "30.00", "I"),
+    );
+    load(
+        &store,
+        csv.into_bytes(),
+        &LoadOptions::new("c_x000-G1-1_3.csv"),
+    );
+    let window = mpay_messages::domain::position::payment_in_progress_window();
+    let t0 = chrono::Utc.with_ymd_and_hms(2026, 11, 1, 10, 0, 0).unwrap();
+    // began at t0 + offset (the record holds began + window)
+    let begin = |iupd: &str, began: chrono::DateTime<chrono::Utc>| {
+        let p = store.ledger.get(&org_fc(), iupd).unwrap().unwrap();
+        store
+            .ledger
+            .begin_payment(
+                &org_fc(),
+                iupd,
+                &p.payment_options[0].nav,
+                p.revision,
+                began + window,
+            )
+            .unwrap();
+        p.payment_options[0].nav.to_string()
+    };
+    let n1 = begin("P-1", t0);
+    let n2 = begin("P-2", t0 + chrono::Duration::days(1));
+    let n3 = begin("P-3", t0 + chrono::Duration::days(10));
+    // P-2 asked again a day later: listed once, at the later instant
+    assert_eq!(begin("P-2", t0 + chrono::Duration::days(2)), n2);
+    let q = store.recovery().unwrap();
+    let d = chrono::Duration::days;
+    let names = |v: Vec<(String, String)>| v.into_iter().map(|(_, n)| n).collect::<Vec<_>>();
+    assert_eq!(
+        names(q.payments_begun(t0 - d(1), t0 + d(20)).unwrap()),
+        vec![n1.clone(), n2.clone(), n3.clone()]
+    );
+    assert_eq!(
+        names(q.payments_begun(t0 - d(1), t0 + d(1)).unwrap()),
+        vec![n1.clone()]
+    );
+    assert_eq!(
+        names(q.payments_begun(t0 - d(1), t0 + d(3)).unwrap()),
+        vec![n1.clone(), n2.clone()]
+    );
+    // the lookback moved past P-1: pruned, also from the records (expired long ago)
+    assert_eq!(
+        names(q.payments_begun(t0 + d(1), t0 + d(20)).unwrap()),
+        vec![n2.clone(), n3.clone()]
+    );
+    assert_eq!(
+        names(q.payments_begun(t0 - d(1), t0 + d(20)).unwrap()),
+        vec![n2, n3]
+    );
+}
