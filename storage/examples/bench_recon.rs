@@ -37,6 +37,8 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 const ORG: &str = "77777777777";
 const PSP: &str = "88888888888";
+/// sled's page cache: a node's `[storage] cache_mb` of a small installation.
+const CACHE: u64 = 128 << 20;
 
 fn flow_xml(flow_id: &str, day: NaiveDate, first: usize, rows: usize, prefix: &str) -> String {
     let mut x = String::with_capacity(rows * 420);
@@ -152,11 +154,15 @@ fn credit(flow_id: &str, cents: i64, day: NaiveDate) -> Credit {
 }
 
 fn rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
         })
         .and_then(|kb| kb.parse::<f64>().ok())
@@ -187,7 +193,7 @@ fn large_flow(rows: usize) {
     println!("   parse only (baseline)                 {parse:>8.3} s");
     for steady in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_with_cache(dir.path(), CACHE).unwrap();
         let t = Instant::now();
         store_receipts(&store, 0, rows, "R", day);
         let stored = t.elapsed().as_secs_f64();
@@ -195,6 +201,7 @@ fn large_flow(rows: usize) {
             // the runs that followed the receipts' arrival filed them
             advance(&store, ORG, Utc::now()).unwrap();
         }
+        let rss_before = status_mb("VmRSS:");
         let t = Instant::now();
         store
             .reconciliation
@@ -203,12 +210,13 @@ fn large_flow(rows: usize) {
         let imported = t.elapsed().as_secs_f64();
         let adv = advance(&store, ORG, Utc::now()).unwrap();
         let total = t.elapsed().as_secs_f64();
+        let rss_after = status_mb("VmRSS:");
         let run = summary(&store, ORG, Utc::now(), "bench", 0, 0).unwrap();
         assert_eq!(run.totals.get("RT_IUF").map(|t| t.0), Some(rows));
         println!(
             "   {}: import (parse + store) {imported:.3} s, + run {:.3} s = {total:.3} s \
-             ({:.2}x the parse; {:.3} s beyond it); run read {} receipts, {} entries \
-             [receipts stored beforehand in {stored:.1} s]",
+             ({:.2}x the parse; {:.3} s beyond it); run read {} receipts, {} entries; \
+             RSS {rss_before:.0} -> {rss_after:.0} MB [receipts stored beforehand in {stored:.1} s]",
             if steady {
                 "receipts filed by earlier runs"
             } else {
@@ -232,7 +240,7 @@ fn year(days: usize, per_day: usize) {
         "2. {days} days x {per_day} payments, one flow and one credit a day, a run after each"
     );
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open_with_cache(dir.path(), CACHE).unwrap();
     let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
     let mut rows_of_day = Vec::with_capacity(days);
     for d in 0..days {

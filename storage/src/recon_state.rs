@@ -27,7 +27,8 @@
 //! - `recon_paid`: `org, iuv, 0, receiptId, 0, idTransfer` → [`PaidEntry`];
 //! - `recon_unreported`: `org, paid instant, receiptId, 0, idTransfer` → the `recon_paid` key;
 //! - `recon_flow_state`: `org, flowId, 0, sender` → [`FlowState`];
-//! - `recon_claims`: flow state key `, 0,` `recon_paid` key → ();
+//! - `recon_claims`: flow state key → the `recon_paid` keys it claims, as one value (each:
+//!   length u16 BE, bytes);
 //! - `recon_open_rows`: `org, iuv, 0, flowId, 0, sender` → () for rows reported without a
 //!   receipt (a receipt for that IUV makes the flow dirty);
 //! - `recon_flow_credits`: `org, flowId, 0,` credit key → signed cents (i64 BE);
@@ -39,17 +40,18 @@
 //! - `recon_psps`: idPSP → () for every PSP a receipt came from (a flow from a PSP we hold no
 //!   receipt of is flagged `UnknownPsp`).
 //!
-//! Crash safety: a run's writes are applied tree by tree (claims first), and a dirty mark is
-//! removed last; a run cut short is redone from the same marks and converges to the same state
+//! Crash safety: a flow's claims are first written as the union of what it held and what it
+//! takes, then the entries, then the claims alone, and its dirty mark is removed last; a run cut short is redone from the same marks and converges to the same state
 //! (releasing follows the claims, matching accepts entries already claimed by the same flow).
-//! The ingest inserts only what is absent and dequeues a receipt after its entries.
+//! The ingest writes a transfer's entry before its unreported index entry and dequeues the
+//! receipt after both; filed again after a crash, an entry found already gets its unreported
+//! entry back if it lacks it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sled::Transactional as _;
 
 use mpay_messages::domain::reconcile::{
     label_credit, label_payment, label_row, match_rows, settlement, Label, MatchWarning,
@@ -159,6 +161,12 @@ pub struct PaidEntry {
     pub stamp: bool,
     /// When it was paid (`paymentDateTime`, else the arrival).
     pub paid_at: DateTime<Utc>,
+    /// The organization owning the notice (the receipt's; the beneficiary may be another).
+    #[serde(default)]
+    pub owner: String,
+    /// The position the receipt paid, when it paid one (what a report marks).
+    #[serde(default)]
+    pub iupd: Option<String>,
     /// The flow (id, sender) whose row reports it.
     #[serde(default)]
     pub claim: Option<(String, String)>,
@@ -303,10 +311,26 @@ pub(crate) fn state_key(org: &str, flow_id: &str, sender: &str) -> Vec<u8> {
     k
 }
 
-fn claim_prefix(state_key: &[u8]) -> Vec<u8> {
-    let mut k = state_key.to_vec();
-    k.push(0);
-    k
+/// A set of keys as one value: for each, its length (u16 BE) then its bytes.
+fn pack_keys(keys: &BTreeSet<Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.iter().map(|k| k.len() + 2).sum());
+    for k in keys {
+        let len = u16::try_from(k.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(k.get(..usize::from(len)).unwrap_or(k));
+    }
+    out
+}
+
+fn unpack_keys(mut v: &[u8]) -> BTreeSet<Vec<u8>> {
+    let mut out = BTreeSet::new();
+    while let Some((len, rest)) = v.split_first_chunk::<2>() {
+        let len = usize::from(u16::from_be_bytes(*len));
+        let Some(k) = rest.get(..len) else { break };
+        out.insert(k.to_vec());
+        v = rest.get(len..).unwrap_or_default();
+    }
+    out
 }
 
 fn open_row_key(org: &str, iuv: &str, flow_id: &str, sender: &str) -> Vec<u8> {
@@ -323,10 +347,10 @@ fn flow_id_prefix(org: &str, flow_id: &str) -> Vec<u8> {
 }
 
 /// Brings the state of `org` up to date (and files every new receipt of every organization).
-/// For each flow matched, before its mark is removed: the positions of the transfers it
-/// reports are marked reported ([`crate::reconciliation::mark_reported`], idempotent) and its
-/// rows without a receipt are queued for the receipt recovery — so a run cut short, or a run
-/// made by the API or the command line rather than the worker, loses neither.
+/// For each flow matched: the positions of the transfers it newly claims are marked reported
+/// ([`mark_reported`], idempotent) before the claims are written, and its rows without a
+/// receipt are queued for the receipt recovery before its mark is removed — so a run cut short,
+/// or a run made by the API or the command line rather than the worker, loses neither.
 pub fn advance(
     store: &crate::Store,
     org: &str,
@@ -353,19 +377,10 @@ pub fn advance(
                 t.dirty_flows.remove(&key)?;
                 continue;
             };
-            let (new, reported, rows) =
-                match_flow(store, t, org, &flow_id, &sender, &mut adv.work)?;
+            let (new, options, rows) =
+                match_flow(store, t, org, (&flow_id, &sender), now, &mut adv.work)?;
             new_flow |= new;
-            match crate::reconciliation::mark_reported(store, &reported, now) {
-                Ok(n) => adv.options_reported += n,
-                Err(crate::LedgerError::Storage(e)) => return Err(e),
-                Err(e) => tracing::warn!(
-                    organization = org,
-                    flow = %flow_id,
-                    error = %e,
-                    "reported transfers not marked on their positions"
-                ),
-            }
+            adv.options_reported += options;
             adv.recoveries_queued +=
                 crate::recovery::queue_rows_without_receipt(store, org, &rows, now)?;
             // a flow stored again meanwhile keeps its (new) mark
@@ -437,7 +452,13 @@ fn file_receipt(
         let org = tr.fiscal_code_pa.as_str();
         let iuv = r.receipt.creditor_reference_id.as_str();
         let key = paid_key(org, iuv, &r.receipt_id, tr.id_transfer);
-        if t.paid.contains_key(&key)? {
+        if let Some(v) = t.paid.get(&key)? {
+            // filed already (a run cut short): its unreported entry may be what is missing
+            let e: PaidEntry = decode("recon_paid", &key, &v)?;
+            if e.claim.is_none() {
+                t.unreported
+                    .insert(unreported_key(org, &e), key.as_slice())?;
+            }
             continue;
         }
         let entry = PaidEntry {
@@ -447,41 +468,27 @@ fn file_receipt(
             amount_cents: tr.amount.cents(),
             stamp: tr.iban.is_none() && tr.mbd_attachment.is_some(),
             paid_at,
+            owner: r.organization.clone(),
+            iupd: r.iupd.clone(),
             claim: None,
             warnings: Vec::new(),
         };
+        // single writes, entry first (see above); the receipt leaves `recon_new` after them
+        t.paid.insert(key.as_slice(), encode(&entry)?)?;
+        t.unreported
+            .insert(unreported_key(org, &entry), key.as_slice())?;
         // a flow that reported this IUV without a receipt is matched again
-        let mut dirty = Vec::new();
-        for item in t.open_rows.scan_prefix(iuv_prefix(org, iuv)) {
+        let p = iuv_prefix(org, iuv);
+        for item in t.open_rows.scan_prefix(&p) {
             let (k, _) = item?;
-            let rest = k.get(iuv_prefix(org, iuv).len()..).unwrap_or_default();
             let mut sk = org_prefix(org);
-            sk.extend_from_slice(rest);
-            dirty.push(sk);
+            sk.extend_from_slice(k.get(p.len()..).unwrap_or_default());
+            t.dirty_flows
+                .insert(sk, &db.generate_id()?.to_be_bytes()[..])?;
         }
-        let bytes = encode(&entry)?;
-        let ukey = unreported_key(org, &entry);
-        let mark = db.generate_id()?.to_be_bytes();
-        (&t.paid, &t.unreported, &t.dirty_flows)
-            .transaction(|(paid, unreported, dirty_flows)| {
-                paid.insert(key.as_slice(), bytes.as_slice())?;
-                unreported.insert(ukey.as_slice(), key.as_slice())?;
-                for d in &dirty {
-                    dirty_flows.insert(d.as_slice(), &mark[..])?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<StorageError>>(())
-            })
-            .map_err(tx_error)?;
         work.transfers_filed += 1;
     }
     Ok(())
-}
-
-fn tx_error(e: sled::transaction::TransactionError<StorageError>) -> StorageError {
-    match e {
-        sled::transaction::TransactionError::Abort(e) => e,
-        sled::transaction::TransactionError::Storage(e) => StorageError::from(e),
-    }
 }
 
 /// The latest revision of one flow.
@@ -507,17 +514,17 @@ fn latest_flow(
     }
 }
 
-/// What matching one flow found: whether the state did not know it, the transfers it reports,
-/// its rows without a receipt.
-type Matched = (bool, Vec<PaymentLine>, Vec<RowLine>);
+/// What matching one flow found: whether the state did not know it, the payment options that
+/// became reported, its rows without a receipt.
+type Matched = (bool, usize, Vec<RowLine>);
 
-/// Matches one flow again.
+/// Matches one flow (id, sender) again.
 fn match_flow(
     store: &crate::Store,
     t: &ReconTrees,
     org: &str,
-    flow_id: &str,
-    sender: &str,
+    (flow_id, sender): (&str, &str),
+    now: DateTime<Utc>,
     work: &mut Work,
 ) -> Result<Matched, StorageError> {
     let skey = state_key(org, flow_id, sender);
@@ -527,7 +534,7 @@ fn match_flow(
         None => None,
     };
     let Some(stored) = latest_flow(store, org, flow_id, sender)? else {
-        return Ok((false, Vec::new(), Vec::new()));
+        return Ok((false, 0, Vec::new()));
     };
     let flow = &stored.flow;
     work.flows_matched += 1;
@@ -538,12 +545,10 @@ fn match_flow(
         .any(|f| matches!(f, FlowFlag::OtherReceiver { .. }));
 
     // entries this flow claimed before (released unless matched again)
-    let cprefix = claim_prefix(&skey);
-    let mut before: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for item in t.claims.scan_prefix(&cprefix) {
-        let (k, _) = item?;
-        before.insert(k.get(cprefix.len()..).unwrap_or_default().to_vec());
-    }
+    let before: BTreeSet<Vec<u8>> = match t.claims.get(&skey)? {
+        Some(v) => unpack_keys(&v),
+        None => BTreeSet::new(),
+    };
     // candidates: the entries of the rows' IUVs not claimed by another flow
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut entries: Vec<PaidEntry> = Vec::new();
@@ -588,19 +593,25 @@ fn match_flow(
         });
     }
     let mut claimed: BTreeMap<Vec<u8>, PaidEntry> = BTreeMap::new();
-    let mut reported = Vec::new();
+    let mut newly: Vec<&PaidEntry> = Vec::new();
+    let mut unchanged: BTreeSet<Vec<u8>> = BTreeSet::new();
     for (row, m) in flow.rows.iter().zip(matches) {
         match m.receipt {
             Some(i) => {
                 let (Some(k), Some(e)) = (keys.get(i), entries.get(i)) else {
                     continue;
                 };
+                if e.claim.is_none() {
+                    newly.push(e);
+                }
+                if e.claim.as_ref() == Some(&me) && e.warnings == m.warnings {
+                    unchanged.insert(k.clone());
+                }
                 let mut e = e.clone();
                 e.claim = Some(me.clone());
                 e.warnings = m.warnings;
                 state.matched += 1;
                 state.matched_cents += e.amount_cents;
-                reported.push(e.line(org, None));
                 claimed.insert(k.clone(), e);
             }
             None if !m.duplicate => state.rows.push(OpenRow {
@@ -626,24 +637,18 @@ fn match_flow(
         });
     }
 
-    // 1. claims (first: a run cut short releases what it had claimed)
-    let mut claims = sled::Batch::default();
-    for k in &before {
-        if !claimed.contains_key(k) {
-            let mut ck = cprefix.clone();
-            ck.extend_from_slice(k);
-            claims.remove(ck);
-        }
+    // 0. the positions of what is newly reported (idempotent: a run cut short after this marks
+    //    nothing twice, and the claims below are written only after it)
+    let options = mark_reported(store, &newly, flow_id, now)?;
+    // 1. claims, first the union of what it held and what it takes: a run cut short releases
+    //    what it had claimed, whatever the entries say (the set alone is written at the end)
+    let now_claimed: BTreeSet<Vec<u8>> = claimed.keys().cloned().collect();
+    if now_claimed != before {
+        let union: BTreeSet<Vec<u8>> = before.union(&now_claimed).cloned().collect();
+        t.claims.insert(&skey, pack_keys(&union))?;
     }
-    for k in claimed.keys() {
-        let mut ck = cprefix.clone();
-        ck.extend_from_slice(k);
-        claims.insert(ck, &[][..]);
-    }
-    t.claims.apply_batch(claims)?;
-    // 2. entries and the unreported index
-    let mut paid = sled::Batch::default();
-    let mut unreported = sled::Batch::default();
+    // 2. entries and the unreported index (single writes: sled applies a batch of this size
+    //    several times slower)
     let mut released: BTreeSet<String> = BTreeSet::new();
     for k in &before {
         if claimed.contains_key(k) {
@@ -656,16 +661,17 @@ fn match_flow(
         }
         e.claim = None;
         e.warnings.clear();
-        paid.insert(k.as_slice(), encode(&e)?);
-        unreported.insert(unreported_key(org, &e), k.as_slice());
+        t.paid.insert(k.as_slice(), encode(&e)?)?;
+        t.unreported.insert(unreported_key(org, &e), k.as_slice())?;
         released.insert(e.iuv);
     }
     for (k, e) in &claimed {
-        paid.insert(k.as_slice(), encode(e)?);
-        unreported.remove(unreported_key(org, e));
+        if unchanged.contains(k) {
+            continue;
+        }
+        t.paid.insert(k.as_slice(), encode(e)?)?;
+        t.unreported.remove(unreported_key(org, e))?;
     }
-    t.paid.apply_batch(paid)?;
-    t.unreported.apply_batch(unreported)?;
     // 3. rows without a receipt
     let mut open = sled::Batch::default();
     for r in old.iter().flat_map(|o| o.rows.iter()) {
@@ -675,8 +681,11 @@ fn match_flow(
         open.insert(open_row_key(org, &r.iuv, flow_id, sender), &[][..]);
     }
     t.open_rows.apply_batch(open)?;
-    // 4. the flow's state
+    // 4. the flow's state, and its claims alone
     t.flow_state.insert(&skey, encode(&state)?)?;
+    if now_claimed != before {
+        t.claims.insert(&skey, pack_keys(&now_claimed))?;
+    }
     // 5. another flow that reported a released transfer again (listed without a receipt) may
     //    now claim it: matched again in this run
     for iuv in &released {
@@ -691,7 +700,78 @@ fn match_flow(
             }
         }
     }
-    Ok((old.is_none(), reported, rows))
+    Ok((old.is_none(), options, rows))
+}
+
+/// Marks reported, through the domain's rule ([`DebtPosition::report_transfer`]), the
+/// transfers `entries` that flow `flow_id` reports, on the positions their receipts paid: the
+/// option becomes `PO_REPORTED` (all its transfers) or `PO_PARTIALLY_REPORTED`, the position
+/// `REPORTED` when all its paid options are. Returns the options changed. Idempotent: a
+/// transfer its position shows as reported already is not written again; an entry whose receipt
+/// paid no position (an orphan) has nothing to mark.
+///
+/// [`DebtPosition::report_transfer`]: mpay_messages::position::DebtPosition::report_transfer
+fn mark_reported(
+    store: &crate::Store,
+    entries: &[&PaidEntry],
+    flow_id: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, StorageError> {
+    use crate::{LedgerError, PositionRepository as _};
+    use mpay_messages::ids::OrgFiscalCode;
+    let mut changed = 0;
+    for e in entries {
+        let Some(iupd) = e.iupd.as_deref() else {
+            continue;
+        };
+        let Ok(owner) = OrgFiscalCode::parse_gpd(&e.owner)
+            .or_else(|_| OrgFiscalCode::parse_unchecked(&e.owner))
+        else {
+            continue;
+        };
+        let position = match store.ledger.get(&owner, iupd) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(LedgerError::Storage(err)) => return Err(err),
+            Err(err) => {
+                tracing::warn!(receipt = %e.receipt_id, error = %err, "position not read");
+                continue;
+            }
+        };
+        let pending = position.payment_options.iter().any(|o| {
+            o.iuv.as_str() == e.iuv
+                && o.transfers.iter().any(|t| t.id_transfer == e.id_transfer)
+                && !o.details.reported_transfers.contains(&e.id_transfer)
+        });
+        if !pending {
+            continue;
+        }
+        let mut refused = None;
+        let r = store.ledger.modify(&owner, iupd, &mut |pos| {
+            pos.report_transfer(&e.iuv, e.id_transfer, Some(flow_id), now)
+                .map_err(|why| {
+                    refused = Some(why.to_string());
+                    LedgerError::Contended
+                })
+        });
+        match (r, refused) {
+            (Ok(_), _) => changed += 1,
+            (Err(LedgerError::Contended), Some(why)) => tracing::warn!(
+                receipt = %e.receipt_id,
+                iuv = %e.iuv,
+                id_transfer = e.id_transfer,
+                %why,
+                "a reported transfer could not be marked on its position"
+            ),
+            (Err(LedgerError::Storage(err)), _) => return Err(err),
+            (Err(err), _) => tracing::warn!(
+                receipt = %e.receipt_id,
+                error = %err,
+                "a reported transfer could not be marked on its position"
+            ),
+        }
+    }
+    Ok(changed)
 }
 
 /// Attributes one credit to the flow its remittance text names.

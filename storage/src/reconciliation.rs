@@ -849,67 +849,6 @@ pub fn unreported(payments: &[PaymentLine], as_of: NaiveDate) -> Vec<(PaymentLin
     out
 }
 
-/// Marks reported, through the domain's rule ([`DebtPosition::report_transfer`]), every
-/// receipt transfer of `payments` that a flow row reports and that its position does not show as
-/// reported yet: the option becomes `PO_REPORTED` (all its transfers) or
-/// `PO_PARTIALLY_REPORTED`, the position `REPORTED` when all its paid options are. Returns the
-/// options changed. Idempotent: a transfer already reported is not written again.
-///
-/// [`DebtPosition::report_transfer`]: mpay_messages::position::DebtPosition::report_transfer
-pub fn mark_reported(
-    store: &crate::Store,
-    payments: &[PaymentLine],
-    now: DateTime<Utc>,
-) -> Result<usize, crate::LedgerError> {
-    use crate::{LedgerError, PositionRepository as _, ReceiptRepository as _};
-    use mpay_messages::ids::OrgFiscalCode;
-    let mut changed = 0;
-    for p in payments.iter().filter(|p| p.flow_id.is_some()) {
-        let Some(r) = store.ledger.receipt(&p.receipt_id)? else {
-            continue;
-        };
-        let Some(iupd) = r.iupd.as_deref() else {
-            continue;
-        };
-        let Ok(org) = OrgFiscalCode::parse_gpd(&r.organization)
-            .or_else(|_| OrgFiscalCode::parse_unchecked(&r.organization))
-        else {
-            continue;
-        };
-        let Some(position) = store.ledger.get(&org, iupd)? else {
-            continue;
-        };
-        let pending = position.payment_options.iter().any(|o| {
-            o.iuv.as_str() == p.iuv
-                && o.transfers.iter().any(|t| t.id_transfer == p.id_transfer)
-                && !o.details.reported_transfers.contains(&p.id_transfer)
-        });
-        if !pending {
-            continue;
-        }
-        let mut refused = None;
-        let r = store.ledger.modify(&org, iupd, &mut |pos| {
-            pos.report_transfer(&p.iuv, p.id_transfer, p.flow_id.as_deref(), now)
-                .map_err(|e| {
-                    refused = Some(e.to_string());
-                    LedgerError::Contended
-                })
-        });
-        match (r, refused) {
-            (Ok(_), _) => changed += 1,
-            (Err(LedgerError::Contended), Some(why)) => tracing::warn!(
-                receipt = %p.receipt_id,
-                iuv = %p.iuv,
-                id_transfer = p.id_transfer,
-                %why,
-                "a reported transfer could not be marked on its position"
-            ),
-            (Err(e), _) => return Err(e),
-        }
-    }
-    Ok(changed)
-}
-
 fn euro_text(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let c = cents.unsigned_abs();
