@@ -148,7 +148,8 @@ impl SledRecovery {
         Ok(out)
     }
 
-    /// The WAITING entries whose call may be made at `now`, the longest waiting first.
+    /// The WAITING entries whose call may be made at `now`, in the order they get the hour's calls
+    /// ([`RecoveryEntry::work_order`]: operators, reported rows, then payments begun).
     ///
     /// # Errors
     /// The tree cannot be read, an entry does not decode.
@@ -161,7 +162,7 @@ impl SledRecovery {
                 out.push(e);
             }
         }
-        out.sort_by_key(|e| (e.next_attempt, e.queued_at));
+        out.sort_by_key(RecoveryEntry::work_order);
         Ok(out)
     }
 

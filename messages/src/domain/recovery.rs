@@ -182,6 +182,19 @@ impl RecoveryEntry {
         }
     }
 
+    /// The order in which due entries get the hour's few calls: an operator's request first,
+    /// then payments a flow reports without a receipt (money collected, the Ente's books wrong),
+    /// then payments begun and not concluded (most are checkouts the citizen abandoned: no
+    /// receipt exists); within a reason, the longest waiting first.
+    pub fn work_order(&self) -> (u8, Option<DateTime<Utc>>, DateTime<Utc>) {
+        let rank = match self.reason {
+            RecoveryReason::Operator => 0,
+            RecoveryReason::IuvNoRt => 1,
+            RecoveryReason::PaymentInProgress => 2,
+        };
+        (rank, self.next_attempt, self.queued_at)
+    }
+
     /// Whether its call may be made at `now`.
     pub fn due(&self, now: DateTime<Utc>) -> bool {
         self.state == RecoveryState::Waiting && self.next_attempt.is_none_or(|t| t <= now)
@@ -298,6 +311,25 @@ mod tests {
 
     fn entry(reason: RecoveryReason) -> RecoveryEntry {
         RecoveryEntry::new("80001234568", "12000000000000042", None, None, reason, t0())
+    }
+
+    #[test]
+    fn the_hours_calls_go_to_operators_then_reported_rows_then_abandoned_checkouts() {
+        let mut abandoned = entry(RecoveryReason::PaymentInProgress);
+        abandoned.queued_at = t0() - chrono::Duration::days(3);
+        let reported = entry(RecoveryReason::IuvNoRt);
+        let mut operator = entry(RecoveryReason::Operator);
+        operator.queued_at = t0() + chrono::Duration::hours(1);
+        let mut older_row = entry(RecoveryReason::IuvNoRt);
+        older_row.queued_at = t0() - chrono::Duration::hours(1);
+        let mut all = [
+            abandoned.clone(),
+            reported.clone(),
+            operator.clone(),
+            older_row.clone(),
+        ];
+        all.sort_by_key(RecoveryEntry::work_order);
+        assert_eq!(all, [operator, older_row, reported, abandoned]);
     }
 
     #[test]
