@@ -187,24 +187,44 @@ pub fn due_day(now: DateTime<Utc>, hour: u32) -> Option<NaiveDate> {
 /// How many days back a batch catches up after a stop (the due day included).
 pub const CATCH_UP_DAYS: u32 = 7;
 
-/// The days a batch exports at `now`: the due day ([`due_day`]) and, when the node was stopped
-/// across earlier due hours, every day since `last` (the last day exported for the
-/// organization), at most [`CATCH_UP_DAYS`] back, oldest first. An organization never exported
-/// before starts from the due day (no history is back-filled when exports are switched on).
-pub fn days_due(now: DateTime<Utc>, hour: u32, last: Option<NaiveDate>) -> Vec<NaiveDate> {
+/// The days a batch exports at `now`, oldest first, within [`CATCH_UP_DAYS`] of the due day
+/// ([`due_day`]): the due day; when the node was stopped across earlier due hours, every day
+/// after `last` (the last day with a record for the organization); and every day of
+/// `incomplete` (a record whose e-mail or upload has not succeeded yet: tried again). An
+/// organization never exported before starts from the due day (no history is back-filled when
+/// exports are switched on).
+pub fn days_due(
+    now: DateTime<Utc>,
+    hour: u32,
+    last: Option<NaiveDate>,
+    incomplete: &[NaiveDate],
+) -> Vec<NaiveDate> {
     let Some(due) = due_day(now, hour) else {
         return Vec::new();
     };
-    let earliest = due
-        .checked_sub_days(chrono::Days::new(u64::from(
-            CATCH_UP_DAYS.saturating_sub(1),
-        )))
-        .unwrap_or(due);
+    let earliest = catch_up_from(due);
     let from = match last.and_then(|l| l.succ_opt()) {
         Some(next) if next < due => next.max(earliest),
         _ => due,
     };
-    from.iter_days().take_while(|d| *d <= due).collect()
+    let mut days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= due).collect();
+    days.extend(
+        incomplete
+            .iter()
+            .copied()
+            .filter(|d| *d >= earliest && *d <= due),
+    );
+    days.sort();
+    days.dedup();
+    days
+}
+
+/// The first day a batch due for `due` looks at.
+fn catch_up_from(due: NaiveDate) -> NaiveDate {
+    due.checked_sub_days(chrono::Days::new(u64::from(
+        CATCH_UP_DAYS.saturating_sub(1),
+    )))
+    .unwrap_or(due)
 }
 
 struct Inner {
@@ -331,18 +351,35 @@ impl Inner {
         let mut out = Vec::new();
         for org in &self.settings.organizations {
             let o = org.organization.clone();
-            let last = self
+            let (mail, ftp) = (!org.email_to.is_empty(), org.ftp.is_some());
+            let Some(due) = due_day(now, self.settings.hour) else {
+                continue;
+            };
+            let known = self
                 .store
-                .blocking(move |s| s.reconciliation.last_export_day(&o))
+                .blocking(move |s| {
+                    let last = s.reconciliation.last_export_day(&o)?;
+                    let mut incomplete = Vec::new();
+                    for day in catch_up_from(due).iter_days().take_while(|d| *d <= due) {
+                        if let Some(d) = s.reconciliation.export_delivery(&o, day)? {
+                            let done = (!mail || d.emailed_at.is_some())
+                                && (!ftp || d.uploaded_at.is_some());
+                            if !done {
+                                incomplete.push(day);
+                            }
+                        }
+                    }
+                    Ok::<_, mpay_storage::StorageError>((last, incomplete))
+                })
                 .await;
-            let last = match last {
-                Ok(l) => l,
+            let (last, incomplete) = match known {
+                Ok(k) => k,
                 Err(e) => {
                     self.failed(&org.organization, &e.to_string());
-                    None
+                    (None, Vec::new())
                 }
             };
-            for day in days_due(now, self.settings.hour, last) {
+            for day in days_due(now, self.settings.hour, last, &incomplete) {
                 out.push(self.deliver_day(org, day).await);
             }
         }
@@ -562,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_stop_the_missed_days_are_exported_up_to_a_week_back() {
+    fn after_a_stop_the_missed_and_the_failed_days_are_exported_up_to_a_week_back() {
         let at = |s: &str| {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
@@ -570,18 +607,23 @@ mod tests {
         };
         let d = |m: u32, day: u32| NaiveDate::from_ymd_opt(2026, m, day).unwrap_or_default();
         let now = at("2026-07-10T05:00:00Z"); // 07:00 in Rome: 9 July is due at 06
-        assert_eq!(days_due(now, 6, None), vec![d(7, 9)]);
-        assert_eq!(days_due(now, 6, Some(d(7, 9))), vec![d(7, 9)]);
-        assert_eq!(days_due(now, 6, Some(d(7, 8))), vec![d(7, 9)]);
+        assert_eq!(days_due(now, 6, None, &[]), vec![d(7, 9)]);
+        assert_eq!(days_due(now, 6, Some(d(7, 9)), &[]), vec![d(7, 9)]);
+        assert_eq!(days_due(now, 6, Some(d(7, 8)), &[]), vec![d(7, 9)]);
         assert_eq!(
-            days_due(now, 6, Some(d(7, 6))),
+            days_due(now, 6, Some(d(7, 6)), &[]),
             vec![d(7, 7), d(7, 8), d(7, 9)]
         );
         // a month down: the last week only
         let week: Vec<NaiveDate> = (3..=9).map(|x| d(7, x)).collect();
-        assert_eq!(days_due(now, 6, Some(d(6, 1))), week);
+        assert_eq!(days_due(now, 6, Some(d(6, 1)), &[]), week);
+        // days whose e-mail or upload failed are tried again, within the week
+        assert_eq!(
+            days_due(now, 6, Some(d(7, 9)), &[d(6, 20), d(7, 4), d(7, 5)]),
+            vec![d(7, 4), d(7, 5), d(7, 9)]
+        );
         // before the hour: nothing
-        assert!(days_due(at("2026-07-10T03:00:00Z"), 6, Some(d(7, 6))).is_empty());
+        assert!(days_due(at("2026-07-10T03:00:00Z"), 6, Some(d(7, 6)), &[d(7, 4)]).is_empty());
     }
 
     #[test]

@@ -232,19 +232,21 @@ impl Inner {
                 let now = Utc::now();
                 let storage = mpay_storage::LedgerError::Storage;
                 // only what changed since the last run is matched; the positions of what a
-                // flow reports are marked, its rows without a receipt queued for recovery
-                let adv = mpay_storage::recon_state::advance(s, &o, now).map_err(storage)?;
-                let open =
-                    mpay_storage::recon_state::unreported_payments(s, &o).map_err(storage)?;
-                let late = recon::unreported(&open, mpay_messages::time::rome_date(now)).len();
-                let run = mpay_storage::recon_state::summary(
-                    s,
-                    &o,
-                    now,
-                    &why,
-                    adv.options_reported,
-                    late,
-                )
+                // flow reports are marked, its rows without a receipt queued for recovery; the
+                // summary read under the same lock
+                let (adv, run) = mpay_storage::recon_state::with_run(s, &o, now, |adv| {
+                    let open = mpay_storage::recon_state::unreported_payments(s, &o)?;
+                    let late = recon::unreported(&open, mpay_messages::time::rome_date(now)).len();
+                    let run = mpay_storage::recon_state::summary(
+                        s,
+                        &o,
+                        now,
+                        &why,
+                        adv.options_reported,
+                        late,
+                    )?;
+                    Ok((adv.clone(), run))
+                })
                 .map_err(storage)?;
                 tracing::debug!(organization = %o, work = ?adv.work, "reconciliation run");
                 // a run that finds what the last one found is not written again (a restored

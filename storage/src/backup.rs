@@ -125,9 +125,15 @@ impl Store {
         let mut hash = Sha256::new();
         let mut names = self.db.tree_names();
         names.sort();
+        let derived_upgrade = format!("upgrade/{}", crate::recon_state::UPGRADE);
         for name in names {
             let tree_name = String::from_utf8_lossy(&name).into_owned();
-            if tree_name == PROBE_TREE || JOURNAL_TREES.contains(&tree_name.as_str()) {
+            if tree_name == PROBE_TREE
+                || JOURNAL_TREES.contains(&tree_name.as_str())
+                || crate::recon_state::DERIVED_TREES.contains(&tree_name.as_str())
+            {
+                // the reconciliation's state is derived: a restored store rebuilds it (a backup
+                // taken during a run would otherwise capture it half written)
                 continue;
             }
             let tree = if name.as_ref() == DEFAULT_TREE {
@@ -138,6 +144,10 @@ impl Store {
             let mut n = 0u64;
             for item in tree.iter() {
                 let (k, v) = item?;
+                if tree_name == "meta" && k.as_ref() == derived_upgrade.as_bytes() {
+                    // ... and its upgrade runs again there
+                    continue;
+                }
                 digest_record(&mut hash, &name, &k, &v);
                 json_line(
                     out,

@@ -1,51 +1,60 @@
 //! The reconciliation's own state, kept up to date incrementally (issue 14: a year of a large
 //! Ente, 10 M rows, reconciles without reading everything again).
 //!
-//! A run ([`advance`]) does only what changed since the previous one:
+//! A run ([`advance`], [`with_run`]) does only what changed since the previous one:
 //! 1. **ingest**: the receipts stored since the last run (queued in `recon_new` by the
-//!    receipt's own transaction) become one compact entry per transfer,
-//!    filed under the transfer's beneficiary (`recon_paid`) and listed as not yet reported
-//!    (`recon_unreported`); a transfer whose IUV a flow reported without a receipt makes that
-//!    flow dirty again;
+//!    receipt's own transaction) become one compact entry per transfer, filed under the
+//!    transfer's beneficiary (`recon_paid`) and listed as not yet reported
+//!    (`recon_unreported`); a receipt for an IUV a flow watches (a row it reports without a
+//!    receipt, or one it matched by the fallback) makes that flow dirty again;
 //! 2. **flows**: each flow made dirty by [`crate::reconciliation::SledReconciliation::put_flow`]
-//!    (a new flow, a revision, a corrected file) or by step 1 is matched again: its previous
-//!    claims are released, its latest revision's rows are matched
-//!    ([`mpay_messages::domain::reconcile::match_rows`]) against the entries of its rows' IUVs
-//!    only, and what it claims, the rows it reports without a receipt and its totals are
-//!    written;
-//! 3. **credits**: each credit made dirty by `put_credits` (or, when a new flow appears, each
-//!    credit that explained nothing so far) is attributed to the flow its remittance text
-//!    names.
+//!    (a new flow, a revision, a corrected file) or by step 1 is matched again: its latest
+//!    revision's rows are matched ([`mpay_messages::domain::reconcile::match_rows`]) against
+//!    the entries of its rows' IUVs only (those it claims and those nobody claims), what it no
+//!    longer claims is released, and what it claims, the rows it reports without a receipt and
+//!    its totals are written. A flow is its **flow id** (it embeds the PSP's id): the same flow
+//!    imported as XML (sender by BIC) and acquired from the FdR API (sender by pagoPA id) is one
+//!    flow, the higher revision reconciled;
+//! 3. **credits**: each credit made dirty by `put_credits`, or naming among its candidate ids a
+//!    flow seen for the first time (`recon_credit_ids`), is attributed to the first candidate
+//!    that is a known flow.
 //!
 //! Labels are never stored: a line's label follows from its flow's settlement, computed from
-//! the credits attributed to it when read, so a credit changes no payment entry. The run's
-//! summary ([`summary`]) reads the flows' states, the unreported entries and the unexplained
-//! credits — never the reported entries. [`report`] (the API, the CSV, the exports) reads the
-//! organization's entries: that is reading a report, not reconciling.
+//! the credits attributed to it when read, so a credit changes no payment entry; so is the
+//! `UnknownPsp` flag (from `recon_psps` when read). The run's summary ([`summary`]) reads the
+//! flows' states, the unreported entries and the unexplained credits — never the reported
+//! entries. [`report`] (the API, the CSV, the exports) reads the organization's entries: that
+//! is reading a report, not reconciling. Both read under the run's lock ([`with_run`]): never
+//! a state half written by a concurrent run.
 //!
-//! Trees (`org ++ 0x00` first in every key):
+//! Trees (`org ++ 0x00` first in every key but `recon_new` and `recon_psps`):
+//! - `recon_new` (a receipt tree, written with each receipt): receiptId → () until filed;
 //! - `recon_paid`: `org, iuv, 0, receiptId, 0, idTransfer` → [`PaidEntry`];
 //! - `recon_unreported`: `org, paid instant, receiptId, 0, idTransfer` → the `recon_paid` key;
-//! - `recon_flow_state`: `org, flowId, 0, sender` → [`FlowState`];
-//! - `recon_claims`: flow state key → the `recon_paid` keys it claims, as one value (each:
+//! - `recon_flow_state`: `org, flowId` → [`FlowState`];
+//! - `recon_claims`: `org, flowId` → the `recon_paid` keys the flow claims, as one value (each:
 //!   length u16 BE, bytes);
-//! - `recon_open_rows`: `org, iuv, 0, flowId, 0, sender` → () for rows reported without a
-//!   receipt (a receipt for that IUV makes the flow dirty);
+//! - `recon_open_rows`: `org, iuv, 0, flowId` → (): the IUVs a flow watches;
 //! - `recon_flow_credits`: `org, flowId, 0,` credit key → signed cents (i64 BE);
 //! - `recon_credit_flow`: credit key → the flow id it settles (empty: none);
+//! - `recon_credit_ids`: `org, candidate id, 0,` credit key → (): every flow id a credit's
+//!   remittance texts may name;
 //! - `recon_unexplained`: credit key → ();
-//! - `recon_dirty_flows` / `recon_dirty_credits`: flow state key / credit key → a write id
+//! - `recon_dirty_flows` / `recon_dirty_credits`: `org, flowId` / credit key → a write id
 //!   (removed by compare-and-swap, so a flow stored again during a run stays dirty);
-//! - `recon_new` (a receipt tree, written with each receipt): receiptId → () until filed;
-//! - `recon_psps`: idPSP → () for every PSP a receipt came from (a flow from a PSP we hold no
-//!   receipt of is flagged `UnknownPsp`).
+//! - `recon_psps`: idPSP → () for every PSP a receipt came from.
 //!
-//! Crash safety: a flow's claims are first written as the union of what it held and what it
-//! takes, then the entries, then the claims alone, and its dirty mark is removed last; a run cut short is redone from the same marks and converges to the same state
-//! (releasing follows the claims, matching accepts entries already claimed by the same flow).
-//! The ingest writes a transfer's entry before its unreported index entry and dequeues the
-//! receipt after both; filed again after a crash, an entry found already gets its unreported
-//! entry back if it lacks it.
+//! All of them are derived ([`DERIVED_TREES`]): a backup leaves them out and a restored store
+//! rebuilds them at its first open (the upgrade below), so an online backup never captures a
+//! run half done.
+//!
+//! Crash safety: a receipt's watchers are marked dirty before its entry is written; a flow's
+//! claims are first written as the union of what it held and what it takes, then the entries,
+//! then the claims alone, and its dirty mark is removed last; a run cut short is redone from the
+//! same marks and converges (releasing follows the claims, an entry no flow claims is released
+//! again, matching accepts entries claimed by the same flow). The ingest writes a transfer's
+//! entry before its unreported index entry and dequeues the receipt after both; filed again
+//! after a crash, an entry found already gets its unreported entry back if it lacks it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -67,6 +76,27 @@ use crate::reconciliation::{
 };
 use crate::trees::{instant_bytes, org_prefix};
 
+/// The trees of the reconciliation's state: derived from receipts, flows and credits, never
+/// backed up, rebuilt when missing.
+pub(crate) const DERIVED_TREES: &[&str] = &[
+    "recon_new",
+    "recon_paid",
+    "recon_unreported",
+    "recon_flow_state",
+    "recon_claims",
+    "recon_open_rows",
+    "recon_flow_credits",
+    "recon_credit_flow",
+    "recon_credit_ids",
+    "recon_unexplained",
+    "recon_dirty_flows",
+    "recon_dirty_credits",
+    "recon_psps",
+];
+
+/// The `meta` key of the upgrade that (re)builds the state.
+pub(crate) const UPGRADE: &str = "recon_state";
+
 /// The state trees (opened with the reconciliation's).
 pub(crate) struct ReconTrees {
     paid: sled::Tree,
@@ -76,17 +106,19 @@ pub(crate) struct ReconTrees {
     open_rows: sled::Tree,
     flow_credits: sled::Tree,
     credit_flow: sled::Tree,
+    credit_ids: sled::Tree,
     unexplained: sled::Tree,
     pub(crate) dirty_flows: sled::Tree,
     pub(crate) dirty_credits: sled::Tree,
     psps: sled::Tree,
-    /// One run at a time (the worker, the API and the CLI may ask together).
+    /// One run at a time (the worker, the API and the CLI may ask together), and reads of the
+    /// state never meet a run half done.
     run: Mutex<()>,
 }
 
 impl ReconTrees {
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        let t = Self {
+        Ok(Self {
             paid: db.open_tree("recon_paid")?,
             unreported: db.open_tree("recon_unreported")?,
             flow_state: db.open_tree("recon_flow_state")?,
@@ -94,43 +126,38 @@ impl ReconTrees {
             open_rows: db.open_tree("recon_open_rows")?,
             flow_credits: db.open_tree("recon_flow_credits")?,
             credit_flow: db.open_tree("recon_credit_flow")?,
+            credit_ids: db.open_tree("recon_credit_ids")?,
             unexplained: db.open_tree("recon_unexplained")?,
             dirty_flows: db.open_tree("recon_dirty_flows")?,
             dirty_credits: db.open_tree("recon_dirty_credits")?,
             psps: db.open_tree("recon_psps")?,
             run: Mutex::new(()),
-        };
-        Ok(t)
+        })
     }
 }
 
-/// A store of the previous build has receipts, flows and credits but no state: every one of
-/// them is queued or made dirty once.
+/// A store of the previous build, or a restored one, has receipts, flows and credits but no
+/// state: every receipt is queued and every flow and credit made dirty once.
 pub(crate) fn upgrade(
     db: &sled::Db,
     flows: &sled::Tree,
     credits: &sled::Tree,
     t: &ReconTrees,
 ) -> Result<(), StorageError> {
-    crate::trees::upgrade_once(db, "recon_state", || {
+    crate::trees::upgrade_once(db, UPGRADE, || {
         let mut n = 0u64;
         let receipts = db.open_tree("receipts")?;
         let queue = db.open_tree("recon_new")?;
-        let mut batch = sled::Batch::default();
         for item in receipts.iter() {
             let (k, _) = item?;
-            batch.insert(k, &[][..]);
+            queue.insert(k, &[][..])?;
             n += 1;
-            if n.is_multiple_of(10_000) {
-                queue.apply_batch(std::mem::take(&mut batch))?;
-            }
         }
-        queue.apply_batch(batch)?;
         for item in flows.iter() {
             let (k, v) = item?;
             let f: StoredFlow = decode("fdr_flows", &k, &v)?;
             t.dirty_flows.insert(
-                state_key(&f.organization, &f.flow.header.flow_id, f.sender()),
+                state_key(&f.organization, &f.flow.header.flow_id),
                 &db.generate_id()?.to_be_bytes()[..],
             )?;
             n += 1;
@@ -162,16 +189,12 @@ pub struct PaidEntry {
     /// When it was paid (`paymentDateTime`, else the arrival).
     pub paid_at: DateTime<Utc>,
     /// The organization owning the notice (the receipt's; the beneficiary may be another).
-    #[serde(default)]
     pub owner: String,
     /// The position the receipt paid, when it paid one (what a report marks).
-    #[serde(default)]
     pub iupd: Option<String>,
-    /// The flow (id, sender) whose row reports it.
-    #[serde(default)]
-    pub claim: Option<(String, String)>,
+    /// The flow id whose row reports it.
+    pub claim: Option<String>,
     /// What to look at in that match.
-    #[serde(default)]
     pub warnings: Vec<MatchWarning>,
 }
 
@@ -199,7 +222,7 @@ impl PaidEntry {
             amount_cents: self.amount_cents,
             paid_at: self.paid_at,
             label: label_payment(&self.transfer(org), reported),
-            flow_id: self.claim.as_ref().map(|(id, _)| id.clone()),
+            flow_id: self.claim.clone(),
             warnings: self.warnings.clone(),
         }
     }
@@ -227,15 +250,17 @@ pub struct OpenRow {
 pub struct FlowState {
     /// Flow id.
     pub flow_id: String,
-    /// Sender (PSP).
+    /// Sender of the revision matched.
     pub sender: String,
+    /// Its pagoPA PSP id, when the flow names it (the FdR API does; an XML file names a BIC).
+    pub psp_id: Option<String>,
     /// Revision matched.
     pub revision: u32,
     /// Regulation date.
     pub regulation_date: Option<NaiveDate>,
     /// Sum of the counted rows, cents.
     pub total_cents: i64,
-    /// The flow's flags (and `UnknownPsp` when no receipt came from its sender).
+    /// The flow's flags.
     pub flags: Vec<FlowFlag>,
     /// Addressed to another organization: listed, never matched.
     pub other_receiver: bool,
@@ -245,6 +270,9 @@ pub struct FlowState {
     pub matched_cents: i64,
     /// Rows reported without a receipt.
     pub rows: Vec<OpenRow>,
+    /// The IUVs it watches in `recon_open_rows`: its rows without a receipt and the rows it
+    /// matched by the fallback (a receipt arriving for one may match better).
+    pub watched: Vec<String>,
 }
 
 /// What one run did (the work is what "incremental" means: it grows with what changed, not with
@@ -256,7 +284,7 @@ pub struct Work {
     pub receipts_read: usize,
     /// Transfers filed for the first time.
     pub transfers_filed: usize,
-    /// Flows matched (new, revised, or with a receipt for a row that had none).
+    /// Flows matched (new, revised, or with a receipt for an IUV they watch).
     pub flows_matched: usize,
     /// Rows of those flows.
     pub rows_matched: usize,
@@ -304,10 +332,24 @@ fn unreported_key(org: &str, e: &PaidEntry) -> Vec<u8> {
     k
 }
 
-pub(crate) fn state_key(org: &str, flow_id: &str, sender: &str) -> Vec<u8> {
+/// The key of a flow's state (and of its dirty mark, its claims).
+pub(crate) fn state_key(org: &str, flow_id: &str) -> Vec<u8> {
+    let mut k = org_prefix(org);
+    k.extend_from_slice(flow_id.as_bytes());
+    k
+}
+
+/// `org, flow id, 0`: the prefix of the flow's revisions in `fdr_flows`, of its credits in
+/// `recon_flow_credits`, of the credits naming it in `recon_credit_ids`.
+fn flow_id_prefix(org: &str, flow_id: &str) -> Vec<u8> {
     let mut k = org_prefix(org);
     push_sep(&mut k, flow_id);
-    k.extend_from_slice(sender.as_bytes());
+    k
+}
+
+fn open_row_key(org: &str, iuv: &str, flow_id: &str) -> Vec<u8> {
+    let mut k = iuv_prefix(org, iuv);
+    k.extend_from_slice(flow_id.as_bytes());
     k
 }
 
@@ -333,17 +375,8 @@ fn unpack_keys(mut v: &[u8]) -> BTreeSet<Vec<u8>> {
     out
 }
 
-fn open_row_key(org: &str, iuv: &str, flow_id: &str, sender: &str) -> Vec<u8> {
-    let mut k = iuv_prefix(org, iuv);
-    push_sep(&mut k, flow_id);
-    k.extend_from_slice(sender.as_bytes());
-    k
-}
-
-fn flow_id_prefix(org: &str, flow_id: &str) -> Vec<u8> {
-    let mut k = org_prefix(org);
-    push_sep(&mut k, flow_id);
-    k
+fn fresh_mark(db: &sled::Db) -> Result<[u8; 8], StorageError> {
+    Ok(db.generate_id()?.to_be_bytes())
 }
 
 /// Brings the state of `org` up to date (and files every new receipt of every organization).
@@ -356,45 +389,46 @@ pub fn advance(
     org: &str,
     now: DateTime<Utc>,
 ) -> Result<Advance, StorageError> {
+    with_run(store, org, now, |adv| Ok(adv.clone()))
+}
+
+/// [`advance`], then `read` of the state it left, under the run's lock (a concurrent run never
+/// shows a state half written).
+pub fn with_run<R>(
+    store: &crate::Store,
+    org: &str,
+    now: DateTime<Utc>,
+    read: impl FnOnce(&Advance) -> Result<R, StorageError>,
+) -> Result<R, StorageError> {
     let t = &store.reconciliation.state;
     let _one = t.run.lock().unwrap_or_else(|p| p.into_inner());
     let mut adv = Advance::default();
     ingest(store, t, &mut adv.work)?;
-    let mut new_flow = false;
-    // a flow that releases a transfer makes the flows waiting for it dirty: passes until none
-    // is left (bounded: a transfer only moves to a flow that had no receipt for its row)
-    let mut dirty: Vec<(sled::IVec, sled::IVec)> = Vec::new();
+    // a flow that releases a transfer makes the flows watching its IUV dirty: passes until
+    // none is left (bounded: a transfer moves only to a flow that reports it)
     for _pass in 0..16 {
-        dirty.clear();
+        let mut dirty: Vec<(sled::IVec, sled::IVec)> = Vec::new();
         for item in t.dirty_flows.scan_prefix(org_prefix(org)) {
             dirty.push(item?);
         }
         if dirty.is_empty() {
             break;
         }
-        for (key, mark) in dirty.drain(..) {
-            let Some((flow_id, sender)) = split_state_key(org, &key) else {
-                t.dirty_flows.remove(&key)?;
-                continue;
-            };
-            let (new, options, rows) =
-                match_flow(store, t, org, (&flow_id, &sender), now, &mut adv.work)?;
-            new_flow |= new;
-            adv.options_reported += options;
-            adv.recoveries_queued +=
-                crate::recovery::queue_rows_without_receipt(store, org, &rows, now)?;
+        for (key, mark) in dirty {
+            let flow_id = key
+                .get(org_prefix(org).len()..)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::to_string);
+            if let Some(flow_id) = flow_id {
+                let (options, rows) = match_flow(store, t, org, &flow_id, now, &mut adv.work)?;
+                adv.options_reported += options;
+                adv.recoveries_queued +=
+                    crate::recovery::queue_rows_without_receipt(store, org, &rows, now)?;
+            }
             // a flow stored again meanwhile keeps its (new) mark
             let _ = t
                 .dirty_flows
                 .compare_and_swap(&key, Some(mark), None as Option<&[u8]>)?;
-        }
-    }
-    if new_flow {
-        // a credit that explained nothing may name the new flow
-        for item in t.unexplained.scan_prefix(org_prefix(org)) {
-            let (k, _) = item?;
-            t.dirty_credits
-                .insert(k, &store.db.generate_id()?.to_be_bytes()[..])?;
         }
     }
     for item in t.dirty_credits.scan_prefix(org_prefix(org)) {
@@ -405,15 +439,7 @@ pub fn advance(
             .dirty_credits
             .compare_and_swap(&key, Some(mark), None as Option<&[u8]>)?;
     }
-    Ok(adv)
-}
-
-fn split_state_key(org: &str, key: &[u8]) -> Option<(String, String)> {
-    let rest = key.get(org_prefix(org).len()..)?;
-    let sep = rest.iter().position(|b| *b == 0)?;
-    let flow_id = std::str::from_utf8(rest.get(..sep)?).ok()?;
-    let sender = std::str::from_utf8(rest.get(sep + 1..)?).ok()?;
-    Some((flow_id.to_string(), sender.to_string()))
+    read(&adv)
 }
 
 /// Files the transfers of the receipts stored since the last ingest (`recon_new`, written in
@@ -451,6 +477,15 @@ fn file_receipt(
     for tr in &r.receipt.transfers {
         let org = tr.fiscal_code_pa.as_str();
         let iuv = r.receipt.creditor_reference_id.as_str();
+        // the flows watching this IUV are matched again (marked first: also when the entry was
+        // filed by a run cut short)
+        let p = iuv_prefix(org, iuv);
+        for item in t.open_rows.scan_prefix(&p) {
+            let (k, _) = item?;
+            let mut sk = org_prefix(org);
+            sk.extend_from_slice(k.get(p.len()..).unwrap_or_default());
+            t.dirty_flows.insert(sk, &fresh_mark(db)?[..])?;
+        }
         let key = paid_key(org, iuv, &r.receipt_id, tr.id_transfer);
         if let Some(v) = t.paid.get(&key)? {
             // filed already (a run cut short): its unreported entry may be what is missing
@@ -473,68 +508,65 @@ fn file_receipt(
             claim: None,
             warnings: Vec::new(),
         };
-        // single writes, entry first (see above); the receipt leaves `recon_new` after them
+        // single writes, entry first; the receipt leaves `recon_new` after them
         t.paid.insert(key.as_slice(), encode(&entry)?)?;
         t.unreported
             .insert(unreported_key(org, &entry), key.as_slice())?;
-        // a flow that reported this IUV without a receipt is matched again
-        let p = iuv_prefix(org, iuv);
-        for item in t.open_rows.scan_prefix(&p) {
-            let (k, _) = item?;
-            let mut sk = org_prefix(org);
-            sk.extend_from_slice(k.get(p.len()..).unwrap_or_default());
-            t.dirty_flows
-                .insert(sk, &db.generate_id()?.to_be_bytes()[..])?;
-        }
         work.transfers_filed += 1;
     }
     Ok(())
 }
 
-/// The latest revision of one flow.
+/// The latest revision of one flow of `org`, whatever its sender is named by (a BIC in an XML
+/// file, the pagoPA id from the FdR API): the highest revision, the last stored on a tie.
 fn latest_flow(
     store: &crate::Store,
     org: &str,
     flow_id: &str,
-    sender: &str,
 ) -> Result<Option<StoredFlow>, StorageError> {
-    let mut prefix = state_key(org, flow_id, sender);
-    prefix.push(0);
-    match store
-        .reconciliation
-        .flows_tree()
-        .scan_prefix(&prefix)
-        .last()
-    {
-        Some(item) => {
-            let (k, v) = item?;
-            Ok(Some(decode("fdr_flows", &k, &v)?))
+    let flows = store.reconciliation.flows_tree();
+    let mut best: Option<(u32, sled::IVec)> = None;
+    for item in flows.scan_prefix(flow_id_prefix(org, flow_id)) {
+        let (k, _) = item?;
+        let revision = k
+            .len()
+            .checked_sub(4)
+            .and_then(|i| k.get(i..))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes);
+        if best.as_ref().is_none_or(|(r, _)| revision >= *r) {
+            best = Some((revision, k));
         }
+    }
+    let Some((_, key)) = best else {
+        return Ok(None);
+    };
+    match flows.get(&key)? {
+        Some(v) => Ok(Some(decode("fdr_flows", &key, &v)?)),
         None => Ok(None),
     }
 }
 
-/// What matching one flow found: whether the state did not know it, the payment options that
-/// became reported, its rows without a receipt.
-type Matched = (bool, usize, Vec<RowLine>);
+/// What matching one flow found: the payment options that became reported, its rows without a
+/// receipt.
+type Matched = (usize, Vec<RowLine>);
 
-/// Matches one flow (id, sender) again.
+/// Matches one flow again.
 fn match_flow(
     store: &crate::Store,
     t: &ReconTrees,
     org: &str,
-    (flow_id, sender): (&str, &str),
+    flow_id: &str,
     now: DateTime<Utc>,
     work: &mut Work,
 ) -> Result<Matched, StorageError> {
-    let skey = state_key(org, flow_id, sender);
-    let me = (flow_id.to_string(), sender.to_string());
+    let skey = state_key(org, flow_id);
     let old: Option<FlowState> = match t.flow_state.get(&skey)? {
         Some(v) => Some(decode("recon_flow_state", &skey, &v)?),
         None => None,
     };
-    let Some(stored) = latest_flow(store, org, flow_id, sender)? else {
-        return Ok((false, 0, Vec::new()));
+    let Some(stored) = latest_flow(store, org, flow_id)? else {
+        return Ok((0, Vec::new()));
     };
     let flow = &stored.flow;
     work.flows_matched += 1;
@@ -543,13 +575,14 @@ fn match_flow(
         .flags
         .iter()
         .any(|f| matches!(f, FlowFlag::OtherReceiver { .. }));
+    let mine = |e: &PaidEntry| e.claim.as_deref() == Some(flow_id);
 
     // entries this flow claimed before (released unless matched again)
     let before: BTreeSet<Vec<u8>> = match t.claims.get(&skey)? {
         Some(v) => unpack_keys(&v),
         None => BTreeSet::new(),
     };
-    // candidates: the entries of the rows' IUVs not claimed by another flow
+    // candidates: the entries of the rows' IUVs claimed by this flow or by none
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut entries: Vec<PaidEntry> = Vec::new();
     if !other_receiver {
@@ -559,7 +592,7 @@ fn match_flow(
                 let (k, v) = item?;
                 let e: PaidEntry = decode("recon_paid", &k, &v)?;
                 work.entries_read += 1;
-                if e.claim.as_ref().is_some_and(|c| *c != me) {
+                if e.claim.is_some() && !mine(&e) {
                     continue;
                 }
                 keys.push(k.to_vec());
@@ -575,7 +608,8 @@ fn match_flow(
     };
     let mut state = FlowState {
         flow_id: flow_id.to_string(),
-        sender: sender.to_string(),
+        sender: stored.sender().to_string(),
+        psp_id: flow.header.psp_id.clone(),
         revision: stored.revision(),
         regulation_date: flow.header.regulation_date,
         total_cents: flow.counted_total_cents(),
@@ -584,17 +618,12 @@ fn match_flow(
         matched: 0,
         matched_cents: 0,
         rows: Vec::new(),
+        watched: Vec::new(),
     };
-    // a PSP named by its pagoPA id that no receipt came from (an XML flow names its sender by
-    // BIC or ABI code, which receipts do not carry: not judged)
-    if flow.header.psp_id.is_some() && !t.psps.contains_key(sender.as_bytes())? {
-        state.flags.push(FlowFlag::UnknownPsp {
-            psp: sender.to_string(),
-        });
-    }
     let mut claimed: BTreeMap<Vec<u8>, PaidEntry> = BTreeMap::new();
     let mut newly: Vec<&PaidEntry> = Vec::new();
     let mut unchanged: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut watched: BTreeSet<String> = BTreeSet::new();
     for (row, m) in flow.rows.iter().zip(matches) {
         match m.receipt {
             Some(i) => {
@@ -604,29 +633,41 @@ fn match_flow(
                 if e.claim.is_none() {
                     newly.push(e);
                 }
-                if e.claim.as_ref() == Some(&me) && e.warnings == m.warnings {
+                if mine(e) && e.warnings == m.warnings {
                     unchanged.insert(k.clone());
                 }
+                if m.warnings
+                    .iter()
+                    .any(|w| matches!(w, MatchWarning::IurDiffers { .. }))
+                {
+                    // the receipt the row names may still come: it would match better
+                    watched.insert(row.iuv.clone());
+                }
                 let mut e = e.clone();
-                e.claim = Some(me.clone());
+                e.claim = Some(flow_id.to_string());
                 e.warnings = m.warnings;
                 state.matched += 1;
                 state.matched_cents += e.amount_cents;
                 claimed.insert(k.clone(), e);
             }
-            None if !m.duplicate => state.rows.push(OpenRow {
-                row: row.number,
-                iuv: row.iuv.clone(),
-                iur: row.iur.clone(),
-                amount_cents: row.amount_cents,
-                status: row.status.clone(),
-            }),
+            None if !m.duplicate => {
+                watched.insert(row.iuv.clone());
+                state.rows.push(OpenRow {
+                    row: row.number,
+                    iuv: row.iuv.clone(),
+                    iur: row.iur.clone(),
+                    amount_cents: row.amount_cents,
+                    status: row.status.clone(),
+                });
+            }
             None => {}
         }
     }
-    let mut rows = Vec::with_capacity(state.rows.len());
-    for r in &state.rows {
-        rows.push(RowLine {
+    state.watched = watched.into_iter().collect();
+    let rows: Vec<RowLine> = state
+        .rows
+        .iter()
+        .map(|r| RowLine {
             flow_id: flow_id.to_string(),
             row: r.row,
             iuv: r.iuv.clone(),
@@ -634,8 +675,8 @@ fn match_flow(
             amount_cents: r.amount_cents,
             status: r.status.clone(),
             label: Label::IuvNoRt,
-        });
-    }
+        })
+        .collect();
 
     // 0. the positions of what is newly reported (idempotent: a run cut short after this marks
     //    nothing twice, and the claims below are written only after it)
@@ -648,15 +689,13 @@ fn match_flow(
         t.claims.insert(&skey, pack_keys(&union))?;
     }
     // 2. entries and the unreported index (single writes: sled applies a batch of this size
-    //    several times slower)
+    //    several times slower); an entry claimed by nobody is released again (a run cut short
+    //    between its two writes)
     let mut released: BTreeSet<String> = BTreeSet::new();
-    for k in &before {
-        if claimed.contains_key(k) {
-            continue;
-        }
+    for k in before.difference(&now_claimed) {
         let Some(v) = t.paid.get(k)? else { continue };
         let mut e: PaidEntry = decode("recon_paid", k, &v)?;
-        if e.claim.as_ref() != Some(&me) {
+        if e.claim.is_some() && !mine(&e) {
             continue;
         }
         e.claim = None;
@@ -672,21 +711,34 @@ fn match_flow(
         t.paid.insert(k.as_slice(), encode(e)?)?;
         t.unreported.remove(unreported_key(org, e))?;
     }
-    // 3. rows without a receipt
-    let mut open = sled::Batch::default();
-    for r in old.iter().flat_map(|o| o.rows.iter()) {
-        open.remove(open_row_key(org, &r.iuv, flow_id, sender));
+    // 3. the IUVs it watches
+    for iuv in old.iter().flat_map(|o| o.watched.iter()) {
+        if state.watched.binary_search(iuv).is_err() {
+            t.open_rows.remove(open_row_key(org, iuv, flow_id))?;
+        }
     }
-    for r in &state.rows {
-        open.insert(open_row_key(org, &r.iuv, flow_id, sender), &[][..]);
+    for iuv in &state.watched {
+        t.open_rows
+            .insert(open_row_key(org, iuv, flow_id), &[][..])?;
     }
-    t.open_rows.apply_batch(open)?;
-    // 4. the flow's state, and its claims alone
+    // 4. a flow seen for the first time: the credits that may name it are attributed again
+    //    (before its state is written: a run cut short sees it as new again)
+    if old.is_none() {
+        for item in t.credit_ids.scan_prefix(flow_id_prefix(org, flow_id)) {
+            let (k, _) = item?;
+            let prefix = flow_id_prefix(org, flow_id).len();
+            let mut credit = org_prefix(org);
+            credit.extend_from_slice(k.get(prefix..).unwrap_or_default());
+            t.dirty_credits
+                .insert(credit, &fresh_mark(&store.db)?[..])?;
+        }
+    }
+    // 5. the flow's state, and its claims alone
     t.flow_state.insert(&skey, encode(&state)?)?;
     if now_claimed != before {
         t.claims.insert(&skey, pack_keys(&now_claimed))?;
     }
-    // 5. another flow that reported a released transfer again (listed without a receipt) may
+    // 6. another flow that reported a released transfer again (listed without a receipt) may
     //    now claim it: matched again in this run
     for iuv in &released {
         let p = iuv_prefix(org, iuv);
@@ -695,12 +747,11 @@ fn match_flow(
             let mut other = org_prefix(org);
             other.extend_from_slice(k.get(p.len()..).unwrap_or_default());
             if other != skey {
-                t.dirty_flows
-                    .insert(other, &store.db.generate_id()?.to_be_bytes()[..])?;
+                t.dirty_flows.insert(other, &fresh_mark(&store.db)?[..])?;
             }
         }
     }
-    Ok((old.is_none(), options, rows))
+    Ok((options, rows))
 }
 
 /// Marks reported, through the domain's rule ([`DebtPosition::report_transfer`]), the
@@ -774,7 +825,8 @@ fn mark_reported(
     Ok(changed)
 }
 
-/// Attributes one credit to the flow its remittance text names.
+/// Attributes one credit to the first of its candidate flow ids that is a flow of `org`, and
+/// files it under every candidate (a flow seen later makes it dirty again).
 fn attribute(
     store: &crate::Store,
     t: &ReconTrees,
@@ -785,22 +837,34 @@ fn attribute(
         return Ok(());
     };
     let c: StoredCredit = decode("bank_credits", key, &v)?;
-    let flows = store.reconciliation.flows_tree();
+    let credit_suffix = key.get(org_prefix(org).len()..).unwrap_or_default();
+    let parsed: Vec<remittance::Reference> = c
+        .credit
+        .texts
+        .iter()
+        .filter_map(|text| remittance::parse(text))
+        .collect();
+    for r in &parsed {
+        for candidate in r.candidates() {
+            let mut k = flow_id_prefix(org, candidate);
+            k.extend_from_slice(credit_suffix);
+            t.credit_ids.insert(k, &[][..])?;
+        }
+    }
     let known = |id: &str| {
-        flows
-            .scan_prefix(flow_id_prefix(org, id))
-            .next()
-            .is_some_and(|i| i.is_ok())
+        t.flow_state
+            .contains_key(state_key(org, id))
+            .unwrap_or(false)
     };
-    let id = c.credit.texts.iter().find_map(|text| {
-        remittance::parse(text).and_then(|r| r.flow_id(known).map(str::to_string))
-    });
+    let id = parsed
+        .iter()
+        .find_map(|r| r.flow_id(known).map(str::to_string));
     let before: Option<String> = t
         .credit_flow
         .get(key)?
         .and_then(|b| String::from_utf8(b.to_vec()).ok())
         .filter(|s| !s.is_empty());
-    if let Some(old) = &before {
+    if let Some(old) = before.as_ref().filter(|old| Some(*old) != id.as_ref()) {
         let mut k = flow_id_prefix(org, old);
         k.extend_from_slice(key);
         t.flow_credits.remove(k)?;
@@ -847,13 +911,14 @@ fn credited(t: &ReconTrees, org: &str) -> Result<HashMap<String, Vec<i64>>, Stor
     Ok(out)
 }
 
-/// The flows of `org` (latest revisions) with their settlement.
+/// The flows of `org` (latest revisions) with their settlement, as the state says (call it in
+/// [`with_run`]).
 pub fn flow_lines(store: &crate::Store, org: &str) -> Result<Vec<FlowLine>, StorageError> {
     let t = &store.reconciliation.state;
     let credited = credited(t, org)?;
     states(t, org)?
-        .into_iter()
-        .map(|s| Ok(flow_line(&s, &credited)))
+        .iter()
+        .map(|s| flow_line(t, s, &credited))
         .collect()
 }
 
@@ -867,17 +932,28 @@ fn states(t: &ReconTrees, org: &str) -> Result<Vec<FlowState>, StorageError> {
         .collect()
 }
 
-fn flow_line(s: &FlowState, credited: &HashMap<String, Vec<i64>>) -> FlowLine {
+/// A flow's line; its `UnknownPsp` flag judged now (a receipt of the PSP may have come since).
+fn flow_line(
+    t: &ReconTrees,
+    s: &FlowState,
+    credited: &HashMap<String, Vec<i64>>,
+) -> Result<FlowLine, StorageError> {
     let amounts = credited.get(&s.flow_id).map(Vec::as_slice).unwrap_or(&[]);
-    FlowLine {
+    let mut flags = s.flags.clone();
+    if let Some(psp) = &s.psp_id {
+        if !t.psps.contains_key(psp.as_bytes())? {
+            flags.push(FlowFlag::UnknownPsp { psp: psp.clone() });
+        }
+    }
+    Ok(FlowLine {
         flow_id: s.flow_id.clone(),
         revision: s.revision,
         regulation_date: s.regulation_date,
         total_cents: s.total_cents,
         credited_cents: amounts.iter().sum(),
         settlement: settlement(s.total_cents, amounts),
-        flags: s.flags.clone(),
-    }
+        flags,
+    })
 }
 
 /// The credits of `org`, each with the flow it settles and its label.
@@ -910,7 +986,7 @@ fn credit_lines(
     Ok(out)
 }
 
-/// The whole reconciliation of `org` as its state says (call [`advance`] first): every entry,
+/// The whole reconciliation of `org` as its state says (call it in [`with_run`]): every entry,
 /// flow, row without a receipt and credit, labelled, with totals.
 pub fn report(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
     let t = &store.reconciliation.state;
@@ -926,7 +1002,7 @@ pub fn report(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
         totals: BTreeMap::new(),
     };
     for s in &states {
-        let line = flow_line(s, &credited);
+        let line = flow_line(t, s, &credited)?;
         settlements.insert(s.flow_id.clone(), line.settlement);
         for r in &s.rows {
             report.rows_without_receipt.push(RowLine {
@@ -944,10 +1020,7 @@ pub fn report(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
     for item in t.paid.scan_prefix(org_prefix(org)) {
         let (k, v) = item?;
         let e: PaidEntry = decode("recon_paid", &k, &v)?;
-        let s = e
-            .claim
-            .as_ref()
-            .and_then(|(id, _)| settlements.get(id).copied());
+        let s = e.claim.as_ref().and_then(|id| settlements.get(id).copied());
         report.payments.push(e.line(org, s));
     }
     report.payments.sort_by(|a, b| {
@@ -974,7 +1047,8 @@ pub fn report(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
 }
 
 /// The transfers of `org` no flow reports yet (labelled `RT_NO_IUF` or `RT_NO_IUF_BOLLO`),
-/// oldest payment first: read from their own index, never from the reported ones.
+/// oldest payment first: read from their own index, never from the reported ones (call it in
+/// [`with_run`]).
 pub fn unreported_payments(
     store: &crate::Store,
     org: &str,
@@ -994,9 +1068,9 @@ pub fn unreported_payments(
     Ok(out)
 }
 
-/// The summary of a run over `org`'s state: flows' states, unreported entries and unexplained
-/// credits are read, the reported entries never (their count and cents are in their flow's
-/// state).
+/// The summary of a run over `org`'s state (call it in [`with_run`]): flows' states, unreported
+/// entries and unexplained credits are read, the reported entries never (their count and cents
+/// are in their flow's state).
 pub fn summary(
     store: &crate::Store,
     org: &str,
@@ -1019,7 +1093,7 @@ pub fn summary(
     };
     let (mut payments, mut rows) = (0, 0);
     for s in &states {
-        let line = flow_line(s, &credited);
+        let line = flow_line(t, s, &credited)?;
         add(label_row(true, line.settlement), s.matched, s.matched_cents);
         payments += s.matched;
         for r in &s.rows {
@@ -1498,6 +1572,12 @@ mod tests {
             for step in 0..60 {
                 match rng.below(10) {
                     // a payment (sometimes with a second beneficiary or a stamp)
+                    // a notice paid twice: the same IUV and transfers, another receipt
+                    0 if !paid.is_empty() && rng.below(3) == 0 => {
+                        let n = paid.len();
+                        let (_, iuv, tr) = paid[rng.below(n as u64) as usize].clone();
+                        paid.push((format!("rcpt-{seed}-{n}"), iuv, tr));
+                    }
                     0..=4 => {
                         let n = paid.len();
                         let iuv = format!("{:017}", 1_000 + n);
@@ -1525,7 +1605,8 @@ mod tests {
                     6 | 7 => {
                         let id = format!("2026-11-20PSP-S{seed:03}{:04}", flows.len());
                         let mut rows = Vec::new();
-                        for (rid, iuv, tr) in &paid {
+                        // the latest receipt of a notice paid twice is the one reported
+                        for (rid, iuv, tr) in paid.iter().rev() {
                             for (idx, org, cents, stamp) in tr {
                                 if *org != A || *stamp || reported.contains(&(iuv.clone(), *idx)) {
                                     continue;
@@ -1595,6 +1676,10 @@ mod tests {
                         credits += 1;
                         let c = if flows.is_empty() || rng.below(4) == 0 {
                             credit(credits, "2026-11-20UNKNOWN-S0", 4242)
+                        } else if rng.below(4) == 0 {
+                            // the bank is faster than the flow: it names the next one
+                            let next = format!("2026-11-20PSP-S{seed:03}{:04}", flows.len());
+                            credit(credits, &next, 1000)
                         } else {
                             let (id, rows, _) = &flows[rng.below(flows.len() as u64) as usize];
                             let total: i64 = rows.iter().filter_map(|r| r.amount_cents).sum();
@@ -1728,6 +1813,120 @@ mod tests {
         assert_eq!(r.payments[0].flow_id.as_deref(), Some("2026-11-05PSP-S1"));
         assert!(r.rows_without_receipt.is_empty());
         same(&store, A, "moved");
+    }
+
+    #[test]
+    fn runs_cut_short_converge_to_the_reconciliation_from_scratch() {
+        // 1. a receipt whose entry a crashed run wrote, still queued: the flow watching its
+        //    IUV is matched when it is filed again
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = &store.reconciliation;
+        let t = &rec.state;
+        let rows = vec![row(
+            1,
+            "00000000000000007",
+            "r7",
+            1,
+            700,
+            PayStatus::Executed,
+        )];
+        rec.put_flow(A, &flow("2026-11-04PSP-S7", Some(1), None, rows))
+            .unwrap();
+        advance(&store, A, Utc::now()).unwrap();
+        assert_eq!(report(&store, A).unwrap().rows_without_receipt.len(), 1);
+        let r = receipt("r7", "00000000000000007", &[(1, A, 700, false)], 3);
+        put_receipt(&store, &r);
+        let entry = PaidEntry {
+            receipt_id: "r7".into(),
+            iuv: "00000000000000007".into(),
+            id_transfer: 1,
+            amount_cents: 700,
+            stamp: false,
+            paid_at: chrono::DateTime::parse_from_rfc3339("2026-11-03T10:00:00+01:00")
+                .unwrap()
+                .with_timezone(&Utc),
+            owner: A.into(),
+            iupd: None,
+            claim: None,
+            warnings: vec![],
+        };
+        let key = paid_key(A, "00000000000000007", "r7", 1);
+        t.paid.insert(&key, encode(&entry).unwrap()).unwrap();
+        advance(&store, A, Utc::now()).unwrap();
+        let got = report(&store, A).unwrap();
+        assert!(got.rows_without_receipt.is_empty(), "{got:?}");
+        assert_eq!(got.payments[0].flow_id.as_deref(), Some("2026-11-04PSP-S7"));
+        same(&store, A, "refiled");
+
+        // 2. a revision that drops a payment, cut short after its entry was released and
+        //    before its unreported entry was written: the run done again releases it fully
+        //    and the other flow reporting it claims it
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = &store.reconciliation;
+        let t = &rec.state;
+        put_receipt(&store, &r);
+        let rows = vec![row(
+            1,
+            "00000000000000007",
+            "r7",
+            1,
+            700,
+            PayStatus::Executed,
+        )];
+        rec.put_flow(A, &flow("2026-11-04PSP-S1", Some(1), None, rows.clone()))
+            .unwrap();
+        advance(&store, A, Utc::now()).unwrap();
+        rec.put_flow(A, &flow("2026-11-05PSP-S1", Some(1), None, rows))
+            .unwrap();
+        advance(&store, A, Utc::now()).unwrap();
+        rec.put_flow(A, &flow("2026-11-04PSP-S1", Some(2), None, vec![]))
+            .unwrap();
+        // the crashed run: the claims as the union (unchanged here), the entry released
+        let v = t.paid.get(&key).unwrap().unwrap();
+        let mut e: PaidEntry = decode("recon_paid", &key, &v).unwrap();
+        assert_eq!(e.claim.as_deref(), Some("2026-11-04PSP-S1"));
+        e.claim = None;
+        t.paid.insert(&key, encode(&e).unwrap()).unwrap();
+        advance(&store, A, Utc::now()).unwrap();
+        let got = report(&store, A).unwrap();
+        assert_eq!(got.payments[0].flow_id.as_deref(), Some("2026-11-05PSP-S1"));
+        assert!(got.rows_without_receipt.is_empty());
+        assert!(unreported_payments(&store, A).unwrap().is_empty());
+        same(&store, A, "released");
+    }
+
+    #[test]
+    fn the_same_flow_from_a_file_and_from_the_fdr_api_is_one_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = &store.reconciliation;
+        put_receipt(
+            &store,
+            &receipt("r1", "00000000000000001", &[(1, A, 1000, false)], 3),
+        );
+        let rows = vec![row(
+            1,
+            "00000000000000001",
+            "r1",
+            1,
+            1000,
+            PayStatus::Executed,
+        )];
+        // the XML file (sender by BIC, no revision) first, then the API's revision 1
+        rec.put_flow(A, &flow("2026-11-04PSP-S1", None, None, rows.clone()))
+            .unwrap();
+        advance(&store, A, Utc::now()).unwrap();
+        let mut api = flow("2026-11-04PSP-S1", Some(1), Some(PSP), rows);
+        api.flow.header.sender_id = PSP.into();
+        rec.put_flow(A, &api).unwrap();
+        let lines = crate::reconciliation::flow_lines(&store, A).unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0].revision, 1);
+        let r = crate::reconciliation::reconcile(&store, A).unwrap();
+        assert!(r.rows_without_receipt.is_empty(), "{r:?}");
+        assert_eq!(r.payments[0].flow_id.as_deref(), Some("2026-11-04PSP-S1"));
     }
 
     #[test]

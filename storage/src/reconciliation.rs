@@ -325,7 +325,7 @@ impl SledReconciliation {
         } else {
             None
         };
-        let dirty_key = crate::recon_state::state_key(org, &h.flow_id, stored.sender());
+        let dirty_key = crate::recon_state::state_key(org, &h.flow_id);
         let mark = self.db.generate_id()?.to_be_bytes();
         let _running = crate::tx::unit_of_work();
         let result = (
@@ -737,19 +737,21 @@ pub struct Report {
     pub totals: BTreeMap<&'static str, (usize, i64)>,
 }
 
-/// The latest flows of `org` with their settlement by the credits (after bringing the
-/// reconciliation up to date: [`crate::recon_state::advance`]).
+/// The latest flows of `org` with their settlement by the credits, after bringing the
+/// reconciliation up to date ([`crate::recon_state::with_run`]).
 pub fn flow_lines(store: &crate::Store, org: &str) -> Result<Vec<FlowLine>, StorageError> {
-    crate::recon_state::advance(store, org, Utc::now())?;
-    crate::recon_state::flow_lines(store, org)
+    crate::recon_state::with_run(store, org, Utc::now(), |_| {
+        crate::recon_state::flow_lines(store, org)
+    })
 }
 
-/// Reconciles `org`: brings its state up to date ([`crate::recon_state::advance`]: only what
-/// changed since the last run) and reads the whole report (receipts ↔ latest flows ↔
-/// credits, every line labelled).
+/// Reconciles `org`: brings its state up to date (only what changed since the last run) and
+/// reads the whole report (receipts ↔ latest flows ↔ credits, every line labelled), under the
+/// run's lock ([`crate::recon_state::with_run`]).
 pub fn reconcile(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
-    crate::recon_state::advance(store, org, Utc::now())?;
-    crate::recon_state::report(store, org)
+    crate::recon_state::with_run(store, org, Utc::now(), |_| {
+        crate::recon_state::report(store, org)
+    })
 }
 
 /// The transfers of `org` no flow reports yet, after bringing the reconciliation up to date
@@ -758,8 +760,9 @@ pub fn unreported_payments(
     store: &crate::Store,
     org: &str,
 ) -> Result<Vec<PaymentLine>, StorageError> {
-    crate::recon_state::advance(store, org, Utc::now())?;
-    crate::recon_state::unreported_payments(store, org)
+    crate::recon_state::with_run(store, org, Utc::now(), |_| {
+        crate::recon_state::unreported_payments(store, org)
+    })
 }
 
 /// The summary of one reconciliation run (what `GET …/reconciliation` shows as `lastRun`).

@@ -239,7 +239,12 @@ impl SledRecovery {
         let window = mpay_messages::domain::position::payment_in_progress_window();
         let lo = (since + window).timestamp_millis().to_be_bytes();
         let hi = (until + window).timestamp_millis();
-        for item in self.begun.range(..lo.to_vec()) {
+        // never a record still running, whatever `since` a caller passes
+        let prune = (since + window)
+            .min(Utc::now())
+            .timestamp_millis()
+            .to_be_bytes();
+        for item in self.begun.range(..prune.to_vec()) {
             let (k, _) = item?;
             if let (Some(at), Some(notice)) = (k.get(..8), k.get(8..)) {
                 let _ =

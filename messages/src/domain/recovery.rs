@@ -185,14 +185,19 @@ impl RecoveryEntry {
     /// The order in which due entries get the hour's few calls: an operator's request first,
     /// then payments a flow reports without a receipt (money collected, the Ente's books wrong),
     /// then payments begun and not concluded (most are checkouts the citizen abandoned: no
-    /// receipt exists); within a reason, the longest waiting first.
-    pub fn work_order(&self) -> (u8, Option<DateTime<Utc>>, DateTime<Utc>) {
+    /// receipt exists); within a reason, the one due the longest (a retry whose backoff ran
+    /// out before a new entry was queued goes first: new entries cannot starve retries).
+    pub fn work_order(&self) -> (u8, DateTime<Utc>, DateTime<Utc>) {
         let rank = match self.reason {
             RecoveryReason::Operator => 0,
             RecoveryReason::IuvNoRt => 1,
             RecoveryReason::PaymentInProgress => 2,
         };
-        (rank, self.next_attempt, self.queued_at)
+        (
+            rank,
+            self.next_attempt.unwrap_or(self.queued_at),
+            self.queued_at,
+        )
     }
 
     /// Whether its call may be made at `now`.
@@ -322,14 +327,21 @@ mod tests {
         operator.queued_at = t0() + chrono::Duration::hours(1);
         let mut older_row = entry(RecoveryReason::IuvNoRt);
         older_row.queued_at = t0() - chrono::Duration::hours(1);
+        // a row tried before, due again since 09:30 (new entries are due from their queueing,
+        // 10:00 here): it goes before them
+        let mut retried = entry(RecoveryReason::IuvNoRt);
+        retried.queued_at = t0() - chrono::Duration::days(2);
+        retried.attempts = 1;
+        retried.next_attempt = Some(t0() - chrono::Duration::minutes(30));
         let mut all = [
             abandoned.clone(),
             reported.clone(),
             operator.clone(),
             older_row.clone(),
+            retried.clone(),
         ];
         all.sort_by_key(RecoveryEntry::work_order);
-        assert_eq!(all, [operator, older_row, reported, abandoned]);
+        assert_eq!(all, [operator, retried, older_row, reported, abandoned]);
     }
 
     #[test]

@@ -44,6 +44,14 @@ impl Reference {
         }
     }
 
+    /// Every flow id it may name, most likely first (none for a single-payment credit).
+    pub fn candidates(&self) -> &[String] {
+        match self {
+            Self::Flow { candidates, .. } => candidates,
+            Self::SinglePayment { .. } => &[],
+        }
+    }
+
     /// The most likely flow id when no flow is known yet (the first token).
     pub fn first_candidate(&self) -> Option<&str> {
         match self {
