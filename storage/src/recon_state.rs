@@ -1027,22 +1027,7 @@ pub fn report(store: &crate::Store, org: &str) -> Result<Report, StorageError> {
         (a.paid_at, &a.receipt_id, a.id_transfer).cmp(&(b.paid_at, &b.receipt_id, b.id_transfer))
     });
     report.credits = credit_lines(store, org, &settlements)?;
-    let mut add = |label: Label, cents: i64| {
-        let e = report.totals.entry(label.code()).or_insert((0, 0));
-        e.0 += 1;
-        e.1 += cents;
-    };
-    for p in &report.payments {
-        add(p.label, p.amount_cents);
-    }
-    for r in &report.rows_without_receipt {
-        add(r.label, r.amount_cents.unwrap_or(0));
-    }
-    for c in &report.credits {
-        if c.label == Label::TesNoIufOrIuv {
-            add(c.label, c.credit.amount_cents);
-        }
-    }
+    report.count_totals();
     Ok(report)
 }
 
@@ -1317,22 +1302,7 @@ mod tests {
                 flow_id,
             });
         }
-        let mut add = |label: Label, cents: i64| {
-            let e = report.totals.entry(label.code()).or_insert((0, 0));
-            e.0 += 1;
-            e.1 += cents;
-        };
-        for p in &report.payments {
-            add(p.label, p.amount_cents);
-        }
-        for r in &report.rows_without_receipt {
-            add(r.label, r.amount_cents.unwrap_or(0));
-        }
-        for c in &report.credits {
-            if c.label == Label::TesNoIufOrIuv {
-                add(c.label, c.credit.amount_cents);
-            }
-        }
+        report.count_totals();
         Ok(report)
     }
 
@@ -1775,11 +1745,10 @@ mod tests {
         same(&store, A, "late receipt");
     }
 
-    #[test]
-    fn a_payment_reported_by_two_flows_counts_once_and_moves_when_the_first_drops_it() {
+    /// A store with one receipt (`r1`, 10.00 EUR) and the flow row that reports it.
+    fn one_payment() -> (tempfile::TempDir, Store, Vec<FlowRow>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let rec = &store.reconciliation;
         put_receipt(
             &store,
             &receipt("r1", "00000000000000001", &[(1, A, 1000, false)], 3),
@@ -1792,6 +1761,13 @@ mod tests {
             1000,
             PayStatus::Executed,
         )];
+        (dir, store, rows)
+    }
+
+    #[test]
+    fn a_payment_reported_by_two_flows_counts_once_and_moves_when_the_first_drops_it() {
+        let (_dir, store, rows) = one_payment();
+        let rec = &store.reconciliation;
         rec.put_flow(A, &flow("2026-11-04PSP-S1", Some(1), None, rows.clone()))
             .unwrap();
         advance(&store, A, Utc::now()).unwrap();
@@ -1899,21 +1875,8 @@ mod tests {
 
     #[test]
     fn the_same_flow_from_a_file_and_from_the_fdr_api_is_one_flow() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store, rows) = one_payment();
         let rec = &store.reconciliation;
-        put_receipt(
-            &store,
-            &receipt("r1", "00000000000000001", &[(1, A, 1000, false)], 3),
-        );
-        let rows = vec![row(
-            1,
-            "00000000000000001",
-            "r1",
-            1,
-            1000,
-            PayStatus::Executed,
-        )];
         // the XML file (sender by BIC, no revision) first, then the API's revision 1
         rec.put_flow(A, &flow("2026-11-04PSP-S1", None, None, rows.clone()))
             .unwrap();

@@ -859,6 +859,29 @@ fn euro_text(cents: i64) -> String {
 }
 
 impl Report {
+    /// Counts and sums its lines per label into `totals`: every payment, every reported row
+    /// without a receipt, every credit that explains nothing.
+    pub(crate) fn count_totals(&mut self) {
+        let mut totals: BTreeMap<&'static str, (usize, i64)> = BTreeMap::new();
+        let mut add = |label: Label, cents: i64| {
+            let e = totals.entry(label.code()).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += cents;
+        };
+        for p in &self.payments {
+            add(p.label, p.amount_cents);
+        }
+        for r in &self.rows_without_receipt {
+            add(r.label, r.amount_cents.unwrap_or(0));
+        }
+        for c in &self.credits {
+            if c.label == Label::TesNoIufOrIuv {
+                add(c.label, c.credit.amount_cents);
+            }
+        }
+        self.totals = totals;
+    }
+
     /// The report as CSV for a treasury office's spreadsheet: `;`-separated, decimal comma,
     /// one line per payment, per reported row without a receipt and per credit.
     pub fn to_csv(&self) -> Result<Vec<u8>, StorageError> {
