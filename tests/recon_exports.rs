@@ -410,16 +410,20 @@ async fn the_daily_batch_mails_and_uploads_yesterday_once_across_a_restart() {
         format!("riconciliazione-{ORG_A}-{yesterday}-{yesterday}.xlsx"),
     ];
 
+    let open_batch = |store: &mpay_storage::Store, health: &mpay_actors::health::HealthRegistry| {
+        ExportBatch::manual(
+            settings.clone(),
+            mpay::recon_cli::export_render(),
+            store,
+            health,
+        )
+    };
+
     // first run: one e-mail with the four files, the four files on the FTP server
     {
         let store = mpay_storage::Store::open(&data).unwrap();
         let health = mpay_actors::health::HealthRegistry::new();
-        let batch = ExportBatch::manual(
-            settings.clone(),
-            mpay::recon_cli::export_render(),
-            &store,
-            &health,
-        );
+        let batch = open_batch(&store, &health);
         let done = batch.run_due(chrono::Utc::now()).await;
         assert_eq!(done.len(), 1);
         assert!(done[0].emailed_at.is_some(), "{:?}", done[0]);
@@ -462,12 +466,7 @@ async fn the_daily_batch_mails_and_uploads_yesterday_once_across_a_restart() {
     {
         let store = mpay_storage::Store::open(&data).unwrap();
         let health = mpay_actors::health::HealthRegistry::new();
-        let batch = ExportBatch::manual(
-            settings.clone(),
-            mpay::recon_cli::export_render(),
-            &store,
-            &health,
-        );
+        let batch = open_batch(&store, &health);
         let done = batch.run_due(chrono::Utc::now()).await;
         assert_eq!(done.len(), 1);
         let recorded = store
@@ -487,12 +486,7 @@ async fn the_daily_batch_mails_and_uploads_yesterday_once_across_a_restart() {
     {
         let store = mpay_storage::Store::open(&data).unwrap();
         let health = mpay_actors::health::HealthRegistry::new();
-        let batch = ExportBatch::manual(
-            settings.clone(),
-            mpay::recon_cli::export_render(),
-            &store,
-            &health,
-        );
+        let batch = open_batch(&store, &health);
         let later = chrono::Utc::now() + chrono::Duration::days(2);
         let done = batch.run_due(later).await;
         let days: Vec<_> = done.iter().map(|d| d.day.unwrap()).collect();
