@@ -456,7 +456,8 @@ async fn attempt(
 pub struct ConnectorSettings {
     /// Backoff, horizon, breaker.
     pub policy: DeliveryPolicy,
-    /// Open notifications read per pass.
+    /// Notifications held at once: read and not yet durably recorded (also the most a crash
+    /// can have delivered again).
     pub batch: usize,
     /// Calls in flight at once (each for a different position).
     pub concurrency: usize,
