@@ -609,6 +609,9 @@ struct Batch {
     next: Option<DateTime<Utc>>,
 }
 
+/// A write of outcomes: their ids and whether they were recorded.
+type Writing = BoxFuture<'static, (Vec<u64>, Result<(), String>)>;
+
 /// What a pass waits for.
 enum Event {
     /// A call ended.
@@ -696,7 +699,8 @@ impl Pass {
         let org = self.endpoint.organization.clone();
         let concurrency = self.settings.concurrency.max(1);
         let window = self.settings.batch.max(1);
-        let delivered = metrics::counter!("mpay_ente_deliveries_total", "organization" => org.clone());
+        let delivered =
+            metrics::counter!("mpay_ente_deliveries_total", "organization" => org.clone());
         let lag = metrics::histogram!("mpay_ente_delivery_lag_seconds");
         let (client, endpoint) = (&self.client, &*self.endpoint);
         // in hand: id → position
@@ -706,7 +710,7 @@ impl Pass {
         let mut outcomes: Vec<(Notification, Notification)> = Vec::new();
         let mut acked = false;
         let mut reading: Option<BoxFuture<'static, Result<Batch, String>>> = None;
-        let mut writing: Option<BoxFuture<'static, (Vec<u64>, Result<(), String>)>> = None;
+        let mut writing: Option<Writing> = None;
         // the last read found nothing to deliver / outcomes were written since it began
         let (mut exhausted, mut recorded) = (false, false);
         let mut next: Option<DateTime<Utc>> = None;
@@ -728,9 +732,8 @@ impl Pass {
                     Box::new((n, attempt))
                 });
             }
-            let halted = held_back
-                || retry.is_some()
-                || breaker.state(Utc::now()) == BreakerState::Open;
+            let halted =
+                held_back || retry.is_some() || breaker.state(Utc::now()) == BreakerState::Open;
             if reading.is_none() && !halted && (!exhausted || recorded) {
                 let room = window.saturating_sub(hand.len());
                 if room > 0 && (room >= window.div_ceil(4) || queue.len() < concurrency) {
@@ -741,10 +744,8 @@ impl Pass {
                 }
             }
             if writing.is_none() && !outcomes.is_empty() {
-                writing = Some(self.write(
-                    std::mem::take(&mut outcomes),
-                    std::mem::take(&mut acked),
-                ));
+                writing =
+                    Some(self.write(std::mem::take(&mut outcomes), std::mem::take(&mut acked)));
             }
             if in_flight.is_empty() && reading.is_none() && writing.is_none() {
                 if let Some(at) = retry {
@@ -905,7 +906,7 @@ impl Pass {
         &self,
         outcomes: Vec<(Notification, Notification)>,
         acked: bool,
-    ) -> BoxFuture<'static, (Vec<u64>, Result<(), String>)> {
+    ) -> Writing {
         let (store, health) = (self.store.clone(), self.health.clone());
         let org = self.endpoint.organization.clone();
         let ids: Vec<u64> = outcomes.iter().map(|(n, _)| n.id).collect();
@@ -917,11 +918,7 @@ impl Pass {
                 return (ids, Err(format!("outcomes not recorded: {e}")));
             }
             if acked {
-                if let Err(e) = store
-                    .durability
-                    .commit(DurabilityPoint::Notification)
-                    .await
-                {
+                if let Err(e) = store.durability.commit(DurabilityPoint::Notification).await {
                     health.error(KIND, &org, &format!("outbox flush failed: {e}"));
                 }
             }
