@@ -902,11 +902,7 @@ impl Pass {
     /// Writes `outcomes` in one unit of work and, when one is an ack, makes them durable
     /// before the future ends (the acks recorded reach the disk before their ids leave the
     /// hand).
-    fn write(
-        &self,
-        outcomes: Vec<(Notification, Notification)>,
-        acked: bool,
-    ) -> Writing {
+    fn write(&self, outcomes: Vec<(Notification, Notification)>, acked: bool) -> Writing {
         let (store, health) = (self.store.clone(), self.health.clone());
         let org = self.endpoint.organization.clone();
         let ids: Vec<u64> = outcomes.iter().map(|(n, _)| n.id).collect();
