@@ -15,10 +15,11 @@
 //! ordering key is the flow id.
 //!
 //! Acknowledgement: HTTP 2xx (webhook) or `retcode 00` (SOAP). An acknowledged notification is
-//! marked DELIVERED and flushed before the connector moves to the next batch; it is never
-//! delivered again by the connector (only an operator's resend does that). If the process dies
-//! between the Ente's ack and that flush, the notification is delivered again with the same
-//! `Idempotency-Key` (at-least-once before our record of the ack, never after).
+//! marked DELIVERED and flushed before the connector lets go of it (until then it stays in
+//! hand and no read takes it or its position again); it is never delivered again by the
+//! connector (only an operator's resend does that). If the process dies between the Ente's ack
+//! and that flush, the notification is delivered again with the same `Idempotency-Key`
+//! (at-least-once before our record of the ack, never after; at most `batch` of them).
 //!
 //! Outcomes: an answer that is not an ack but shows the endpoint alive (HTTP 4xx, `retcode
 //! 01`, a SOAP Fault) is a failed attempt that leaves the breaker closed; no answer (connection
