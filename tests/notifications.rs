@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,11 @@ struct EnteState {
     received: Vec<Received>,
     /// SOAP answers to give, in order (then `00`).
     retcodes: Vec<&'static str>,
+    /// Webhook calls answered after this many ms (0: at once), and calls of one position
+    /// (`iupd`) that overlapped another of the same position.
+    slow_ms: u64,
+    in_call: HashMap<String, u32>,
+    overlaps: u32,
 }
 
 /// A test Ente: real HTTP on a port of its own, can be stopped and started again on it.
@@ -83,6 +89,25 @@ async fn receive(
             .map(str::to_string)
     };
     let soap = header("content-type").is_some_and(|c| c.starts_with("text/xml"));
+    let slow = ente.lock().unwrap().slow_ms;
+    if slow > 0 && !soap {
+        let iupd = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["iupd"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        {
+            let mut st = ente.lock().unwrap();
+            let n = st.in_call.entry(iupd.clone()).or_insert(0);
+            *n += 1;
+            if *n > 1 {
+                st.overlaps += 1;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(slow)).await;
+        if let Some(n) = ente.lock().unwrap().in_call.get_mut(&iupd) {
+            *n -= 1;
+        }
+    }
     let mut st = ente.lock().unwrap();
     st.received.push(Received {
         idempotency_key: header("Idempotency-Key"),
@@ -559,6 +584,82 @@ async fn an_ente_down_gets_its_backlog_in_order_once_it_is_back() {
         3,
         "each delivered once after the outage"
     );
+    ente.stop().await;
+}
+
+/// The pipelined pass (reads while calls are in flight, outcomes written in groups) with a
+/// backlog many times its window: every receipt delivered once, each position's installments
+/// in order, with several positions in flight at once.
+#[actix_web::test]
+async fn a_backlog_larger_than_the_window_keeps_each_positions_order() {
+    let ente = Ente::start().await;
+    let url = ente.url("/hook");
+    let app = spawn_app_edited(|c| {
+        let mut c = with_endpoints(c, Some(&url), None);
+        // a small window and several calls in flight: the backlog takes many reads
+        c.push_str("batch = 5\nconcurrency = 3\n");
+        c
+    })
+    .await;
+    ente.stop().await;
+    let mut by_position: Vec<Vec<String>> = Vec::new();
+    let mut navs = Vec::new();
+    for p in 0..5 {
+        navs.push(
+            create(
+                &app,
+                ORG_A,
+                KEY_A,
+                position(&format!("W-{p}"), IBAN_A, &[100, 200, 300]),
+            )
+            .await,
+        );
+        by_position.push(Vec::new());
+    }
+    // one position's installments after the other: a read holds several of one position,
+    // and the next read must not take a later one while an earlier one is in hand
+    for (p, nav) in navs.iter().enumerate() {
+        for n in nav {
+            let (receipt, _) = pay(&app, ORG_A, n).await;
+            by_position[p].push(receipt);
+        }
+    }
+    // a slow Ente: a later installment sent while an earlier one is in flight would overlap
+    ente.state.lock().unwrap().slow_ms = 30;
+    ente.serve(None).await;
+    eventually("the backlog delivered", || ente.distinct().len() == 15).await;
+    assert_eq!(
+        ente.state.lock().unwrap().overlaps,
+        0,
+        "never two calls of one position at once"
+    );
+    let got = ente.distinct();
+    for receipts in &by_position {
+        let at: Vec<usize> = receipts
+            .iter()
+            .map(|id| {
+                got.iter()
+                    .position(|r| r.body.contains(id.as_str()))
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "a position's receipts in order: {receipts:?} at {at:?}"
+        );
+    }
+    assert!(got.iter().all(|r| r.signature_ok));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = notifications(&app, ORG_A, KEY_A, "?state=DELIVERED&limit=50").await;
+        if v["pageInfo"]["items_found"] == 15 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all recorded: {v}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ente.received().len(), 15, "each delivered once");
     ente.stop().await;
 }
 

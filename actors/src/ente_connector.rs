@@ -15,22 +15,25 @@
 //! ordering key is the flow id.
 //!
 //! Acknowledgement: HTTP 2xx (webhook) or `retcode 00` (SOAP). An acknowledged notification is
-//! marked DELIVERED and flushed before the connector moves to the next batch; it is never
-//! delivered again by the connector (only an operator's resend does that). If the process dies
-//! between the Ente's ack and that flush, the notification is delivered again with the same
-//! `Idempotency-Key` (at-least-once before our record of the ack, never after).
+//! marked DELIVERED and flushed before the connector lets go of it (until then it stays in
+//! hand and no read takes it or its position again); it is never delivered again by the
+//! connector (only an operator's resend does that). If the process dies between the Ente's ack
+//! and that flush, the notification is delivered again with the same `Idempotency-Key`
+//! (at-least-once before our record of the ack, never after; at most `batch` of them).
 //!
 //! Outcomes: an answer that is not an ack but shows the endpoint alive (HTTP 4xx, `retcode
 //! 01`, a SOAP Fault) is a failed attempt that leaves the breaker closed; no answer (connection
 //! refused, timeout, HTTP 5xx without a SOAP answer) counts towards opening the breaker. While
 //! the breaker is open nothing is sent; after its cool-down one probe goes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use mpay_messages::domain::delivery::{
     deliverable, next_due, Breaker, BreakerState, DeliveryPolicy, Notification, NotificationKind,
@@ -454,7 +457,8 @@ async fn attempt(
 pub struct ConnectorSettings {
     /// Backoff, horizon, breaker.
     pub policy: DeliveryPolicy,
-    /// Open notifications read per pass.
+    /// Notifications held at once: read and not yet durably recorded (also the most a crash
+    /// can have delivered again).
     pub batch: usize,
     /// Calls in flight at once (each for a different position).
     pub concurrency: usize,
@@ -599,211 +603,324 @@ struct Pass {
 
 type Loaded = (Notification, Subject);
 
+/// One read of the outbox: what to deliver now (with what it carries) and when the earliest
+/// of the notifications read that is not due yet becomes due.
+struct Batch {
+    ready: Vec<Loaded>,
+    next: Option<DateTime<Utc>>,
+}
+
+/// A write of outcomes: their ids and whether they were recorded.
+type Writing = BoxFuture<'static, (Vec<u64>, Result<(), String>)>;
+
+/// What a pass waits for.
+enum Event {
+    /// A call ended.
+    Done(Box<(Notification, Attempt)>),
+    /// A read of the outbox ended.
+    Read(Result<Batch, String>),
+    /// A group of outcomes was written (and flushed when it held an ack): their ids.
+    Wrote(Vec<u64>, Result<(), String>),
+}
+
+/// Reads the receipts (and, for SOAP, the positions) and the flows of `ready`.
+fn load(
+    s: &Store,
+    ready: Vec<Notification>,
+    soap: bool,
+) -> Result<Vec<Loaded>, mpay_storage::LedgerError> {
+    let mut out = Vec::with_capacity(ready.len());
+    let mut positions: HashMap<String, Option<DebtPosition>> = HashMap::new();
+    for n in ready {
+        if n.kind == NotificationKind::ReportingFlow {
+            let f = match n.flow_ref() {
+                Some(fr) => s
+                    .reconciliation
+                    .flow_of(&n.organization, &fr)
+                    .map_err(mpay_storage::LedgerError::Storage)?,
+                None => None,
+            };
+            out.push((n, Subject::Flow(f.map(Box::new))));
+            continue;
+        }
+        let r = s.ledger.receipt(&n.receipt_id)?;
+        let p = match (&r, soap) {
+            (Some(r), true) => match (&r.iupd, OrgFiscalCode::parse_unchecked(&r.organization)) {
+                (Some(iupd), Ok(org)) => {
+                    if let Some(p) = positions.get(iupd) {
+                        p.clone()
+                    } else {
+                        let p = s.ledger.get(&org, iupd)?;
+                        positions.insert(iupd.clone(), p.clone());
+                        p
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        out.push((n, Subject::Receipt(Box::new((r, p)))));
+    }
+    Ok(out)
+}
+
 impl Pass {
     /// Delivers what is due; returns the breaker and when to look again.
     ///
-    /// Each pass reads up to `batch` open notifications, keeps the first due one of each
-    /// position ([`deliverable`]) and delivers those with up to `concurrency` calls in flight:
-    /// they are of different positions, so order per position holds (a position's next
-    /// notification is read only by a later pass, after this one's outcome is written).
+    /// A pass is a pipeline of three steps that overlap: **read** (on a blocking thread: up to
+    /// `batch` open notifications not already in hand, the first due one of each position
+    /// ([`deliverable`]) whose position has nothing in hand, and their receipts — positions for
+    /// SOAP), **deliver** (up to `concurrency` calls in flight, each for a different
+    /// position), **write** (the outcomes that ended, one unit of work
+    /// [`mpay_storage::SledLedger::update_notifications`], flushed with
+    /// `Durability::commit(Notification)` when it holds an ack; one write at a time, so the
+    /// outcomes that end during a write and its flush go together in the next one). The next
+    /// read starts while calls are in flight, the write while the next calls go out.
     ///
-    /// Outcomes are written once per pass, in one unit of work
-    /// ([`mpay_storage::SledLedger::update_notifications`]), then flushed once
-    /// (`Durability::commit(Notification)`) when the pass had an ack — before the next pass
-    /// reads the outbox. Why batching cannot lose a notification: an ack is recorded only
-    /// after the Ente answered, and the record that closes the notification reaches the disk
-    /// only with that flush; a crash before it leaves the notification open in the durable
-    /// store, so it is delivered again after the restart with the same `Idempotency-Key`
-    /// (at-least-once before our durable record of the ack, as for a single write). A crash
-    /// cannot make the store say DELIVERED for a call that was not acknowledged: the record
-    /// is written only from an `Attempt::Ack`. Within the process, no notification of this
-    /// pass is read again before its outcome is in sled (the next pass starts after the
-    /// write), so nothing is sent twice without a crash. Failures (RETRYING) lost in a crash
-    /// only mean an earlier retry.
+    /// "In hand" are the notifications read and not yet written (queued, in flight, or with
+    /// an outcome waiting for its write): at most `batch` of them, by id and position. A read
+    /// passes over them and over every notification of their positions, so order per
+    /// position holds (a position's next notification is read only after the earlier one's
+    /// outcome is in the store) and nothing is sent twice within the process. They leave the
+    /// hand only when their write (and flush) is done.
+    ///
+    /// Why grouping cannot lose a notification: an ack is recorded only after the Ente
+    /// answered, and the record that closes the notification reaches the disk only with the
+    /// flush of its write; a crash before it leaves the notification open in the durable store,
+    /// so it is delivered again after the restart with the same `Idempotency-Key`
+    /// (at-least-once before our durable record of the ack, as for a single write) — at most
+    /// the `batch` in hand. A crash cannot make the store say DELIVERED for a call that was not
+    /// acknowledged: the record is written only from an `Attempt::Ack`. Failures (RETRYING)
+    /// lost in a crash only mean an earlier retry.
+    ///
+    /// The pass ends when a read finds nothing to deliver and no outcome was written since,
+    /// or — after what is in flight ended and was written — when the breaker holds calls back
+    /// or the store failed.
     async fn run(self, mut breaker: Breaker) -> (Breaker, Option<DateTime<Utc>>) {
         let org = self.endpoint.organization.clone();
         let concurrency = self.settings.concurrency.max(1);
+        let window = self.settings.batch.max(1);
+        let delivered =
+            metrics::counter!("mpay_ente_deliveries_total", "organization" => org.clone());
+        let lag = metrics::histogram!("mpay_ente_delivery_lag_seconds");
+        let (client, endpoint) = (&self.client, &*self.endpoint);
+        // in hand: id → position
+        let mut hand: HashMap<u64, String> = HashMap::new();
+        let mut queue: VecDeque<Loaded> = VecDeque::new();
+        let mut in_flight = FuturesUnordered::new();
+        let mut outcomes: Vec<(Notification, Notification)> = Vec::new();
+        let mut acked = false;
+        let mut reading: Option<BoxFuture<'static, Result<Batch, String>>> = None;
+        let mut writing: Option<Writing> = None;
+        // the last read found nothing to deliver / outcomes were written since it began
+        let (mut exhausted, mut recorded) = (false, false);
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut held_back = false;
+        // the store failed: finish what is in flight, then come back at this time
+        let mut retry: Option<DateTime<Utc>> = None;
         loop {
-            let (o, batch) = (org.clone(), self.settings.batch);
-            let open = match self
-                .store
-                .blocking(move |s| s.ledger.open_notifications(&o, batch))
-                .await
-            {
-                Ok(open) => open,
-                Err(e) => {
-                    self.health
-                        .error(KIND, &org, &format!("outbox not read: {e}"));
-                    return (breaker, Some(Utc::now() + chrono::Duration::seconds(5)));
-                }
-            };
-            let now = Utc::now();
-            let ready: Vec<Notification> = deliverable(&open, now).into_iter().cloned().collect();
-            if ready.is_empty() {
-                return (breaker, next_due(&open));
-            }
-            let loaded = match self.load(ready).await {
-                Ok(l) => l,
-                Err(e) => {
-                    self.health.error(KIND, &org, &e);
-                    return (breaker, Some(Utc::now() + chrono::Duration::seconds(5)));
-                }
-            };
-            let mut outcomes: Vec<(Notification, Notification)> = Vec::with_capacity(loaded.len());
-            let mut acked = false;
-            let mut held_back = false;
-            let (client, endpoint) = (&self.client, &*self.endpoint);
-            let mut pending = loaded.into_iter();
-            let mut in_flight = FuturesUnordered::new();
-            loop {
-                while in_flight.len() < concurrency && !held_back {
-                    let Some((n, subject)) = pending.next() else {
-                        break;
-                    };
-                    if !breaker.admit(Utc::now()) {
-                        // nothing leaves while the breaker is open; what is in flight ends
-                        held_back = true;
-                        break;
-                    }
-                    in_flight.push(async move {
-                        let attempt = attempt(client, endpoint, &n, &subject).await;
-                        (n, attempt)
-                    });
-                }
-                let Some((n, attempt)) = in_flight.next().await else {
+            while in_flight.len() < concurrency && !held_back && retry.is_none() {
+                let Some((n, subject)) = queue.pop_front() else {
                     break;
                 };
-                let now = Utc::now();
-                let after = match &attempt {
-                    Attempt::Ack => {
-                        breaker.success();
-                        acked = true;
-                        metrics::counter!("mpay_ente_deliveries_total", "organization" => org.clone())
-                            .increment(1);
-                        let lag = (now - n.created_at).num_milliseconds().max(0) as f64 / 1000.0;
-                        metrics::histogram!("mpay_ente_delivery_lag_seconds").record(lag);
-                        n.delivered(now)
-                    }
-                    Attempt::Refused(e) | Attempt::Unreachable(e) => {
-                        let reason = if matches!(attempt, Attempt::Refused(_)) {
-                            breaker.success();
-                            "refused"
-                        } else {
-                            breaker.failure(now);
-                            "unreachable"
-                        };
-                        metrics::counter!("mpay_ente_delivery_failures_total", "organization" => org.clone(), "reason" => reason)
-                            .increment(1);
-                        tracing::warn!(organization = %org, notification = n.id, error = %e, "notification not acknowledged");
-                        let jitter: u32 = rand::rng().random_range(0..=1000);
-                        let f = n.failed(&self.settings.policy, e, now, jitter);
-                        if f.state == NotificationState::Failed {
-                            metrics::counter!("mpay_ente_notifications_failed_total", "organization" => org.clone())
-                                .increment(1);
-                            self.health.error(
-                                KIND,
-                                &org,
-                                &format!(
-                                    "notification {} FAILED after {} attempts: {e}",
-                                    n.id, f.attempts
-                                ),
-                            );
-                        }
-                        f
-                    }
-                };
-                outcomes.push((n, after));
+                if !breaker.admit(Utc::now()) {
+                    // nothing leaves while the breaker is open; what is in flight ends
+                    held_back = true;
+                    break;
+                }
+                in_flight.push(async move {
+                    let attempt = attempt(client, endpoint, &n, &subject).await;
+                    Box::new((n, attempt))
+                });
             }
-            drop(in_flight);
-            let unrecorded = if outcomes.is_empty() {
-                false
-            } else {
-                let written = self
-                    .store
-                    .blocking(move |s| s.ledger.update_notifications(&outcomes))
-                    .await;
-                match written {
-                    Ok(_) => false,
-                    Err(e) => {
-                        self.health
-                            .error(KIND, &org, &format!("outcomes not recorded: {e}"));
-                        true
+            let halted =
+                held_back || retry.is_some() || breaker.state(Utc::now()) == BreakerState::Open;
+            if reading.is_none() && !halted && (!exhausted || recorded) {
+                let room = window.saturating_sub(hand.len());
+                if room > 0 && (room >= window.div_ceil(4) || queue.len() < concurrency) {
+                    let skip: HashSet<u64> = hand.keys().copied().collect();
+                    let positions: HashSet<String> = hand.values().cloned().collect();
+                    reading = Some(self.read(skip, positions, room));
+                    recorded = false;
+                }
+            }
+            if writing.is_none() && !outcomes.is_empty() {
+                writing =
+                    Some(self.write(std::mem::take(&mut outcomes), std::mem::take(&mut acked)));
+            }
+            if in_flight.is_empty() && reading.is_none() && writing.is_none() {
+                if let Some(at) = retry {
+                    return (breaker, Some(at));
+                }
+                if halted {
+                    metrics::gauge!("mpay_ente_breaker_state", "organization" => org.clone())
+                        .set(breaker.state(Utc::now()).gauge());
+                    // look again when the breaker half-opens (what was held back is due now)
+                    let at = breaker.retry_at().or(next);
+                    return (breaker, at);
+                }
+                if queue.is_empty() && exhausted && !recorded {
+                    metrics::gauge!("mpay_ente_breaker_state", "organization" => org.clone())
+                        .set(breaker.state(Utc::now()).gauge());
+                    return (breaker, next);
+                }
+            }
+            let event = std::future::poll_fn(|cx| {
+                if let Some(f) = writing.as_mut() {
+                    if let Poll::Ready((ids, r)) = f.as_mut().poll(cx) {
+                        writing = None;
+                        return Poll::Ready(Event::Wrote(ids, r));
                     }
                 }
-            };
-            if acked && !unrecorded {
-                self.commit(&org).await;
-            }
-            if unrecorded {
-                // the store refused the outcomes: not again at once (the Ente dedupes a repeat)
-                return (breaker, Some(Utc::now() + chrono::Duration::seconds(5)));
-            }
-            metrics::gauge!("mpay_ente_breaker_state", "organization" => org.clone())
-                .set(breaker.state(Utc::now()).gauge());
-            if held_back || breaker.state(Utc::now()) == BreakerState::Open {
-                // look again when the breaker half-opens (what was held back is due now)
-                let next = breaker.retry_at().or_else(|| next_due(&open));
-                return (breaker, next);
-            }
-        }
-    }
-
-    /// The acks recorded so far reach the disk before more work (never delivered again).
-    async fn commit(&self, org: &str) {
-        if let Err(e) = self
-            .store
-            .durability
-            .commit(DurabilityPoint::Notification)
-            .await
-        {
-            self.health
-                .error(KIND, org, &format!("outbox flush failed: {e}"));
-        }
-    }
-
-    /// Reads the receipts (and, for SOAP, the positions) and the flows of `ready`.
-    async fn load(&self, ready: Vec<Notification>) -> Result<Vec<Loaded>, String> {
-        let soap = matches!(self.endpoint.dialect, Dialect::Soap);
-        self.store
-            .blocking(move |s| {
-                let mut out = Vec::with_capacity(ready.len());
-                let mut positions: HashMap<String, Option<DebtPosition>> = HashMap::new();
-                for n in ready {
-                    if n.kind == NotificationKind::ReportingFlow {
-                        let f = match n.flow_ref() {
-                            Some(fr) => s
-                                .reconciliation
-                                .flow_of(&n.organization, &fr)
-                                .map_err(mpay_storage::LedgerError::Storage)?,
-                            None => None,
-                        };
-                        out.push((n, Subject::Flow(f.map(Box::new))));
-                        continue;
+                if let Some(f) = reading.as_mut() {
+                    if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                        reading = None;
+                        return Poll::Ready(Event::Read(r));
                     }
-                    let r = s.ledger.receipt(&n.receipt_id)?;
-                    let p = match (&r, soap) {
-                        (Some(r), true) => {
-                            match (&r.iupd, OrgFiscalCode::parse_unchecked(&r.organization)) {
-                                (Some(iupd), Ok(org)) => {
-                                    if let Some(p) = positions.get(iupd) {
-                                        p.clone()
-                                    } else {
-                                        let p = s.ledger.get(&org, iupd)?;
-                                        positions.insert(iupd.clone(), p.clone());
-                                        p
-                                    }
-                                }
-                                _ => None,
-                            }
-                        }
-                        _ => None,
-                    };
-                    out.push((n, Subject::Receipt(Box::new((r, p)))));
                 }
-                Ok::<_, mpay_storage::LedgerError>(out)
+                match in_flight.poll_next_unpin(cx) {
+                    Poll::Ready(Some(done)) => Poll::Ready(Event::Done(done)),
+                    _ => Poll::Pending,
+                }
             })
-            .await
-            .map_err(|e| format!("receipts not read: {e}"))
+            .await;
+            match event {
+                Event::Wrote(ids, r) => {
+                    for id in ids {
+                        hand.remove(&id);
+                    }
+                    recorded = true;
+                    if let Err(e) = r {
+                        // the store refused the outcomes: not again at once (the Ente dedupes
+                        // a repeat)
+                        self.health.error(KIND, &org, &e);
+                        retry = Some(Utc::now() + chrono::Duration::seconds(5));
+                    }
+                }
+                Event::Read(Ok(batch)) => {
+                    exhausted = batch.ready.is_empty();
+                    next = batch.next;
+                    for (n, subject) in batch.ready {
+                        hand.insert(n.id, n.position.clone());
+                        queue.push_back((n, subject));
+                    }
+                }
+                Event::Read(Err(e)) => {
+                    self.health.error(KIND, &org, &e);
+                    retry = Some(Utc::now() + chrono::Duration::seconds(5));
+                }
+                Event::Done(done) => {
+                    let (n, attempt) = *done;
+                    let now = Utc::now();
+                    let after = match &attempt {
+                        Attempt::Ack => {
+                            breaker.success();
+                            acked = true;
+                            delivered.increment(1);
+                            lag.record(
+                                (now - n.created_at).num_milliseconds().max(0) as f64 / 1000.0,
+                            );
+                            n.delivered(now)
+                        }
+                        Attempt::Refused(e) | Attempt::Unreachable(e) => {
+                            self.failed(&mut breaker, &n, &attempt, e, now)
+                        }
+                    };
+                    outcomes.push((n, after));
+                }
+            }
+        }
+    }
+
+    /// A failed attempt: the breaker, the metrics, the notification's next state.
+    fn failed(
+        &self,
+        breaker: &mut Breaker,
+        n: &Notification,
+        attempt: &Attempt,
+        e: &str,
+        now: DateTime<Utc>,
+    ) -> Notification {
+        let org = &self.endpoint.organization;
+        let reason = if matches!(attempt, Attempt::Refused(_)) {
+            breaker.success();
+            "refused"
+        } else {
+            breaker.failure(now);
+            "unreachable"
+        };
+        metrics::counter!("mpay_ente_delivery_failures_total", "organization" => org.clone(), "reason" => reason)
+            .increment(1);
+        tracing::warn!(organization = %org, notification = n.id, error = %e, "notification not acknowledged");
+        let jitter: u32 = rand::rng().random_range(0..=1000);
+        let f = n.failed(&self.settings.policy, e, now, jitter);
+        if f.state == NotificationState::Failed {
+            metrics::counter!("mpay_ente_notifications_failed_total", "organization" => org.clone())
+                .increment(1);
+            self.health.error(
+                KIND,
+                org,
+                &format!(
+                    "notification {} FAILED after {} attempts: {e}",
+                    n.id, f.attempts
+                ),
+            );
+        }
+        f
+    }
+
+    /// Reads up to `limit` open notifications not in `skip`, keeps the first due one of each
+    /// position not in `positions`, and loads what they carry (one blocking task).
+    fn read(
+        &self,
+        skip: HashSet<u64>,
+        positions: HashSet<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Batch, String>> {
+        let org = self.endpoint.organization.clone();
+        let soap = matches!(self.endpoint.dialect, Dialect::Soap);
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .blocking(move |s| {
+                    let open = s.ledger.open_notifications_except(&org, &skip, limit)?;
+                    let ready: Vec<Notification> = deliverable(&open, Utc::now())
+                        .into_iter()
+                        .filter(|n| !positions.contains(&n.position))
+                        .cloned()
+                        .collect();
+                    let next = next_due(&open);
+                    Ok::<_, mpay_storage::LedgerError>(Batch {
+                        ready: load(s, ready, soap)?,
+                        next,
+                    })
+                })
+                .await
+                .map_err(|e| format!("outbox not read: {e}"))
+        })
+    }
+
+    /// Writes `outcomes` in one unit of work and, when one is an ack, makes them durable
+    /// before the future ends (the acks recorded reach the disk before their ids leave the
+    /// hand).
+    fn write(&self, outcomes: Vec<(Notification, Notification)>, acked: bool) -> Writing {
+        let (store, health) = (self.store.clone(), self.health.clone());
+        let org = self.endpoint.organization.clone();
+        let ids: Vec<u64> = outcomes.iter().map(|(n, _)| n.id).collect();
+        Box::pin(async move {
+            let written = store
+                .blocking(move |s| s.ledger.update_notifications(&outcomes))
+                .await;
+            if let Err(e) = written {
+                return (ids, Err(format!("outcomes not recorded: {e}")));
+            }
+            if acked {
+                if let Err(e) = store.durability.commit(DurabilityPoint::Notification).await {
+                    health.error(KIND, &org, &format!("outbox flush failed: {e}"));
+                }
+            }
+            (ids, Ok(()))
+        })
     }
 }
 

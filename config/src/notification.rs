@@ -141,7 +141,8 @@ pub struct NotificationPolicySettings {
     pub breaker_failures: u32,
     /// How long an open breaker waits before one probe call, ms.
     pub breaker_open_ms: u64,
-    /// Open notifications a connector reads per pass.
+    /// Notifications a connector holds at once: read and not yet durably recorded (also the
+    /// most a crash can have delivered again).
     pub batch: usize,
     /// Calls a connector has in flight at once, each for a different position (one position's
     /// notifications still go one after the other, in order).

@@ -66,12 +66,39 @@ impl SledLedger {
         org: &str,
         limit: usize,
     ) -> Result<Vec<Notification>, LedgerError> {
+        self.open_notifications_except(org, &std::collections::HashSet::new(), limit)
+    }
+
+    /// The open notifications of `org` in enqueue order, at most `limit`, leaving out the ids
+    /// in `skip` (a connector's notifications already in hand: read, in flight, or with an
+    /// outcome not yet written); those are passed over by key, without reading their record.
+    pub fn open_notifications_except(
+        &self,
+        org: &str,
+        skip: &std::collections::HashSet<u64>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, LedgerError> {
         let t = &self.receipts;
         let mut out = Vec::new();
-        for item in t.outbox_open.scan_prefix(org_prefix(org)).take(limit) {
+        if limit == 0 {
+            return Ok(out);
+        }
+        for item in t.outbox_open.scan_prefix(org_prefix(org)) {
             let (k, _) = item?;
+            let id = k
+                .len()
+                .checked_sub(8)
+                .and_then(|at| k.get(at..))
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            if id.is_some_and(|id| skip.contains(&id)) {
+                continue;
+            }
             if let Some(v) = t.outbox.get(&k)? {
                 out.push(Self::decode_notification(&k, &v)?);
+                if out.len() >= limit {
+                    break;
+                }
             }
         }
         Ok(out)
@@ -328,6 +355,10 @@ mod tests {
             vec![n.clone()]
         );
         assert_eq!(l.outbox_backlog("80001234568").unwrap().open, 1);
+        assert!(l
+            .open_notifications_except("80001234568", &[1].into_iter().collect(), 10)
+            .unwrap()
+            .is_empty());
         let failed = n.failed(&DeliveryPolicy::default(), "down", now, 500);
         assert!(l.update_notification(&n, &failed).unwrap());
         assert!(
