@@ -409,4 +409,9 @@ async fn main() {
         if redelivered > 0 { format!("; {redelivered} calls beyond one per receipt") } else { String::new() }
     );
     app.handle.stop(false).await;
+    // leave now: tearing the runtime down drops the node's NATS client after its reactor is
+    // gone (async-nats panics "no reactor running"; `mpay serve` stops its bus first)
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::process::exit(0);
 }
