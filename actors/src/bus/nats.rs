@@ -29,6 +29,26 @@ pub const EVENTS_STREAM: &str = "MPAY_EVENTS";
 pub const ACK_WAIT: Duration = Duration::from_secs(30);
 const MSG_ID: &str = "Nats-Msg-Id";
 
+/// Returns once the server has registered every subscription `client` sent before: a probe
+/// subscription of its own, then a message to it, on the same connection — the server handles
+/// a connection's commands in order, so the probe comes back only after the earlier ones took
+/// effect. (`Client::flush` only empties the socket's buffer: a publish from another
+/// connection could still reach the server first and find no subscriber.)
+async fn registered(client: &async_nats::Client) -> Result<(), BusError> {
+    let inbox = client.new_inbox();
+    let mut probe = client.subscribe(inbox.clone()).await.map_err(unavailable)?;
+    client
+        .publish(inbox, Vec::new().into())
+        .await
+        .map_err(unavailable)?;
+    client.flush().await.map_err(unavailable)?;
+    match tokio::time::timeout(Duration::from_secs(30), probe.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(unavailable("the connection closed")),
+        Err(_) => Err(unavailable("the server did not confirm the subscription")),
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
@@ -307,10 +327,13 @@ impl Bus for NatsBus {
         let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
         async move {
             let (tx, rx) = mpsc::channel(1024);
+            let mut subs = Vec::with_capacity(filters.len());
             for f in filters {
-                let mut sub = self.client.subscribe(f).await.map_err(unavailable)?;
-                // the server has the subscription before this returns
-                self.client.flush().await.map_err(unavailable)?;
+                subs.push(self.client.subscribe(f).await.map_err(unavailable)?);
+            }
+            // the server has the subscriptions before this returns
+            registered(&self.client).await?;
+            for mut sub in subs {
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     while let Some(m) = sub.next().await {
@@ -339,7 +362,7 @@ impl Bus for NatsBus {
                 .queue_subscribe(filter, group)
                 .await
                 .map_err(unavailable)?;
-            self.client.flush().await.map_err(unavailable)?;
+            registered(&self.client).await?;
             Ok(forward(sub))
         }
         .boxed()
@@ -408,7 +431,7 @@ impl Bus for NatsBus {
                 .await
                 .map_err(unavailable)?;
             // served once the server has the subscription
-            self.client.flush().await.map_err(unavailable)?;
+            registered(&self.client).await?;
             let (tx, rx) = mpsc::channel(256);
             let client = self.client.clone();
             tokio::spawn(async move {
